@@ -1,0 +1,157 @@
+"""RabbitMQ (AMQP 0-9-1, pika): the adapter object that ties producer, worker and stats."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import pika
+import pika.exceptions as pe
+
+from ..contract import Broker, Capabilities, Feature, Handler, Hooks, QueueStats, Support
+from .connection import connect
+from .producer import AmqpProducer
+from .topology import Topology
+from .worker import AmqpWorker
+
+CAPABILITIES = Capabilities(
+    delivery=("at-least-once with publisher confirms and manual acks: a job is accepted when the "
+              "broker confirms it (persistent messages: written to disk; quorum queues: to a "
+              "majority); it is removed only when a worker acks it; a dropped consumer "
+              "connection returns its unacked jobs to the queue at once. Without confirms, "
+              "'accepted' only means written to a socket."),
+    ordering=("FIFO per queue; requeued (redelivered) messages go back near the head; retried "
+              "jobs go to the tail after their delay; with prefetch > 1 and several consumers "
+              "jobs start out of order. Priorities: higher AMQP priority first, and jobs without "
+              "priority run after all prioritized ones (BullMQ does the opposite)."),
+    durability=("durable queues and persistent messages survive a broker restart once confirmed; "
+                "transient messages do not; quorum queues replicate (one node here)."),
+    delay=Feature(Support.EMULATED, "one queue per delay value with x-message-ttl, dead-lettering "
+                                    "to the main exchange (no plugin)"),
+    priority=Feature(Support.NATIVE, "x-max-priority on classic lane queues (quorum: none)"),
+    retries=Feature(Support.EMULATED, "the worker publishes a copy with attempts+1 through the "
+                                      "delay queue for its backoff, then acks the original"),
+    dead_letter=Feature(Support.NATIVE, "dead-letter exchange and queue; the worker adds the "
+                                        "reason in headers"),
+    routing=Feature(Support.NATIVE, "topic exchange, routing key = job type, one binding per "
+                                    "routed type; an alternate exchange catches the rest"),
+    batching=Feature(Support.NATIVE, "prefetch N deliveries; one basic.ack(multiple) for a run "
+                                     "of settled jobs; publisher confirms in a window"),
+    redelivery_after_crash=Feature(Support.NATIVE, "unacked messages requeued when the "
+                                                   "connection closes"),
+    stats=frozenset({"waiting", "delayed", "failed"}),
+)
+
+
+class RabbitMQBroker(Broker):
+    """A job queue on RabbitMQ (see :data:`CAPABILITIES` and :mod:`.topology`)."""
+
+    kind = "rabbitmq"
+
+    def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
+                 *, queue_type: str = "classic", max_priority: int = 0, persistent: bool = True,
+                 confirms: str = "windowed", confirm_window: int = 256, connect_timeout: float = 3.0,
+                 **worker_defaults: Any) -> None:
+        super().__init__(queue, routes)
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.topology = Topology(queue, self.routes, queue_type=queue_type, max_priority=max_priority)
+        self.producer_defaults = {"confirms": confirms, "window": confirm_window,
+                                  "persistent": persistent}
+        self.worker_defaults = worker_defaults
+        self._admin = connect(url, role="admin", connect_timeout=connect_timeout)
+        self._admin_ch = self._admin.channel()
+        self.topology.declare(self._admin_ch)
+        self.server = {k: (v.decode() if isinstance(v, bytes) else v)
+                       for k, v in self._admin._impl.server_properties.items()  # noqa: SLF001
+                       if k in ("product", "version", "platform")}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    def producer(self, **options: Any) -> AmqpProducer:
+        return AmqpProducer(self, **{**self.producer_defaults, **options})
+
+    def worker(self, handlers: Mapping[str, Handler] | Handler, *, concurrency: int = 1,
+               lanes: Sequence[str] | None = None, hooks: Sequence[Hooks] = (),
+               **options: Any) -> AmqpWorker:
+        return AmqpWorker(self, handlers, concurrency=concurrency, lanes=lanes, hooks=hooks,
+                          **{**self.worker_defaults, **options})
+
+    # ------------------------------------------------------------------------------ admin
+    def _admin_call(self, action: Callable[[Any], Any]) -> Any:
+        """Run ``action(channel)`` on the admin connection, reopening it once if it dropped."""
+        for attempt in (1, 2):
+            try:
+                if not self._admin.is_open:
+                    self._admin = connect(self.url, role="admin", connect_timeout=self.connect_timeout)
+                    self._admin_ch = self._admin.channel()
+                elif not self._admin_ch.is_open:
+                    self._admin_ch = self._admin.channel()
+                return action(self._admin_ch)
+            except (pe.AMQPConnectionError, pe.StreamLostError, pe.ConnectionWrongStateError):
+                if attempt == 2:
+                    raise
+
+    def queue_depth(self, name: str) -> int | None:
+        """Ready messages in a queue (passive declare), None if it does not exist."""
+        def depth(ch: Any) -> int | None:
+            try:
+                return ch.queue_declare(name, passive=True).method.message_count
+            except pe.ChannelClosedByBroker as exc:
+                if exc.reply_code == 404:
+                    self._admin_ch = self._admin.channel()
+                    return None
+                raise
+        return self._admin_call(depth)
+
+    def stats(self) -> QueueStats:
+        t = self.topology
+        def total(names: list[str]) -> int:
+            return sum(self.queue_depth(n) or 0 for n in names)
+        return QueueStats(
+            waiting=total([t.lane_queue(lane) for lane in self.lanes]),
+            active=None,      # unacked counts need the management API; AMQP does not say
+            delayed=total(t.known_delay_queues()),
+            completed=None,   # RabbitMQ keeps nothing of an acked message
+            failed=total([t.dead_queue]),
+        )
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[pika.BasicProperties, bytes]]:
+        """Read (and requeue) up to ``limit`` dead-lettered messages, for tests and teaching."""
+        def read(ch: Any) -> list[tuple[pika.BasicProperties, bytes]]:
+            out, tags = [], []
+            for _ in range(limit):
+                method, props, body = ch.basic_get(self.topology.dead_queue, auto_ack=False)
+                if method is None:
+                    break
+                out.append((props, body))
+                tags.append(method.delivery_tag)
+            if tags:
+                ch.basic_nack(tags[-1], multiple=True, requeue=True)
+            return out
+        return self._admin_call(read)
+
+    def purge(self) -> None:
+        """Delete this queue's queues and exchanges, then declare them again, empty."""
+        t = self.topology
+        def wipe(ch: Any) -> None:
+            for name in t.all_queues():
+                ch.queue_delete(name)
+            for name in t.all_exchanges():
+                ch.exchange_delete(name)
+        self._admin_call(wipe)
+        t.reset_delay_queues()
+        self._admin_call(t.declare)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "queue": self.queue, "lanes": self.lanes, **self.server,
+                "queue_type": self.topology.queue_type, "max_priority": self.topology.max_priority,
+                **{f"producer_{k}": v for k, v in self.producer_defaults.items()}}
+
+    def close(self) -> None:
+        try:
+            if self._admin.is_open:
+                self._admin.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass

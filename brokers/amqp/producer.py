@@ -1,0 +1,222 @@
+"""Publishing jobs to RabbitMQ with the publisher-confirm mode you choose.
+
+confirms="off"       basic.publish only: "accepted" means written to the socket; a broker crash
+                     or a dropped connection loses what was in flight, and nobody is told.
+confirms="each"      wait for the broker's confirm of every message before returning (one
+                     round trip per job; with persistent messages the broker confirms after
+                     the message is written to disk, or to a quorum of replicas).
+confirms="windowed"  keep up to ``window`` messages unconfirmed; ``publish`` blocks only when the
+                     window is full and ``flush()`` waits for all. Ids handed back before their
+                     confirm are "in flight", not yet "accepted": read ``confirmed`` for that.
+
+With confirms on, a dropped connection is survived: the producer reconnects and publishes again
+every message not yet confirmed (so a message may arrive twice: at-least-once, never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import pika
+import pika.exceptions as pe
+from pika import BasicProperties
+
+from ..contract import BrokerError, BrokerUnavailable, InvalidJob, JobOptions, JobSpec, Producer, PublishRejected, \
+    encode_data
+from ..urls import redact
+from .codec import build_properties, new_job_id
+from .connection import CONNECTION_ERRORS, connect, enable_async_confirms, pump
+from .topology import DELAY_HEADER
+
+if TYPE_CHECKING:
+    from .broker import RabbitMQBroker
+
+log = logging.getLogger(__name__)
+CONFIRM_MODES = ("off", "each", "windowed")
+FLUSH_EVERY = 128  # confirms off: push buffered messages to the socket this often
+MAX_REOPENS = 5  # reconnects in a row without one successful step before giving up
+
+
+@dataclass
+class Outgoing:
+    job_id: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: BasicProperties
+    delay_ms: int
+
+
+class AmqpProducer(Producer):
+    def __init__(self, broker: "RabbitMQBroker", *, confirms: str = "windowed", window: int = 256,
+                 persistent: bool = True, reconnect_for_s: float = 30.0, confirm_timeout_s: float = 30.0,
+                 on_confirm: Callable[[list[str]], None] | None = None) -> None:
+        if confirms not in CONFIRM_MODES:
+            raise ValueError(f"confirms must be one of {CONFIRM_MODES}, got {confirms!r}")
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self._broker = broker
+        self.confirms = confirms
+        self.window = 1 if confirms == "each" else window
+        self.persistent = persistent
+        self.reconnect_for_s = reconnect_for_s
+        self.confirm_timeout_s = confirm_timeout_s
+        self.on_confirm = on_confirm
+        self.confirmed = 0          # messages the broker confirmed
+        self.republished = 0        # messages sent again after a dropped connection
+        self._unconfirmed: dict[int, Outgoing] = {}
+        self._nacked: list[str] = []
+        self._seq = 0
+        self._conn: pika.BlockingConnection | None = None
+        self._open()
+
+    # --------------------------------------------------------------------------- connection
+    def _open(self) -> None:
+        broker = self._broker
+        self._conn = connect(broker.url, role="producer", connect_timeout=broker.connect_timeout)
+        self._ch = self._conn.channel()
+        broker.topology.declare(self._ch)
+        self._seq = 0
+        if self.confirms != "off":
+            enable_async_confirms(self._conn, self._ch, self._on_confirm)
+
+    def _reopen(self, error: BaseException) -> None:
+        """Reconnect after a dropped connection and resend every unconfirmed message."""
+        log.warning("producer lost RabbitMQ at %s (%r); reconnecting", redact(self._broker.url), error)
+        self._broker.topology.forget_delay_queues()
+        try:
+            if self._conn is not None and self._conn.is_open:
+                self._conn.close()
+        except Exception:  # noqa: BLE001 - the connection is already broken
+            pass
+        deadline = time.monotonic() + self.reconnect_for_s
+        while True:
+            try:
+                self._open()
+                break
+            except BrokerUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        resend = [self._unconfirmed[tag] for tag in sorted(self._unconfirmed)]
+        self._unconfirmed = {}
+        for item in resend:
+            self._send(item)
+            self.republished += 1
+
+    def _on_confirm(self, frame: pika.frame.Method) -> None:
+        method = frame.method
+        tags = [t for t in self._unconfirmed if t <= method.delivery_tag] if method.multiple \
+            else [method.delivery_tag]
+        ok = isinstance(method, pika.spec.Basic.Ack)
+        ids = []
+        for tag in tags:
+            item = self._unconfirmed.pop(tag, None)
+            if item is None:
+                continue
+            if ok:
+                ids.append(item.job_id)
+            else:
+                self._nacked.append(item.job_id)
+        self.confirmed += len(ids)
+        if ids and self.on_confirm is not None:
+            self.on_confirm(ids)
+
+    # ---------------------------------------------------------------------------- publishing
+    def _prepare(self, spec: JobSpec) -> Outgoing:
+        if not isinstance(spec.name, str) or not spec.name or len(spec.name) > 255:
+            raise InvalidJob(f"job name must be a non-empty string of at most 255 bytes, got {spec.name!r}")
+        topology = self._broker.topology
+        options = spec.options
+        job_id = options.job_id or new_job_id()
+        props = build_properties(job_id, spec.name, options, persistent=self.persistent,
+                                 amqp_priority=topology.amqp_priority(options.priority))
+        body = encode_data(spec.data).encode()
+        if options.delay_ms > 0:
+            props.headers[DELAY_HEADER] = str(options.delay_ms)
+            return Outgoing(job_id, topology.delay_exchange, spec.name, body, props, options.delay_ms)
+        return Outgoing(job_id, topology.exchange, spec.name, body, props, 0)
+
+    def _send(self, item: Outgoing) -> None:
+        # The channel underneath BlockingChannel: buffer the frames without a socket round of
+        # I/O per message; _wait/flush push them out (pika's blocking basic_publish flushes each).
+        if item.delay_ms:
+            self._broker.topology.ensure_delay_queue(self._ch, item.delay_ms)
+        self._ch._impl.basic_publish(item.exchange, item.routing_key, item.body,  # noqa: SLF001
+                                     item.properties)
+        self._seq += 1
+        if self.confirms != "off":
+            self._unconfirmed[self._seq] = item
+        elif self._seq % FLUSH_EVERY == 0:
+            assert self._conn is not None
+            pump(self._conn)
+
+    def _wait(self, max_unconfirmed: int) -> None:
+        assert self._conn is not None
+        deadline = time.monotonic() + self.confirm_timeout_s
+        pump(self._conn, lambda: len(self._unconfirmed) <= max_unconfirmed,
+             lambda: time.monotonic() > deadline)
+        if len(self._unconfirmed) > max_unconfirmed:
+            raise PublishRejected(
+                f"no publisher confirm from RabbitMQ within {self.confirm_timeout_s:.0f} s "
+                f"(is it blocking publishers on a resource alarm?)",
+                [item.job_id for item in self._unconfirmed.values()])
+        if self._nacked:
+            nacked, self._nacked = self._nacked, []
+            raise PublishRejected(f"RabbitMQ refused {len(nacked)} message(s) (basic.nack)", nacked)
+
+    def _guarded(self, action: Callable[[], Any]) -> Any:
+        """Run a publishing step; on a dropped connection reconnect, resend, and run it again."""
+        for attempt in range(MAX_REOPENS + 1):
+            try:
+                return action()
+            except pe.ConnectionBlockedTimeout:
+                raise PublishRejected("RabbitMQ blocked this publisher (memory or disk alarm) for "
+                                      "longer than the blocked-connection timeout",
+                                      [i.job_id for i in self._unconfirmed.values()]) from None
+            except CONNECTION_ERRORS as exc:
+                if attempt == MAX_REOPENS:
+                    raise BrokerError(f"publishing to RabbitMQ at {redact(self._broker.url)} failed "
+                                      f"{MAX_REOPENS + 1} times in a row: {exc!r}") from None
+                self._reopen(exc)
+
+    def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
+        item = self._prepare(JobSpec(name, data, options or JobOptions()))
+        self._guarded(lambda: self._send(item))
+        if self.confirms != "off":
+            self._guarded(lambda: self._wait(self.window - 1))
+        return item.job_id
+
+    def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
+        ids = []
+        for spec in jobs:
+            item = self._prepare(spec)
+            self._guarded(lambda: self._send(item))
+            if self.confirms != "off" and len(self._unconfirmed) >= self.window:
+                self._guarded(lambda: self._wait(self.window - 1))
+            ids.append(item.job_id)
+        self.flush()
+        return ids
+
+    def flush(self) -> None:
+        if self.confirms != "off":
+            self._guarded(lambda: self._wait(0))
+        elif self._conn is not None:
+            self._guarded(lambda: pump(self._conn))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unconfirmed)
+
+    def close(self) -> None:
+        try:
+            if self._conn is not None and self._conn.is_open:
+                try:
+                    self.flush()
+                finally:
+                    self._conn.close()
+        except CONNECTION_ERRORS:
+            pass

@@ -1,0 +1,290 @@
+"""The AMQP worker: manual acks, prefetch, batched multiple-acks, retries and dead letters.
+
+Delivery guarantee: at-least-once. A message stays unacknowledged until its job is settled;
+if this process dies or its connection drops, RabbitMQ puts every unacknowledged message
+back in its queue (``redelivered`` set) at once, and another consumer gets it.
+
+Settling, per outcome, always ends with an ack of the delivery:
+* completed: ack.
+* retried:   publish a copy with ``bb-attempts-made`` + 1, to the main exchange (no backoff) or
+             through the delay queue for the backoff; wait for its confirm; then ack.
+* failed:    publish a copy with the reason to the dead-letter exchange; confirm; ack.
+Because the copy is confirmed before the original is acked, a crash in between duplicates the
+job, never loses it.
+
+Acks are batched: one ``basic.ack(multiple=True)`` covers a contiguous run of settled delivery
+tags, sent when the run reaches ``ack_batch`` (default prefetch / 2) or ``ack_interval_s`` has
+passed; a job settled behind a slow one is acked on its own then, so it never holds a prefetch
+slot for long. A crash re-runs at most the jobs whose acks were still held back.
+
+Threads: with concurrency > 1 handlers run on a pool; they hand their settlements back to the
+connection's thread, waking it through ``add_callback_threadsafe`` (pika's blocking connection
+must only be used from its own thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import pika
+import pika.exceptions as pe
+from pika import BasicProperties
+
+from ..contract import BrokerUnavailable, Handler, Hooks, Outcome, Worker, WorkerReport
+from ..dispatch import JobRunner, Settlement, reject, run_handler
+from ..urls import redact
+from .codec import H_ATTEMPTS_MADE, H_FAILED_AT, H_FAILED_REASON, job_from_message, \
+    republish_properties
+from .connection import CONNECTION_ERRORS, connect
+from .topology import DELAY_HEADER
+
+if TYPE_CHECKING:
+    from .broker import RabbitMQBroker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delivery:
+    generation: int          # which connection the delivery came on: tags die with it
+    tag: int
+    properties: BasicProperties
+    body: bytes
+
+
+class AmqpWorker(Worker):
+    def __init__(self, broker: "RabbitMQBroker", handlers: Mapping[str, Handler] | Handler, *,
+                 concurrency: int = 1, prefetch: int | None = None, lanes: Sequence[str] | None = None,
+                 hooks: Sequence[Hooks] = (), ack_batch: int | None = None,
+                 ack_interval_s: float = 0.05, reconnect_for_s: float = 30.0) -> None:
+        super().__init__()
+        unknown = set(lanes or ()) - set(broker.lanes)
+        if unknown:
+            raise ValueError(f"unknown lanes {sorted(unknown)}; this broker has {broker.lanes}")
+        self.broker = broker
+        self.handlers = handlers
+        self.concurrency = concurrency
+        self.prefetch = prefetch or concurrency
+        self.lanes = list(lanes or broker.lanes)
+        self.hooks = tuple(hooks)
+        self.ack_batch = ack_batch or max(self.prefetch // 2, 1)
+        self.ack_interval_s = ack_interval_s
+        self.reconnect_for_s = reconnect_for_s
+        self.generation = 0
+        self._conn: pika.BlockingConnection | None = None
+        self._runner: JobRunner | None = None
+        self._max_jobs: int | None = None
+        self._consuming = False
+        self._reset_acks()
+
+    # ------------------------------------------------------------------------- connection
+    def _reset_acks(self) -> None:
+        self._done: set[int] = set()      # settled, ack not sent
+        self._singled: set[int] = set()   # acked one by one, above the cursor
+        self._cursor = 0                  # every tag <= cursor is acked or in the pending run
+        self._run_top = 0                 # highest tag of the pending run (not yet acked)
+        self._run_len = 0
+        self._last_flush = time.monotonic()
+
+    def _open(self) -> None:
+        broker = self.broker
+        self._conn = connect(broker.url, role="worker", connect_timeout=broker.connect_timeout)
+        self._ch = self._conn.channel()
+        broker.topology.declare(self._ch)
+        self._pub = self._conn.channel()
+        self._pub.confirm_delivery()  # retries and dead letters: wait for each confirm
+        self._ch.basic_qos(prefetch_count=self.prefetch)
+        self.generation += 1
+        self._reset_acks()
+        self._consumer_tags = []
+        for lane in self.lanes:
+            queue = broker.topology.lane_queue(lane)
+            self._consumer_tags.append(self._ch.basic_consume(
+                queue, lambda ch, m, p, b, lane=lane: self._on_message(lane, m, p, b)))
+        self._consuming = True
+
+    def _reopen(self, error: BaseException) -> None:
+        self.report.reconnects += 1
+        for hook in self.hooks:
+            hook.connection_lost(error)
+        log.warning("worker lost RabbitMQ at %s (%r); reconnecting", redact(self.broker.url), error)
+        self.broker.topology.forget_delay_queues()
+        try:
+            if self._conn is not None and self._conn.is_open:
+                self._conn.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
+        deadline = time.monotonic() + self.reconnect_for_s
+        while True:
+            try:
+                self._open()
+                return
+            except BrokerUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _wake(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.add_callback_threadsafe(lambda: None)
+            except Exception:  # noqa: BLE001 - closed: the loop will notice by itself
+                pass
+
+    def _stop_consuming(self) -> None:
+        if self._consuming:
+            self._consuming = False
+            for tag in self._consumer_tags:
+                self._ch.basic_cancel(tag)  # undelivered prefetched messages go back (nack)
+
+    # ------------------------------------------------------------------------------- loop
+    def _on_message(self, lane: str, method: Any, props: BasicProperties, body: bytes) -> None:
+        runner = self._runner
+        assert runner is not None
+        if not self._consuming or (self._max_jobs is not None and
+                                   self.report.settled + runner.in_flight >= self._max_jobs):
+            self._ch.basic_nack(method.delivery_tag, requeue=True)
+            self._singled.add(method.delivery_tag)
+            return
+        delivery = Delivery(self.generation, method.delivery_tag, props, body)
+        job, bad = job_from_message(props, body, method.redelivered, lane)
+        if job.redelivered:
+            self.report.redelivered += 1
+        if runner.inline:
+            # Run and settle now, inside the dispatch, so acks leave while later deliveries
+            # still arrive: the prefetch window never runs dry between batches.
+            self._settle([reject(job, bad, delivery) if bad is not None
+                          else run_handler(job, self.handlers, self.hooks, delivery)])
+            self._flush_acks(force=False)
+        elif bad is not None:
+            runner.post(reject(job, bad, delivery))
+        else:
+            runner.submit(job, delivery)
+
+    def run(self, *, max_jobs: int | None = None, idle_timeout: float | None = None,
+            timeout: float | None = None) -> WorkerReport:
+        self._runner = runner = JobRunner(self.handlers, self.concurrency, self.hooks, wake=self._wake)
+        self._max_jobs = max_jobs
+        started = last_activity = time.monotonic()
+        self._open()
+        assert self._conn is not None
+        try:
+            while True:
+                now = time.monotonic()
+                if self._consuming and (self.stopping or (timeout is not None and now - started >= timeout)
+                                        or (max_jobs is not None and self.report.settled >= max_jobs)):
+                    self._guard(self._stop_consuming)
+                if not self._consuming and runner.in_flight == 0:
+                    break
+                if idle_timeout is not None and runner.in_flight == 0 and now - last_activity >= idle_timeout:
+                    break
+                wait = 0.0 if runner.in_flight and runner.inline else 0.5
+                if idle_timeout is not None:
+                    wait = min(wait, max(idle_timeout - (now - last_activity), 0.0))
+                before = self.report.settled + runner.in_flight
+                if not self._guard(lambda: self._conn.process_data_events(time_limit=wait)):
+                    continue
+                settled = runner.collect()
+                if settled:
+                    self._guard(lambda: self._settle(settled))
+                delivered = self.report.settled + runner.in_flight != before
+                if delivered or settled:
+                    last_activity = time.monotonic()
+                self._guard(lambda: self._flush_acks(force=not delivered))
+        finally:
+            self._stop.set()
+            runner.shutdown()
+            leftovers = runner.collect()
+            try:
+                if leftovers:
+                    self._settle(leftovers)
+                self._flush_acks(force=True)
+                if self._conn is not None and self._conn.is_open:
+                    self._conn.close()
+            except CONNECTION_ERRORS as exc:
+                log.warning("worker could not ack its last jobs (%r): RabbitMQ redelivers them", exc)
+        return self.report
+
+    def _guard(self, action: Any) -> bool:
+        """Run a step on the connection; on a drop, reconnect and report False."""
+        try:
+            action()
+            return True
+        except CONNECTION_ERRORS as exc:
+            if self.stopping and not self._runner.in_flight:  # type: ignore[union-attr]
+                self._consuming = False
+                return False
+            self._reopen(exc)
+            return False
+
+    # ----------------------------------------------------------------------------- settling
+    def _settle(self, settlements: list[Settlement]) -> None:
+        for s in settlements:
+            d: Delivery = s.ref
+            outcome = s.outcome
+            if d.generation != self.generation:
+                outcome = Outcome.LOST_LOCK  # its connection is gone: RabbitMQ requeued it
+            else:
+                try:
+                    self._republish(s, d)
+                except (pe.NackError, pe.UnroutableError) as exc:
+                    # The copy was refused: keep the original by handing it back to the queue.
+                    log.error("RabbitMQ refused the %s copy of job %s (%r); requeueing the original",
+                              outcome.value, s.job.id, exc)
+                    self._ch.basic_nack(d.tag, requeue=True)
+                    self._singled.add(d.tag)
+                    continue
+                self._done.add(d.tag)
+            setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
+            for hook in self.hooks:
+                hook.job_settled(s.job, outcome, s.reason)
+
+    def _republish(self, s: Settlement, d: Delivery) -> None:
+        """Publish (and confirm) the retry copy or the dead letter a settlement needs, if any."""
+        topology = self.broker.topology
+        if s.outcome is Outcome.RETRIED:
+            props = republish_properties(d.properties, {
+                H_ATTEMPTS_MADE: s.job.attempts_made + 1, H_FAILED_REASON: s.reason or ""})
+            props.headers.pop(DELAY_HEADER, None)
+            if s.delay_ms > 0:
+                topology.ensure_delay_queue(self._pub, s.delay_ms)
+                props.headers[DELAY_HEADER] = str(s.delay_ms)
+                self._pub.basic_publish(topology.delay_exchange, s.job.name, d.body, props)
+            else:
+                self._pub.basic_publish(topology.exchange, s.job.name, d.body, props)
+        elif s.outcome is Outcome.FAILED and not s.job.options.remove_on_fail:
+            props = republish_properties(d.properties, {
+                H_ATTEMPTS_MADE: s.job.attempts_made + 1, H_FAILED_REASON: s.reason or "",
+                H_FAILED_AT: int(time.time() * 1000)})
+            props.headers.pop(DELAY_HEADER, None)
+            self._pub.basic_publish(topology.dead_exchange, s.job.name or "unknown", d.body, props)
+
+    def _flush_acks(self, force: bool) -> None:
+        while True:  # extend the contiguous run of settled tags
+            nxt = self._cursor + 1
+            if nxt in self._done:
+                self._done.discard(nxt)
+                self._run_top, self._run_len = nxt, self._run_len + 1
+            elif nxt in self._singled:
+                self._singled.discard(nxt)
+            else:
+                break
+            self._cursor = nxt
+        force = force or time.monotonic() - self._last_flush >= self.ack_interval_s
+        if self._run_len and (force or self._run_len >= self.ack_batch):
+            self._ch.basic_ack(self._run_top, multiple=True)
+            self._run_len = 0
+            self._last_flush = time.monotonic()
+        if force and self._done:
+            for tag in sorted(self._done):  # settled behind a gap: ack each on its own
+                self._ch.basic_ack(tag)
+            self._singled |= self._done
+            self._done.clear()
+            self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.stop()

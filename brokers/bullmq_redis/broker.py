@@ -1,0 +1,133 @@
+"""BullMQ-style job queue on Redis: the adapter object that ties producer, worker and stats.
+
+One brokerbench queue is one BullMQ queue per lane (``<queue>`` for the default lane,
+``<queue>-<lane>`` for others), with BullMQ's key layout, so the official BullMQ clients
+can read and write the same jobs (the interop tests show it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..contract import (Broker, Capabilities, Feature, Handler, Hooks, QueueStats, Support)
+from .connection import connect, guarded
+from .keys import QueueKeys, lane_queue_name
+from .producer import RedisProducer
+from .scripts import Scripts
+from .worker import RedisWorker
+
+CAPABILITIES = Capabilities(
+    delivery=("at-least-once. A job is accepted once Redis ran addJobs.lua. A worker holds a job "
+              "under a lock it renews; if the worker dies, the lock expires and the stalled check "
+              "puts the job back in wait (after lockDuration, at most stalledInterval more), "
+              "up to maxStalledCount times, then fails it."),
+    ordering=("FIFO per lane for jobs without priority; those run before prioritized jobs, which "
+              "run lowest number first and FIFO within a number. Stalled jobs go back to the head, "
+              "retried jobs to the tail."),
+    durability=("as durable as Redis is configured: nothing survives a restart without "
+                "persistence; AOF everysec may lose about a second of accepted jobs; AOF always "
+                "loses none that were acknowledged."),
+    delay=Feature(Support.CLIENT, "delayed sorted set scored by due time; workers promote due "
+                                  "jobs and sleep on the marker until the next due time"),
+    priority=Feature(Support.CLIENT, "prioritized sorted set, score = priority * 2^32 + counter"),
+    retries=Feature(Support.CLIENT, "attempts and backoff in the job's opts; a failed attempt "
+                                    "goes back to wait, or to the delayed set for its backoff"),
+    dead_letter=Feature(Support.CLIENT, "failed sorted set; the job hash keeps failedReason "
+                                        "and stacktrace"),
+    routing=Feature(Support.CLIENT, "the producer maps a job type to its lane's queue; "
+                                    "Redis itself does no routing"),
+    batching=Feature(Support.CLIENT, "moveToActive takes N jobs per call; moveToFinished settles "
+                                     "a batch and takes the next ones in the same call"),
+    redelivery_after_crash=Feature(Support.CLIENT, "lock expiry + stalled check"),
+    stats=frozenset({"waiting", "active", "delayed", "completed", "failed"}),
+)
+
+
+class BullMQRedisBroker(Broker):
+    """A BullMQ-style queue on Redis (see :data:`CAPABILITIES` for what it guarantees)."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
+                 *, connect_timeout: float = 3.0, reconnect_for_s: float = 30.0,
+                 **worker_defaults: Any) -> None:
+        super().__init__(queue, routes)
+        self.url = url
+        self.client = connect(url, role="client", connect_timeout=connect_timeout,
+                              reconnect_for=reconnect_for_s)
+        self.scripts = Scripts(self.client)
+        self.lane_keys = {lane: QueueKeys(lane_queue_name(queue, lane)) for lane in self.lanes}
+        self.worker_defaults = {"reconnect_for_s": reconnect_for_s, **worker_defaults}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    def producer(self) -> RedisProducer:
+        return RedisProducer(self)
+
+    def worker(self, handlers: Mapping[str, Handler] | Handler, *, concurrency: int = 1,
+               lanes: Sequence[str] | None = None, hooks: Sequence[Hooks] = (),
+               **options: Any) -> RedisWorker:
+        return RedisWorker(self, handlers, concurrency=concurrency, lanes=lanes, hooks=hooks,
+                           **{**self.worker_defaults, **options})
+
+    def stats(self) -> QueueStats:
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            for keys in self.lane_keys.values():
+                pipe.llen(keys.wait).zcard(keys.prioritized).llen(keys.active)
+                pipe.zcard(keys.delayed).zcard(keys.completed).zcard(keys.failed)
+            return pipe.execute()
+
+        counts = guarded(self.url, read, "stats")
+        total = QueueStats(0, 0, 0, 0, 0)
+        for i in range(0, len(counts), 6):
+            wait, prioritized, active, delayed, completed, failed = counts[i:i + 6]
+            total.waiting += wait + prioritized  # type: ignore[operator]
+            total.active += active  # type: ignore[operator]
+            total.delayed += delayed  # type: ignore[operator]
+            total.completed += completed  # type: ignore[operator]
+            total.failed += failed  # type: ignore[operator]
+        return total
+
+    def purge(self) -> None:
+        """Delete every key of every lane's queue (SCAN + UNLINK). Run it with no worker active."""
+        def wipe() -> None:
+            for keys in self.lane_keys.values():
+                batch: list[bytes] = []
+                for key in self.client.scan_iter(match=keys.base + "*", count=1000):
+                    batch.append(key)
+                    if len(batch) >= 1000:
+                        self.client.unlink(*batch)
+                        batch = []
+                if batch:
+                    self.client.unlink(*batch)
+
+        guarded(self.url, wipe, "purge")
+
+    def job_hash(self, job_id: str, lane: str = "default") -> dict[str, str]:
+        """A job's hash as text (for tests and teaching)."""
+        raw = self.client.hgetall(self.lane_keys[lane].job(job_id))
+        return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"kind": self.kind, "queue": self.queue, "lanes": self.lanes}
+        try:
+            server = self.client.info("server")
+            info["version"] = server.get("redis_version")
+            persistence = self.client.info("persistence")
+            info["aof_enabled"] = bool(persistence.get("aof_enabled"))
+            try:
+                config = self.client.config_get("appendfsync")
+                config.update(self.client.config_get("maxmemory-policy"))
+                config.update(self.client.config_get("save"))
+                info["config"] = config
+            except Exception:  # noqa: BLE001 - CONFIG is often disabled on managed Redis
+                info["config"] = "unavailable (CONFIG disabled)"
+        except Exception as exc:  # noqa: BLE001 - description is best effort
+            info["error"] = str(exc)
+        return info
+
+    def close(self) -> None:
+        self.client.close()

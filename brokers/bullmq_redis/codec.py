@@ -1,0 +1,126 @@
+"""Job options and job hashes in BullMQ's own format, both ways.
+
+BullMQ keeps a job's options as JSON in the job hash under ``opts``, with its own names
+(``attempts``, ``backoff``, ``removeOnComplete``...). Writing and reading exactly that format is
+what lets the official BullMQ clients and ours share a queue.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..contract import Backoff, InvalidJob, Job, JobOptions, Keep
+from . import keys as K
+
+
+def options_to_opts(options: JobOptions) -> dict[str, Any]:
+    """JobOptions -> BullMQ's opts object."""
+    opts: dict[str, Any] = {
+        "attempts": options.attempts,
+        "delay": options.delay_ms,
+        "removeOnComplete": options.remove_on_complete,
+        "removeOnFail": options.remove_on_fail,
+    }
+    if options.priority:
+        opts["priority"] = options.priority
+    if options.backoff is not None:
+        opts["backoff"] = options.backoff.to_json()
+    if options.job_id is not None:
+        opts["jobId"] = options.job_id
+    return opts
+
+
+def _keep_from_opts(raw: Any, default: Keep) -> Keep:
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw >= 0:
+        return raw
+    if isinstance(raw, dict):  # {"count": n, "age": s}: we honour the count
+        count = raw.get("count")
+        return count if isinstance(count, int) and count >= 0 else False
+    return default
+
+
+def options_from_opts(opts: dict[str, Any]) -> JobOptions:
+    """BullMQ's opts object (as written by any BullMQ client) -> JobOptions.
+
+    Unknown keys are ignored; a value out of our range is clamped to what it means for us.
+    """
+    attempts = opts.get("attempts")
+    priority = opts.get("priority") or 0
+    job_id = opts.get("jobId")
+    return JobOptions(
+        delay_ms=max(int(opts.get("delay") or 0), 0),
+        priority=min(max(int(priority), 0), 10),
+        attempts=max(int(attempts), 1) if isinstance(attempts, (int, float)) else 1,
+        backoff=Backoff.from_json(opts.get("backoff")),
+        job_id=job_id if isinstance(job_id, str) and job_id and not job_id.isdigit()
+        and ":" not in job_id else None,
+        # BullMQ's default is to keep finished jobs when the option is absent.
+        remove_on_complete=_keep_from_opts(opts.get("removeOnComplete"), False),
+        remove_on_fail=_keep_from_opts(opts.get("removeOnFail"), False),
+    )
+
+
+def keep_arg(keep: Keep) -> int:
+    """remove_on_* -> the ``keep`` argument of moveToFinished.lua (-1 all, 0 none, n newest)."""
+    if keep is True:
+        return 0
+    if keep is False:
+        return -1
+    return int(keep)
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", "replace") if raw is not None else ""
+
+
+def _int(raw: bytes | None, default: int = 0) -> int:
+    try:
+        return int(raw) if raw is not None else default
+    except ValueError:
+        return default
+
+
+def job_from_hash(job_id: str, fields: dict[str, bytes], lane: str) -> tuple[Job, str | None]:
+    """A job hash -> (Job, reason it must be rejected or None).
+
+    Never raises: a payload that is not JSON, or options that are not BullMQ's, give a Job
+    with ``data=None`` and a reason, so the worker fails it and goes on.
+    """
+    reason: str | None = None
+    try:
+        options = options_from_opts(json.loads(fields.get(K.F_OPTS) or b"{}"))
+    except (ValueError, TypeError, InvalidJob) as exc:
+        options, reason = JobOptions(), f"malformed job options: {exc}"
+    data: Any = None
+    raw_data = fields.get(K.F_DATA)
+    if reason is None:
+        if raw_data is None:
+            reason = "malformed payload: the job has no data field"
+        else:
+            try:
+                data = json.loads(raw_data)
+            except ValueError as exc:  # includes UnicodeDecodeError
+                reason = f"malformed payload: not JSON ({exc})"
+    attempts_made = _int(fields.get(K.F_ATTEMPTS_MADE) or fields.get("attemptsMade"))
+    job = Job(
+        id=job_id,
+        name=_text(fields.get(K.F_NAME)),
+        data=data,
+        options=options,
+        attempts_made=attempts_made,
+        deliveries=max(_int(fields.get(K.F_ATTEMPTS_STARTED), 1), 1),
+        created_ms=_int(fields.get(K.F_TIMESTAMP)),
+        lane=lane,
+    )
+    return job, reason
+
+
+def pairs_to_dict(flat: list[bytes]) -> dict[str, bytes]:
+    """HGETALL's flat [field, value, ...] reply -> {field: value}; field names decoded."""
+    it = iter(flat)
+    return {field.decode("utf-8", "replace"): value for field, value in zip(it, it)}

@@ -1,0 +1,48 @@
+"""Load the queue's Lua scripts (``lua/*.lua``) and call them with the right keys.
+
+A script may say ``-- @include NAME`` on a line of its own; that line is replaced by
+``lua/include/NAME.lua``, so shared functions are written once (BullMQ does the same at
+build time). Scripts are sent with EVALSHA; redis-py loads them again after a server restart.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Sequence
+
+import redis
+
+from .keys import QueueKeys
+
+SCRIPT_NAMES = ("addJobs", "moveToActive", "moveToFinished", "extendLocks", "moveStalledJobsToWait")
+_INCLUDE = re.compile(r"^-- @include (\w+)\s*$", re.MULTILINE)
+
+
+def _read(path: str) -> str:
+    return resources.files(__package__).joinpath("lua", path).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def script_source(name: str) -> str:
+    """The full text of a script, includes pasted in."""
+    return _INCLUDE.sub(lambda m: _read(f"include/{m.group(1)}.lua"), _read(f"{name}.lua"))
+
+
+def queue_keys(keys: QueueKeys) -> list[str]:
+    """The 13 KEYS every script receives, in the order include/queue.lua names them."""
+    return [keys.wait, keys.active, keys.prioritized, keys.pc, keys.delayed, keys.completed,
+            keys.failed, keys.stalled, keys.meta, keys.events, keys.marker, keys.id,
+            keys.stalled_check]
+
+
+class Scripts:
+    """The registered scripts of one Redis client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
+
+    def call(self, name: str, keys: QueueKeys, now_ms: int, args: Sequence[Any],
+             client: redis.Redis | None = None) -> Any:
+        return self._scripts[name](keys=queue_keys(keys), args=[keys.base, now_ms, *args], client=client)
