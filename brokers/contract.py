@@ -259,6 +259,17 @@ class QueueStats:
                 "completed": self.completed, "failed": self.failed}
 
 
+@dataclass
+class FailedJob:
+    """A job that failed for good, as the broker keeps it (failed set / dead-letter queue)."""
+
+    id: str
+    name: str
+    reason: str
+    attempts_made: int
+    data: Any = None
+
+
 class Support(str, Enum):
     NATIVE = "native"        # the broker does it itself
     EMULATED = "emulated"    # built on broker primitives by the adapter, the usual way
@@ -397,6 +408,10 @@ class Broker(ABC):
 
     @abstractmethod
     def stats(self) -> QueueStats: ...
+
+    @abstractmethod
+    def failed_jobs(self, limit: int = 100) -> list[FailedJob]:
+        """Up to ``limit`` failed jobs with their reasons, oldest first; leaves them in place."""
 
     @abstractmethod
     def purge(self) -> None:

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .contract import BrokerError
-from .instances import RabbitMQInstance, RedisInstance, rabbitmq_binaries, redis_server_binary
+from .instances import (
+    RabbitMQInstance,
+    RedisInstance,
+    rabbitmq_binaries,
+    redis_server_binary,
+)
 from .urls import redact
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

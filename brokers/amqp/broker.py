@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Mapping, Sequence
 
 import pika
 import pika.exceptions as pe
 
-from ..contract import Broker, Capabilities, Feature, Handler, Hooks, QueueStats, Support
+from ..contract import (
+    Broker,
+    Capabilities,
+    FailedJob,
+    Feature,
+    Handler,
+    Hooks,
+    QueueStats,
+    Support,
+)
+from .codec import H_ATTEMPTS_MADE, H_FAILED_REASON
 from .connection import connect
 from .producer import AmqpProducer
 from .topology import Topology
@@ -131,6 +142,20 @@ class RabbitMQBroker(Broker):
                 ch.basic_nack(tags[-1], multiple=True, requeue=True)
             return out
         return self._admin_call(read)
+
+    def failed_jobs(self, limit: int = 100) -> list[FailedJob]:
+        out = []
+        for props, body in self.dead_letters(limit):
+            headers = props.headers or {}
+            reason = headers.get(H_FAILED_REASON) or headers.get("x-first-death-reason") or ""
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = body.decode("utf-8", "replace")
+            out.append(FailedJob(props.message_id or "", props.type or "",
+                                 reason.decode() if isinstance(reason, bytes) else str(reason),
+                                 int(headers.get(H_ATTEMPTS_MADE, 0) or 0), data))
+        return out
 
     def purge(self) -> None:
         """Delete this queue's queues and exchanges, then declare them again, empty."""

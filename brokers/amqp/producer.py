@@ -24,8 +24,16 @@ import pika
 import pika.exceptions as pe
 from pika import BasicProperties
 
-from ..contract import BrokerError, BrokerUnavailable, InvalidJob, JobOptions, JobSpec, Producer, PublishRejected, \
-    encode_data
+from ..contract import (
+    BrokerError,
+    BrokerUnavailable,
+    InvalidJob,
+    JobOptions,
+    JobSpec,
+    Producer,
+    PublishRejected,
+    encode_data,
+)
 from ..urls import redact
 from .codec import build_properties, new_job_id
 from .connection import CONNECTION_ERRORS, connect, enable_async_confirms, pump
@@ -194,7 +202,7 @@ class AmqpProducer(Producer):
         ids = []
         for spec in jobs:
             item = self._prepare(spec)
-            self._guarded(lambda: self._send(item))
+            self._guarded(lambda item=item: self._send(item))
             if self.confirms != "off" and len(self._unconfirmed) >= self.window:
                 self._guarded(lambda: self._wait(self.window - 1))
             ids.append(item.job_id)

@@ -36,8 +36,13 @@ from pika import BasicProperties
 from ..contract import BrokerUnavailable, Handler, Hooks, Outcome, Worker, WorkerReport
 from ..dispatch import JobRunner, Settlement, reject, run_handler
 from ..urls import redact
-from .codec import H_ATTEMPTS_MADE, H_FAILED_AT, H_FAILED_REASON, job_from_message, \
-    republish_properties
+from .codec import (
+    H_ATTEMPTS_MADE,
+    H_FAILED_AT,
+    H_FAILED_REASON,
+    job_from_message,
+    republish_properties,
+)
 from .connection import CONNECTION_ERRORS, connect
 from .topology import DELAY_HEADER
 
@@ -186,15 +191,15 @@ class AmqpWorker(Worker):
                 if idle_timeout is not None:
                     wait = min(wait, max(idle_timeout - (now - last_activity), 0.0))
                 before = self.report.settled + runner.in_flight
-                if not self._guard(lambda: self._conn.process_data_events(time_limit=wait)):
+                if not self._guard(lambda wait=wait: self._conn.process_data_events(time_limit=wait)):
                     continue
                 settled = runner.collect()
                 if settled:
-                    self._guard(lambda: self._settle(settled))
+                    self._guard(lambda settled=settled: self._settle(settled))
                 delivered = self.report.settled + runner.in_flight != before
                 if delivered or settled:
                     last_activity = time.monotonic()
-                self._guard(lambda: self._flush_acks(force=not delivered))
+                self._guard(lambda force=not delivered: self._flush_acks(force=force))
         finally:
             self._stop.set()
             runner.shutdown()

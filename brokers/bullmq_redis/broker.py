@@ -7,9 +7,19 @@ can read and write the same jobs (the interop tests show it).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
 
-from ..contract import (Broker, Capabilities, Feature, Handler, Hooks, QueueStats, Support)
+from ..contract import (
+    Broker,
+    Capabilities,
+    FailedJob,
+    Feature,
+    Handler,
+    Hooks,
+    QueueStats,
+    Support,
+)
 from .connection import connect, guarded
 from .keys import QueueKeys, lane_queue_name
 from .producer import RedisProducer
@@ -90,6 +100,19 @@ class BullMQRedisBroker(Broker):
             total.completed += completed  # type: ignore[operator]
             total.failed += failed  # type: ignore[operator]
         return total
+
+    def failed_jobs(self, limit: int = 100) -> list[FailedJob]:
+        out = []
+        for lane, keys in self.lane_keys.items():
+            for raw_id in self.client.zrange(keys.failed, 0, limit - 1):
+                job = self.job_hash(raw_id.decode(), lane)
+                try:
+                    data = json.loads(job.get("data", "null"))
+                except ValueError:
+                    data = job.get("data")
+                out.append(FailedJob(raw_id.decode(), job.get("name", ""), job.get("failedReason", ""),
+                                     int(job.get("atm", 0) or 0), data))
+        return out[:limit]
 
     def purge(self) -> None:
         """Delete every key of every lane's queue (SCAN + UNLINK). Run it with no worker active."""

@@ -16,7 +16,12 @@ from typing import Callable, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    ResponseError,
+    TimeoutError,
+)
 from redis.retry import Retry
 
 from ..contract import AuthenticationFailed, BrokerUnavailable, PublishRejected

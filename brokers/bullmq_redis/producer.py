@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..contract import InvalidJob, JobOptions, JobSpec, Producer, encode_data
@@ -48,7 +49,7 @@ class RedisProducer(Producer):
                     args += [o.job_id or "", spec.name, encode_data(spec.data),
                              json.dumps(options_to_opts(o), separators=(",", ":")), o.delay_ms, o.priority]
                 now = int(time.time() * 1000)
-                result = guarded(broker.url, lambda: broker.scripts.call("addJobs", keys, now, args),
+                result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args),
                                  "publish")
                 for (index, _), job_id in zip(chunk, result):
                     ids[index] = job_id.decode()

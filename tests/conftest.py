@@ -1,0 +1,60 @@
+"""Shared fixtures: the brokers to test against, and a fresh queue per test.
+
+Brokers are found by brokers.provision (environment URLs, localhost, local binaries, Docker).
+A test that needs a broker fails, never skips, when none can be found: CI always has both.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from brokers.contract import Broker
+from brokers.provision import Endpoint, find
+from brokers.registry import adapter_class
+
+KINDS = ["redis", "rabbitmq"]
+
+logging.getLogger("pika").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> dict[str, Endpoint]:
+    return {kind: find(kind) for kind in KINDS}
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+BrokerFactory = Callable[..., Broker]
+
+
+@pytest.fixture
+def make_broker(endpoints: dict[str, Endpoint]) -> Iterator[BrokerFactory]:
+    """make_broker(kind, **options): an adapter on a queue of its own, purged afterwards."""
+    made: list[Broker] = []
+
+    def make(kind: str, **options: Any) -> Broker:
+        options.setdefault("queue", f"test-{uuid.uuid4().hex[:10]}")
+        if kind == "rabbitmq":
+            options.setdefault("max_priority", 10)
+        broker = adapter_class(kind)(endpoints[kind].url, **options)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        try:
+            broker.purge()
+        finally:
+            broker.close()
+
+
+@pytest.fixture
+def broker(kind: str, make_broker: BrokerFactory) -> Broker:
+    return make_broker(kind)

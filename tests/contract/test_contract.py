@@ -1,0 +1,326 @@
+"""The contract every adapter keeps, run against real brokers: one suite, every adapter.
+
+Each test runs once per adapter (the ``kind`` fixture) on a queue of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from brokers.contract import AuthenticationFailed, Backoff, BrokerUnavailable, InvalidJob, JobOptions, JobSpec, Outcome
+from brokers.registry import adapter_class
+from tests.helpers.faults import inject_raw, kill_amqp_connections, kill_redis_clients
+from tests.helpers.recorder import Recorder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def drain(broker, handler, expected: int, *, concurrency: int = 1, timeout: float = 30, **options):
+    """Run one worker until ``expected`` jobs settled (or timeout); return its report."""
+    worker = broker.worker(handler, concurrency=concurrency, **options)
+    report = worker.run(max_jobs=expected, timeout=timeout)
+    return report
+
+
+def test_publish_consume_ack(broker):
+    rec = Recorder()
+    with broker.producer() as producer:
+        ids = producer.publish_many([JobSpec("user_variables_update", {"user": i}) for i in range(20)])
+        ids.append(producer.publish("statistics_aggregation", {"project": "p1"}))
+    assert len(set(ids)) == 21
+    assert broker.stats().waiting == 21
+    report = drain(broker, rec.handler(), 21)
+    assert report.completed == 21 and report.failed == 0
+    assert sorted(rec.ids()) == sorted(ids)
+    assert {s.data["user"] for s in rec.seen if s.name == "user_variables_update"} == set(range(20))
+    stats = broker.stats()
+    assert stats.waiting == 0 and stats.delayed == 0
+    if stats.active is not None:
+        assert stats.active == 0
+
+
+def test_fifo_with_one_worker(broker):
+    rec = Recorder()
+    with broker.producer() as producer:
+        ids = [producer.publish("user_variables_update", {"n": i}) for i in range(30)]
+    drain(broker, rec.handler(), 30)
+    assert rec.ids() == ids
+
+
+def test_competing_consumers_share_work_without_loss_or_duplicates(broker):
+    rec = Recorder()
+    with broker.producer() as producer:
+        ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(300)])
+    workers = [broker.worker(rec.handler(worker=f"w{i}", sleep=0.002), concurrency=2) for i in range(3)]
+    threads = [w.start_in_thread(idle_timeout=2.0, timeout=60) for w in workers]
+    for t in threads:
+        t.join(timeout=70)
+    counts = rec.counts()
+    assert set(counts) == set(ids), "every job ran"
+    assert max(counts.values()) == 1, "no job ran twice"
+    per_worker = {s.worker for s in rec.seen}
+    assert per_worker == {"w0", "w1", "w2"}, f"every consumer got work: {per_worker}"
+    assert sum(w.report.completed for w in workers) == 300
+
+
+def test_sigkill_mid_job_redelivers_and_loses_nothing(kind, make_broker, endpoints, tmp_path):
+    broker = make_broker(kind)
+    with broker.producer() as producer:
+        slow_id = producer.publish("slow", {"sleep": 60})
+        other_ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(10)])
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.worker_process", "--kind", kind, "--url",
+         endpoints[kind].url, "--queue", broker.queue, "--started", str(started),
+         "--finished", str(finished)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the worker process never started the slow job"
+        assert started.read_text() == slow_id
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rec = Recorder()
+    killed_at = time.time()
+    options = {"lock_duration_ms": 1000, "stalled_interval_ms": 500} if kind == "redis" else {}
+    worker = broker.worker(rec.handler(), concurrency=2, **options)
+    worker.run(idle_timeout=4.0, timeout=30)
+    runs = rec.of(slow_id)
+    assert runs, "the killed worker's job was redelivered"
+    assert runs[0].redelivered and runs[0].deliveries >= 2
+    assert runs[0].attempts_made == 0, "a crash is not a failed attempt"
+    finished_before_kill = set(finished.read_text().split()) if finished.exists() else set()
+    assert set(other_ids) <= set(rec.ids()) | finished_before_kill, "no job lost"
+    stats = broker.stats()
+    assert stats.waiting == 0 and stats.failed == 0
+    redelivery_s = runs[0].at - killed_at
+    assert redelivery_s < 10
+
+
+def test_retries_with_exponential_backoff(broker):
+    rec = Recorder()
+    options = JobOptions(attempts=3, backoff=Backoff("exponential", 150), remove_on_complete=False)
+    with broker.producer() as producer:
+        job_id = producer.publish("heavy_workflow_execution", {"x": 1}, options)
+    report = drain(broker, rec.handler(fail=lambda job: job.attempts_made < 2), 3, concurrency=2)
+    runs = rec.of(job_id)
+    assert [r.attempts_made for r in runs] == [0, 1, 2]
+    assert report.retried == 2 and report.completed == 1
+    gaps = [b.at - a.at for a, b in zip(runs, runs[1:])]
+    # exponential: 150 ms after the 1st failure, 300 ms after the 2nd (clocks in ms: 5 ms slack)
+    assert gaps[0] >= 0.150 - 0.005, gaps
+    assert gaps[1] >= 0.300 - 0.005, gaps
+    assert broker.stats().failed == 0
+
+
+def test_fixed_backoff_then_dead_letter_with_reason(broker):
+    rec = Recorder()
+    options = JobOptions(attempts=3, backoff=Backoff("fixed", 100))
+    with broker.producer() as producer:
+        job_id = producer.publish("statistics_aggregation", {"project": "p"}, options)
+    report = drain(broker, rec.handler(fail=lambda job: True), 3)
+    runs = rec.of(job_id)
+    assert len(runs) == 3 and report.failed == 1 and report.retried == 2
+    assert all(b.at - a.at >= 0.095 for a, b in zip(runs, runs[1:]))
+    failed = broker.failed_jobs()
+    assert [f.id for f in failed] == [job_id]
+    assert "RuntimeError: planned failure" in failed[0].reason
+    assert failed[0].attempts_made == 3
+    assert failed[0].data == {"project": "p"}
+    assert broker.stats().failed == 1
+
+
+def test_delayed_job_not_delivered_before_its_delay(broker):
+    rec = Recorder()
+    with broker.producer() as producer:
+        sent = time.time()
+        job_id = producer.publish("user_variables_update", {"later": True}, JobOptions(delay_ms=700))
+        now_id = producer.publish("user_variables_update", {"later": False})
+    assert broker.stats().delayed == 1
+    drain(broker, rec.handler(), 2)
+    assert rec.ids() == [now_id, job_id]
+    assert rec.of(job_id)[0].at - sent >= 0.700 - 0.005
+    assert broker.stats().delayed == 0
+
+
+def test_priority_order_under_backlog(broker):
+    rec = Recorder()
+    plan = [5, 1, 3, 2, 4, 1, 5, 3]
+    with broker.producer() as producer:
+        ids = [producer.publish("user_variables_update", {"p": p}, JobOptions(priority=p)) for p in plan]
+    drain(broker, rec.handler(), len(plan), prefetch=1) if broker.kind == "rabbitmq" else \
+        drain(broker, rec.handler(), len(plan))
+    order = [s.data["p"] for s in rec.seen]
+    assert order == sorted(plan), order
+    # FIFO within one priority level
+    ones = [ids[i] for i, p in enumerate(plan) if p == 1]
+    assert [i for i in rec.ids() if i in ones] == ones
+
+
+def test_routing_by_job_type(kind, make_broker):
+    broker = make_broker(kind, routes={"heavy_workflow_execution": "heavy"})
+    heavy, rest = Recorder(), Recorder()
+    with broker.producer() as producer:
+        producer.publish_many([JobSpec("heavy_workflow_execution", {"n": i}) for i in range(5)]
+                              + [JobSpec("user_variables_update", {"n": i}) for i in range(5)]
+                              + [JobSpec("statistics_aggregation", {"n": i}) for i in range(3)])
+    drain(broker, heavy.handler(), 5, lanes=["heavy"])
+    drain(broker, rest.handler(), 8, lanes=["default"])
+    assert {s.name for s in heavy.seen} == {"heavy_workflow_execution"} and len(heavy.seen) == 5
+    assert {s.name for s in rest.seen} == {"user_variables_update", "statistics_aggregation"}
+    assert len(rest.seen) == 8
+    with pytest.raises(ValueError, match="unknown lanes"):
+        broker.worker(heavy.handler(), lanes=["nope"])
+
+
+def test_stats_and_purge(broker):
+    with broker.producer() as producer:
+        producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(7)])
+        producer.publish("user_variables_update", {}, JobOptions(delay_ms=60_000))
+    stats = broker.stats()
+    assert (stats.waiting, stats.delayed) == (7, 1)
+    broker.purge()
+    stats = broker.stats()
+    assert (stats.waiting, stats.delayed, stats.failed) == (0, 0, 0)
+    rec = Recorder()
+    report = broker.worker(rec.handler()).run(idle_timeout=1.0, timeout=10)
+    assert report.settled == 0 and rec.ids() == []
+
+
+def test_bad_input_fails_with_reason_and_worker_goes_on(broker):
+    rec = Recorder()
+    handlers = {"user_variables_update": rec.handler()}
+    with broker.producer() as producer:
+        first = producer.publish("user_variables_update", {"n": 1})
+        malformed = inject_raw(broker, "user_variables_update", b"{not json")
+        unknown = producer.publish("send_fax", {"to": "1970"}, JobOptions(attempts=3))
+        last = producer.publish("user_variables_update", {"n": 2})
+    report = drain(broker, handlers, 4)
+    assert rec.ids() == [first, last]
+    assert report.completed == 2 and report.failed == 2 and report.retried == 0
+    reasons = {f.id: f.reason for f in broker.failed_jobs()}
+    assert set(reasons) == {malformed, unknown}
+    assert reasons[malformed].startswith("malformed payload")
+    assert "unknown job type 'send_fax'" in reasons[unknown]
+
+
+def test_invalid_jobs_are_refused_at_publish(broker):
+    with broker.producer() as producer:
+        with pytest.raises(InvalidJob, match="JSON"):
+            producer.publish("user_variables_update", {"when": object()})
+        with pytest.raises(InvalidJob):
+            producer.publish("", {})
+    with pytest.raises(InvalidJob):
+        JobOptions(priority=99)
+    assert broker.stats().waiting == 0
+
+
+def test_unreachable_broker_gives_clear_error_fast(kind):
+    url = {"redis": "redis://127.0.0.1:1/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:1/%2F"}[kind]
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="unreachable") as err:
+        adapter_class(kind)(url, queue="nowhere")
+    assert time.monotonic() - started < 5
+    assert "127.0.0.1:1" in str(err.value)
+
+
+def test_wrong_credentials_give_clear_error_without_the_password(kind, endpoints):
+    if kind == "rabbitmq":
+        url = endpoints[kind].url.replace("guest:guest@", "guest:s3cret-wrong@")
+        assert "s3cret-wrong" in url
+        with pytest.raises(AuthenticationFailed) as err:
+            adapter_class(kind)(url, queue="creds")
+    else:
+        from brokers.instances import RedisInstance
+
+        with RedisInstance(config={"requirepass": "right-one"}) as private:
+            url = private.url.replace("redis://", "redis://:s3cret-wrong@")
+            with pytest.raises(AuthenticationFailed) as err:
+                adapter_class(kind)(url, queue="creds")
+    assert "s3cret-wrong" not in str(err.value)
+    assert "***" in str(err.value)
+
+
+def test_dropped_connection_is_survived_and_nothing_lost(kind, make_broker, endpoints):
+    broker = make_broker(kind)
+    rec = Recorder()
+    producer = broker.producer()
+    first = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(50)])
+    worker = broker.worker(rec.handler(sleep=0.01), concurrency=2)
+    thread = worker.start_in_thread(timeout=60)
+    while len(rec.seen) < 10:
+        time.sleep(0.01)
+    if kind == "redis":
+        killed = kill_redis_clients(endpoints[kind].url)
+    else:
+        killed = kill_amqp_connections(endpoints[kind])
+    assert killed >= 2, "the worker's and the producer's connections were dropped"
+    second = producer.publish_many([JobSpec("user_variables_update", {"n": 100 + i}) for i in range(50)])
+    producer.close()
+    deadline = time.monotonic() + 40
+    while set(first + second) - set(rec.ids()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker.stop()
+    thread.join(timeout=30)
+    assert set(first + second) <= set(rec.ids()), "no job lost"
+    if kind == "rabbitmq":
+        assert worker.report.reconnects >= 1
+    stats = broker.stats()
+    assert stats.waiting == 0
+
+
+def test_stop_settles_in_flight_jobs(broker):
+    rec = Recorder()
+    with broker.producer() as producer:
+        producer.publish_many([JobSpec("heavy_workflow_execution", {"n": i}) for i in range(4)])
+    worker = broker.worker(rec.handler(sleep=0.3), concurrency=4)
+    thread = worker.start_in_thread(timeout=30)
+    while len(rec.seen) < 4:
+        time.sleep(0.01)
+    worker.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert worker.report.completed == 4
+    stats = broker.stats()
+    assert stats.waiting == 0
+    if stats.active is not None:
+        assert stats.active == 0
+
+
+def test_hooks_see_start_and_settlement(broker):
+    from brokers.contract import Hooks
+
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    class Tap(Hooks):
+        def job_started(self, job):
+            with lock:
+                events.append(("start", job.id))
+
+        def job_settled(self, job, outcome, detail):
+            with lock:
+                events.append((outcome.value, job.id))
+
+    with broker.producer() as producer:
+        ok = producer.publish("user_variables_update", {})
+        bad = producer.publish("user_variables_update", {"fail": True})
+    def handle(job):
+        if job.data.get("fail"):
+            raise RuntimeError("asked to fail")
+
+    broker.worker(handle, hooks=[Tap()]).run(max_jobs=2, timeout=20)
+    assert ("start", ok) in events and (Outcome.COMPLETED.value, ok) in events
+    assert (Outcome.FAILED.value, bad) in events

@@ -1,0 +1,255 @@
+"""Pieces that need no broker: options, codecs, decisions, ack batching, names, provisioning."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from pika import BasicProperties
+
+from brokers import provision
+from brokers.amqp import codec as amqp_codec
+from brokers.amqp.topology import Topology
+from brokers.amqp.worker import AmqpWorker
+from brokers.bullmq_redis import codec as redis_codec
+from brokers.bullmq_redis.keys import QueueKeys, lane_queue_name
+from brokers.bullmq_redis.scripts import SCRIPT_NAMES, queue_keys, script_source
+from brokers.contract import (
+    Backoff,
+    BackoffType,
+    Broker,
+    InvalidJob,
+    Job,
+    JobOptions,
+    Outcome,
+    UnrecoverableError,
+    encode_data,
+)
+from brokers.dispatch import JobRunner, run_handler, settle_failure
+from brokers.urls import redact
+
+
+# ------------------------------------------------------------------------------------- options
+def test_backoff_formulas_match_bullmq():
+    exp = Backoff(BackoffType.EXPONENTIAL, 1000)
+    assert [exp.delay_for(n) for n in (1, 2, 3, 4)] == [1000, 2000, 4000, 8000]
+    assert [Backoff("fixed", 250).delay_for(n) for n in (1, 5)] == [250, 250]
+    assert Backoff.from_json(300) == Backoff("fixed", 300)
+    assert Backoff.from_json({"type": "exponential", "delay": 5}) == Backoff("exponential", 5)
+    assert Backoff.from_json(None) is None
+    with pytest.raises(InvalidJob):
+        Backoff.from_json({"type": "jitter"})
+
+
+@pytest.mark.parametrize("bad", [dict(priority=11), dict(priority=-1), dict(attempts=0), dict(delay_ms=-5),
+                                 dict(job_id="42"), dict(job_id="a:b"), dict(job_id=""),
+                                 dict(remove_on_complete=-1)])
+def test_job_options_refuse_bad_values(bad):
+    with pytest.raises(InvalidJob):
+        JobOptions(**bad)
+
+
+def test_encode_data_refuses_what_json_cannot_hold():
+    assert encode_data({"a": [1, "é"]}) == '{"a":[1,"\\u00e9"]}'
+    for bad in ({"x": float("nan")}, {"x": {1, 2}}, object()):
+        with pytest.raises(InvalidJob):
+            encode_data(bad)
+
+
+def test_queue_and_lane_names_are_checked():
+    class Dummy(Broker):
+        capabilities = producer = worker = stats = purge = close = failed_jobs = None  # type: ignore
+
+    with pytest.raises(ValueError):
+        Dummy("bad name!")
+    with pytest.raises(ValueError):
+        Dummy("ok", routes={"heavy_workflow_execution": "bad lane"})
+    broker = Dummy("ok", routes={"heavy_workflow_execution": "heavy"})
+    assert broker.lanes == ["default", "heavy"]
+    assert broker.lane_for("heavy_workflow_execution") == "heavy"
+    assert broker.lane_for("anything_else") == "default"
+
+
+# ---------------------------------------------------------------------------------- decisions
+def job(attempts=3, made=0, backoff=None) -> Job:
+    return Job("1", "t", {}, JobOptions(attempts=attempts, backoff=backoff), attempts_made=made)
+
+
+def test_failure_retries_with_backoff_until_the_last_attempt():
+    first = settle_failure(job(backoff=Backoff("exponential", 100)), "boom")
+    assert (first.outcome, first.delay_ms) == (Outcome.RETRIED, 100)
+    second = settle_failure(job(made=1, backoff=Backoff("exponential", 100)), "boom")
+    assert (second.outcome, second.delay_ms) == (Outcome.RETRIED, 200)
+    last = settle_failure(job(made=2), "boom")
+    assert last.outcome is Outcome.FAILED and last.reason == "boom"
+    assert settle_failure(job(), "no", unrecoverable=True).outcome is Outcome.FAILED
+
+
+def test_run_handler_classifies_results():
+    ok = run_handler(job(), lambda j: {"n": 1})
+    assert ok.outcome is Outcome.COMPLETED and json.loads(ok.result_json) == {"n": 1}
+
+    def unrecoverable(j):
+        raise UnrecoverableError("bad input")
+    assert run_handler(job(), unrecoverable).outcome is Outcome.FAILED
+    assert run_handler(job(), lambda j: object()).reason.startswith("handler returned a value")
+    assert "unknown job type 't'" in run_handler(job(), {"other": lambda j: 1}).reason
+
+    def boom(j):
+        raise KeyError("k")
+    retried = run_handler(job(), boom)
+    assert retried.outcome is Outcome.RETRIED and retried.reason == "KeyError: 'k'"
+    assert "Traceback" in retried.stacktrace
+
+
+def test_job_runner_runs_on_threads_and_wakes_the_loop():
+    wakes = []
+    runner = JobRunner(lambda j: j.id, 4, wake=lambda: wakes.append(1))
+    for i in range(20):
+        runner.submit(Job(str(i), "t", {}, JobOptions()))
+    got = []
+    while len(got) < 20:
+        got += runner.collect(timeout=1)
+    runner.shutdown()
+    assert sorted(int(s.job.id) for s in got) == list(range(20))
+    assert runner.in_flight == 0 and wakes
+
+
+# ---------------------------------------------------------------------------- redis codec
+def test_bullmq_opts_round_trip():
+    options = JobOptions(delay_ms=5, priority=2, attempts=4, backoff=Backoff("exponential", 10),
+                         job_id="abc", remove_on_complete=100, remove_on_fail=True)
+    opts = redis_codec.options_to_opts(options)
+    assert opts == {"attempts": 4, "delay": 5, "priority": 2, "backoff": {"type": "exponential", "delay": 10},
+                    "jobId": "abc", "removeOnComplete": 100, "removeOnFail": True}
+    assert redis_codec.options_from_opts(opts) == options
+    # what the official clients write: no removeOnComplete means keep; {count} form
+    parsed = redis_codec.options_from_opts({"attempts": 0, "removeOnComplete": {"count": 5}})
+    assert (parsed.attempts, parsed.remove_on_complete, parsed.remove_on_fail) == (1, 5, False)
+    assert [redis_codec.keep_arg(k) for k in (True, False, 7)] == [0, -1, 7]
+
+
+def test_job_hash_with_bad_payload_is_rejected_not_raised():
+    fields = {"name": b"t", "data": b"\xff{", "opts": b"{}", "atm": b"1", "ats": b"3", "timestamp": b"9"}
+    parsed, reason = redis_codec.job_from_hash("7", fields, "default")
+    assert reason.startswith("malformed payload")
+    assert (parsed.attempts_made, parsed.deliveries, parsed.redelivered) == (1, 3, True)
+    _, reason = redis_codec.job_from_hash("7", {"name": b"t", "data": b"{}", "opts": b"[1"}, "default")
+    assert reason.startswith("malformed job options")
+
+
+def test_key_layout_is_bullmqs():
+    keys = QueueKeys("workflow-processing")
+    assert keys.wait == "bull:workflow-processing:wait"
+    assert keys.lock("12") == "bull:workflow-processing:12:lock"
+    assert keys.stalled_check == "bull:workflow-processing:stalled-check"
+    assert len(queue_keys(keys)) == 13
+    assert lane_queue_name("q", "default") == "q" and lane_queue_name("q", "heavy") == "q-heavy"
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_lua_scripts_have_headers_and_resolved_includes(name):
+    source = script_source(name)
+    assert not re.search(r"^-- @include", source, re.MULTILINE)
+    assert source.lstrip().startswith("--[[")
+    assert "local function takeJobs" in source  # the shared include is in every script
+    header = source.split("]]")[0]
+    assert "KEYS" in header and "ARGV" in header and "Returns" in header
+
+
+# ------------------------------------------------------------------------------ amqp codec
+def test_amqp_properties_round_trip():
+    options = JobOptions(attempts=5, backoff=Backoff("fixed", 30), priority=2, remove_on_fail=True)
+    props = amqp_codec.build_properties("id1", "heavy_workflow_execution", options, persistent=True,
+                                        amqp_priority=9, attempts_made=2)
+    parsed, reason = amqp_codec.job_from_message(props, b'{"a":1}', redelivered=False, lane="default")
+    assert reason is None and parsed.data == {"a": 1}
+    assert parsed.options == options
+    assert (parsed.attempts_made, parsed.deliveries, parsed.redelivered) == (2, 3, False)
+    again, _ = amqp_codec.job_from_message(props, b"{}", redelivered=True, lane="default")
+    assert again.redelivered
+    bad, reason = amqp_codec.job_from_message(props, b"\x00nope", redelivered=False, lane="default")
+    assert reason.startswith("malformed payload") and bad.data is None
+    _, reason = amqp_codec.job_from_message(BasicProperties(message_id="x"), b"{}", False, "default")
+    assert "no job type" in reason
+
+
+def test_republish_drops_broker_headers():
+    props = BasicProperties(message_id="m", type="t", headers={"x-death": [1], "x-first-death-queue": "q",
+                                                                "x-delivery-count": 3, "bb-attempts": 2})
+    copy = amqp_codec.republish_properties(props, {"bb-attempts-made": 1})
+    assert copy.headers == {"bb-attempts": 2, "bb-attempts-made": 1}
+    assert props.headers["x-delivery-count"] == 3  # the original is untouched
+
+
+def test_topology_names_and_priorities():
+    topo = Topology("jobs", {"heavy_workflow_execution": "heavy"}, max_priority=10)
+    assert topo.lanes == ["default", "heavy"]
+    assert topo.lane_queue("heavy") == "jobs.heavy" and topo.delay_queue(1500) == "jobs.delay.1500"
+    assert [topo.amqp_priority(p) for p in (0, 1, 5, 10)] == [0, 10, 6, 1]
+    assert Topology("jobs", {}).amqp_priority(1) == 0
+    assert topo.lane_arguments()["x-dead-letter-exchange"] == "jobs.dlx"
+    with pytest.raises(ValueError, match="quorum"):
+        Topology("jobs", {}, queue_type="quorum", max_priority=10)
+
+
+class FakeChannel:
+    def __init__(self):
+        self.acks: list[tuple[int, bool]] = []
+
+    def basic_ack(self, tag, multiple=False):
+        self.acks.append((tag, multiple))
+
+
+def ack_worker(batch: int) -> AmqpWorker:
+    worker = AmqpWorker.__new__(AmqpWorker)
+    worker.ack_batch, worker.ack_interval_s = batch, 3600
+    worker._reset_acks()
+    worker._ch = FakeChannel()
+    return worker
+
+
+def test_acks_cover_contiguous_runs_with_one_multiple_ack():
+    w = ack_worker(batch=3)
+    w._done |= {1, 2}
+    w._flush_acks(force=False)
+    assert w._ch.acks == []                     # run of 2 < batch
+    w._done |= {3, 5}
+    w._flush_acks(force=False)
+    assert w._ch.acks == [(3, True)]            # 1..3 in one ack; 5 waits behind 4
+    w._flush_acks(force=True)
+    assert w._ch.acks == [(3, True), (5, False)]  # forced: 5 acked on its own
+    w._done |= {4, 6}
+    w._flush_acks(force=True)
+    # 4 and 6 form the new run (5 was acked alone): the multiple ack names 6, a live tag
+    assert w._ch.acks[-1] == (6, True) and w._cursor == 6
+
+
+# ------------------------------------------------------------------------------ urls, provision
+def test_redact_hides_passwords_only():
+    assert redact("amqp://guest:secret@host:5672/%2F") == "amqp://guest:***@host:5672/%2F"
+    assert redact("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_provision_lists_every_way_it_tried(monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setattr(provision, "_found", {})
+    monkeypatch.setattr(provision, "DEFAULT_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setattr(provision, "redis_server_binary", lambda: None)
+    monkeypatch.setattr(provision, "_docker_engine", lambda: "no Docker engine answers (test)")
+    with pytest.raises(provision.BrokerNotFound) as err:
+        provision.find("redis")
+    text = str(err.value)
+    for expected in ("REDIS_URL: not set", "127.0.0.1:1", "redis-server not installed",
+                     "no Docker engine", "docker compose up -d"):
+        assert expected in text
+
+
+def test_provision_never_replaces_a_url_you_set(monkeypatch):
+    monkeypatch.setattr(provision, "_found", {})
+    monkeypatch.setenv("AMQP_URL", "amqp://u:topsecret@127.0.0.1:1/%2F")
+    with pytest.raises(provision.BrokerNotFound, match="AMQP_URL is set") as err:
+        provision.find("rabbitmq")
+    assert "topsecret" not in str(err.value)
