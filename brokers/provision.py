@@ -162,3 +162,25 @@ def open_broker(kind: str, url: str | None = None, **options: Any):  # type: ign
 
     return adapter_class(kind)(url or find(kind).url, **options)
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m brokers.provision [--no-start] [kind...]``: say where each broker is."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m brokers.provision", description=main.__doc__)
+    parser.add_argument("kinds", nargs="*", default=list(ENV))
+    parser.add_argument("--no-start", action="store_true", help="only look; start nothing")
+    args = parser.parse_args(argv)
+    status = 0
+    for kind in args.kinds:
+        try:
+            print(f"{kind}: {find(kind, allow_start=not args.no_start).describe()}")
+        except BrokerNotFound as exc:
+            print(f"{kind}: {exc}")
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
