@@ -215,7 +215,9 @@ class Hooks:
         """Called on the handler's thread just before the handler runs."""
 
     def job_settled(self, job: Job, outcome: Outcome, detail: str | None) -> None:
-        """Called once the broker has recorded the outcome (completed, retried, failed)."""
+        """Called once the outcome is handed to the broker: on Redis when the settling script
+        ran; on RabbitMQ when a retry or dead-letter copy is confirmed and the ack is queued
+        (acks leave in batches, see the AMQP worker)."""
 
     def connection_lost(self, error: BaseException) -> None:
         """Called when the worker lost its broker connection and starts reconnecting."""

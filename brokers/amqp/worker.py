@@ -19,7 +19,10 @@ slot for long. A crash re-runs at most the jobs whose acks were still held back.
 
 Threads: with concurrency > 1 handlers run on a pool; they hand their settlements back to the
 connection's thread, waking it through ``add_callback_threadsafe`` (pika's blocking connection
-must only be used from its own thread).
+must only be used from its own thread). With concurrency 1 the handler runs on the connection's
+thread, the fastest way for short jobs; but then nothing answers the broker's heartbeats while
+a job runs, and a job longer than two heartbeats (60 s) loses the connection and is redelivered.
+Use concurrency >= 2 for long jobs.
 """
 
 from __future__ import annotations
