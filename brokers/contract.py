@@ -444,6 +444,13 @@ def encode_data(data: Any) -> str:
         raise InvalidJob(f"job data must be JSON-serialisable: {exc}") from None
 
 
+def check_job_name(name: Any) -> str:
+    """A job type must be a non-empty string of at most 255 bytes (AMQP's limit for a type)."""
+    if not isinstance(name, str) or not name or len(name.encode()) > 255:
+        raise InvalidJob(f"job name must be a non-empty string of at most 255 bytes, got {name!r}")
+    return name
+
+
 def resolve_handler(handlers: Mapping[str, Handler] | Handler, name: str) -> Handler | None:
     if callable(handlers):
         return handlers  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from .contract import Broker
 ADAPTERS = {
     "redis": "brokers.bullmq_redis.broker:BullMQRedisBroker",
     "rabbitmq": "brokers.amqp.broker:RabbitMQBroker",
+    "memory": "brokers.memory:MemoryBroker",
 }
 
 

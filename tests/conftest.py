@@ -16,18 +16,26 @@ from brokers.contract import Broker
 from brokers.provision import Endpoint, find
 from brokers.registry import adapter_class
 
-KINDS = ["redis", "rabbitmq"]
+NETWORK_KINDS = ["redis", "rabbitmq"]
+KINDS = NETWORK_KINDS + ["memory"]  # the in-process adapter keeps the same contract
 
 logging.getLogger("pika").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
 def endpoints() -> dict[str, Endpoint]:
-    return {kind: find(kind) for kind in KINDS}
+    return {kind: find(kind) for kind in NETWORK_KINDS}
 
 
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
+    """Every adapter."""
+    return request.param
+
+
+@pytest.fixture(params=NETWORK_KINDS)
+def network_kind(request: pytest.FixtureRequest) -> str:
+    """Adapters over a network: for crashes, dropped connections, credentials."""
     return request.param
 
 
@@ -43,7 +51,8 @@ def make_broker(endpoints: dict[str, Endpoint]) -> Iterator[BrokerFactory]:
         options.setdefault("queue", f"test-{uuid.uuid4().hex[:10]}")
         if kind == "rabbitmq":
             options.setdefault("max_priority", 10)
-        broker = adapter_class(kind)(endpoints[kind].url, **options)
+        url = endpoints[kind].url if kind in endpoints else f"{kind}://"
+        broker = adapter_class(kind)(url, **options)
         made.append(broker)
         return broker
 

@@ -27,11 +27,11 @@ from pika import BasicProperties
 from ..contract import (
     BrokerError,
     BrokerUnavailable,
-    InvalidJob,
     JobOptions,
     JobSpec,
     Producer,
     PublishRejected,
+    check_job_name,
     encode_data,
 )
 from ..urls import redact
@@ -135,8 +135,7 @@ class AmqpProducer(Producer):
 
     # ---------------------------------------------------------------------------- publishing
     def _prepare(self, spec: JobSpec) -> Outgoing:
-        if not isinstance(spec.name, str) or not spec.name or len(spec.name) > 255:
-            raise InvalidJob(f"job name must be a non-empty string of at most 255 bytes, got {spec.name!r}")
+        check_job_name(spec.name)
         topology = self._broker.topology
         options = spec.options
         job_id = options.job_id or new_job_id()

@@ -7,7 +7,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..contract import InvalidJob, JobOptions, JobSpec, Producer, encode_data
+from ..contract import JobOptions, JobSpec, Producer, check_job_name, encode_data
 from .codec import options_to_opts
 from .connection import guarded
 
@@ -34,8 +34,7 @@ class RedisProducer(Producer):
         by_lane: dict[str, list[tuple[int, JobSpec]]] = {}
         count = 0
         for index, spec in enumerate(jobs):
-            if not isinstance(spec.name, str) or not spec.name:
-                raise InvalidJob(f"job name must be a non-empty string, got {spec.name!r}")
+            check_job_name(spec.name)
             by_lane.setdefault(broker.lane_for(spec.name), []).append((index, spec))
             count = index + 1
         ids: list[str] = [""] * count

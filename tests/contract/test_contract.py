@@ -71,7 +71,8 @@ def test_competing_consumers_share_work_without_loss_or_duplicates(broker):
     assert sum(w.report.completed for w in workers) == 300
 
 
-def test_sigkill_mid_job_redelivers_and_loses_nothing(kind, make_broker, endpoints, tmp_path):
+def test_sigkill_mid_job_redelivers_and_loses_nothing(network_kind, make_broker, endpoints, tmp_path):
+    kind = network_kind
     broker = make_broker(kind)
     with broker.producer() as producer:
         slow_id = producer.publish("slow", {"sleep": 60})
@@ -227,7 +228,8 @@ def test_invalid_jobs_are_refused_at_publish(broker):
     assert broker.stats().waiting == 0
 
 
-def test_unreachable_broker_gives_clear_error_fast(kind):
+def test_unreachable_broker_gives_clear_error_fast(network_kind):
+    kind = network_kind
     url = {"redis": "redis://127.0.0.1:1/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:1/%2F"}[kind]
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable, match="unreachable") as err:
@@ -236,7 +238,8 @@ def test_unreachable_broker_gives_clear_error_fast(kind):
     assert "127.0.0.1:1" in str(err.value)
 
 
-def test_wrong_credentials_give_clear_error_without_the_password(kind, endpoints):
+def test_wrong_credentials_give_clear_error_without_the_password(network_kind, endpoints):
+    kind = network_kind
     if kind == "rabbitmq":
         url = endpoints[kind].url.replace("guest:guest@", "guest:s3cret-wrong@")
         assert "s3cret-wrong" in url
@@ -253,7 +256,8 @@ def test_wrong_credentials_give_clear_error_without_the_password(kind, endpoints
     assert "***" in str(err.value)
 
 
-def test_dropped_connection_is_survived_and_nothing_lost(kind, make_broker, endpoints):
+def test_dropped_connection_is_survived_and_nothing_lost(network_kind, make_broker, endpoints):
+    kind = network_kind
     broker = make_broker(kind)
     rec = Recorder()
     producer = broker.producer()

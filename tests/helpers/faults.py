@@ -20,6 +20,8 @@ from brokers.provision import Endpoint
 def inject_raw(broker: Broker, name: str, raw: bytes) -> str:
     """Put a job whose payload is ``raw`` (maybe not JSON) straight into the default lane."""
     job_id = f"raw{uuid.uuid4().hex[:8]}"
+    if broker.kind == "memory":
+        return broker.add_raw(name, raw)  # type: ignore[attr-defined]
     if broker.kind == "redis":
         keys = broker.lane_keys["default"]  # type: ignore[attr-defined]
         pipe = broker.client.pipeline()  # type: ignore[attr-defined]

@@ -1,0 +1,294 @@
+"""An in-process broker behind the same contract: no network, no persistence, one process.
+
+What it is for: measuring the harness's own ceiling (how fast the benchmark code itself can
+push jobs, with the broker cost near zero) and fast tests of the harness. It keeps the
+contract's semantics (lanes, JSON payloads, delays, priorities, retries with backoff, failed
+jobs, at-least-once) but not across processes: producers and workers must share the object.
+
+It can also misbehave on purpose (:class:`MemoryFaults`): drop accepted jobs or deliver some
+twice, so the harness's lost/duplicate accounting can be tested against known answers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from .contract import (
+    Broker,
+    Capabilities,
+    FailedJob,
+    Feature,
+    Handler,
+    Hooks,
+    Job,
+    JobOptions,
+    JobSpec,
+    Outcome,
+    Producer,
+    QueueStats,
+    Support,
+    Worker,
+    WorkerReport,
+    check_job_name,
+    encode_data,
+)
+from .dispatch import JobRunner, Settlement, reject
+
+CAPABILITIES = Capabilities(
+    delivery="at-least-once inside one process; nothing survives the process",
+    ordering="FIFO per lane; prioritized jobs after unprioritized ones, lowest number first",
+    durability="none: memory of one process",
+    delay=Feature(Support.NATIVE, "a heap of due times"),
+    priority=Feature(Support.NATIVE, "a heap per lane"),
+    retries=Feature(Support.NATIVE, "back to the lane, or to the delay heap for the backoff"),
+    dead_letter=Feature(Support.NATIVE, "a list of failed jobs"),
+    routing=Feature(Support.NATIVE, "job type -> lane"),
+    batching=Feature(Support.NATIVE, "workers take up to their free slots at once"),
+    redelivery_after_crash=Feature(Support.NONE, "no crash to survive: one process"),
+    stats=frozenset({"waiting", "active", "delayed", "completed", "failed"}),
+)
+
+
+@dataclass
+class MemoryFaults:
+    """Planned misbehaviour: 0-based publish indices to drop after accepting them, and
+    0-based delivery indices to deliver a second time."""
+
+    drop: frozenset[int] = frozenset()
+    duplicate: frozenset[int] = frozenset()
+
+
+@dataclass(order=True)
+class _Entry:
+    sort_key: tuple[int, int]
+    job_id: str = field(compare=False)
+
+
+class MemoryBroker(Broker):
+    kind = "memory"
+
+    def __init__(self, url: str = "memory://", queue: str = "brokerbench",
+                 routes: Mapping[str, str] | None = None, *, faults: MemoryFaults | None = None,
+                 **_ignored: Any) -> None:
+        super().__init__(queue, routes)
+        self.url = url
+        self.faults = faults or MemoryFaults()
+        self._cv = threading.Condition()
+        self._jobs: dict[str, tuple[str, bytes, JobOptions, int, int]] = {}  # id -> name, data, opts, made, created
+        self._ready: dict[str, list[_Entry]] = {lane: [] for lane in self.lanes}
+        self._delayed: list[tuple[float, int, str]] = []
+        self._active: set[str] = set()
+        self._completed = 0
+        self._failed: list[FailedJob] = []
+        self._seq = itertools.count()
+        self._published = itertools.count()
+        self._delivered = itertools.count()
+        self._redeliver: deque[tuple[str, tuple[str, bytes, JobOptions, int, int]]] = deque()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    # --------------------------------------------------------------------------- internals
+    def _push_ready(self, job_id: str) -> None:
+        name, _, options, _, _ = self._jobs[job_id]
+        rank = options.priority or 0  # 0 (none) sorts first, as in BullMQ
+        heapq.heappush(self._ready[self.lane_for(name)], _Entry((rank, next(self._seq)), job_id))
+
+    def _promote_due(self) -> float | None:
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, job_id = heapq.heappop(self._delayed)
+            self._push_ready(job_id)
+        return self._delayed[0][0] if self._delayed else None
+
+    def add(self, specs: Iterable[JobSpec]) -> list[str]:
+        ids = []
+        with self._cv:
+            for spec in specs:
+                check_job_name(spec.name)
+                job_id = spec.options.job_id or f"m{next(self._seq)}"
+                data = encode_data(spec.data).encode()
+                index = next(self._published)
+                ids.append(job_id)
+                if index in self.faults.drop:
+                    continue  # accepted, then lost: what the harness must notice
+                self._jobs[job_id] = (spec.name, data, spec.options, 0, int(time.time() * 1000))
+                if spec.options.delay_ms:
+                    heapq.heappush(self._delayed, (time.monotonic() + spec.options.delay_ms / 1000,
+                                                   next(self._seq), job_id))
+                else:
+                    self._push_ready(job_id)
+            self._cv.notify_all()
+        return ids
+
+    def add_raw(self, name: str, raw: bytes) -> str:
+        """Add a job whose payload bytes are given as is (maybe not JSON): for bad-input tests."""
+        with self._cv:
+            job_id = f"raw{next(self._seq)}"
+            self._jobs[job_id] = (name, raw, JobOptions(attempts=3), 0, int(time.time() * 1000))
+            self._push_ready(job_id)
+            self._cv.notify_all()
+        return job_id
+
+    def take(self, lanes: Sequence[str], count: int, wait: float) -> list[tuple[Job, str | None]]:
+        out: list[tuple[Job, str | None]] = []
+        with self._cv:
+            due = self._promote_due()
+            if not any(self._ready[lane] for lane in lanes) and not self._redeliver and wait > 0:
+                timeout = wait if due is None else min(wait, max(due - time.monotonic(), 0))
+                self._cv.wait(timeout)
+                self._promote_due()
+            while len(out) < count and self._redeliver:
+                job_id, snapshot = self._redeliver.popleft()
+                out.append(self._job(job_id, snapshot, redelivered=True))
+            for lane in lanes:
+                heap = self._ready[lane]
+                while heap and len(out) < count:
+                    job_id = heapq.heappop(heap).job_id
+                    self._active.add(job_id)
+                    if next(self._delivered) in self.faults.duplicate:
+                        self._redeliver.append((job_id, self._jobs[job_id]))
+                    out.append(self._job(job_id, self._jobs[job_id]))
+        return out
+
+    def _job(self, job_id: str, stored: tuple[str, bytes, JobOptions, int, int],
+             redelivered: bool = False) -> tuple[Job, str | None]:
+        name, data, options, made, created = stored
+        job = Job(job_id, name, None, options, attempts_made=made, deliveries=made + 1 + redelivered,
+                  created_ms=created, lane=self.lane_for(name))
+        try:
+            job.data = json.loads(data)
+        except ValueError as exc:
+            return job, f"malformed payload: not JSON ({exc})"
+        return job, None
+
+    def settle(self, s: Settlement) -> Outcome:
+        with self._cv:
+            job_id = s.job.id
+            if job_id not in self._jobs:
+                return Outcome.LOST_LOCK  # a duplicate delivery of a job already settled
+            name, data, options, made, created = self._jobs[job_id]
+            self._active.discard(job_id)
+            if s.outcome is Outcome.COMPLETED:
+                self._completed += 1
+                del self._jobs[job_id]
+            elif s.outcome is Outcome.FAILED:
+                self._failed.append(FailedJob(job_id, name, s.reason or "", made + 1, json.loads(data)
+                                              if not s.reason or not s.reason.startswith("malformed") else None))
+                del self._jobs[job_id]
+            else:
+                self._jobs[job_id] = (name, data, options, made + 1, created)
+                if s.delay_ms:
+                    heapq.heappush(self._delayed, (time.monotonic() + s.delay_ms / 1000, next(self._seq), job_id))
+                else:
+                    self._push_ready(job_id)
+                self._cv.notify_all()
+            return s.outcome
+
+    # --------------------------------------------------------------------------- contract
+    def producer(self) -> "MemoryProducer":
+        return MemoryProducer(self)
+
+    def worker(self, handlers: Mapping[str, Handler] | Handler, *, concurrency: int = 1,
+               lanes: Sequence[str] | None = None, hooks: Sequence[Hooks] = (), **_options: Any) -> "MemoryWorker":
+        return MemoryWorker(self, handlers, concurrency, list(lanes or self.lanes), hooks)
+
+    def stats(self) -> QueueStats:
+        with self._cv:
+            return QueueStats(waiting=sum(len(h) for h in self._ready.values()) + len(self._redeliver),
+                              active=len(self._active), delayed=len(self._delayed),
+                              completed=self._completed, failed=len(self._failed))
+
+    def failed_jobs(self, limit: int = 100) -> list[FailedJob]:
+        with self._cv:
+            return list(self._failed[:limit])
+
+    def purge(self) -> None:
+        with self._cv:
+            self._jobs.clear()
+            for heap in self._ready.values():
+                heap.clear()
+            self._delayed.clear()
+            self._active.clear()
+            self._redeliver.clear()
+            self._failed.clear()
+            self._completed = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "queue": self.queue, "lanes": self.lanes, "version": "in-process"}
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryProducer(Producer):
+    def __init__(self, broker: MemoryBroker) -> None:
+        self._broker = broker
+
+    def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
+        return self._broker.add([JobSpec(name, data, options or JobOptions())])[0]
+
+    def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
+        return self._broker.add(jobs)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryWorker(Worker):
+    def __init__(self, broker: MemoryBroker, handlers: Mapping[str, Handler] | Handler, concurrency: int,
+                 lanes: list[str], hooks: Sequence[Hooks]) -> None:
+        super().__init__()
+        unknown = set(lanes) - set(broker.lanes)
+        if unknown:
+            raise ValueError(f"unknown lanes {sorted(unknown)}; this broker has {broker.lanes}")
+        self.broker, self.handlers, self.concurrency = broker, handlers, concurrency
+        self.lanes, self.hooks = lanes, tuple(hooks)
+
+    def run(self, *, max_jobs: int | None = None, idle_timeout: float | None = None,
+            timeout: float | None = None) -> WorkerReport:
+        runner = JobRunner(self.handlers, self.concurrency, self.hooks)
+        started = last = time.monotonic()
+        try:
+            while True:
+                for s in runner.collect(timeout=0.005 if runner.in_flight and not runner.inline else None):
+                    outcome = self.broker.settle(s)
+                    setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
+                    for hook in self.hooks:
+                        hook.job_settled(s.job, outcome, s.reason)
+                now = time.monotonic()
+                done = (self.stopping or (max_jobs is not None and self.report.settled >= max_jobs)
+                        or (timeout is not None and now - started >= timeout))
+                if done and runner.in_flight == 0:
+                    break
+                want = 0 if done else runner.free_slots()
+                if max_jobs is not None:
+                    want = min(want, max_jobs - self.report.settled - runner.in_flight)
+                if want > 0:
+                    wait = 0.0 if runner.in_flight else 0.05
+                    taken = self.broker.take(self.lanes, want, wait)
+                    for job, bad in taken:
+                        if job.redelivered:
+                            self.report.redelivered += 1
+                        if bad is not None:
+                            runner.post(reject(job, bad))
+                        else:
+                            runner.submit(job)
+                    if taken:
+                        last = time.monotonic()
+                    elif runner.in_flight == 0 and idle_timeout is not None and now - last >= idle_timeout:
+                        break
+        finally:
+            runner.shutdown()
+        return self.report
+
+    def close(self) -> None:
+        self.stop()
