@@ -11,6 +11,8 @@ from brokers.contract import BrokerError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:function taking argv, one-line help)
+    "run": ("benchmarks.suite:main", "run scenarios; with no arguments, the default Redis vs RabbitMQ comparison"),
+    "compare": ("benchmarks.compare:main", "a table of results files side by side"),
     "drain": ("benchmarks.drain:main", "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
 }
 

@@ -32,8 +32,9 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -159,13 +160,16 @@ class JobOptions:
                 raise InvalidJob(f"{name} must be a bool or a non-negative integer, got {value!r}")
 
 
+DEFAULT_OPTIONS = JobOptions()  # frozen: one shared instance serves every job without options
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A job to publish: its type, its JSON data and its options."""
 
     name: str
     data: Any
-    options: JobOptions = field(default_factory=JobOptions)
+    options: JobOptions = DEFAULT_OPTIONS
 
 
 # ------------------------------------------------------------------------------------------ jobs
@@ -314,7 +318,17 @@ class Capabilities:
 
 
 class Producer(ABC):
-    """Publishes jobs. Not thread-safe: use one producer per thread."""
+    """Publishes jobs. Not thread-safe: use one producer per thread.
+
+    ``on_accepted``, if set, is called with the ids of jobs as the broker accepts them: during
+    ``publish`` for brokers that answer each call, later (on a confirm) for windowed confirms.
+    """
+
+    on_accepted: Callable[[list[str]], None] | None = None
+
+    def _accepted(self, ids: list[str]) -> None:
+        if self.on_accepted is not None and ids:
+            self.on_accepted(ids)
 
     @abstractmethod
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
@@ -326,6 +340,11 @@ class Producer(ABC):
 
     def flush(self) -> None:
         """Wait until every job published so far is accepted (no-op where publish already waits)."""
+
+    def idle(self, seconds: float) -> None:
+        """Wait ``seconds`` between publishes while still reading the broker's replies
+        (confirms, heartbeats). A plain sleep where there is nothing to read."""
+        time.sleep(max(seconds, 0.0))
 
     @abstractmethod
     def close(self) -> None: ...
@@ -436,10 +455,15 @@ class Broker(ABC):
 # ----------------------------------------------------------------------------- shared helpers
 
 
+JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""The one JSON encoder of the adapters: compact, strict (no NaN). Built once: json.dumps with
+options builds a new encoder on every call, which costs more than encoding a small job."""
+
+
 def encode_data(data: Any) -> str:
     """JSON-encode job data, or raise :class:`InvalidJob` saying why it cannot be."""
     try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"job data must be JSON-serialisable: {exc}") from None
 

@@ -7,7 +7,6 @@ here so that both adapters behave the same way by construction.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import traceback
@@ -15,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from .contract import Handler, Hooks, Job, Outcome, UnrecoverableError, resolve_handler
+from .contract import JSON, Handler, Hooks, Job, Outcome, UnrecoverableError, resolve_handler
 
 MAX_REASON_CHARS = 2000
 
@@ -67,7 +66,7 @@ def run_handler(job: Job, handlers: Mapping[str, Handler] | Handler,
     except Exception as exc:  # noqa: BLE001 - a handler may raise anything; that is its failure
         return settle_failure(job, _describe(exc), stacktrace=traceback.format_exc(limit=8), ref=ref)
     try:
-        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        result_json = JSON.encode(result)
     except (TypeError, ValueError) as exc:
         return settle_failure(job, f"handler returned a value that is not JSON: {exc}",
                               unrecoverable=True, ref=ref)

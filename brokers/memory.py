@@ -41,6 +41,8 @@ from .contract import (
 )
 from .dispatch import JobRunner, Settlement, reject
 
+INLINE_BATCH = 64  # jobs a concurrency-1 worker takes at once
+
 CAPABILITIES = Capabilities(
     delivery="at-least-once inside one process; nothing survives the process",
     ordering="FIFO per lane; prioritized jobs after unprioritized ones, lowest number first",
@@ -82,7 +84,8 @@ class MemoryBroker(Broker):
         self.faults = faults or MemoryFaults()
         self._cv = threading.Condition()
         self._jobs: dict[str, tuple[str, bytes, JobOptions, int, int]] = {}  # id -> name, data, opts, made, created
-        self._ready: dict[str, list[_Entry]] = {lane: [] for lane in self.lanes}
+        self._plain: dict[str, deque[str]] = {lane: deque() for lane in self.lanes}   # no priority: FIFO
+        self._ready: dict[str, list[_Entry]] = {lane: [] for lane in self.lanes}       # prioritized
         self._delayed: list[tuple[float, int, str]] = []
         self._active: set[str] = set()
         self._completed = 0
@@ -99,8 +102,10 @@ class MemoryBroker(Broker):
     # --------------------------------------------------------------------------- internals
     def _push_ready(self, job_id: str) -> None:
         name, _, options, _, _ = self._jobs[job_id]
-        rank = options.priority or 0  # 0 (none) sorts first, as in BullMQ
-        heapq.heappush(self._ready[self.lane_for(name)], _Entry((rank, next(self._seq)), job_id))
+        if options.priority:
+            heapq.heappush(self._ready[self.lane_for(name)], _Entry((options.priority, next(self._seq)), job_id))
+        else:  # no priority runs first, as in BullMQ
+            self._plain[self.lane_for(name)].append(job_id)
 
     def _promote_due(self) -> float | None:
         now = time.monotonic()
@@ -110,19 +115,19 @@ class MemoryBroker(Broker):
         return self._delayed[0][0] if self._delayed else None
 
     def add(self, specs: Iterable[JobSpec]) -> list[str]:
+        # Encode outside the lock: the lock only guards the queue structures.
+        encoded = [(check_job_name(spec.name), encode_data(spec.data).encode(), spec.options) for spec in specs]
+        now_ms = int(time.time() * 1000)
         ids = []
         with self._cv:
-            for spec in specs:
-                check_job_name(spec.name)
-                job_id = spec.options.job_id or f"m{next(self._seq)}"
-                data = encode_data(spec.data).encode()
-                index = next(self._published)
+            for name, data, options in encoded:
+                job_id = options.job_id or f"m{next(self._seq)}"
                 ids.append(job_id)
-                if index in self.faults.drop:
+                if next(self._published) in self.faults.drop:
                     continue  # accepted, then lost: what the harness must notice
-                self._jobs[job_id] = (spec.name, data, spec.options, 0, int(time.time() * 1000))
-                if spec.options.delay_ms:
-                    heapq.heappush(self._delayed, (time.monotonic() + spec.options.delay_ms / 1000,
+                self._jobs[job_id] = (name, data, options, 0, now_ms)
+                if options.delay_ms:
+                    heapq.heappush(self._delayed, (time.monotonic() + options.delay_ms / 1000,
                                                    next(self._seq), job_id))
                 else:
                     self._push_ready(job_id)
@@ -139,25 +144,27 @@ class MemoryBroker(Broker):
         return job_id
 
     def take(self, lanes: Sequence[str], count: int, wait: float) -> list[tuple[Job, str | None]]:
-        out: list[tuple[Job, str | None]] = []
+        picked: list[tuple[str, tuple[str, bytes, JobOptions, int, int], bool]] = []
         with self._cv:
             due = self._promote_due()
-            if not any(self._ready[lane] for lane in lanes) and not self._redeliver and wait > 0:
+            if not any(self._ready[lane] or self._plain[lane] for lane in lanes) and not self._redeliver \
+                    and wait > 0:
                 timeout = wait if due is None else min(wait, max(due - time.monotonic(), 0))
                 self._cv.wait(timeout)
                 self._promote_due()
-            while len(out) < count and self._redeliver:
+            while len(picked) < count and self._redeliver:
                 job_id, snapshot = self._redeliver.popleft()
-                out.append(self._job(job_id, snapshot, redelivered=True))
+                picked.append((job_id, snapshot, True))
             for lane in lanes:
-                heap = self._ready[lane]
-                while heap and len(out) < count:
-                    job_id = heapq.heappop(heap).job_id
+                plain, heap = self._plain[lane], self._ready[lane]
+                while (plain or heap) and len(picked) < count:
+                    job_id = plain.popleft() if plain else heapq.heappop(heap).job_id
                     self._active.add(job_id)
+                    stored = self._jobs[job_id]
                     if next(self._delivered) in self.faults.duplicate:
-                        self._redeliver.append((job_id, self._jobs[job_id]))
-                    out.append(self._job(job_id, self._jobs[job_id]))
-        return out
+                        self._redeliver.append((job_id, stored))
+                    picked.append((job_id, stored, False))
+        return [self._job(job_id, stored, again) for job_id, stored, again in picked]  # decode unlocked
 
     def _job(self, job_id: str, stored: tuple[str, bytes, JobOptions, int, int],
              redelivered: bool = False) -> tuple[Job, str | None]:
@@ -170,28 +177,36 @@ class MemoryBroker(Broker):
             return job, f"malformed payload: not JSON ({exc})"
         return job, None
 
-    def settle(self, s: Settlement) -> Outcome:
+    def settle(self, settlements: list[Settlement]) -> list[Outcome]:
+        """Record outcomes, all under one lock."""
+        outcomes = []
         with self._cv:
-            job_id = s.job.id
-            if job_id not in self._jobs:
-                return Outcome.LOST_LOCK  # a duplicate delivery of a job already settled
-            name, data, options, made, created = self._jobs[job_id]
-            self._active.discard(job_id)
-            if s.outcome is Outcome.COMPLETED:
-                self._completed += 1
-                del self._jobs[job_id]
-            elif s.outcome is Outcome.FAILED:
-                self._failed.append(FailedJob(job_id, name, s.reason or "", made + 1, json.loads(data)
-                                              if not s.reason or not s.reason.startswith("malformed") else None))
-                del self._jobs[job_id]
+            for s in settlements:
+                outcomes.append(self._settle_one(s))
+            self._cv.notify_all()
+        return outcomes
+
+    def _settle_one(self, s: Settlement) -> Outcome:
+        job_id = s.job.id
+        if job_id not in self._jobs:
+            return Outcome.LOST_LOCK  # a duplicate delivery of a job already settled
+        name, data, options, made, created = self._jobs[job_id]
+        self._active.discard(job_id)
+        if s.outcome is Outcome.COMPLETED:
+            self._completed += 1
+            del self._jobs[job_id]
+        elif s.outcome is Outcome.FAILED:
+            malformed = bool(s.reason and s.reason.startswith("malformed"))
+            self._failed.append(FailedJob(job_id, name, s.reason or "", made + 1,
+                                          None if malformed else json.loads(data)))
+            del self._jobs[job_id]
+        else:
+            self._jobs[job_id] = (name, data, options, made + 1, created)
+            if s.delay_ms:
+                heapq.heappush(self._delayed, (time.monotonic() + s.delay_ms / 1000, next(self._seq), job_id))
             else:
-                self._jobs[job_id] = (name, data, options, made + 1, created)
-                if s.delay_ms:
-                    heapq.heappush(self._delayed, (time.monotonic() + s.delay_ms / 1000, next(self._seq), job_id))
-                else:
-                    self._push_ready(job_id)
-                self._cv.notify_all()
-            return s.outcome
+                self._push_ready(job_id)
+        return s.outcome
 
     # --------------------------------------------------------------------------- contract
     def producer(self) -> "MemoryProducer":
@@ -203,7 +218,8 @@ class MemoryBroker(Broker):
 
     def stats(self) -> QueueStats:
         with self._cv:
-            return QueueStats(waiting=sum(len(h) for h in self._ready.values()) + len(self._redeliver),
+            return QueueStats(waiting=sum(len(h) for h in self._ready.values())
+                              + sum(len(q) for q in self._plain.values()) + len(self._redeliver),
                               active=len(self._active), delayed=len(self._delayed),
                               completed=self._completed, failed=len(self._failed))
 
@@ -216,6 +232,8 @@ class MemoryBroker(Broker):
             self._jobs.clear()
             for heap in self._ready.values():
                 heap.clear()
+            for plain in self._plain.values():
+                plain.clear()
             self._delayed.clear()
             self._active.clear()
             self._redeliver.clear()
@@ -234,10 +252,12 @@ class MemoryProducer(Producer):
         self._broker = broker
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
-        return self._broker.add([JobSpec(name, data, options or JobOptions())])[0]
+        return self.publish_many([JobSpec(name, data, options or JobOptions())])[0]
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
-        return self._broker.add(jobs)
+        ids = self._broker.add(jobs)
+        self._accepted(ids)
+        return ids
 
     def close(self) -> None:
         pass
@@ -256,25 +276,27 @@ class MemoryWorker(Worker):
     def run(self, *, max_jobs: int | None = None, idle_timeout: float | None = None,
             timeout: float | None = None) -> WorkerReport:
         runner = JobRunner(self.handlers, self.concurrency, self.hooks)
+        # Inline (concurrency 1): take a batch and run it job by job, like a prefetch window.
+        window = INLINE_BATCH if runner.inline else self.concurrency
         started = last = time.monotonic()
         try:
             while True:
-                for s in runner.collect(timeout=0.005 if runner.in_flight and not runner.inline else None):
-                    outcome = self.broker.settle(s)
-                    setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
-                    for hook in self.hooks:
-                        hook.job_settled(s.job, outcome, s.reason)
+                settled = runner.collect(timeout=0.005 if runner.in_flight and not runner.inline else None)
+                if settled:
+                    for s, outcome in zip(settled, self.broker.settle(settled), strict=True):
+                        setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
+                        for hook in self.hooks:
+                            hook.job_settled(s.job, outcome, s.reason)
                 now = time.monotonic()
                 done = (self.stopping or (max_jobs is not None and self.report.settled >= max_jobs)
                         or (timeout is not None and now - started >= timeout))
                 if done and runner.in_flight == 0:
                     break
-                want = 0 if done else runner.free_slots()
+                want = 0 if done else max(window - runner.in_flight, 0)
                 if max_jobs is not None:
                     want = min(want, max_jobs - self.report.settled - runner.in_flight)
                 if want > 0:
-                    wait = 0.0 if runner.in_flight else 0.05
-                    taken = self.broker.take(self.lanes, want, wait)
+                    taken = self.broker.take(self.lanes, want, 0.0 if runner.in_flight else 0.05)
                     for job, bad in taken:
                         if job.redelivered:
                             self.report.redelivered += 1

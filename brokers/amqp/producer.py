@@ -6,8 +6,9 @@ confirms="each"      wait for the broker's confirm of every message before retur
                      round trip per job; with persistent messages the broker confirms after
                      the message is written to disk, or to a quorum of replicas).
 confirms="windowed"  keep up to ``window`` messages unconfirmed; ``publish`` blocks only when the
-                     window is full and ``flush()`` waits for all. Ids handed back before their
-                     confirm are "in flight", not yet "accepted": read ``confirmed`` for that.
+                     window is full and ``flush()`` waits for all. Ids handed back (by ``publish``
+                     and ``publish_many`` alike) before their confirm are "in flight", not yet
+                     "accepted": ``on_accepted`` says when.
 
 With confirms on, a dropped connection is survived: the producer reconnects and publishes again
 every message not yet confirmed (so a message may arrive twice: at-least-once, never lost).
@@ -60,8 +61,8 @@ class Outgoing:
 
 class AmqpProducer(Producer):
     def __init__(self, broker: "RabbitMQBroker", *, confirms: str = "windowed", window: int = 256,
-                 persistent: bool = True, reconnect_for_s: float = 30.0, confirm_timeout_s: float = 30.0,
-                 on_confirm: Callable[[list[str]], None] | None = None) -> None:
+                 persistent: bool = True, reconnect_for_s: float = 30.0,
+                 confirm_timeout_s: float = 30.0) -> None:
         if confirms not in CONFIRM_MODES:
             raise ValueError(f"confirms must be one of {CONFIRM_MODES}, got {confirms!r}")
         if window < 1:
@@ -72,7 +73,6 @@ class AmqpProducer(Producer):
         self.persistent = persistent
         self.reconnect_for_s = reconnect_for_s
         self.confirm_timeout_s = confirm_timeout_s
-        self.on_confirm = on_confirm
         self.confirmed = 0          # messages the broker confirmed
         self.republished = 0        # messages sent again after a dropped connection
         self._unconfirmed: dict[int, Outgoing] = {}
@@ -130,8 +130,7 @@ class AmqpProducer(Producer):
             else:
                 self._nacked.append(item.job_id)
         self.confirmed += len(ids)
-        if ids and self.on_confirm is not None:
-            self.on_confirm(ids)
+        self._accepted(ids)
 
     # ---------------------------------------------------------------------------- publishing
     def _prepare(self, spec: JobSpec) -> Outgoing:
@@ -157,7 +156,9 @@ class AmqpProducer(Producer):
         self._seq += 1
         if self.confirms != "off":
             self._unconfirmed[self._seq] = item
-        elif self._seq % FLUSH_EVERY == 0:
+            return
+        self._accepted([item.job_id])  # no confirms: "accepted" is all a producer can know
+        if self._seq % FLUSH_EVERY == 0:
             assert self._conn is not None
             pump(self._conn)
 
@@ -205,7 +206,10 @@ class AmqpProducer(Producer):
             if self.confirms != "off" and len(self._unconfirmed) >= self.window:
                 self._guarded(lambda: self._wait(self.window - 1))
             ids.append(item.job_id)
-        self.flush()
+        if self.confirms == "off":
+            self.flush()  # push buffered frames out; nothing more can be known without confirms
+        else:
+            self._guarded(lambda: self._wait(self.window - 1))  # push frames out, read confirms
         return ids
 
     def flush(self) -> None:
@@ -213,6 +217,10 @@ class AmqpProducer(Producer):
             self._guarded(lambda: self._wait(0))
         elif self._conn is not None:
             self._guarded(lambda: pump(self._conn))
+
+    def idle(self, seconds: float) -> None:
+        if seconds > 0 and self._conn is not None:
+            self._guarded(lambda: self._conn.process_data_events(time_limit=seconds))
 
     @property
     def in_flight(self) -> int:

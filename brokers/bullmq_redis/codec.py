@@ -8,9 +8,10 @@ what lets the official BullMQ clients and ours share a queue.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
-from ..contract import Backoff, InvalidJob, Job, JobOptions, Keep
+from ..contract import JSON, Backoff, InvalidJob, Job, JobOptions, Keep
 from . import keys as K
 
 
@@ -29,6 +30,12 @@ def options_to_opts(options: JobOptions) -> dict[str, Any]:
     if options.job_id is not None:
         opts["jobId"] = options.job_id
     return opts
+
+
+@lru_cache(maxsize=256)
+def opts_json(options: JobOptions) -> str:
+    """The opts field of a job hash: cached, since a run uses few distinct option sets."""
+    return JSON.encode(options_to_opts(options))
 
 
 def _keep_from_opts(raw: Any, default: Keep) -> Keep:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..contract import JobOptions, JobSpec, Producer, check_job_name, encode_data
-from .codec import options_to_opts
+from .codec import opts_json
 from .connection import guarded
 
 if TYPE_CHECKING:
@@ -46,12 +45,14 @@ class RedisProducer(Producer):
                 for _, spec in chunk:
                     o = spec.options
                     args += [o.job_id or "", spec.name, encode_data(spec.data),
-                             json.dumps(options_to_opts(o), separators=(",", ":")), o.delay_ms, o.priority]
+                             opts_json(o), o.delay_ms, o.priority]
                 now = int(time.time() * 1000)
                 result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args),
                                  "publish")
-                for (index, _), job_id in zip(chunk, result):
-                    ids[index] = job_id.decode()
+                accepted = [job_id.decode() for job_id in result]
+                for (index, _), job_id in zip(chunk, accepted):
+                    ids[index] = job_id
+                self._accepted(accepted)
         return ids
 
     def close(self) -> None:

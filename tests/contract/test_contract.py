@@ -149,7 +149,8 @@ def test_delayed_job_not_delivered_before_its_delay(broker):
         sent = time.time()
         job_id = producer.publish("user_variables_update", {"later": True}, JobOptions(delay_ms=700))
         now_id = producer.publish("user_variables_update", {"later": False})
-    assert broker.stats().delayed == 1
+        producer.flush()
+        assert broker.stats().delayed == 1
     drain(broker, rec.handler(), 2)
     assert rec.ids() == [now_id, job_id]
     assert rec.of(job_id)[0].at - sent >= 0.700 - 0.005

@@ -1,0 +1,228 @@
+"""Recorders: latency histograms (HdrHistogram), per-second counters, sequence numbers.
+
+Every process of a run records into its own :class:`Recorder`; the runner merges them.
+Times are ``time.monotonic_ns()``: CLOCK_MONOTONIC is one clock for every process of a host,
+so a send time taken in a producer and a start time taken in a consumer can be subtracted.
+
+Sequence numbers: each producer numbers its jobs 0, 1, 2... A job is *accepted* when the
+broker acknowledged it (publish returned, or its confirm arrived). Consumers count how many
+times they ran each (producer, number). Lost = accepted but never run; duplicated = runs
+beyond the first.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from array import array
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3  # 1 µs .. 1 hour, 3 significant digits
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
+HISTOGRAMS = ("publish", "send_delay", "queue_wait", "end_to_end", "end_to_end_intended")
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def record_us(hist: HdrHistogram, value_ns: int) -> None:
+    hist.record_value(min(max(value_ns // 1000, LOWEST_US), HIGHEST_US))
+
+
+def encode(hist: HdrHistogram) -> str:
+    raw = hist.encode()
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def decode(text: str) -> HdrHistogram:
+    return HdrHistogram.decode(text.encode())
+
+
+def summary(hist: HdrHistogram) -> dict[str, float | int]:
+    """Count, mean, percentiles and max, in milliseconds (HdrHistogram precision: 3 digits)."""
+    count = hist.get_total_count()
+    if not count:
+        return {"count": 0}
+    out: dict[str, float | int] = {"count": count, "mean": round(hist.get_mean_value() / 1000, 3)}
+    for name, p in PERCENTILES.items():
+        out[name] = round(hist.get_value_at_percentile(p) / 1000, 3)
+    out["max"] = round(hist.get_max_value() / 1000, 3)
+    return out
+
+
+class SequenceCounts:
+    """How many times each sequence number was seen, per producer (a bytearray per producer)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, bytearray] = {}
+
+    def add(self, producer: int, seq: int) -> int:
+        """Count one sighting; return how many times it was seen before."""
+        arr = self.counts.get(producer)
+        if arr is None:
+            arr = self.counts[producer] = bytearray(max(1024, seq + 1))
+        elif seq >= len(arr):
+            arr.extend(bytes(max(seq + 1 - len(arr), len(arr))))
+        before = arr[seq]
+        if before < 255:
+            arr[seq] = before + 1
+        return before
+
+    def merge(self, other: "SequenceCounts") -> None:
+        for producer, arr in other.counts.items():
+            mine = self.counts.setdefault(producer, bytearray(len(arr)))
+            if len(mine) < len(arr):
+                mine.extend(bytes(len(arr) - len(mine)))
+            for i, n in enumerate(arr):
+                if n:
+                    mine[i] = min(mine[i] + n, 255)
+
+    def to_json(self) -> dict[str, str]:
+        return {str(p): base64.b64encode(bytes(a)).decode() for p, a in self.counts.items()}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, str]) -> "SequenceCounts":
+        out = cls()
+        out.counts = {int(p): bytearray(base64.b64decode(a)) for p, a in raw.items()}
+        return out
+
+
+class Recorder:
+    """What one process saw. Thread-safe: consumer handlers record from their threads.
+
+    Latencies are appended to plain arrays and moved into the HdrHistograms in bulk (every
+    64k values, and before reading), which keeps recording cheap on the hot path.
+    """
+
+    FLUSH_AT = 65536
+
+    def __init__(self) -> None:
+        self.t0_ns = self.window_start_ns = self.window_end_ns = 0
+        self.hists: dict[str, HdrHistogram] = {h: new_histogram() for h in HISTOGRAMS}
+        self.by_type: dict[str, HdrHistogram] = {}
+        self._pending: dict[str, array] = {h: array("q") for h in HISTOGRAMS}
+        self._pending_type: dict[str, array] = {}
+        self.sent_per_s: dict[int, int] = {}
+        self.done_per_s: dict[int, int] = {}
+        self.sent = SequenceCounts()      # producer side: accepted
+        self.seen = SequenceCounts()      # consumer side: ran
+        self.counters: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def in_window(self, t_ns: int) -> bool:
+        return self.window_start_ns <= t_ns < self.window_end_ns
+
+    def _add(self, name: str, value_ns: int) -> None:
+        pending = self._pending[name]
+        pending.append(value_ns)
+        if len(pending) >= self.FLUSH_AT:
+            self._flush_one(self.hists[name], pending)
+
+    @staticmethod
+    def _flush_one(hist: HdrHistogram, pending: array) -> None:
+        for value in pending:
+            record_us(hist, value)
+        del pending[:]
+
+    def flush(self) -> None:
+        """Move buffered values into the histograms (call before reading them)."""
+        with self.lock:
+            for name, pending in self._pending.items():
+                self._flush_one(self.hists[name], pending)
+            for name, pending in self._pending_type.items():
+                self._flush_one(self.by_type.setdefault(name, new_histogram()), pending)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + n
+
+    def sent_job(self, intended_ns: int, sent_ns: int) -> None:
+        second = (sent_ns - self.t0_ns) // 1_000_000_000
+        with self.lock:
+            self.sent_per_s[second] = self.sent_per_s.get(second, 0) + 1
+            if self.in_window(sent_ns):
+                self.counters["sent_in_window"] = self.counters.get("sent_in_window", 0) + 1
+            if intended_ns and self.in_window(intended_ns):
+                self._add("send_delay", max(sent_ns - intended_ns, 0))
+
+    def accepted(self, producer: int, seq: int, latency_ns: int, sent_ns: int) -> None:
+        with self.lock:
+            self.sent.add(producer, seq)
+            self.counters["accepted"] = self.counters.get("accepted", 0) + 1
+            if self.in_window(sent_ns):
+                self._add("publish", latency_ns)
+
+    def ran(self, job_type: str, producer: int, seq: int, intended_ns: int, sent_ns: int, start_ns: int,
+            end_ns: int, redelivered: bool) -> None:
+        second = (end_ns - self.t0_ns) // 1_000_000_000
+        counters = self.counters
+        with self.lock:
+            before = self.seen.add(producer, seq)
+            self.done_per_s[second] = self.done_per_s.get(second, 0) + 1
+            counters["ran"] = counters.get("ran", 0) + 1
+            if self.window_start_ns <= end_ns < self.window_end_ns:
+                counters["done_in_window"] = counters.get("done_in_window", 0) + 1
+            if before:
+                counters["duplicate_runs"] = counters.get("duplicate_runs", 0) + 1
+            if redelivered:
+                counters["redelivered"] = counters.get("redelivered", 0) + 1
+            reference = intended_ns or sent_ns
+            if not self.window_start_ns <= reference < self.window_end_ns:
+                return
+            counters["ran_in_window"] = counters.get("ran_in_window", 0) + 1
+            self._add("queue_wait", start_ns - sent_ns)
+            self._add("end_to_end", end_ns - sent_ns)
+            if intended_ns:
+                self._add("end_to_end_intended", end_ns - intended_ns)
+            pending = self._pending_type.get(job_type)
+            if pending is None:
+                pending = self._pending_type[job_type] = array("q")
+            pending.append(end_ns - sent_ns)
+
+    # ---------------------------------------------------------------------- (de)serialise
+    def to_json(self) -> dict[str, Any]:
+        self.flush()
+        with self.lock:
+            return {
+                "hists": {k: encode(h) for k, h in self.hists.items()},
+                "by_type": {k: encode(h) for k, h in self.by_type.items()},
+                "sent_per_s": {str(k): v for k, v in self.sent_per_s.items()},
+                "done_per_s": {str(k): v for k, v in self.done_per_s.items()},
+                "sent": self.sent.to_json(), "seen": self.seen.to_json(), "counters": dict(self.counters),
+            }
+
+    def merge_json(self, raw: dict[str, Any]) -> None:
+        for k, text in raw["hists"].items():
+            self.hists[k].add(decode(text))
+        for k, text in raw["by_type"].items():
+            self.by_type.setdefault(k, new_histogram()).add(decode(text))
+        for name, target in (("sent_per_s", self.sent_per_s), ("done_per_s", self.done_per_s)):
+            for k, v in raw[name].items():
+                target[int(k)] = target.get(int(k), 0) + v
+        self.sent.merge(SequenceCounts.from_json(raw["sent"]))
+        self.seen.merge(SequenceCounts.from_json(raw["seen"]))
+        for k, v in raw["counters"].items():
+            self.counters[k] = self.counters.get(k, 0) + v
+
+
+def loss_and_duplicates(sent: SequenceCounts, seen: SequenceCounts) -> dict[str, int]:
+    """accepted, ran (distinct), lost (accepted, never ran), duplicated (runs beyond the first),
+    unexpected (ran but never reported accepted: e.g. accepted after the producer stopped counting)."""
+    accepted = ran = lost = duplicated = unexpected = 0
+    for producer in set(sent.counts) | set(seen.counts):
+        a = sent.counts.get(producer, bytearray())
+        s = seen.counts.get(producer, bytearray())
+        for i in range(max(len(a), len(s))):
+            was_sent = i < len(a) and a[i] > 0
+            runs = s[i] if i < len(s) else 0
+            accepted += was_sent
+            ran += runs > 0
+            duplicated += max(runs - 1, 0)
+            if was_sent and not runs:
+                lost += 1
+            elif runs and not was_sent:
+                unexpected += 1
+    return {"accepted": accepted, "ran": ran, "lost": lost, "duplicated": duplicated, "unexpected": unexpected}

@@ -1,0 +1,71 @@
+"""Live progress of runs (rich): phase, elapsed time, rates in and out, backlog."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .scenario import Scenario
+
+
+class ProgressDisplay:
+    """One status line per run, refreshed from the runner's progress callback."""
+
+    def __init__(self, console: Any, total: int, enabled: bool = True) -> None:
+        self.console, self.total, self.enabled = console, total, enabled
+        self.index = 0
+        self.live: Any = None
+        self.scenario: Scenario | None = None
+        self.last: tuple[float, int, int] | None = None
+        self.rates = (0.0, 0.0)
+
+    def __enter__(self) -> "ProgressDisplay":
+        if self.enabled:
+            from rich.live import Live
+
+            self.live = Live("", console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def begin(self, scenario: Scenario) -> None:
+        self.index += 1
+        self.scenario = scenario
+        self.last = None
+        self.rates = (0.0, 0.0)
+
+    def update(self, snap: dict[str, Any]) -> None:
+        if self.live is None or self.scenario is None:
+            return
+        now = time.monotonic()
+        if self.last is not None and now - self.last[0] >= 0.5:
+            dt = now - self.last[0]
+            self.rates = ((snap["sent"] - self.last[1]) / dt, (snap["ran"] - self.last[2]) / dt)
+            self.last = (now, snap["sent"], snap["ran"])
+        elif self.last is None:
+            self.last = (now, snap["sent"], snap["ran"])
+        sc = self.scenario
+        rate = f" at {sc.rate:,.0f}/s" if sc.mode in ("open", "sweep") else ""
+        backlog = "?" if snap["backlog"] is None else f"{snap['backlog']:,}"
+        self.live.update(
+            f"[bold]{self.index}/{self.total}[/bold] {sc.broker} {sc.profile} {sc.mode}{rate}  "
+            f"[cyan]{snap['phase']}[/cyan] {snap['elapsed_s']:5.1f}s  sent {snap['sent']:,}  done {snap['ran']:,}  "
+            f"in {self.rates[0]:,.0f}/s  out {self.rates[1]:,.0f}/s  backlog {backlog}")
+
+    def end(self, result: dict[str, Any], path: Path | None) -> None:
+        f = result["figures"]
+        sc = result["scenario"]
+        head = f"{sc['broker']:8s} {sc['profile']:26s} {sc['mode']:6s}"
+        if f is None:
+            line = f"{head} [red]failed: {'; '.join(result['errors'])}[/red]"
+        else:
+            e2e = f["latency_ms"]["end_to_end_intended" if sc["mode"] in ("open", "sweep") else "end_to_end"]
+            line = (f"{head} out {f['throughput']['out_per_s']:9,.0f}/s  p50 {e2e.get('p50', 0):8.1f} ms  "
+                    f"p99 {e2e.get('p99', 0):8.1f} ms  lost {f['lost']}  dup {f['duplicated']}")
+            if result["errors"]:
+                line += f"  [yellow]{'; '.join(result['errors'])}[/yellow]"
+        self.console.print(line)

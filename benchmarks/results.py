@@ -1,0 +1,111 @@
+"""Results files: one JSON file per run, with a versioned schema (results_schema.json).
+
+A results file holds the scenario as run, every figure, the encoded latency histograms (so two
+runs can be compared or merged later), and the environment. Reports and notebooks read these
+files only. Schema history:
+
+  brokerbench.run/1   first version
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .metrics import Recorder, loss_and_duplicates, summary
+
+SCHEMA_ID = "brokerbench.run/1"
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files(__package__).joinpath("results_schema.json").read_text())
+
+
+def validate(result: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError if ``result`` does not follow the schema."""
+    jsonschema.validate(result, schema())
+
+
+def figures(recorder: Recorder, *, window_s: float, cpu: dict[str, float | None],
+            timeline: dict[str, list[float]], worker_counts: dict[str, int]) -> dict[str, Any]:
+    """Every figure of a run (or of one sweep step) from the merged recorder."""
+    recorder.flush()
+    integrity = loss_and_duplicates(recorder.sent, recorder.seen)
+    counters = recorder.counters
+    in_window_done = counters.get("done_in_window", 0)
+    sent_in_window = counters.get("sent_in_window", 0)
+    client_cpu = [v for k, v in cpu.items() if k != "broker"]
+    total_cpu = None if None in cpu.values() else round(sum(v for v in cpu.values() if v is not None), 3)
+    return {
+        "window_s": round(window_s, 3),
+        "sent": counters.get("sent", 0),
+        "accepted": integrity["accepted"],
+        "completed": integrity["ran"],
+        "lost": integrity["lost"],
+        "duplicated": integrity["duplicated"],
+        "unexpected": integrity["unexpected"],
+        "redelivered": counters.get("redelivered", 0),
+        "unconfirmed_at_end": counters.get("unconfirmed_at_end", 0),
+        "worker": worker_counts,
+        "throughput": {
+            "in_per_s": round(sent_in_window / window_s, 1) if window_s else 0.0,
+            "out_per_s": round(in_window_done / window_s, 1) if window_s else 0.0,
+        },
+        "latency_ms": {name: summary(hist) for name, hist in recorder.hists.items()},
+        "per_type": {name: summary(hist) for name, hist in sorted(recorder.by_type.items())},
+        "cpu_s": {**cpu, "clients": None if None in client_cpu else round(sum(client_cpu), 3)},  # type: ignore[arg-type]
+        "jobs_per_cpu_s": round(in_window_done / total_cpu, 1) if total_cpu else None,
+        "timeline": timeline,
+    }
+
+
+def histograms(recorder: Recorder) -> dict[str, Any]:
+    data = recorder.to_json()
+    return {"overall": data["hists"], "per_type": data["by_type"]}
+
+
+def build(scenario: dict[str, Any], *, status: str, errors: list[str], environment: dict[str, Any],
+          figures_: dict[str, Any] | None, hist: dict[str, Any] | None, started: datetime,
+          steps: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    result = {
+        "schema": SCHEMA_ID,
+        "name": scenario.get("label") or f"{scenario['broker']}-{scenario['profile']}-{scenario['mode']}",
+        "created": started.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "status": status,
+        "errors": errors,
+        "scenario": scenario,
+        "environment": environment,
+        "figures": figures_,
+        "histograms": hist,
+    }
+    if steps is not None:
+        result["steps"] = steps
+    if extra:
+        result.update(extra)
+    validate(result)
+    return result
+
+
+def write(result: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(result["created"]).strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{result['name']}-{stamp}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{result['name']}-{stamp}-{n}.json"
+    path.write_text(json.dumps(result, indent=1, sort_keys=False))
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    result = json.loads(Path(path).read_text())
+    if result.get("schema") != SCHEMA_ID:
+        raise ValueError(f"{path}: schema {result.get('schema')!r}, this brokerbench reads {SCHEMA_ID!r}")
+    validate(result)
+    return result

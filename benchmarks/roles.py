@@ -1,0 +1,246 @@
+"""What producer and consumer processes do during a run.
+
+Each role connects, says "ready", waits for the start signal with the shared start time
+``t0`` (monotonic ns), does its work, sends progress every half second, and at the end sends
+its :class:`~benchmarks.metrics.Recorder` (and the error that stopped it, if any). A role never
+raises out: a broker that dies mid-run gives partial figures and an error, not a hang.
+
+The same functions run in processes (real brokers) or threads (the in-process memory broker).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from brokers.contract import Broker, Job, JobSpec
+from brokers.registry import adapter_class
+
+from .metrics import Recorder
+from .scenario import Scenario
+from .workloads import PayloadBank, ServiceModel, closed_loop_types, open_loop_schedule, perform
+
+PROGRESS_EVERY_S = 0.5
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoleSpec:
+    role: str            # "producer" or "consumer"
+    index: int
+    scenario: dict[str, Any]
+    url: str
+    queue: str
+
+
+class Control:
+    """Signals between the runner and its roles (multiprocessing or threading objects)."""
+
+    def __init__(self, messages: Any, start: Any, stop: Any, t0: Any, consume: Any, throttle: Any) -> None:
+        self.messages, self.start, self.stop, self.t0 = messages, start, stop, t0
+        self.consume = consume    # drain mode: consumers start when this is set
+        self.throttle = throttle  # closed loop: producers pause while this is set (backlog too big)
+
+    def send(self, *message: Any) -> None:
+        self.messages.put(message)
+
+
+def open_role_broker(spec: RoleSpec, scenario: Scenario, shared: Broker | None) -> Broker:
+    if shared is not None:
+        return shared
+    options = {"reconnect_for_s": 10.0, **scenario.broker_options}
+    return adapter_class(scenario.broker)(spec.url, queue=spec.queue, **options)
+
+
+def role_main(spec: RoleSpec, control: Control, shared: Broker | None = None) -> None:
+    """Entry point of a role (the target of a process or a thread)."""
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    scenario = Scenario.from_dict(spec.scenario)
+    recorder = Recorder()
+    error: str | None = None
+    try:
+        broker = open_role_broker(spec, scenario, shared)
+    except Exception as exc:  # noqa: BLE001 - reported to the runner, which reports it to the user
+        control.send("result", spec.role, spec.index, recorder.to_json(),
+                     f"{spec.role} {spec.index} could not connect: {exc}", {})
+        return
+    extra: dict[str, int] = {}
+    try:
+        if spec.role == "producer":
+            _produce(spec, scenario, broker, recorder, control)
+        else:
+            extra = _consume(spec, scenario, broker, recorder, control)
+    except Exception as exc:  # noqa: BLE001 - see above
+        error = f"{spec.role} {spec.index}: {exc}"
+        log.debug("role failed: %s", traceback.format_exc())
+    finally:
+        if shared is None:
+            try:
+                broker.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+    control.send("result", spec.role, spec.index, recorder.to_json(), error, extra)
+    if spec.role == "producer":
+        # Stay alive (idle) until the run ends, so the runner can read this process's CPU time.
+        control.stop.wait(timeout=scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60)
+
+
+def _wait_start(spec: RoleSpec, scenario: Scenario, recorder: Recorder, control: Control) -> int:
+    control.send("ready", spec.role, spec.index)
+    if not control.start.wait(timeout=120):
+        raise RuntimeError("no start signal within 120 s")
+    t0 = control.t0.value
+    recorder.t0_ns = t0
+    recorder.window_start_ns = t0 + int(scenario.warmup_s * 1e9)
+    recorder.window_end_ns = recorder.window_start_ns + int(scenario.duration_s * 1e9)
+    if scenario.mode == "drain":  # everything drained counts
+        recorder.window_start_ns, recorder.window_end_ns = 0, 2**62
+    return t0
+
+
+def _sleep_until(t_ns: int, producer: Any) -> None:
+    """Wait for an intended send time: idle (reading confirms) until 1 ms before, then spin."""
+    delay = (t_ns - time.monotonic_ns()) / 1e9
+    if delay > 0.002:
+        producer.idle(delay - 0.001)
+    while time.monotonic_ns() < t_ns:
+        pass
+
+
+def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recorder, control: Control) -> None:
+    producer = broker.producer()
+    bank = PayloadBank(scenario.seed * 1000 + spec.index, ServiceModel(scenario.time_scale, scenario.service_factor))
+    pending: dict[str, tuple[int, int]] = {}              # job id -> seq, publish start
+    confirmed: list[tuple[list[str], int]] = []            # (ids, when) from on_accepted
+    producer.on_accepted = lambda ids: confirmed.append((ids, time.monotonic_ns()))
+
+    def settle_accepts() -> None:
+        while confirmed:
+            ids, when = confirmed[0]
+            missing = [job_id for job_id in ids if job_id not in pending]
+            for job_id in ids:
+                if job_id in pending:
+                    seq, started = pending.pop(job_id)
+                    recorder.accepted(spec.index, seq, when - started, started)
+            if missing:  # accepted inside publish(), before we learnt the ids: retry after
+                confirmed[0] = (missing, when)
+                return
+            confirmed.pop(0)
+
+    seq = 0
+    last_progress = 0.0
+
+    def publish(jobs: list[tuple[str, int]]) -> None:
+        """Publish (job type, intended send time or 0) pairs in one call."""
+        nonlocal seq
+        started = time.monotonic_ns()
+        specs, seqs = [], []
+        for job_type, intended_ns in jobs:
+            data = dict(bank.payload(job_type, seq))
+            data["bb"] = [spec.index, seq, intended_ns, started]
+            specs.append(JobSpec(job_type, data))
+            seqs.append(seq)
+            recorder.sent_job(intended_ns, started)
+            seq += 1
+        ids = producer.publish_many(specs)
+        for job_id, s in zip(ids, seqs, strict=True):
+            pending[job_id] = (s, started)
+        settle_accepts()
+
+    def progress() -> None:
+        nonlocal last_progress
+        now = time.monotonic()
+        if now - last_progress >= PROGRESS_EVERY_S:
+            last_progress = now
+            control.send("progress", spec.role, spec.index, seq)
+
+    t0 = _wait_start(spec, scenario, recorder, control)
+    end_ns = t0 + int((scenario.warmup_s + scenario.duration_s) * 1e9)
+    try:
+        if scenario.mode in ("closed", "drain"):
+            types = closed_loop_types(scenario.profile, scenario.seed * 1000 + spec.index)
+            quota = scenario.drain_jobs // scenario.producers + (spec.index < scenario.drain_jobs % scenario.producers)
+            while not control.stop.is_set():
+                if scenario.mode == "closed" and time.monotonic_ns() >= end_ns:
+                    break
+                if scenario.mode == "closed" and control.throttle.is_set():
+                    control.stop.wait(0.005)
+                    progress()
+                    continue
+                n = scenario.batch if scenario.mode == "closed" else min(scenario.batch, quota - seq)
+                if n <= 0:
+                    break
+                publish([(next(types), 0) for _ in range(n)])
+                progress()
+        else:
+            rate = scenario.rate / scenario.producers
+            schedule = [(t0 + int(offset * 1e9), job_type) for offset, job_type in open_loop_schedule(
+                scenario.profile, rate, scenario.warmup_s + scenario.duration_s,
+                scenario.seed * 1000 + spec.index, scenario.burst_every_s)]
+            i = 0
+            while i < len(schedule) and not control.stop.is_set():
+                _sleep_until(schedule[i][0], producer)
+                now = time.monotonic_ns()
+                j = i + 1  # jobs already due go in the same call, up to the batch size
+                while j < len(schedule) and j - i < scenario.batch and schedule[j][0] <= now:
+                    j += 1
+                publish([(job_type, intended) for intended, job_type in schedule[i:j]])
+                i = j
+                progress()
+        producer.flush()
+    finally:
+        settle_accepts()
+        recorder.counters["sent"] = seq
+        recorder.counters["unconfirmed_at_end"] = len(pending)
+        control.send("progress", spec.role, spec.index, seq)
+        try:
+            producer.close()
+        except Exception:  # noqa: BLE001 - the broker may be gone; the figures say so
+            pass
+
+
+def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recorder,
+             control: Control) -> dict[str, int]:
+    def handle(job: Job) -> Any:
+        start = time.monotonic_ns()
+        data = job.data
+        result = perform(job.name, data)
+        end = time.monotonic_ns()
+        bb = data.get("bb") if isinstance(data, dict) else None
+        if bb:
+            recorder.ran(job.name, bb[0], bb[1], bb[2], bb[3], start, end, job.redelivered)
+        return result
+
+    options: dict[str, Any] = {}
+    if scenario.broker == "rabbitmq":
+        options["prefetch"] = scenario.prefetch or scenario.concurrency
+    worker = broker.worker(handle, concurrency=scenario.concurrency, **options)
+    done = threading.Event()
+
+    def watch() -> None:  # forward the runner's stop, and report progress
+        while not done.is_set():
+            if control.stop.wait(PROGRESS_EVERY_S):
+                worker.stop()
+                return
+            control.send("progress", spec.role, spec.index, recorder.counters.get("ran", 0))
+
+    _wait_start(spec, scenario, recorder, control)
+    if scenario.mode == "drain" and not control.consume.wait(timeout=scenario.drain_timeout_s + 600):
+        raise RuntimeError("consumers were never told to start draining")
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        limit = scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 30
+        report = worker.run(timeout=limit if scenario.mode != "drain" else scenario.drain_timeout_s + 30)
+    finally:
+        done.set()
+        control.send("progress", spec.role, spec.index, recorder.counters.get("ran", 0))
+    return {"completed": report.completed, "retried": report.retried, "failed": report.failed,
+            "lost_lock": report.lost_lock, "redelivered": report.redelivered, "reconnects": report.reconnects}
+
+
+RoleTarget = Callable[[RoleSpec, Control, Broker | None], None]

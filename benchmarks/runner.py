@@ -1,0 +1,341 @@
+"""Runs a scenario: starts producer and consumer processes, paces them, watches, collects.
+
+Sequence of one run:
+1. a fresh queue (``bb-<broker>-<random>``) on the broker, deleted at the end;
+2. producers and consumers start (processes; threads for the memory broker), connect and say
+   ready; the runner then gives them all one start time ``t0`` (a start barrier);
+3. warm-up (not counted), then the measured window, during which the runner samples the
+   backlog and the CPU of the broker and of every client process;
+4. producers stop at the end of the window (drain mode: after pre-filling); consumers go on
+   until everything accepted has run, nothing is left in the broker, or ``drain_timeout_s``;
+5. every role sends its recorder; the runner merges them into figures.
+A role that fails (broker gone, say) stops the run: the result says why, with partial figures.
+Every wait is bounded, so a run always ends by itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from brokers.provision import find
+from brokers.registry import adapter_class
+
+from . import environment, results
+from .metrics import Recorder
+from .resources import CpuMeter, broker_pid
+from .roles import Control, RoleSpec, role_main
+from .scenario import Scenario
+
+Progress = Callable[[dict[str, Any]], None]
+TICK_S = 0.25
+SAMPLE_EVERY_S = 0.5
+QUIET_S = 2.0  # nothing left in the broker and no progress for this long: the run is over
+
+
+class _Value:
+    def __init__(self) -> None:
+        self.value = 0
+
+
+@dataclass
+class Once:
+    """The outcome of one run (or one sweep step)."""
+
+    figures: dict[str, Any] | None
+    histograms: dict[str, Any] | None
+    errors: list[str]
+    described: dict[str, Any]
+    drain: dict[str, Any] | None = None
+    backlog_at_end: int | None = None
+
+
+@dataclass
+class _Watch:
+    scenario: Scenario
+    expected: dict[str, int]
+    ready: set[tuple[str, int]] = field(default_factory=set)
+    progress: dict[tuple[str, int], int] = field(default_factory=dict)
+    reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def take(self, message: tuple[Any, ...]) -> None:
+        kind, role, index = message[:3]
+        if kind == "ready":
+            self.ready.add((role, index))
+        elif kind == "progress":
+            self.progress[(role, index)] = message[3]
+        elif kind == "error":
+            self.errors.append(message[3])
+        elif kind == "result":
+            self.reports[(role, index)] = {"recorder": message[3], "error": message[4], "extra": message[5]}
+            if message[4]:
+                self.errors.append(message[4])
+
+    def total(self, role: str) -> int:
+        return sum(v for (r, _), v in self.progress.items() if r == role)
+
+    def finished(self, role: str) -> bool:
+        return sum(1 for r, _ in self.reports if r == role) >= self.expected[role]
+
+    def accepted(self) -> int:
+        return sum(rep["recorder"]["counters"].get("accepted", 0) for (r, _), rep in self.reports.items()
+                   if r == "producer")
+
+
+def resolve_url(scenario: Scenario, url: str | None) -> str:
+    if url:
+        return url
+    return "memory://" if scenario.broker == "memory" else find(scenario.broker).url
+
+
+def run_once(scenario: Scenario, url: str, progress: Progress | None = None) -> Once:
+    queue = f"bb-{scenario.broker}-{uuid.uuid4().hex[:8]}"
+    admin = adapter_class(scenario.broker)(url, queue=queue, **{"reconnect_for_s": 10.0, **scenario.broker_options})
+    described = admin.describe()
+    specs = [RoleSpec("producer", i, scenario.to_dict(), url, queue) for i in range(scenario.producers)]
+    specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue) for i in range(scenario.consumers)]
+    if scenario.threads:
+        control = Control(queue_module.SimpleQueue(), threading.Event(), threading.Event(), _Value(),
+                          threading.Event(), threading.Event())
+        runners: list[Any] = [threading.Thread(target=role_main, args=(s, control, admin), daemon=True)
+                              for s in specs]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        control = Control(ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Value("q", 0), ctx.Event(), ctx.Event())
+        runners = [ctx.Process(target=role_main, args=(s, control), daemon=True) for s in specs]
+    for r in runners:
+        r.start()
+    watch = _Watch(scenario, {"producer": scenario.producers, "consumer": scenario.consumers})
+    try:
+        return _supervise(scenario, url, admin, control, runners, watch, described, progress)
+    finally:
+        control.stop.set()
+        control.consume.set()
+        for r in runners:
+            r.join(timeout=10)
+        for r in runners:
+            if r.is_alive() and hasattr(r, "terminate"):
+                r.terminate()
+                watch.errors.append("a role did not stop within 10 s and was terminated")
+        try:
+            admin.purge()
+        except Exception:  # noqa: BLE001 - the broker may be the thing that died
+            pass
+        admin.close()
+
+
+def _drain_messages(control: Control, watch: _Watch, timeout: float) -> None:
+    """Take the roles' messages for ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            message = control.messages.get(timeout=max(deadline - time.monotonic(), 0.001))
+        except (queue_module.Empty, EOFError, OSError):
+            return
+        watch.take(message)
+
+
+def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runners: list[Any], watch: _Watch,
+               described: dict[str, Any], progress: Progress | None) -> Once:
+    everyone = scenario.producers + scenario.consumers
+    deadline = time.monotonic() + 120
+    while len(watch.ready) < everyone and time.monotonic() < deadline and not watch.errors:
+        _drain_messages(control, watch, TICK_S)
+        if not all(r.is_alive() for r in runners) and len(watch.ready) < everyone and not watch.reports:
+            watch.errors.append("a role exited before it was ready")
+            break
+    if len(watch.ready) < everyone:
+        return Once(None, None, watch.errors or ["roles were not ready within 120 s"], described)
+
+    pid = broker_pid(scenario.broker, url)
+    client_pids = [os.getpid()] if scenario.threads else [r.pid for r in runners]
+    meter = CpuMeter({"broker": [pid] if not scenario.threads else [],
+                      "producers": client_pids[:scenario.producers] if not scenario.threads else client_pids,
+                      "consumers": client_pids[scenario.producers:] if not scenario.threads else []})
+    t0 = time.monotonic_ns() + 200_000_000
+    control.t0.value = t0
+    control.start.set()
+    drain = scenario.mode == "drain"
+    window_start = t0 + int(scenario.warmup_s * 1e9)
+    window_end = window_start + int(scenario.duration_s * 1e9)
+    cpu_begun = cpu_ended = False
+    if drain:
+        window_start = window_end = 2**62  # set when filling is over
+    hard_end = time.monotonic() + scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60
+    samples: list[tuple[float, int | None]] = []
+    last_sample = 0.0
+    last_ran, last_change = -1, time.monotonic()
+    finish_by: float | None = None
+    drain_started_ns = drain_ended_ns = 0
+    while True:
+        _drain_messages(control, watch, TICK_S)
+        now_ns, now = time.monotonic_ns(), time.monotonic()
+        if watch.errors:
+            break
+        if drain and not drain_started_ns and watch.finished("producer"):
+            drain_started_ns = window_start = time.monotonic_ns()
+            control.consume.set()
+        if not cpu_begun and now_ns >= window_start:
+            meter.begin()
+            cpu_begun = True
+        if cpu_begun and not cpu_ended and not drain and now_ns >= window_end:
+            meter.end()
+            cpu_ended = True
+        if now - last_sample >= SAMPLE_EVERY_S:
+            last_sample = now
+            backlog = _backlog(admin)
+            samples.append(((now_ns - t0) / 1e9, backlog))
+            if scenario.mode == "closed" and backlog is not None:  # closed loop: a bounded backlog
+                if backlog > scenario.max_backlog:
+                    control.throttle.set()
+                elif backlog < scenario.max_backlog // 2:
+                    control.throttle.clear()
+        ran = watch.total("consumer")
+        if ran != last_ran:
+            last_ran, last_change = ran, now
+        if progress is not None:
+            progress({"elapsed_s": (now_ns - t0) / 1e9, "sent": watch.total("producer"), "ran": ran,
+                      "backlog": samples[-1][1] if samples else None,
+                      "phase": _phase(scenario, now_ns, window_start, window_end, drain_started_ns)})
+        if watch.finished("producer") and (drain_started_ns or not drain):
+            if finish_by is None:
+                finish_by = now + scenario.drain_timeout_s
+            backlog = samples[-1][1] if samples else None
+            everything_ran = ran >= watch.accepted()
+            quiet = backlog == 0 and now - last_change >= QUIET_S
+            if (everything_ran and backlog == 0) or quiet or now >= finish_by:
+                if now >= finish_by and not (everything_ran and backlog == 0):
+                    watch.errors.append(f"consumers did not finish within drain_timeout_s="
+                                        f"{scenario.drain_timeout_s}; the rest is reported as lost or unfinished")
+                if drain:
+                    drain_ended_ns = time.monotonic_ns()
+                break
+        if now >= hard_end:
+            watch.errors.append("the run did not end in time and was stopped")
+            break
+    if drain and drain_started_ns and not drain_ended_ns:
+        drain_ended_ns = time.monotonic_ns()
+    used = meter.end() if cpu_begun and not cpu_ended else meter.used
+    control.stop.set()
+    control.consume.set()
+    deadline = time.monotonic() + 30
+    while len(watch.reports) < everyone and time.monotonic() < deadline:
+        _drain_messages(control, watch, TICK_S)
+        if not any(r.is_alive() for r in runners):
+            _drain_messages(control, watch, 0.5)
+            break
+    missing = everyone - len(watch.reports)
+    if missing:
+        watch.errors.append(f"{missing} role(s) sent no results (they died or hung)")
+    return _assemble(scenario, watch, samples, used, described, t0, drain_started_ns, drain_ended_ns)
+
+
+def _phase(scenario: Scenario, now_ns: int, window_start: int, window_end: int, drain_started: int) -> str:
+    if scenario.mode == "drain":
+        return "draining" if drain_started else "filling"
+    if now_ns < window_start:
+        return "warm-up"
+    return "measuring" if now_ns < window_end else "finishing"
+
+
+def _backlog(admin: Any) -> int | None:
+    try:
+        stats = admin.stats()
+    except Exception:  # noqa: BLE001 - a dead broker shows as an unknown backlog
+        return None
+    parts = [stats.waiting, stats.delayed, stats.active]
+    return sum(p for p in parts if p is not None)
+
+
+def _assemble(scenario: Scenario, watch: _Watch, samples: list[tuple[float, int | None]],
+              cpu: dict[str, float | None], described: dict[str, Any], t0: int, drain_start: int,
+              drain_end: int) -> Once:
+    merged = Recorder()
+    worker: dict[str, int] = {}
+    for report in watch.reports.values():
+        merged.merge_json(report["recorder"])
+        for k, v in (report.get("extra") or {}).items():
+            worker[k] = worker.get(k, 0) + v
+    cpu = {**cpu, "broker": 0.0 if scenario.threads else cpu.get("broker")}
+    drain = None
+    if scenario.mode == "drain":
+        window_s = max((drain_end - drain_start) / 1e9, 1e-9) if drain_start else 0.0
+        done = merged.counters.get("ran", 0)
+        fill_s = max((drain_start - t0) / 1e9, 1e-9) if drain_start else 0.0
+        accepted = merged.counters.get("accepted", 0)
+        drain = {"jobs": done, "seconds": round(window_s, 3),
+                 "jobs_per_s": round(done / window_s, 1) if window_s else 0.0,
+                 "fill_seconds": round(fill_s, 3), "fill_jobs_per_s": round(accepted / fill_s, 1) if fill_s else 0.0}
+    else:
+        window_s = scenario.duration_s
+    seconds = sorted(set(merged.sent_per_s) | set(merged.done_per_s))
+    span = range(0, (seconds[-1] + 1) if seconds else 0)
+    timeline = {"t_s": [float(s) for s in span], "sent_per_s": [merged.sent_per_s.get(s, 0) for s in span],
+                "done_per_s": [merged.done_per_s.get(s, 0) for s in span],
+                "backlog_t_s": [round(t, 2) for t, _ in samples], "backlog": [b for _, b in samples]}
+    figures = results.figures(merged, window_s=window_s, cpu=cpu, timeline=timeline, worker_counts=worker)
+    backlog_at_end = next((b for _, b in reversed(samples) if b is not None), None)
+    return Once(figures, results.histograms(merged), watch.errors, described, drain, backlog_at_end)
+
+
+def _sustainable(scenario: Scenario, once: Once) -> str | None:
+    """None if the step was sustainable, else why not."""
+    if once.errors or once.figures is None:
+        return "errors: " + "; ".join(once.errors)
+    f = once.figures
+    if f["throughput"]["out_per_s"] < 0.95 * scenario.rate:
+        return f"finished {f['throughput']['out_per_s']:.0f}/s of {scenario.rate:.0f}/s offered"
+    p99 = f["latency_ms"]["end_to_end_intended"].get("p99")
+    if p99 is not None and p99 > scenario.p99_limit_ms:
+        return f"p99 {p99:.0f} ms above the {scenario.p99_limit_ms:.0f} ms limit"
+    return None
+
+
+def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None,
+        progress: Progress | None = None) -> tuple[dict[str, Any], Path | None]:
+    """Run a scenario, write its results file under ``out`` (if given); return (result, path)."""
+    started = datetime.now().astimezone()
+    url = resolve_url(scenario, url)
+    env_brokers: dict[str, Any] = {}
+    if scenario.mode == "sweep":
+        steps, best = [], None
+        rates = list(scenario.sweep_rates) or [scenario.rate * scenario.sweep_factor ** i
+                                               for i in range(scenario.sweep_max_steps)]
+        errors: list[str] = []
+        for rate in rates[:scenario.sweep_max_steps]:
+            step_scenario = scenario.with_(mode="open", rate=round(rate, 3))
+            once = run_once(step_scenario, url, progress)
+            env_brokers = {scenario.broker: once.described}
+            why = _sustainable(step_scenario, once)
+            if once.figures is None:
+                errors += once.errors
+                break
+            steps.append({"offered_rate": round(rate, 3), "sustainable": why is None, "why_not": why,
+                          "figures": once.figures, "histograms": once.histograms})
+            if why is not None:
+                break
+            best = round(rate, 3)
+        last = steps[-1] if steps else None
+        result = results.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
+                               environment=environment.capture(env_brokers),
+                               figures_=last["figures"] if last else None,
+                               hist=last["histograms"] if last else None, started=started, steps=steps,
+                               extra={"max_sustainable_rate": best})
+    else:
+        once = run_once(scenario, url, progress)
+        hard_errors = [e for e in once.errors if "drain_timeout_s" not in e]
+        result = results.build(scenario.to_dict(), status="failed" if hard_errors else "ok", errors=once.errors,
+                               environment=environment.capture({scenario.broker: once.described}),
+                               figures_=once.figures, hist=once.histograms, started=started,
+                               extra={"drain": once.drain} if once.drain else None)
+    path = results.write(result, out) if out is not None else None
+    return result, path

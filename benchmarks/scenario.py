@@ -1,0 +1,120 @@
+"""What a run is: one dataclass, loadable from a JSON or TOML file, written back into results."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .workloads import PROFILES
+
+MODES = ("closed", "open", "sweep", "drain")
+BROKERS = ("redis", "rabbitmq", "memory")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark run.
+
+    mode      closed: producers publish as fast as they can while the backlog stays under
+                      ``max_backlog`` (they pause above it); throughput is what consumers finish.
+                      This measures maximum throughput; its latencies are mostly queueing.
+              open:   each producer sends at ``rate / producers`` jobs/s on a fixed schedule; latency
+                      is measured from each job's intended send time as well as its actual one.
+              sweep:  open-loop steps at rising rates (``sweep_rates``, or ``rate`` times
+                      ``sweep_factor`` each step) until one is not sustainable; gives the latency
+                      curve and the maximum sustainable throughput.
+              drain:  producers pre-fill ``drain_jobs`` jobs, then consumers drain them.
+    A run lasts ``warmup_s`` (not counted) + ``duration_s``, then consumers get up to
+    ``drain_timeout_s`` to finish what was sent; every run stops by itself.
+    """
+
+    broker: str = "redis"
+    profile: str = "mix"
+    mode: str = "closed"
+    rate: float = 200.0
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    producers: int = 1
+    consumers: int = 2
+    concurrency: int = 16
+    prefetch: int | None = None
+    publish_batch: int | None = None      # jobs per publish call; default 1 open loop, 50 closed loop
+    time_scale: float = 0.01
+    service_factor: float = 1.0
+    seed: int = 1
+    drain_jobs: int = 5000
+    max_backlog: int = 2000
+    drain_timeout_s: float = 30.0
+    sweep_rates: tuple[float, ...] = ()
+    sweep_factor: float = 1.5
+    sweep_max_steps: int = 8
+    p99_limit_ms: float = 1000.0
+    burst_every_s: float = 2.0
+    broker_options: dict[str, Any] = field(default_factory=dict)
+    execution: str = "auto"               # processes, threads (memory broker), or auto
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.broker not in BROKERS:
+            problems.append(f"broker must be one of {BROKERS}")
+        if self.profile not in PROFILES:
+            problems.append(f"profile must be one of {tuple(PROFILES)}")
+        if self.mode not in MODES:
+            problems.append(f"mode must be one of {MODES}")
+        if self.mode in ("open", "sweep") and not self.rate > 0:
+            problems.append("rate must be > 0 for open loop and sweeps")
+        if self.producers < 1 or self.consumers < 1 or self.concurrency < 1:
+            problems.append("producers, consumers and concurrency must be >= 1")
+        if self.duration_s <= 0 or self.warmup_s < 0 or self.drain_timeout_s <= 0:
+            problems.append("duration_s and drain_timeout_s must be > 0, warmup_s >= 0")
+        if self.execution not in ("auto", "processes", "threads"):
+            problems.append("execution must be auto, processes or threads")
+        if self.broker == "memory" and self.execution == "processes":
+            problems.append("the memory broker lives in one process: use execution 'threads'")
+        if problems:
+            raise ValueError("invalid scenario: " + "; ".join(problems))
+        object.__setattr__(self, "sweep_rates", tuple(float(r) for r in self.sweep_rates))
+
+    @property
+    def threads(self) -> bool:
+        return self.execution == "threads" or (self.execution == "auto" and self.broker == "memory")
+
+    @property
+    def batch(self) -> int:
+        if self.publish_batch:
+            return self.publish_batch
+        return 1 if self.mode in ("open", "sweep") else 50
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.broker}-{self.profile}-{self.mode}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["sweep_rates"] = list(self.sweep_rates)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Scenario":
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown scenario keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**raw)
+
+    def with_(self, **changes: Any) -> "Scenario":
+        return replace(self, **changes)
+
+
+def load_scenarios(path: Path) -> list[Scenario]:
+    """A file holding one scenario, or ``[[scenario]]`` tables / a JSON list of them."""
+    text = path.read_text()
+    raw: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    if isinstance(raw, dict) and "scenario" in raw:
+        raw = raw["scenario"]
+    items = raw if isinstance(raw, list) else [raw]
+    return [Scenario.from_dict(item) for item in items]
