@@ -37,6 +37,35 @@ class RoleSpec:
     queue: str
 
 
+class SharedFlag:
+    """An event shared between processes, read by polling a shared byte.
+
+    multiprocessing.Event is not used on purpose: when several processes wait on it with
+    timeouts while another sets it, CPython's Condition can fail an internal assertion.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._value = ctx.Value("b", 0, lock=False)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def clear(self) -> None:
+        self._value.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._value.value:
+            left = 0.01 if deadline is None else min(0.01, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            time.sleep(left)
+        return True
+
+
 class Control:
     """Signals between the runner and its roles (multiprocessing or threading objects)."""
 

@@ -32,7 +32,7 @@ from brokers.registry import adapter_class
 from . import environment, results
 from .metrics import Recorder
 from .resources import CpuMeter, broker_pid
-from .roles import Control, RoleSpec, role_main
+from .roles import Control, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
 
 Progress = Callable[[dict[str, Any]], None]
@@ -99,7 +99,8 @@ def resolve_url(scenario: Scenario, url: str | None) -> str:
 
 def run_once(scenario: Scenario, url: str, progress: Progress | None = None) -> Once:
     queue = f"bb-{scenario.broker}-{uuid.uuid4().hex[:8]}"
-    admin = adapter_class(scenario.broker)(url, queue=queue, **{"reconnect_for_s": 10.0, **scenario.broker_options})
+    # The runner's own connection only reads stats and cleans up: it fails fast.
+    admin = adapter_class(scenario.broker)(url, queue=queue, **{**scenario.broker_options, "reconnect_for_s": 1.0})
     described = admin.describe()
     specs = [RoleSpec("producer", i, scenario.to_dict(), url, queue) for i in range(scenario.producers)]
     specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue) for i in range(scenario.consumers)]
@@ -110,7 +111,8 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None) -> 
                               for s in specs]
     else:
         ctx = multiprocessing.get_context("spawn")
-        control = Control(ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Value("q", 0), ctx.Event(), ctx.Event())
+        control = Control(ctx.Queue(), SharedFlag(ctx), SharedFlag(ctx), ctx.Value("q", 0), SharedFlag(ctx),
+                          SharedFlag(ctx))
         runners = [ctx.Process(target=role_main, args=(s, control), daemon=True) for s in specs]
     for r in runners:
         r.start()
@@ -144,6 +146,31 @@ def _drain_messages(control: Control, watch: _Watch, timeout: float) -> None:
         watch.take(message)
 
 
+class _Sampler(threading.Thread):
+    """Samples the broker's backlog every SAMPLE_EVERY_S in the background (a dead broker makes
+    stats() slow to fail; the runner's own loop must not wait for it). In closed loop it also
+    pauses producers while the backlog is above ``max_backlog``."""
+
+    def __init__(self, scenario: Scenario, admin: Any, control: Control, t0: int) -> None:
+        super().__init__(daemon=True, name="backlog-sampler")
+        self.scenario, self.admin, self.control, self.t0 = scenario, admin, control, t0
+        self.samples: list[tuple[float, int | None]] = []
+        self.latest: int | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            backlog = _backlog(self.admin)
+            self.latest = backlog
+            self.samples.append(((time.monotonic_ns() - self.t0) / 1e9, backlog))
+            if self.scenario.mode == "closed" and backlog is not None:
+                if backlog > self.scenario.max_backlog:
+                    self.control.throttle.set()
+                elif backlog < self.scenario.max_backlog // 2:
+                    self.control.throttle.clear()
+            self.halt.wait(SAMPLE_EVERY_S)
+
+
 def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runners: list[Any], watch: _Watch,
                described: dict[str, Any], progress: Progress | None) -> Once:
     everyone = scenario.producers + scenario.consumers
@@ -164,18 +191,27 @@ def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runne
     t0 = time.monotonic_ns() + 200_000_000
     control.t0.value = t0
     control.start.set()
-    drain = scenario.mode == "drain"
-    window_start = t0 + int(scenario.warmup_s * 1e9)
-    window_end = window_start + int(scenario.duration_s * 1e9)
-    cpu_begun = cpu_ended = False
-    if drain:
-        window_start = window_end = 2**62  # set when filling is over
     hard_end = time.monotonic() + scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60
-    samples: list[tuple[float, int | None]] = []
-    last_sample = 0.0
+    sampler = _Sampler(scenario, admin, control, t0)
+    sampler.start()
+    try:
+        return _watch_run(scenario, control, runners, watch, described, progress, meter, sampler, t0, hard_end)
+    finally:
+        sampler.halt.set()
+
+
+def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: _Watch, described: dict[str, Any],
+               progress: Progress | None, meter: CpuMeter, sampler: _Sampler, t0: int, hard_end: float) -> Once:
+    everyone = scenario.producers + scenario.consumers
+    drain = scenario.mode == "drain"
     last_ran, last_change = -1, time.monotonic()
     finish_by: float | None = None
     drain_started_ns = drain_ended_ns = 0
+    window_start = t0 + int(scenario.warmup_s * 1e9)
+    window_end = window_start + int(scenario.duration_s * 1e9)
+    if drain:
+        window_start = window_end = 2**62  # set when filling is over
+    cpu_begun = cpu_ended = False
     while True:
         _drain_messages(control, watch, TICK_S)
         now_ns, now = time.monotonic_ns(), time.monotonic()
@@ -190,26 +226,17 @@ def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runne
         if cpu_begun and not cpu_ended and not drain and now_ns >= window_end:
             meter.end()
             cpu_ended = True
-        if now - last_sample >= SAMPLE_EVERY_S:
-            last_sample = now
-            backlog = _backlog(admin)
-            samples.append(((now_ns - t0) / 1e9, backlog))
-            if scenario.mode == "closed" and backlog is not None:  # closed loop: a bounded backlog
-                if backlog > scenario.max_backlog:
-                    control.throttle.set()
-                elif backlog < scenario.max_backlog // 2:
-                    control.throttle.clear()
         ran = watch.total("consumer")
         if ran != last_ran:
             last_ran, last_change = ran, now
         if progress is not None:
             progress({"elapsed_s": (now_ns - t0) / 1e9, "sent": watch.total("producer"), "ran": ran,
-                      "backlog": samples[-1][1] if samples else None,
+                      "backlog": sampler.latest,
                       "phase": _phase(scenario, now_ns, window_start, window_end, drain_started_ns)})
         if watch.finished("producer") and (drain_started_ns or not drain):
             if finish_by is None:
                 finish_by = now + scenario.drain_timeout_s
-            backlog = samples[-1][1] if samples else None
+            backlog = sampler.latest
             everything_ran = ran >= watch.accepted()
             quiet = backlog == 0 and now - last_change >= QUIET_S
             if (everything_ran and backlog == 0) or quiet or now >= finish_by:
@@ -236,7 +263,8 @@ def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runne
     missing = everyone - len(watch.reports)
     if missing:
         watch.errors.append(f"{missing} role(s) sent no results (they died or hung)")
-    return _assemble(scenario, watch, samples, used, described, t0, drain_started_ns, drain_ended_ns)
+    sampler.halt.set()
+    return _assemble(scenario, watch, list(sampler.samples), used, described, t0, drain_started_ns, drain_ended_ns)
 
 
 def _phase(scenario: Scenario, now_ns: int, window_start: int, window_end: int, drain_started: int) -> str:

@@ -60,11 +60,22 @@ CAPABILITIES = Capabilities(
 
 @dataclass
 class MemoryFaults:
-    """Planned misbehaviour: 0-based publish indices to drop after accepting them, and
-    0-based delivery indices to deliver a second time."""
+    """Planned misbehaviour, by 0-based counts: publishes to drop after accepting them,
+    deliveries to make a second time, and one publish call to stall for ``stall_s`` seconds
+    (the call that carries publish number ``stall_at``), as a broker pause would."""
 
     drop: frozenset[int] = frozenset()
     duplicate: frozenset[int] = frozenset()
+    stall_at: int | None = None
+    stall_s: float = 0.0
+
+    @classmethod
+    def coerce(cls, raw: "MemoryFaults | dict[str, Any] | None") -> "MemoryFaults":
+        """From a scenario file's dict: {"drop": [..], "duplicate": [..], "stall_at": n, "stall_s": s}."""
+        if raw is None or isinstance(raw, MemoryFaults):
+            return raw or cls()
+        return cls(frozenset(raw.get("drop", ())), frozenset(raw.get("duplicate", ())), raw.get("stall_at"),
+                   float(raw.get("stall_s", 0.0)))
 
 
 @dataclass(order=True)
@@ -77,11 +88,11 @@ class MemoryBroker(Broker):
     kind = "memory"
 
     def __init__(self, url: str = "memory://", queue: str = "brokerbench",
-                 routes: Mapping[str, str] | None = None, *, faults: MemoryFaults | None = None,
+                 routes: Mapping[str, str] | None = None, *, faults: MemoryFaults | dict[str, Any] | None = None,
                  **_ignored: Any) -> None:
         super().__init__(queue, routes)
         self.url = url
-        self.faults = faults or MemoryFaults()
+        self.faults = MemoryFaults.coerce(faults)
         self._cv = threading.Condition()
         self._jobs: dict[str, tuple[str, bytes, JobOptions, int, int]] = {}  # id -> name, data, opts, made, created
         self._plain: dict[str, deque[str]] = {lane: deque() for lane in self.lanes}   # no priority: FIFO
@@ -92,6 +103,7 @@ class MemoryBroker(Broker):
         self._failed: list[FailedJob] = []
         self._seq = itertools.count()
         self._published = itertools.count()
+        self._published_count = 0
         self._delivered = itertools.count()
         self._redeliver: deque[tuple[str, tuple[str, bytes, JobOptions, int, int]]] = deque()
 
@@ -119,6 +131,10 @@ class MemoryBroker(Broker):
         encoded = [(check_job_name(spec.name), encode_data(spec.data).encode(), spec.options) for spec in specs]
         now_ms = int(time.time() * 1000)
         ids = []
+        stall = self.faults.stall_at
+        if stall is not None and self._published_count <= stall < self._published_count + len(encoded):
+            time.sleep(self.faults.stall_s)
+        self._published_count += len(encoded)
         with self._cv:
             for name, data, options in encoded:
                 job_id = options.job_id or f"m{next(self._seq)}"

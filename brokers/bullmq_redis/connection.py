@@ -31,9 +31,13 @@ T = TypeVar("T")
 
 
 def _retry(reconnect_for: float) -> Retry:
-    # 0.05, 0.1, 0.2 ... capped at 1 s: about reconnect_for seconds in all.
-    retries = max(int(reconnect_for) + 6, 1)
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries)
+    """Retries spaced 0.05, 0.1, 0.2 ... s (capped at 1 s), as many as fit in ``reconnect_for``."""
+    retries, waited, step = 0, 0.0, 0.05
+    while waited < reconnect_for:
+        waited += step
+        step = min(step * 2, 1.0)
+        retries += 1
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), max(retries, 1))
 
 
 def connect(url: str, *, role: str, connect_timeout: float = 3.0, socket_timeout: float | None = 10.0,

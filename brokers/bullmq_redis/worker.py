@@ -67,6 +67,7 @@ class RedisWorker(Worker):
         self._held_lock = threading.Lock()
         self._blocking: redis.Redis | None = None
         self._done = threading.Event()  # stops lock renewal once every job is settled
+        self._broker_lost = False
         self.lost_locks: list[str] = []
 
     # ------------------------------------------------------------------------------ the loop
@@ -129,7 +130,7 @@ class RedisWorker(Worker):
             self._stop.set()
             runner.shutdown()
             leftovers = runner.collect()
-            if leftovers or pending:
+            if (leftovers or pending) and not self._broker_lost:
                 try:
                     self._settle_and_fetch(pending + leftovers, 0, runner, 0)
                 except (ConnectionError, TimeoutError, BrokerUnavailable) as exc:
@@ -137,7 +138,7 @@ class RedisWorker(Worker):
                                 "expire and the stalled check re-runs them", self.id,
                                 len(pending) + len(leftovers), exc)
             self._done.set()
-            maintenance.join(timeout=5)
+            maintenance.join(timeout=1 if self._broker_lost else 5)
             if self._blocking is not None:
                 self._blocking.close()
         return self.report
@@ -152,6 +153,7 @@ class RedisWorker(Worker):
             log.warning("worker %s lost Redis at %s (%s); reconnecting", self.id,
                         redact(self.broker.url), exc)
         if now - failing_since > self.reconnect_for_s:
+            self._broker_lost = True
             raise BrokerUnavailable(f"Redis at {redact(self.broker.url)} unreachable for "
                                     f"{self.reconnect_for_s:.0f} s: {exc}") from None
         time.sleep(0.2)

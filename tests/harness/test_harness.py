@@ -1,0 +1,198 @@
+"""The harness measured against known answers: percentiles, coordinated omission, losses,
+duplicates, a broker that dies mid-run, and every mode's results file."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import jsonschema
+import pytest
+
+from benchmarks import compare, results
+from benchmarks.metrics import Recorder, SequenceCounts, loss_and_duplicates, summary
+from benchmarks.runner import run
+from benchmarks.scenario import Scenario, load_scenarios
+from benchmarks.suite import default_suite, summary_rows
+from benchmarks.workloads import PROFILES, open_loop_schedule
+
+FAST = dict(broker="memory", duration_s=1.0, warmup_s=0.3, producers=1, consumers=1, concurrency=4,
+            service_factor=0.0, drain_timeout_s=10)
+
+
+def test_percentiles_of_a_known_stream_and_merging():
+    whole, halves = Recorder(), [Recorder(), Recorder()]
+    for r in [whole, *halves]:
+        r.window_end_ns = 2**62
+    for ms in range(1, 10_001):  # 1..10,000 ms, uniform
+        value = ms * 1_000_000
+        whole._add("end_to_end", value)
+        halves[ms % 2]._add("end_to_end", value)
+    whole.flush()
+    s = summary(whole.hists["end_to_end"])
+    assert s["count"] == 10_000
+    for name, expected in (("p50", 5000), ("p90", 9000), ("p99", 9900), ("p99_9", 9990), ("max", 10_000)):
+        assert abs(s[name] - expected) <= expected * 0.001, (name, s[name])  # HDR: 3 significant digits
+    assert abs(s["mean"] - 5000.5) < 5
+    merged = Recorder()
+    for half in halves:
+        merged.merge_json(half.to_json())
+    assert summary(merged.hists["end_to_end"]) == s
+
+
+def test_losses_and_duplicates_are_counted_exactly_from_sequences():
+    sent, seen = SequenceCounts(), SequenceCounts()
+    for seq in range(100):
+        sent.add(0, seq)
+        if seq not in (7, 50):          # two lost
+            seen.add(0, seq)
+    seen.add(0, 3)                       # two duplicate runs of 3, one of 9
+    seen.add(0, 3)
+    seen.add(0, 9)
+    seen.add(1, 0)                       # ran but never accepted
+    assert loss_and_duplicates(sent, seen) == {"accepted": 100, "ran": 99, "lost": 2, "duplicated": 3,
+                                               "unexpected": 1}
+
+
+def test_injected_losses_and_duplicates_are_counted_exactly(tmp_path):
+    faults = {"drop": [5, 17, 42, 199], "duplicate": [3, 9, 120]}
+    scenario = Scenario(mode="drain", drain_jobs=400, broker_options={"faults": faults}, **{
+        k: v for k, v in FAST.items() if k not in ("duration_s", "warmup_s")})
+    result, path = run(scenario, out=tmp_path)
+    f = result["figures"]
+    assert (f["accepted"], f["lost"], f["duplicated"]) == (400, 4, 3)
+    assert f["completed"] == 396 and f["redelivered"] == 3
+    assert results.load(path)["figures"]["lost"] == 4
+
+
+def test_a_producer_stall_shows_in_latency_from_intended_time(tmp_path):
+    # The broker stalls one publish call for 400 ms, 150 jobs into an open-loop run at 200/s:
+    # jobs due meanwhile are sent late. Latency from the actual send hides it; from the intended
+    # time it does not (coordinated omission).
+    scenario = Scenario(mode="open", rate=200, profile="user_variables_update",
+                        broker_options={"faults": {"stall_at": 150, "stall_s": 0.4}},
+                        **{**FAST, "duration_s": 1.5, "warmup_s": 0.2})
+    result, _ = run(scenario, out=tmp_path)
+    lat = result["figures"]["latency_ms"]
+    assert lat["send_delay"]["max"] >= 350
+    assert lat["end_to_end_intended"]["max"] >= 350
+    assert lat["end_to_end"]["p99"] < 100, "from the actual send, the stall is invisible"
+    assert lat["end_to_end_intended"]["p99"] > 5 * lat["end_to_end"]["p99"]
+
+
+@pytest.mark.parametrize("mode", ["closed", "open", "sweep", "drain"])
+def test_every_mode_writes_a_valid_results_file(mode, tmp_path):
+    scenario = Scenario(mode=mode, rate=300, drain_jobs=500, sweep_rates=(100, 300), profile="user_variables_update",
+                        **FAST)
+    result, path = run(scenario, out=tmp_path)
+    assert result["status"] == "ok", result["errors"]
+    loaded = results.load(path)  # validates against the schema
+    assert loaded["scenario"]["mode"] == mode
+    f = loaded["figures"]
+    assert f["lost"] == 0 and f["duplicated"] == 0 and f["completed"] == f["accepted"] > 0
+    assert loaded["histograms"]["overall"]["end_to_end"]
+    if mode == "sweep":
+        assert [s["offered_rate"] for s in loaded["steps"]] == [100, 300]
+        assert loaded["max_sustainable_rate"] == 300
+    if mode == "drain":
+        assert loaded["drain"]["jobs"] == 500 and loaded["drain"]["jobs_per_s"] > 0
+    if mode == "open":
+        assert f["latency_ms"]["end_to_end_intended"]["count"] > 0
+        assert abs(f["throughput"]["in_per_s"] - 300) < 30
+
+
+def test_results_file_rejects_what_the_schema_forbids(tmp_path):
+    result, path = run(Scenario(mode="closed", **FAST), out=tmp_path)
+    broken = json.loads(path.read_text())
+    broken["figures"]["lost"] = -1
+    with pytest.raises(jsonschema.ValidationError, match="minimum"):
+        results.validate(broken)
+    broken["figures"]["lost"] = 0
+    del broken["environment"]
+    with pytest.raises(jsonschema.ValidationError, match="environment"):
+        results.validate(broken)
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_real_brokers_in_processes(broker, tmp_path, endpoints):
+    scenario = Scenario(broker=broker, profile="mix", mode="open", rate=150, duration_s=2, warmup_s=0.5,
+                        producers=2, consumers=2, concurrency=8, drain_timeout_s=20)
+    result, path = run(scenario, url=endpoints[broker].url, out=tmp_path)
+    assert result["status"] == "ok", result["errors"]
+    f = result["figures"]
+    assert f["lost"] == 0 and f["duplicated"] == 0 and f["completed"] == f["accepted"] > 200
+    assert set(f["per_type"]) == set(PROFILES["mix"])
+    assert f["cpu_s"]["producers"] > 0 and f["cpu_s"]["consumers"] > 0
+    assert f["cpu_s"]["broker"] is not None and f["cpu_s"]["broker"] > 0
+    env = result["environment"]["brokers"][broker]
+    assert env["version"] and "guest:guest" not in path.read_text()
+    assert max(f["timeline"]["backlog"]) is not None
+
+
+def test_a_broker_that_dies_mid_run_gives_an_error_and_partial_results(tmp_path):
+    from brokers.instances import RedisInstance
+
+    with RedisInstance() as private:
+        scenario = Scenario(broker="redis", profile="user_variables_update", mode="closed", duration_s=20,
+                            warmup_s=0.5, producers=1, consumers=1, concurrency=4,
+                            broker_options={"reconnect_for_s": 2.0})
+        threading.Timer(2.5, private.kill).start()
+        started = time.monotonic()
+        result, path = run(scenario, url=private.url, out=tmp_path)
+    assert time.monotonic() - started < 45, "no hang"
+    assert result["status"] == "failed"
+    assert any("unreachable" in e or "Connection" in e or "connect" in e for e in result["errors"]), result["errors"]
+    assert result["figures"]["accepted"] > 0, "what was measured before the crash is kept"
+    assert results.load(path)["status"] == "failed"
+
+
+def test_open_loop_schedule_rate_and_bursts():
+    schedule = open_loop_schedule("mix", rate=100, duration_s=10, seed=3, burst_every_s=2)
+    assert len(schedule) == pytest.approx(1000, abs=20)
+    offsets = [t for t, _ in schedule]
+    assert offsets == sorted(offsets) and offsets[-1] < 10
+    bursts = [t for t, kind in schedule if kind == "statistics_aggregation"]
+    assert set(bursts) == {1.0, 3.0, 5.0, 7.0, 9.0} and len(bursts) == 100
+    assert schedule == open_loop_schedule("mix", rate=100, duration_s=10, seed=3, burst_every_s=2)
+
+
+def test_scenarios_load_from_toml_and_refuse_unknown_keys(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[[scenario]]\nbroker = "redis"\nmode = "open"\nrate = 50\n\n'
+                    '[[scenario]]\nbroker = "rabbitmq"\nprofile = "heavy_workflow_execution"\n')
+    loaded = load_scenarios(path)
+    assert [(s.broker, s.mode, s.profile) for s in loaded] == [("redis", "open", "mix"),
+                                                               ("rabbitmq", "closed", "heavy_workflow_execution")]
+    path.write_text('broker = "redis"\nrat = 5\n')
+    with pytest.raises(ValueError, match="unknown scenario keys"):
+        load_scenarios(path)
+    with pytest.raises(ValueError, match="mode must be"):
+        Scenario(mode="burst")
+
+
+def test_default_suite_and_summary_table(tmp_path):
+    suite = default_suite()
+    assert len(suite) == 16
+    assert {(s.broker, s.mode) for s in suite} == {(b, m) for b in ("redis", "rabbitmq") for m in ("closed", "open")}
+    assert {s.profile for s in suite} == set(PROFILES)
+    done = [run(s.with_(broker="memory", duration_s=0.5, warmup_s=0.1, service_factor=0), out=tmp_path)[0]
+            for s in suite[:2]]
+    rows = summary_rows(done)
+    assert len(rows) == 1 and rows[0]["max_jobs_per_s"] > 0 and rows[0]["p99_ms"] is not None
+    table = compare.rows(compare.expand([tmp_path]))
+    assert {r["mode"] for r in table} == {"closed", "open"}
+
+
+def test_cli_run_and_compare(tmp_path, capsys):
+    from benchmarks.cli import main
+
+    code = main(["run", "--broker", "memory", "--profile", "user_variables_update", "--mode", "open",
+                 "--rate", "100", "--duration-s", "0.5", "--warmup-s", "0.1", "--service-factor", "0", "--quiet",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    assert main(["compare", str(files[0])]) == 0
+    out = capsys.readouterr().out
+    assert "memory" in out and "user_variables_update" in out
