@@ -13,6 +13,7 @@ beyond the first.
 from __future__ import annotations
 
 import base64
+import struct
 import threading
 from array import array
 from typing import Any
@@ -110,6 +111,7 @@ class Recorder:
         self.sent = SequenceCounts()      # producer side: accepted
         self.seen = SequenceCounts()      # consumer side: ran
         self.counters: dict[str, int] = {}
+        self.redelivered_at: list[int] = []   # start times (monotonic ns) of redelivered runs
         self.lock = threading.Lock()
 
     def in_window(self, t_ns: int) -> bool:
@@ -156,10 +158,14 @@ class Recorder:
                 self._add("publish", latency_ns)
 
     def ran(self, job_type: str, producer: int, seq: int, intended_ns: int, sent_ns: int, start_ns: int,
-            end_ns: int, redelivered: bool) -> None:
+            end_ns: int, redelivered: bool, attempts_made: int = 0) -> None:
+        """A job ran. Retries (attempts_made > 0) are counted apart: they are not duplicates."""
         second = (end_ns - self.t0_ns) // 1_000_000_000
         counters = self.counters
         with self.lock:
+            if attempts_made > 0:
+                counters["retry_runs"] = counters.get("retry_runs", 0) + 1
+                return
             before = self.seen.add(producer, seq)
             self.done_per_s[second] = self.done_per_s.get(second, 0) + 1
             counters["ran"] = counters.get("ran", 0) + 1
@@ -169,6 +175,7 @@ class Recorder:
                 counters["duplicate_runs"] = counters.get("duplicate_runs", 0) + 1
             if redelivered:
                 counters["redelivered"] = counters.get("redelivered", 0) + 1
+                self.redelivered_at.append(start_ns)
             reference = intended_ns or sent_ns
             if not self.window_start_ns <= reference < self.window_end_ns:
                 return
@@ -192,6 +199,7 @@ class Recorder:
                 "sent_per_s": {str(k): v for k, v in self.sent_per_s.items()},
                 "done_per_s": {str(k): v for k, v in self.done_per_s.items()},
                 "sent": self.sent.to_json(), "seen": self.seen.to_json(), "counters": dict(self.counters),
+                "redelivered_at": list(self.redelivered_at),
             }
 
     def merge_json(self, raw: dict[str, Any]) -> None:
@@ -206,6 +214,21 @@ class Recorder:
         self.seen.merge(SequenceCounts.from_json(raw["seen"]))
         for k, v in raw["counters"].items():
             self.counters[k] = self.counters.get(k, 0) + v
+        self.redelivered_at += raw.get("redelivered_at", [])
+
+
+SEEN_RECORD = struct.Struct("<iq")  # producer, sequence number: one completed run
+
+
+def read_seen_log(path: str) -> SequenceCounts:
+    """A consumer's append-only log of completed runs (it survives the consumer's SIGKILL)."""
+    counts = SequenceCounts()
+    with open(path, "rb") as log:
+        data = log.read()
+    usable = len(data) - len(data) % SEEN_RECORD.size  # a write cut by the kill is dropped
+    for producer, seq in SEEN_RECORD.iter_unpack(data[:usable]):
+        counts.add(producer, seq)
+    return counts
 
 
 def loss_and_duplicates(sent: SequenceCounts, seen: SequenceCounts) -> dict[str, int]:

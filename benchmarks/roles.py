@@ -11,21 +11,28 @@ The same functions run in processes (real brokers) or threads (the in-process me
 from __future__ import annotations
 
 import logging
+import os
+import random
 import threading
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from brokers.contract import Broker, Job, JobSpec
+from brokers.contract import Backoff, BackoffType, Broker, Job, JobOptions, JobSpec
 from brokers.registry import adapter_class
 
-from .metrics import Recorder
+from .faults.inject import inject_raw
+from .metrics import SEEN_RECORD, Recorder
 from .scenario import Scenario
 from .workloads import PayloadBank, ServiceModel, closed_loop_types, open_loop_schedule, perform
 
 PROGRESS_EVERY_S = 0.5
 log = logging.getLogger(__name__)
+
+
+POISON = "poison_workflow"          # a job type whose handler always raises
+POISON_OPTIONS = JobOptions(attempts=3, backoff=Backoff(BackoffType.FIXED, 20))
 
 
 @dataclass
@@ -35,6 +42,7 @@ class RoleSpec:
     scenario: dict[str, Any]
     url: str
     queue: str
+    seen_log: str | None = None  # consumers: append each completed run here (survives SIGKILL)
 
 
 class SharedFlag:
@@ -163,15 +171,23 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
     seq = 0
     last_progress = 0.0
 
+    bad_rng = random.Random(scenario.seed * 7919 + spec.index)
+
     def publish(jobs: list[tuple[str, int]]) -> None:
         """Publish (job type, intended send time or 0) pairs in one call."""
         nonlocal seq
         started = time.monotonic_ns()
         specs, seqs = [], []
         for job_type, intended_ns in jobs:
+            if scenario.malformed_share and bad_rng.random() < scenario.malformed_share:
+                inject_raw(broker, job_type, b'{"bb": [not json')
+                recorder.count("malformed_sent")
+            poison = scenario.poison_share and bad_rng.random() < scenario.poison_share
             data = dict(bank.payload(job_type, seq))
             data["bb"] = [spec.index, seq, intended_ns, started]
-            specs.append(JobSpec(job_type, data))
+            specs.append(JobSpec(POISON, data, POISON_OPTIONS) if poison else JobSpec(job_type, data))
+            if poison:
+                recorder.count("poison_sent")
             seqs.append(seq)
             recorder.sent_job(intended_ns, started)
             seq += 1
@@ -234,14 +250,20 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
 
 def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recorder,
              control: Control) -> dict[str, int]:
+    seen_fd = os.open(spec.seen_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if spec.seen_log else None
+
     def handle(job: Job) -> Any:
         start = time.monotonic_ns()
         data = job.data
-        result = perform(job.name, data)
+        result = None if job.name == POISON else perform(job.name, data)
         end = time.monotonic_ns()
         bb = data.get("bb") if isinstance(data, dict) else None
         if bb:
-            recorder.ran(job.name, bb[0], bb[1], bb[2], bb[3], start, end, job.redelivered)
+            if seen_fd is not None and not job.attempts_made:
+                os.write(seen_fd, SEEN_RECORD.pack(bb[0], bb[1]))  # unbuffered: survives a SIGKILL
+            recorder.ran(job.name, bb[0], bb[1], bb[2], bb[3], start, end, job.redelivered, job.attempts_made)
+        if job.name == POISON:
+            raise RuntimeError("poison job: this handler always fails")
         return result
 
     options: dict[str, Any] = {}
@@ -267,6 +289,8 @@ def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
         report = worker.run(timeout=limit if scenario.mode != "drain" else scenario.drain_timeout_s + 30)
     finally:
         done.set()
+        if seen_fd is not None:
+            os.close(seen_fd)
         control.send("progress", spec.role, spec.index, recorder.counters.get("ran", 0))
     return {"completed": report.completed, "retried": report.retried, "failed": report.failed,
             "lost_lock": report.lost_lock, "redelivered": report.redelivered, "reconnects": report.reconnects}

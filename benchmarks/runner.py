@@ -5,7 +5,7 @@ Sequence of one run:
 2. producers and consumers start (processes; threads for the memory broker), connect and say
    ready; the runner then gives them all one start time ``t0`` (a start barrier);
 3. warm-up (not counted), then the measured window, during which the runner samples the
-   backlog and the CPU of the broker and of every client process;
+   backlog and the CPU of the broker and of every client process, and fires fault actions;
 4. producers stop at the end of the window (drain mode: after pre-filling); consumers go on
    until everything accepted has run, nothing is left in the broker, or ``drain_timeout_s``;
 5. every role sends its recorder; the runner merges them into figures.
@@ -18,26 +18,28 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
+import shutil
+import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from brokers.provision import find
 from brokers.registry import adapter_class
 
 from . import environment, results
-from .metrics import Recorder
+from .metrics import Recorder, SequenceCounts, read_seen_log
 from .resources import CpuMeter, broker_pid
 from .roles import Control, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
+from .supervision import Action, Events, RunContext, Sampler, Watch, drain_messages
 
 Progress = Callable[[dict[str, Any]], None]
 TICK_S = 0.25
-SAMPLE_EVERY_S = 0.5
 QUIET_S = 2.0  # nothing left in the broker and no progress for this long: the run is over
 
 
@@ -55,40 +57,9 @@ class Once:
     errors: list[str]
     described: dict[str, Any]
     drain: dict[str, Any] | None = None
-    backlog_at_end: int | None = None
-
-
-@dataclass
-class _Watch:
-    scenario: Scenario
-    expected: dict[str, int]
-    ready: set[tuple[str, int]] = field(default_factory=set)
-    progress: dict[tuple[str, int], int] = field(default_factory=dict)
-    reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def take(self, message: tuple[Any, ...]) -> None:
-        kind, role, index = message[:3]
-        if kind == "ready":
-            self.ready.add((role, index))
-        elif kind == "progress":
-            self.progress[(role, index)] = message[3]
-        elif kind == "error":
-            self.errors.append(message[3])
-        elif kind == "result":
-            self.reports[(role, index)] = {"recorder": message[3], "error": message[4], "extra": message[5]}
-            if message[4]:
-                self.errors.append(message[4])
-
-    def total(self, role: str) -> int:
-        return sum(v for (r, _), v in self.progress.items() if r == role)
-
-    def finished(self, role: str) -> bool:
-        return sum(1 for r, _ in self.reports if r == role) >= self.expected[role]
-
-    def accepted(self) -> int:
-        return sum(rep["recorder"]["counters"].get("accepted", 0) for (r, _), rep in self.reports.items()
-                   if r == "producer")
+    events: list[dict[str, Any]] | None = None
+    final_stats: dict[str, Any] | None = None
+    redelivered_at_s: list[float] | None = None
 
 
 def resolve_url(scenario: Scenario, url: str | None) -> str:
@@ -97,13 +68,18 @@ def resolve_url(scenario: Scenario, url: str | None) -> str:
     return "memory://" if scenario.broker == "memory" else find(scenario.broker).url
 
 
-def run_once(scenario: Scenario, url: str, progress: Progress | None = None) -> Once:
+def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
+             actions: Sequence[Action] = ()) -> Once:
+    """One run. ``actions`` inject faults; with them, consumers also log every completed run to
+    a file, so jobs finished by a consumer that is then SIGKILLed are not counted as lost."""
     queue = f"bb-{scenario.broker}-{uuid.uuid4().hex[:8]}"
     # The runner's own connection only reads stats and cleans up: it fails fast.
     admin = adapter_class(scenario.broker)(url, queue=queue, **{**scenario.broker_options, "reconnect_for_s": 1.0})
     described = admin.describe()
+    logs = tempfile.mkdtemp(prefix="bb-seen-") if actions else None
     specs = [RoleSpec("producer", i, scenario.to_dict(), url, queue) for i in range(scenario.producers)]
-    specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue) for i in range(scenario.consumers)]
+    specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue,
+                       os.path.join(logs, f"consumer-{i}.seen") if logs else None) for i in range(scenario.consumers)]
     if scenario.threads:
         control = Control(queue_module.SimpleQueue(), threading.Event(), threading.Event(), _Value(),
                           threading.Event(), threading.Event())
@@ -116,9 +92,10 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None) -> 
         runners = [ctx.Process(target=role_main, args=(s, control), daemon=True) for s in specs]
     for r in runners:
         r.start()
-    watch = _Watch(scenario, {"producer": scenario.producers, "consumer": scenario.consumers})
+    watch = Watch(scenario, {"producer": scenario.producers, "consumer": scenario.consumers})
     try:
-        return _supervise(scenario, url, admin, control, runners, watch, described, progress)
+        watch.seen_logs = [s.seen_log for s in specs if s.seen_log]
+        return _supervise(scenario, url, admin, control, runners, specs, watch, described, progress, list(actions))
     finally:
         control.stop.set()
         control.consume.set()
@@ -133,50 +110,17 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None) -> 
         except Exception:  # noqa: BLE001 - the broker may be the thing that died
             pass
         admin.close()
+        if logs:
+            shutil.rmtree(logs, ignore_errors=True)
 
 
-def _drain_messages(control: Control, watch: _Watch, timeout: float) -> None:
-    """Take the roles' messages for ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            message = control.messages.get(timeout=max(deadline - time.monotonic(), 0.001))
-        except (queue_module.Empty, EOFError, OSError):
-            return
-        watch.take(message)
-
-
-class _Sampler(threading.Thread):
-    """Samples the broker's backlog every SAMPLE_EVERY_S in the background (a dead broker makes
-    stats() slow to fail; the runner's own loop must not wait for it). In closed loop it also
-    pauses producers while the backlog is above ``max_backlog``."""
-
-    def __init__(self, scenario: Scenario, admin: Any, control: Control, t0: int) -> None:
-        super().__init__(daemon=True, name="backlog-sampler")
-        self.scenario, self.admin, self.control, self.t0 = scenario, admin, control, t0
-        self.samples: list[tuple[float, int | None]] = []
-        self.latest: int | None = None
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            backlog = _backlog(self.admin)
-            self.latest = backlog
-            self.samples.append(((time.monotonic_ns() - self.t0) / 1e9, backlog))
-            if self.scenario.mode == "closed" and backlog is not None:
-                if backlog > self.scenario.max_backlog:
-                    self.control.throttle.set()
-                elif backlog < self.scenario.max_backlog // 2:
-                    self.control.throttle.clear()
-            self.halt.wait(SAMPLE_EVERY_S)
-
-
-def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runners: list[Any], watch: _Watch,
-               described: dict[str, Any], progress: Progress | None) -> Once:
+def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runners: list[Any],
+               specs: list[RoleSpec], watch: Watch, described: dict[str, Any], progress: Progress | None,
+               actions: list[Action]) -> Once:
     everyone = scenario.producers + scenario.consumers
     deadline = time.monotonic() + 120
     while len(watch.ready) < everyone and time.monotonic() < deadline and not watch.errors:
-        _drain_messages(control, watch, TICK_S)
+        drain_messages(control, watch, TICK_S)
         if not all(r.is_alive() for r in runners) and len(watch.ready) < everyone and not watch.reports:
             watch.errors.append("a role exited before it was ready")
             break
@@ -191,18 +135,21 @@ def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runne
     t0 = time.monotonic_ns() + 200_000_000
     control.t0.value = t0
     control.start.set()
-    hard_end = time.monotonic() + scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60
-    sampler = _Sampler(scenario, admin, control, t0)
+    sampler = Sampler(scenario, admin, control, t0)
     sampler.start()
+    context = RunContext(scenario, url, admin, {(s.role, s.index): r for s, r in zip(specs, runners, strict=True)},
+                         watch, t0)
+    events = Events()
     try:
-        return _watch_run(scenario, control, runners, watch, described, progress, meter, sampler, t0, hard_end)
+        return _watch_run(scenario, control, runners, watch, described, progress, meter, sampler, t0,
+                          actions, context, events)
     finally:
         sampler.halt.set()
 
 
-def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: _Watch, described: dict[str, Any],
-               progress: Progress | None, meter: CpuMeter, sampler: _Sampler, t0: int, hard_end: float) -> Once:
-    everyone = scenario.producers + scenario.consumers
+def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: Watch, described: dict[str, Any],
+               progress: Progress | None, meter: CpuMeter, sampler: Sampler, t0: int, actions: list[Action],
+               context: RunContext, events: Events) -> Once:
     drain = scenario.mode == "drain"
     last_ran, last_change = -1, time.monotonic()
     finish_by: float | None = None
@@ -212,11 +159,16 @@ def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: 
     if drain:
         window_start = window_end = 2**62  # set when filling is over
     cpu_begun = cpu_ended = False
+    hard_end = time.monotonic() + scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60 \
+        + max((a.at_s for a in actions), default=0)
     while True:
-        _drain_messages(control, watch, TICK_S)
+        drain_messages(control, watch, TICK_S)
         now_ns, now = time.monotonic_ns(), time.monotonic()
         if watch.errors:
             break
+        for action in actions:
+            if not action.done and (now_ns - t0) / 1e9 >= action.at_s:
+                events.fire(action, context)
         if drain and not drain_started_ns and watch.finished("producer"):
             drain_started_ns = window_start = time.monotonic_ns()
             control.consume.set()
@@ -233,7 +185,8 @@ def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: 
             progress({"elapsed_s": (now_ns - t0) / 1e9, "sent": watch.total("producer"), "ran": ran,
                       "backlog": sampler.latest,
                       "phase": _phase(scenario, now_ns, window_start, window_end, drain_started_ns)})
-        if watch.finished("producer") and (drain_started_ns or not drain):
+        pending_actions = any(not a.done for a in actions) or any(t.is_alive() for t in events.threads)
+        if watch.finished("producer") and (drain_started_ns or not drain) and not pending_actions:
             if finish_by is None:
                 finish_by = now + scenario.drain_timeout_s
             backlog = sampler.latest
@@ -252,19 +205,30 @@ def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: 
     if drain and drain_started_ns and not drain_ended_ns:
         drain_ended_ns = time.monotonic_ns()
     used = meter.end() if cpu_begun and not cpu_ended else meter.used
+    final_stats = _stats(context.admin)
     control.stop.set()
     control.consume.set()
+    events.join(timeout=30)
     deadline = time.monotonic() + 30
-    while len(watch.reports) < everyone and time.monotonic() < deadline:
-        _drain_messages(control, watch, TICK_S)
+    while watch.missing() > 0 and time.monotonic() < deadline:
+        drain_messages(control, watch, TICK_S)
         if not any(r.is_alive() for r in runners):
-            _drain_messages(control, watch, 0.5)
+            drain_messages(control, watch, 0.5)
             break
-    missing = everyone - len(watch.reports)
-    if missing:
-        watch.errors.append(f"{missing} role(s) sent no results (they died or hung)")
+    if watch.missing() > 0:
+        watch.errors.append(f"{watch.missing()} role(s) sent no results (they died or hung)")
     sampler.halt.set()
-    return _assemble(scenario, watch, list(sampler.samples), used, described, t0, drain_started_ns, drain_ended_ns)
+    once = _assemble(scenario, watch, list(sampler.samples), used, described, t0, drain_started_ns, drain_ended_ns)
+    once.events = sorted(events.items, key=lambda e: e["t_s"])
+    once.final_stats = final_stats
+    return once
+
+
+def _stats(admin: Any) -> dict[str, Any] | None:
+    try:
+        return admin.stats().as_dict()
+    except Exception:  # noqa: BLE001 - unknown after a broker failure
+        return None
 
 
 def _phase(scenario: Scenario, now_ns: int, window_start: int, window_end: int, drain_started: int) -> str:
@@ -275,24 +239,25 @@ def _phase(scenario: Scenario, now_ns: int, window_start: int, window_end: int, 
     return "measuring" if now_ns < window_end else "finishing"
 
 
-def _backlog(admin: Any) -> int | None:
-    try:
-        stats = admin.stats()
-    except Exception:  # noqa: BLE001 - a dead broker shows as an unknown backlog
-        return None
-    parts = [stats.waiting, stats.delayed, stats.active]
-    return sum(p for p in parts if p is not None)
-
-
-def _assemble(scenario: Scenario, watch: _Watch, samples: list[tuple[float, int | None]],
-              cpu: dict[str, float | None], described: dict[str, Any], t0: int, drain_start: int,
-              drain_end: int) -> Once:
+def _merge(watch: Watch) -> tuple[Recorder, dict[str, int]]:
     merged = Recorder()
     worker: dict[str, int] = {}
     for report in watch.reports.values():
         merged.merge_json(report["recorder"])
         for k, v in (report.get("extra") or {}).items():
             worker[k] = worker.get(k, 0) + v
+    if watch.seen_logs:  # count runs from the logs: they include consumers that were killed
+        merged.seen = SequenceCounts()
+        for path in watch.seen_logs:
+            if os.path.exists(path):
+                merged.seen.merge(read_seen_log(path))
+    return merged, worker
+
+
+def _assemble(scenario: Scenario, watch: Watch, samples: list[tuple[float, int | None]],
+              cpu: dict[str, float | None], described: dict[str, Any], t0: int, drain_start: int,
+              drain_end: int) -> Once:
+    merged, worker = _merge(watch)
     cpu = {**cpu, "broker": 0.0 if scenario.threads else cpu.get("broker")}
     drain = None
     if scenario.mode == "drain":
@@ -311,8 +276,8 @@ def _assemble(scenario: Scenario, watch: _Watch, samples: list[tuple[float, int 
                 "done_per_s": [merged.done_per_s.get(s, 0) for s in span],
                 "backlog_t_s": [round(t, 2) for t, _ in samples], "backlog": [b for _, b in samples]}
     figures = results.figures(merged, window_s=window_s, cpu=cpu, timeline=timeline, worker_counts=worker)
-    backlog_at_end = next((b for _, b in reversed(samples) if b is not None), None)
-    return Once(figures, results.histograms(merged), watch.errors, described, drain, backlog_at_end)
+    return Once(figures, results.histograms(merged), watch.errors, described, drain,
+                redelivered_at_s=sorted(round((t - t0) / 1e9, 3) for t in merged.redelivered_at))
 
 
 def _sustainable(scenario: Scenario, once: Once) -> str | None:
@@ -328,42 +293,47 @@ def _sustainable(scenario: Scenario, once: Once) -> str | None:
     return None
 
 
-def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None,
-        progress: Progress | None = None) -> tuple[dict[str, Any], Path | None]:
+def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, progress: Progress | None = None,
+        actions: Sequence[Action] = (), extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path | None]:
     """Run a scenario, write its results file under ``out`` (if given); return (result, path)."""
     started = datetime.now().astimezone()
     url = resolve_url(scenario, url)
-    env_brokers: dict[str, Any] = {}
     if scenario.mode == "sweep":
-        steps, best = [], None
-        rates = list(scenario.sweep_rates) or [scenario.rate * scenario.sweep_factor ** i
-                                               for i in range(scenario.sweep_max_steps)]
-        errors: list[str] = []
-        for rate in rates[:scenario.sweep_max_steps]:
-            step_scenario = scenario.with_(mode="open", rate=round(rate, 3))
-            once = run_once(step_scenario, url, progress)
-            env_brokers = {scenario.broker: once.described}
-            why = _sustainable(step_scenario, once)
-            if once.figures is None:
-                errors += once.errors
-                break
-            steps.append({"offered_rate": round(rate, 3), "sustainable": why is None, "why_not": why,
-                          "figures": once.figures, "histograms": once.histograms})
-            if why is not None:
-                break
-            best = round(rate, 3)
-        last = steps[-1] if steps else None
-        result = results.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
-                               environment=environment.capture(env_brokers),
-                               figures_=last["figures"] if last else None,
-                               hist=last["histograms"] if last else None, started=started, steps=steps,
-                               extra={"max_sustainable_rate": best})
+        result = _run_sweep(scenario, url, progress, started)
     else:
-        once = run_once(scenario, url, progress)
+        once = run_once(scenario, url, progress, actions)
         hard_errors = [e for e in once.errors if "drain_timeout_s" not in e]
+        more: dict[str, Any] = {"events": once.events or [], "final_stats": once.final_stats,
+                                "redelivered_at_s": once.redelivered_at_s or [], **(extra or {})}
+        if once.drain:
+            more["drain"] = once.drain
         result = results.build(scenario.to_dict(), status="failed" if hard_errors else "ok", errors=once.errors,
                                environment=environment.capture({scenario.broker: once.described}),
-                               figures_=once.figures, hist=once.histograms, started=started,
-                               extra={"drain": once.drain} if once.drain else None)
+                               figures_=once.figures, hist=once.histograms, started=started, extra=more)
     path = results.write(result, out) if out is not None else None
     return result, path
+
+
+def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started: datetime) -> dict[str, Any]:
+    steps, best, errors = [], None, []
+    described: dict[str, Any] = {}
+    rates = list(scenario.sweep_rates) or [scenario.rate * scenario.sweep_factor ** i
+                                           for i in range(scenario.sweep_max_steps)]
+    for rate in rates[:scenario.sweep_max_steps]:
+        step_scenario = scenario.with_(mode="open", rate=round(rate, 3))
+        once = run_once(step_scenario, url, progress)
+        described = once.described
+        why = _sustainable(step_scenario, once)
+        if once.figures is None:
+            errors += once.errors
+            break
+        steps.append({"offered_rate": round(rate, 3), "sustainable": why is None, "why_not": why,
+                      "figures": once.figures, "histograms": once.histograms})
+        if why is not None:
+            break
+        best = round(rate, 3)
+    last = steps[-1] if steps else None
+    return results.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
+                         environment=environment.capture({scenario.broker: described}),
+                         figures_=last["figures"] if last else None, hist=last["histograms"] if last else None,
+                         started=started, steps=steps, extra={"max_sustainable_rate": best})

@@ -53,6 +53,8 @@ class Scenario:
     sweep_max_steps: int = 8
     p99_limit_ms: float = 1000.0
     burst_every_s: float = 2.0
+    poison_share: float = 0.0             # share of jobs that always fail (3 attempts, 20 ms backoff)
+    malformed_share: float = 0.0          # share of raw non-JSON messages written past the producer
     broker_options: dict[str, Any] = field(default_factory=dict)
     execution: str = "auto"               # processes, threads (memory broker), or auto
     label: str = ""
@@ -71,6 +73,8 @@ class Scenario:
             problems.append("producers, consumers and concurrency must be >= 1")
         if self.duration_s <= 0 or self.warmup_s < 0 or self.drain_timeout_s <= 0:
             problems.append("duration_s and drain_timeout_s must be > 0, warmup_s >= 0")
+        if not (0 <= self.poison_share < 1 and 0 <= self.malformed_share < 1):
+            problems.append("poison_share and malformed_share must be in [0, 1)")
         if self.execution not in ("auto", "processes", "threads"):
             problems.append("execution must be auto, processes or threads")
         if self.broker == "memory" and self.execution == "processes":

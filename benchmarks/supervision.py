@@ -1,0 +1,166 @@
+"""What the runner uses to watch a run: role messages, the backlog sampler, fault actions."""
+
+from __future__ import annotations
+
+import os
+import queue as queue_module
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .roles import Control
+from .scenario import Scenario
+
+SAMPLE_EVERY_S = 0.5
+
+
+@dataclass
+class Watch:
+    """Everything the roles said: ready, progress counts, final reports, errors."""
+
+    scenario: Scenario
+    expected: dict[str, int]
+    ready: set[tuple[str, int]] = field(default_factory=set)
+    progress: dict[tuple[str, int], int] = field(default_factory=dict)
+    reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    killed: set[tuple[str, int]] = field(default_factory=set)
+    seen_logs: list[str] = field(default_factory=list)
+
+    def take(self, message: tuple[Any, ...]) -> None:
+        kind, role, index = message[:3]
+        if kind == "ready":
+            self.ready.add((role, index))
+        elif kind == "progress":
+            self.progress[(role, index)] = message[3]
+        elif kind == "result":
+            self.reports[(role, index)] = {"recorder": message[3], "error": message[4], "extra": message[5]}
+            if message[4]:
+                self.errors.append(message[4])
+
+    def total(self, role: str) -> int:
+        return sum(v for (r, _), v in self.progress.items() if r == role)
+
+    def finished(self, role: str) -> bool:
+        done = sum(1 for r, _ in self.reports if r == role) + sum(1 for r, _ in self.killed if r == role)
+        return done >= self.expected[role]
+
+    def accepted(self) -> int:
+        return sum(rep["recorder"]["counters"].get("accepted", 0) for (r, _), rep in self.reports.items()
+                   if r == "producer")
+
+    def missing(self) -> int:
+        return sum(self.expected.values()) - len(self.reports) - len(self.killed)
+
+
+def drain_messages(control: Control, watch: Watch, timeout: float) -> None:
+    """Take the roles' messages for ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            message = control.messages.get(timeout=max(deadline - time.monotonic(), 0.001))
+        except (queue_module.Empty, EOFError, OSError):
+            return
+        watch.take(message)
+
+
+def backlog_of(admin: Any) -> int | None:
+    """Jobs waiting + delayed + active (where the broker tells), or None if it cannot answer."""
+    try:
+        stats = admin.stats()
+    except Exception:  # noqa: BLE001 - a dead broker shows as an unknown backlog
+        return None
+    return sum(p for p in (stats.waiting, stats.delayed, stats.active) if p is not None)
+
+
+class Sampler(threading.Thread):
+    """Samples the broker's backlog every SAMPLE_EVERY_S in the background (a dead broker makes
+    stats() slow to fail; the runner's own loop must not wait for it). In closed loop it also
+    pauses producers while the backlog is above ``max_backlog``."""
+
+    def __init__(self, scenario: Scenario, admin: Any, control: Control, t0: int) -> None:
+        super().__init__(daemon=True, name="backlog-sampler")
+        self.scenario, self.admin, self.control, self.t0 = scenario, admin, control, t0
+        self.samples: list[tuple[float, int | None]] = []
+        self.latest: int | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            backlog = backlog_of(self.admin)
+            self.latest = backlog
+            self.samples.append(((time.monotonic_ns() - self.t0) / 1e9, backlog))
+            if self.scenario.mode == "closed" and backlog is not None:
+                if backlog > self.scenario.max_backlog:
+                    self.control.throttle.set()
+                elif backlog < self.scenario.max_backlog // 2:
+                    self.control.throttle.clear()
+            self.halt.wait(SAMPLE_EVERY_S)
+
+
+@dataclass
+class RunContext:
+    """What a fault action may touch during a run."""
+
+    scenario: Scenario
+    url: str
+    admin: Any
+    runners: dict[tuple[str, int], Any]
+    watch: Watch
+    t0: int
+
+    def elapsed(self) -> float:
+        return (time.monotonic_ns() - self.t0) / 1e9
+
+    def kill_role(self, role: str, index: int) -> int:
+        """SIGKILL one producer or consumer process; the run goes on without it."""
+        proc = self.runners[(role, index)]
+        self.watch.killed.add((role, index))
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc.pid
+
+
+@dataclass
+class Action:
+    """A fault to inject ``at_s`` seconds after the start; ``do`` returns what it did (for the
+    timeline). Actions run in their own thread, so a slow one (a broker restart) does not stop
+    the runner watching."""
+
+    at_s: float
+    do: Callable[[RunContext], str]
+    done: bool = False
+
+
+@dataclass
+class Events:
+    """Fault events on the run's timeline: (seconds since start, what happened)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def add(self, t_s: float, what: str) -> None:
+        with self.lock:
+            self.items.append({"t_s": round(t_s, 3), "what": what})
+
+    def fire(self, action: Action, context: RunContext) -> None:
+        action.done = True
+
+        def go() -> None:
+            started = context.elapsed()
+            try:
+                what = action.do(context)
+            except Exception as exc:  # noqa: BLE001 - a failed fault is reported, not raised
+                what = f"fault action failed: {exc}"
+                context.watch.errors.append(what)
+            self.add(started, what)
+
+        thread = threading.Thread(target=go, daemon=True, name="fault-action")
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self, timeout: float) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
