@@ -51,6 +51,10 @@ def figures(recorder: Recorder, *, window_s: float, cpu: dict[str, float | None]
         "unexpected": integrity["unexpected"],
         "redelivered": counters.get("redelivered", 0),
         "unconfirmed_at_end": counters.get("unconfirmed_at_end", 0),
+        "rejected": counters.get("rejected", 0),          # refused by the broker (full queue), producer told
+        "retry_runs": counters.get("retry_runs", 0),      # runs of a job after a failed attempt
+        "poison_sent": counters.get("poison_sent", 0),
+        "malformed_sent": counters.get("malformed_sent", 0),
         "worker": worker_counts,
         "throughput": {
             "in_per_s": round(sent_in_window / window_s, 1) if window_s else 0.0,

@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from brokers.contract import Backoff, BackoffType, Broker, Job, JobOptions, JobSpec
+from brokers.contract import Backoff, BackoffType, Broker, Job, JobOptions, JobSpec, PublishRejected
 from brokers.registry import adapter_class
 
 from .faults.inject import inject_raw
@@ -191,7 +191,16 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             seqs.append(seq)
             recorder.sent_job(intended_ns, started)
             seq += 1
-        ids = producer.publish_many(specs)
+        try:
+            ids = producer.publish_many(specs)
+        except PublishRejected as exc:
+            # A full queue (Redis maxmemory, a blocked RabbitMQ): these jobs were refused, the
+            # producer knows it, nothing accepted is lost. Count, back off, go on.
+            recorder.count("rejected", len(specs))
+            control.send("progress", spec.role, spec.index, seq)
+            log.info("publish refused: %s", exc)
+            control.stop.wait(0.05)
+            return
         for job_id, s in zip(ids, seqs, strict=True):
             pending[job_id] = (s, started)
         settle_accepts()

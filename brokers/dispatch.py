@@ -67,7 +67,7 @@ def run_handler(job: Job, handlers: Mapping[str, Handler] | Handler,
         return settle_failure(job, _describe(exc), stacktrace=traceback.format_exc(limit=8), ref=ref)
     try:
         result_json = JSON.encode(result)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, RecursionError...
         return settle_failure(job, f"handler returned a value that is not JSON: {exc}",
                               unrecoverable=True, ref=ref)
     return Settlement(job, Outcome.COMPLETED, result_json=result_json, ref=ref)
@@ -113,7 +113,10 @@ class JobRunner:
         self._done.put(settlement)
 
     def _run_and_post(self, job: Job, ref: Any) -> None:
-        settlement = run_handler(job, self.handlers, self.hooks, ref)
+        try:
+            settlement = run_handler(job, self.handlers, self.hooks, ref)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit, CancelledError...: still settle the job
+            settlement = settle_failure(job, _describe(exc), ref=ref)
         with self._lock:
             was_empty = self._done.empty()
             self._done.put(settlement)

@@ -60,14 +60,17 @@ def build_properties(job_id: str, name: str, options: JobOptions, *, persistent:
 def _int(value: Any, default: int) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
 
 
 def options_from_headers(headers: dict[str, Any]) -> JobOptions:
     key = (headers.get(H_ATTEMPTS), headers.get(H_BACKOFF), headers.get(H_PRIORITY),
            headers.get(H_REMOVE_ON_FAIL))
-    options = _OPTIONS_CACHE.get(key)
+    try:
+        options = _OPTIONS_CACHE.get(key)
+    except TypeError:  # a header value that cannot be hashed (a table, a list): no cache
+        return _options_from_headers(headers)
     if options is None:
         if len(_OPTIONS_CACHE) > 1024:
             _OPTIONS_CACHE.clear()
@@ -96,21 +99,29 @@ def _options_from_headers(headers: dict[str, Any]) -> JobOptions:
 
 def job_from_message(props: BasicProperties, body: bytes, redelivered: bool,
                      lane: str) -> tuple[Job, str | None]:
-    """A delivered message -> (Job, reason to reject it or None). Never raises."""
-    headers = props.headers or {}
-    options = options_from_headers(headers)
+    """A delivered message -> (Job, reason to reject it or None). Never raises: whatever a
+    client put in the headers or the body, the message is rejected, not the worker."""
+    headers = props.headers if isinstance(props.headers, dict) else {}
+    try:
+        options = options_from_headers(headers)
+    except Exception as exc:  # noqa: BLE001
+        options, bad = JobOptions(), f"malformed job options in headers: {exc!r}"[:500]
+    else:
+        bad = None
     attempts_made = max(_int(headers.get(H_ATTEMPTS_MADE), 0), 0)
     earlier = _int(headers.get(H_DELIVERY_COUNT), 1 if redelivered else 0)  # quorum queues count
-    job = Job(id=props.message_id or f"no-id-{uuid.uuid4().hex[:8]}", name=props.type or "",
+    job = Job(id=str(props.message_id or f"no-id-{uuid.uuid4().hex[:8]}"), name=str(props.type or ""),
               data=None, options=options, attempts_made=attempts_made,
               deliveries=attempts_made + 1 + max(earlier, 1 if redelivered else 0),
               created_ms=_int(headers.get(H_CREATED), 0), lane=lane)
+    if bad:
+        return job, bad
     if not props.type:
         return job, "malformed message: no job type (AMQP 'type' property)"
     try:
         job.data = json.loads(body)
-    except ValueError as exc:  # includes UnicodeDecodeError
-        return job, f"malformed payload: not JSON ({exc})"
+    except Exception as exc:  # noqa: BLE001 - ValueError, UnicodeDecodeError, RecursionError...
+        return job, f"malformed payload: not JSON ({exc})"[:500]
     return job, None
 
 

@@ -26,7 +26,6 @@ import pika.exceptions as pe
 from pika import BasicProperties
 
 from ..contract import (
-    BrokerError,
     BrokerUnavailable,
     JobOptions,
     JobSpec,
@@ -46,7 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CONFIRM_MODES = ("off", "each", "windowed")
 FLUSH_EVERY = 128  # confirms off: push buffered messages to the socket this often
-MAX_REOPENS = 5  # reconnects in a row without one successful step before giving up
 
 
 @dataclass
@@ -77,6 +75,11 @@ class AmqpProducer(Producer):
         self.republished = 0        # messages sent again after a dropped connection
         self._unconfirmed: dict[int, Outgoing] = {}
         self._nacked: list[str] = []
+        self._carry: list[Outgoing] = []          # to resend after a reconnect
+        self._returned: list[Outgoing] = []       # returned unroutable: to resend
+        self._returned_ids: set[str] = set()
+        self._broken: BaseException | None = None  # set while the connection must be reopened
+        self._failing_since: float | None = None
         self._seq = 0
         self._conn: pika.BlockingConnection | None = None
         self._open()
@@ -88,32 +91,33 @@ class AmqpProducer(Producer):
         self._ch = self._conn.channel()
         broker.topology.declare(self._ch)
         self._seq = 0
+        self._ch._impl.add_on_return_callback(self._on_return)  # noqa: SLF001
         if self.confirms != "off":
             enable_async_confirms(self._conn, self._ch, self._on_confirm)
 
-    def _reopen(self, error: BaseException) -> None:
-        """Reconnect after a dropped connection and resend every unconfirmed message."""
-        log.warning("producer lost RabbitMQ at %s (%r); reconnecting", redact(self._broker.url), error)
+    def _reopen(self) -> None:
+        """Reconnect after a dropped connection and resend every unconfirmed message, oldest
+        first. A message leaves ``_carry`` only once it was handed to the new channel, so a
+        second drop in the middle loses nothing: the next reopen carries on."""
+        self._carry = [self._unconfirmed[tag] for tag in sorted(self._unconfirmed)] + self._carry
+        self._unconfirmed = {}
         self._broker.topology.forget_delay_queues()
         try:
             if self._conn is not None and self._conn.is_open:
                 self._conn.close()
         except Exception:  # noqa: BLE001 - the connection is already broken
             pass
-        deadline = time.monotonic() + self.reconnect_for_s
-        while True:
-            try:
-                self._open()
-                break
-            except BrokerUnavailable:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        resend = [self._unconfirmed[tag] for tag in sorted(self._unconfirmed)]
-        self._unconfirmed = {}
-        for item in resend:
-            self._send(item)
+        self._open()
+        while self._carry:
+            self._send(self._carry[0])
+            self._carry.pop(0)
             self.republished += 1
+        self._broken = None
+
+    def _on_return(self, _channel: Any, _method: Any, props: BasicProperties, _body: bytes) -> None:
+        """A message the broker could not route (a delay queue deleted under us): send it again
+        once the confirm that follows the return arrives."""
+        self._returned_ids.add(props.message_id)
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
@@ -125,7 +129,10 @@ class AmqpProducer(Producer):
             item = self._unconfirmed.pop(tag, None)
             if item is None:
                 continue
-            if ok:
+            if item.job_id in self._returned_ids:
+                self._returned_ids.discard(item.job_id)
+                self._returned.append(item)
+            elif ok:
                 ids.append(item.job_id)
             else:
                 self._nacked.append(item.job_id)
@@ -152,7 +159,7 @@ class AmqpProducer(Producer):
         if item.delay_ms:
             self._broker.topology.ensure_delay_queue(self._ch, item.delay_ms)
         self._ch._impl.basic_publish(item.exchange, item.routing_key, item.body,  # noqa: SLF001
-                                     item.properties)
+                                     item.properties, mandatory=True)
         self._seq += 1
         if self.confirms != "off":
             self._unconfirmed[self._seq] = item
@@ -165,8 +172,15 @@ class AmqpProducer(Producer):
     def _wait(self, max_unconfirmed: int) -> None:
         assert self._conn is not None
         deadline = time.monotonic() + self.confirm_timeout_s
-        pump(self._conn, lambda: len(self._unconfirmed) <= max_unconfirmed,
-             lambda: time.monotonic() > deadline)
+        while True:
+            pump(self._conn, lambda: len(self._unconfirmed) <= max_unconfirmed or bool(self._returned),
+                 lambda: time.monotonic() > deadline)
+            if not self._returned:
+                break
+            self._broker.topology.forget_delay_queues()  # declare the missing queue again
+            returned, self._returned = self._returned, []
+            for item in returned:
+                self._send(item)
         if len(self._unconfirmed) > max_unconfirmed:
             raise PublishRejected(
                 f"no publisher confirm from RabbitMQ within {self.confirm_timeout_s:.0f} s "
@@ -177,19 +191,30 @@ class AmqpProducer(Producer):
             raise PublishRejected(f"RabbitMQ refused {len(nacked)} message(s) (basic.nack)", nacked)
 
     def _guarded(self, action: Callable[[], Any]) -> Any:
-        """Run a publishing step; on a dropped connection reconnect, resend, and run it again."""
-        for attempt in range(MAX_REOPENS + 1):
+        """Run a publishing step; on a dropped connection reconnect, resend what is unconfirmed,
+        and run the step again, for up to ``reconnect_for_s`` seconds."""
+        while True:
             try:
-                return action()
+                if self._broken is not None:
+                    self._reopen()
+                result = action()
+                self._failing_since = None
+                return result
             except pe.ConnectionBlockedTimeout:
                 raise PublishRejected("RabbitMQ blocked this publisher (memory or disk alarm) for "
                                       "longer than the blocked-connection timeout",
                                       [i.job_id for i in self._unconfirmed.values()]) from None
-            except CONNECTION_ERRORS as exc:
-                if attempt == MAX_REOPENS:
-                    raise BrokerError(f"publishing to RabbitMQ at {redact(self._broker.url)} failed "
-                                      f"{MAX_REOPENS + 1} times in a row: {exc!r}") from None
-                self._reopen(exc)
+            except (*CONNECTION_ERRORS, BrokerUnavailable) as exc:
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                    log.warning("producer lost RabbitMQ at %s (%r); reconnecting", redact(self._broker.url), exc)
+                elif now - self._failing_since > self.reconnect_for_s:
+                    raise BrokerUnavailable(f"RabbitMQ at {redact(self._broker.url)} unreachable for "
+                                            f"{self.reconnect_for_s:.0f} s while publishing: {exc!r}") from None
+                else:
+                    time.sleep(0.5)
+                self._broken = exc
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
         item = self._prepare(JobSpec(name, data, options or JobOptions()))
@@ -199,18 +224,19 @@ class AmqpProducer(Producer):
         return item.job_id
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
-        ids = []
-        for spec in jobs:
-            item = self._prepare(spec)
-            self._guarded(lambda item=item: self._send(item))
-            if self.confirms != "off" and len(self._unconfirmed) >= self.window:
-                self._guarded(lambda: self._wait(self.window - 1))
-            ids.append(item.job_id)
+        items = [self._prepare(spec) for spec in jobs]  # every id exists before anything is sent
+        for n, item in enumerate(items):
+            try:
+                self._guarded(lambda item=item: self._send(item))
+                if self.confirms != "off" and len(self._unconfirmed) >= self.window:
+                    self._guarded(lambda: self._wait(self.window - 1))
+            except PublishRejected as exc:
+                raise PublishRejected(str(exc), exc.job_ids + [i.job_id for i in items[n + 1:]]) from None
         if self.confirms == "off":
             self.flush()  # push buffered frames out; nothing more can be known without confirms
         else:
             self._guarded(lambda: self._wait(self.window - 1))  # push frames out, read confirms
-        return ids
+        return [item.job_id for item in items]
 
     def flush(self) -> None:
         if self.confirms != "off":

@@ -130,9 +130,10 @@ class AmqpWorker(Worker):
             try:
                 self._open()
                 return
-            except BrokerUnavailable:
+            except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:  # e.g. 320 while the broker restarts
                 if time.monotonic() > deadline:
-                    raise
+                    raise BrokerUnavailable(f"RabbitMQ at {redact(self.broker.url)} unreachable for "
+                                            f"{self.reconnect_for_s:.0f} s: {exc!r}") from None
                 time.sleep(0.5)
 
     def _wake(self) -> None:
@@ -183,8 +184,9 @@ class AmqpWorker(Worker):
         try:
             while True:
                 now = time.monotonic()
+                enough = max_jobs is not None and self.report.settled + runner.in_flight >= max_jobs
                 if self._consuming and (self.stopping or (timeout is not None and now - started >= timeout)
-                                        or (max_jobs is not None and self.report.settled >= max_jobs)):
+                                        or enough):
                     self._guard(self._stop_consuming)
                 if not self._consuming and runner.in_flight == 0:
                     break
@@ -240,7 +242,9 @@ class AmqpWorker(Worker):
                 try:
                     self._republish(s, d)
                 except (pe.NackError, pe.UnroutableError) as exc:
-                    # The copy was refused: keep the original by handing it back to the queue.
+                    # The copy was refused: keep the original by handing it back to the queue, and
+                    # declare delay queues again (an unroutable copy means one was deleted).
+                    self.broker.topology.forget_delay_queues()
                     log.error("RabbitMQ refused the %s copy of job %s (%r); requeueing the original",
                               outcome.value, s.job.id, exc)
                     self._ch.basic_nack(d.tag, requeue=True)
@@ -261,15 +265,15 @@ class AmqpWorker(Worker):
             if s.delay_ms > 0:
                 topology.ensure_delay_queue(self._pub, s.delay_ms)
                 props.headers[DELAY_HEADER] = str(s.delay_ms)
-                self._pub.basic_publish(topology.delay_exchange, s.job.name, d.body, props)
+                self._pub.basic_publish(topology.delay_exchange, s.job.name, d.body, props, mandatory=True)
             else:
-                self._pub.basic_publish(topology.exchange, s.job.name, d.body, props)
+                self._pub.basic_publish(topology.exchange, s.job.name, d.body, props, mandatory=True)
         elif s.outcome is Outcome.FAILED and not s.job.options.remove_on_fail:
             props = republish_properties(d.properties, {
                 H_ATTEMPTS_MADE: s.job.attempts_made + 1, H_FAILED_REASON: s.reason or "",
                 H_FAILED_AT: int(time.time() * 1000)})
             props.headers.pop(DELAY_HEADER, None)
-            self._pub.basic_publish(topology.dead_exchange, s.job.name or "unknown", d.body, props)
+            self._pub.basic_publish(topology.dead_exchange, s.job.name or "unknown", d.body, props, mandatory=True)
 
     def _flush_acks(self, force: bool) -> None:
         while True:  # extend the contiguous run of settled tags

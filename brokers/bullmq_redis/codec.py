@@ -11,7 +11,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from ..contract import JSON, Backoff, InvalidJob, Job, JobOptions, Keep
+from ..contract import JSON, Backoff, Job, JobOptions, Keep
 from . import keys as K
 
 
@@ -57,12 +57,11 @@ def options_from_opts(opts: dict[str, Any]) -> JobOptions:
     Unknown keys are ignored; a value out of our range is clamped to what it means for us.
     """
     attempts = opts.get("attempts")
-    priority = opts.get("priority") or 0
     job_id = opts.get("jobId")
     return JobOptions(
-        delay_ms=max(int(opts.get("delay") or 0), 0),
-        priority=min(max(int(priority), 0), 10),
-        attempts=max(int(attempts), 1) if isinstance(attempts, (int, float)) else 1,
+        delay_ms=max(_number(opts.get("delay")), 0),
+        priority=min(max(_number(opts.get("priority")), 0), 10),
+        attempts=max(_number(attempts, 1), 1),
         backoff=Backoff.from_json(opts.get("backoff")),
         job_id=job_id if isinstance(job_id, str) and job_id and not job_id.isdigit()
         and ":" not in job_id else None,
@@ -70,6 +69,16 @@ def options_from_opts(opts: dict[str, Any]) -> JobOptions:
         remove_on_complete=_keep_from_opts(opts.get("removeOnComplete"), False),
         remove_on_fail=_keep_from_opts(opts.get("removeOnFail"), False),
     )
+
+
+def _number(raw: Any, default: int = 0) -> int:
+    """An integer option as some client wrote it (number, numeric text), else the default."""
+    if isinstance(raw, bool) or raw is None:
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError, OverflowError):
+        return default
 
 
 def keep_arg(keep: Keep) -> int:
@@ -88,21 +97,25 @@ def _text(raw: bytes | None) -> str:
 def _int(raw: bytes | None, default: int = 0) -> int:
     try:
         return int(raw) if raw is not None else default
-    except ValueError:
+    except (ValueError, OverflowError):
         return default
 
 
 def job_from_hash(job_id: str, fields: dict[str, bytes], lane: str) -> tuple[Job, str | None]:
     """A job hash -> (Job, reason it must be rejected or None).
 
-    Never raises: a payload that is not JSON, or options that are not BullMQ's, give a Job
-    with ``data=None`` and a reason, so the worker fails it and goes on.
+    Never raises: a payload that is not JSON, or options that are not BullMQ's (any client may
+    have written the hash), give a Job with ``data=None`` and a reason, so the worker fails it
+    and goes on.
     """
     reason: str | None = None
     try:
-        options = options_from_opts(json.loads(fields.get(K.F_OPTS) or b"{}"))
-    except (ValueError, TypeError, InvalidJob) as exc:
-        options, reason = JobOptions(), f"malformed job options: {exc}"
+        opts = json.loads(fields.get(K.F_OPTS) or b"{}")
+        if not isinstance(opts, dict):
+            raise ValueError(f"opts is a {type(opts).__name__}, not an object")
+        options = options_from_opts(opts)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong, the job is rejected, not the worker
+        options, reason = JobOptions(), f"malformed job options: {exc!r}"[:500]
     data: Any = None
     raw_data = fields.get(K.F_DATA)
     if reason is None:
@@ -111,15 +124,14 @@ def job_from_hash(job_id: str, fields: dict[str, bytes], lane: str) -> tuple[Job
         else:
             try:
                 data = json.loads(raw_data)
-            except ValueError as exc:  # includes UnicodeDecodeError
-                reason = f"malformed payload: not JSON ({exc})"
-    attempts_made = _int(fields.get(K.F_ATTEMPTS_MADE) or fields.get("attemptsMade"))
+            except Exception as exc:  # noqa: BLE001 - ValueError, UnicodeDecodeError, RecursionError...
+                reason = f"malformed payload: not JSON ({exc})"[:500]
     job = Job(
         id=job_id,
         name=_text(fields.get(K.F_NAME)),
         data=data,
         options=options,
-        attempts_made=attempts_made,
+        attempts_made=_int(fields.get(K.F_ATTEMPTS_MADE) or fields.get("attemptsMade")),
         deliveries=max(_int(fields.get(K.F_ATTEMPTS_STARTED), 1), 1),
         created_ms=_int(fields.get(K.F_TIMESTAMP)),
         lane=lane,

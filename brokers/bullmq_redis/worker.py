@@ -96,13 +96,13 @@ class RedisWorker(Worker):
                 fetched = 0
                 if pending or want:
                     try:
+                        # settled lanes are taken out of ``pending`` as their calls succeed
                         fetched, next_delayed_ms = self._settle_and_fetch(pending, want, runner, rotation)
                         failing_since = None
                     except (ConnectionError, TimeoutError, BrokerUnavailable) as exc:
                         failing_since = self._on_connection_error(exc, failing_since)
                         continue
                     rotation += 1
-                    pending = []
                     if fetched:
                         last_activity = time.monotonic()
                         continue
@@ -128,19 +128,20 @@ class RedisWorker(Worker):
                     failing_since = self._on_connection_error(exc, failing_since)
         finally:
             self._stop.set()
-            runner.shutdown()
-            leftovers = runner.collect()
-            if (leftovers or pending) and not self._broker_lost:
-                try:
-                    self._settle_and_fetch(pending + leftovers, 0, runner, 0)
-                except (ConnectionError, TimeoutError, BrokerUnavailable) as exc:
-                    log.warning("worker %s could not settle %d jobs before stopping (%s); their locks "
-                                "expire and the stalled check re-runs them", self.id,
-                                len(pending) + len(leftovers), exc)
-            self._done.set()
-            maintenance.join(timeout=1 if self._broker_lost else 5)
-            if self._blocking is not None:
-                self._blocking.close()
+            try:
+                runner.shutdown()
+                leftovers = pending + runner.collect()
+                if leftovers and not self._broker_lost:
+                    try:
+                        self._settle_and_fetch(leftovers, 0, runner, 0)
+                    except Exception as exc:  # noqa: BLE001 - whatever it is, the locks must be let go
+                        log.warning("worker %s could not settle %d jobs before stopping (%s); their locks "
+                                    "expire and the stalled check re-runs them", self.id, len(leftovers), exc)
+            finally:
+                self._done.set()  # stop renewing locks, whatever happened above
+                maintenance.join(timeout=1 if self._broker_lost else 5)
+                if self._blocking is not None:
+                    self._blocking.close()
         return self.report
 
     def _on_connection_error(self, exc: BaseException, failing_since: float | None) -> float:
@@ -171,7 +172,10 @@ class RedisWorker(Worker):
 
     def _settle_and_fetch(self, settlements: list[Settlement], want: int, runner: JobRunner,
                           rotation: int) -> tuple[int, int]:
-        """Settle per lane, fetch up to ``want`` jobs across lanes; returns (fetched, next due ms)."""
+        """Settle per lane, fetch up to ``want`` jobs across lanes; returns (fetched, next due ms).
+
+        Each lane's settlements are removed from ``settlements`` once its call succeeded, so a
+        failure on a later lane leaves only the unsent ones to retry."""
         by_lane: dict[str, list[Settlement]] = {}
         for s in settlements:
             by_lane.setdefault(s.job.lane, []).append(s)
@@ -191,6 +195,8 @@ class RedisWorker(Worker):
                     args += self._settle_args(s)
                 reply = self.broker.scripts.call("moveToFinished", keys, now, args)
                 codes, due, jobs = reply[0], reply[1], reply[2:]
+                settled = {id(s) for s in batch}
+                settlements[:] = [s for s in settlements if id(s) not in settled]  # done: never sent again
                 self._record_settled(lane, batch, codes)
             else:
                 reply = self.broker.scripts.call(
@@ -254,7 +260,7 @@ class RedisWorker(Worker):
                 if time.monotonic() >= next_stalled_check:
                     self._check_stalled()
                     next_stalled_check = time.monotonic() + self.stalled_interval_ms / 1000
-            except (ConnectionError, TimeoutError) as exc:
+            except Exception as exc:  # noqa: BLE001 - e.g. OOM under maxmemory: keep renewing, say so
                 log.warning("worker %s: lock renewal/stalled check failed: %s", self.id, exc)
 
     def _extend_locks(self) -> None:

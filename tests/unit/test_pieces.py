@@ -253,3 +253,37 @@ def test_provision_never_replaces_a_url_you_set(monkeypatch):
     with pytest.raises(provision.BrokerNotFound, match="AMQP_URL is set") as err:
         provision.find("rabbitmq")
     assert "topsecret" not in str(err.value)
+
+
+# -------------------------------------------------------------- bad input never stops a worker
+@pytest.mark.parametrize("opts", [b"[]", b"null", b'{"backoff": "x"}', b"{not json"])
+def test_any_job_options_a_client_wrote_are_rejected_not_raised(opts):
+    job, reason = redis_codec.job_from_hash("1", {"name": b"t", "data": b"{}", "opts": opts}, "default")
+    assert reason.startswith("malformed job options") and job.data is None
+
+
+def test_absurd_numbers_and_deep_json_are_survived():
+    job, reason = redis_codec.job_from_hash("1", {"name": b"t", "data": b"{}", "opts": b'{"attempts":1e400}'},
+                                            "default")
+    assert reason is None and job.options.attempts == 1
+    _, reason = redis_codec.job_from_hash("1", {"name": b"t", "data": b"[" * 100_000, "opts": b"{}"}, "default")
+    assert reason.startswith("malformed payload")
+    for headers in ({"bb-attempts": [1]}, {"bb-backoff": {"a": 1}}, {"bb-attempts": float("inf")}):
+        job, reason = amqp_codec.job_from_message(BasicProperties(type="t", message_id="1", headers=headers),
+                                                  b"{}", False, "default")
+        assert job.options.attempts >= 1 and (reason is None or "malformed" in reason)
+    _, reason = amqp_codec.job_from_message(BasicProperties(type="t", message_id="1"), b"[" * 100_000, False,
+                                            "default")
+    assert reason.startswith("malformed payload")
+
+
+def test_a_handler_raising_base_exception_on_a_thread_still_settles_its_job():
+    def leave(job):
+        raise SystemExit("handler called exit")
+
+    runner = JobRunner(leave, 2)
+    runner.submit(Job("1", "t", {}, JobOptions()))
+    settled = runner.collect(timeout=5)
+    runner.shutdown()
+    assert len(settled) == 1 and settled[0].outcome is Outcome.FAILED
+    assert "SystemExit" in settled[0].reason and runner.in_flight == 0

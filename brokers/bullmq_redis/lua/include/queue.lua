@@ -91,9 +91,8 @@ local function promoteDue(paused, cap)
   rcall("ZREM", K.delayed, unpack(due))
   for _, jobId in ipairs(due) do
     local jobKey = PREFIX .. jobId
-    local priority = rcall("HGET", jobKey, "priority")
-    if priority then
-      pushReady(jobId, tonumber(priority) or 0, true)
+    if rcall("EXISTS", jobKey) == 1 then
+      pushReady(jobId, tonumber(rcall("HGET", jobKey, "priority")) or 0, true)
       rcall("HSET", jobKey, "delay", 0)
       emit(cap, "event", "waiting", "jobId", jobId, "prev", "delayed")
     end
