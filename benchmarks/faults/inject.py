@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from typing import Any
 
 import pika
 import redis
@@ -34,16 +35,26 @@ def inject_raw(broker: Broker, name: str, raw: bytes) -> str:
         pipe.zadd(keys.marker, {"0": 0})
         pipe.execute()
     else:
-        conn = pika.BlockingConnection(pika.URLParameters(broker.url))  # type: ignore[attr-defined]
-        try:
-            ch = conn.channel()
-            ch.confirm_delivery()
-            ch.basic_publish(broker.topology.exchange, name, raw,  # type: ignore[attr-defined]
-                             pika.BasicProperties(message_id=job_id, type=name, delivery_mode=2,
-                                                  headers={"bb-attempts": 3}))
-        finally:
-            conn.close()
+        ch = _raw_channel(broker)
+        ch.basic_publish(broker.topology.exchange, name, raw,  # type: ignore[attr-defined]
+                         pika.BasicProperties(message_id=job_id, type=name, delivery_mode=2,
+                                              headers={"bb-attempts": 3}))
     return job_id
+
+
+_RAW: dict[int, tuple[pika.BlockingConnection, Any]] = {}
+
+
+def _raw_channel(broker: Broker) -> Any:
+    """One confirming channel per broker object for raw messages (a connection each time would
+    slow the injecting producer down more than the fault it injects)."""
+    conn, ch = _RAW.get(id(broker), (None, None))
+    if conn is None or not conn.is_open or not ch.is_open:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))  # type: ignore[attr-defined]
+        ch = conn.channel()
+        ch.confirm_delivery()
+        _RAW[id(broker)] = (conn, ch)
+    return ch
 
 
 def kill_redis_clients(url: str, name_prefix: str = "brokerbench:", pid: int | None = None,

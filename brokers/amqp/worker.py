@@ -9,6 +9,7 @@ Settling, per outcome, always ends with an ack of the delivery:
 * retried:   publish a copy with ``bb-attempts-made`` + 1, to the main exchange (no backoff) or
              through the delay queue for the backoff; wait for its confirm; then ack.
 * failed:    publish a copy with the reason to the dead-letter exchange; confirm; ack.
+Copies of one batch of settlements are confirmed together (:mod:`.copies`).
 Because the copy is confirmed before the original is acked, a crash in between duplicates the
 job, never loses it.
 
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pika
-import pika.exceptions as pe
 from pika import BasicProperties
 
 from ..contract import BrokerUnavailable, Handler, Hooks, Outcome, Worker, WorkerReport
@@ -47,6 +47,7 @@ from .codec import (
     republish_properties,
 )
 from .connection import CONNECTION_ERRORS, connect
+from .copies import CopyPublisher
 from .topology import DELAY_HEADER
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class AmqpWorker(Worker):
         self._ch = self._conn.channel()
         broker.topology.declare(self._ch)
         self._pub = self._conn.channel()
-        self._pub.confirm_delivery()  # retries and dead letters: wait for each confirm
+        self._copies = CopyPublisher(self._conn, self._pub)  # retries and dead letters, confirmed
         self._ch.basic_qos(prefetch_count=self.prefetch)
         self.generation += 1
         self._reset_acks()
@@ -233,30 +234,41 @@ class AmqpWorker(Worker):
 
     # ----------------------------------------------------------------------------- settling
     def _settle(self, settlements: list[Settlement]) -> None:
+        copies: dict[int, Settlement] = {}
         for s in settlements:
             d: Delivery = s.ref
-            outcome = s.outcome
             if d.generation != self.generation:
-                outcome = Outcome.LOST_LOCK  # its connection is gone: RabbitMQ requeued it
-            else:
-                try:
-                    self._republish(s, d)
-                except (pe.NackError, pe.UnroutableError) as exc:
-                    # The copy was refused: keep the original by handing it back to the queue, and
-                    # declare delay queues again (an unroutable copy means one was deleted).
-                    self.broker.topology.forget_delay_queues()
-                    log.error("RabbitMQ refused the %s copy of job %s (%r); requeueing the original",
-                              outcome.value, s.job.id, exc)
-                    self._ch.basic_nack(d.tag, requeue=True)
-                    self._singled.add(d.tag)
-                    continue
+                self._count(s, Outcome.LOST_LOCK)  # its connection is gone: RabbitMQ requeued it
+                continue
+            ticket = self._republish(s, d)
+            if ticket is None:
                 self._done.add(d.tag)
-            setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
-            for hook in self.hooks:
-                hook.job_settled(s.job, outcome, s.reason)
+                self._count(s, s.outcome)
+            else:
+                copies[ticket] = s
+        if not copies:
+            return
+        for ticket, accepted in self._copies.wait().items():
+            s = copies[ticket]
+            d = s.ref
+            if accepted:
+                self._done.add(d.tag)  # the copy is safe: now the original may be acked
+                self._count(s, s.outcome)
+            else:
+                # The copy was refused: keep the original by handing it back to the queue, and
+                # declare delay queues again (an unroutable copy means one was deleted).
+                self.broker.topology.forget_delay_queues()
+                log.error("RabbitMQ refused the %s copy of job %s; requeueing the original", s.outcome.value, s.job.id)
+                self._ch.basic_nack(d.tag, requeue=True)
+                self._singled.add(d.tag)
 
-    def _republish(self, s: Settlement, d: Delivery) -> None:
-        """Publish (and confirm) the retry copy or the dead letter a settlement needs, if any."""
+    def _count(self, s: Settlement, outcome: Outcome) -> None:
+        setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
+        for hook in self.hooks:
+            hook.job_settled(s.job, outcome, s.reason)
+
+    def _republish(self, s: Settlement, d: Delivery) -> int | None:
+        """Send the retry copy or the dead letter a settlement needs; its ticket, or None."""
         topology = self.broker.topology
         if s.outcome is Outcome.RETRIED:
             props = republish_properties(d.properties, {
@@ -265,15 +277,15 @@ class AmqpWorker(Worker):
             if s.delay_ms > 0:
                 topology.ensure_delay_queue(self._pub, s.delay_ms)
                 props.headers[DELAY_HEADER] = str(s.delay_ms)
-                self._pub.basic_publish(topology.delay_exchange, s.job.name, d.body, props, mandatory=True)
-            else:
-                self._pub.basic_publish(topology.exchange, s.job.name, d.body, props, mandatory=True)
-        elif s.outcome is Outcome.FAILED and not s.job.options.remove_on_fail:
+                return self._copies.publish(topology.delay_exchange, s.job.name, d.body, props)
+            return self._copies.publish(topology.exchange, s.job.name, d.body, props)
+        if s.outcome is Outcome.FAILED and not s.job.options.remove_on_fail:
             props = republish_properties(d.properties, {
                 H_ATTEMPTS_MADE: s.job.attempts_made + 1, H_FAILED_REASON: s.reason or "",
                 H_FAILED_AT: int(time.time() * 1000)})
             props.headers.pop(DELAY_HEADER, None)
-            self._pub.basic_publish(topology.dead_exchange, s.job.name or "unknown", d.body, props, mandatory=True)
+            return self._copies.publish(topology.dead_exchange, s.job.name or "unknown", d.body, props)
+        return None
 
     def _flush_acks(self, force: bool) -> None:
         while True:  # extend the contiguous run of settled tags
