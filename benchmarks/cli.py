@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:function taking argv, one-line help)
     "run": ("benchmarks.suite:main", "run scenarios; with no arguments, the default Redis vs RabbitMQ comparison"),
     "compare": ("benchmarks.compare:main", "a table of results files side by side"),
+    "scenario": ("benchmarks.faults.cli:main", "one fault scenario on private brokers (see `scenarios`)"),
+    "scenarios": ("benchmarks.faults.cli:main_all", "every fault scenario, ending with one table"),
     "drain": ("benchmarks.drain:main", "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
 }
 

@@ -19,6 +19,7 @@ class ProgressDisplay:
         self.scenario: Scenario | None = None
         self.last: tuple[float, int, int] | None = None
         self.rates = (0.0, 0.0)
+        self.title = ""
 
     def __enter__(self) -> "ProgressDisplay":
         if self.enabled:
@@ -32,6 +33,12 @@ class ProgressDisplay:
         if self.live is not None:
             self.live.__exit__(*exc)
 
+    def label(self, text: str) -> None:
+        """For callers that run several scenarios themselves (fault scenarios)."""
+        self.index += 1
+        self.scenario = None
+        self.title = text
+
     def begin(self, scenario: Scenario) -> None:
         self.index += 1
         self.scenario = scenario
@@ -39,7 +46,7 @@ class ProgressDisplay:
         self.rates = (0.0, 0.0)
 
     def update(self, snap: dict[str, Any]) -> None:
-        if self.live is None or self.scenario is None:
+        if self.live is None:
             return
         now = time.monotonic()
         if self.last is not None and now - self.last[0] >= 0.5:
@@ -49,10 +56,14 @@ class ProgressDisplay:
         elif self.last is None:
             self.last = (now, snap["sent"], snap["ran"])
         sc = self.scenario
-        rate = f" at {sc.rate:,.0f}/s" if sc.mode in ("open", "sweep") else ""
+        if sc is None:
+            head = self.title
+        else:
+            rate = f" at {sc.rate:,.0f}/s" if sc.mode in ("open", "sweep") else ""
+            head = f"{sc.broker} {sc.profile} {sc.mode}{rate}"
         backlog = "?" if snap["backlog"] is None else f"{snap['backlog']:,}"
         self.live.update(
-            f"[bold]{self.index}/{self.total}[/bold] {sc.broker} {sc.profile} {sc.mode}{rate}  "
+            f"[bold]{self.index}/{self.total}[/bold] {head}  "
             f"[cyan]{snap['phase']}[/cyan] {snap['elapsed_s']:5.1f}s  sent {snap['sent']:,}  done {snap['ran']:,}  "
             f"in {self.rates[0]:,.0f}/s  out {self.rates[1]:,.0f}/s  backlog {backlog}")
 

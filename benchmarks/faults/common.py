@@ -50,6 +50,7 @@ class PrivateBrokers:
     def __init__(self) -> None:
         self._redis: dict[str, RedisInstance] = {}
         self._rabbit: RabbitMQInstance | None = None
+        self._extra: list[RabbitMQInstance] = []
 
     def redis(self, config: dict[str, str], key: str | None = None) -> RedisInstance:
         name = key or json.dumps(config, sort_keys=True)
@@ -73,7 +74,16 @@ class PrivateBrokers:
             self._rabbit.start()
         return self._rabbit
 
+    def extra_rabbitmq(self, config: dict[str, str]) -> RabbitMQInstance:
+        """A second RabbitMQ node of its own (reconfigured by a scenario), stopped with the others."""
+        instance = RabbitMQInstance(config=dict(config)).start()
+        self._extra.append(instance)
+        return instance
+
     def close(self) -> None:
+        for instance in self._extra:
+            instance.cleanup()
+        self._extra.clear()
         for instance in self._redis.values():
             instance.cleanup()
         self._redis.clear()

@@ -84,7 +84,8 @@ class BullMQRedisBroker(Broker):
 
     def stats(self) -> QueueStats:
         def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=True)
+            # Not MULTI/EXEC: Redis refuses transactions when it is full, and stats matter most then.
+            pipe = self.client.pipeline(transaction=False)
             for keys in self.lane_keys.values():
                 pipe.llen(keys.wait).zcard(keys.prioritized).llen(keys.active)
                 pipe.zcard(keys.delayed).zcard(keys.completed).zcard(keys.failed)

@@ -19,6 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
     ConnectionError,
+    OutOfMemoryError,
     ResponseError,
     TimeoutError,
 )
@@ -82,6 +83,8 @@ def guarded(url: str, action: Callable[[], T], what: str) -> T:
         raise AuthenticationFailed(f"Redis at {redact(url)} refused the credentials: {exc}") from None
     except (ConnectionError, TimeoutError) as exc:
         raise BrokerUnavailable(f"{what}: Redis at {redact(url)} is unreachable: {exc}") from None
+    except OutOfMemoryError as exc:
+        raise PublishRejected(f"{what}: refused, Redis is full (maxmemory reached with noeviction): {exc}") from None
     except ResponseError as exc:
         if str(exc).startswith("OOM"):
             raise PublishRejected(f"{what}: Redis is out of memory (maxmemory reached with "

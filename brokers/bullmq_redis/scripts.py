@@ -3,6 +3,12 @@
 A script may say ``-- @include NAME`` on a line of its own; that line is replaced by
 ``lua/include/NAME.lua``, so shared functions are written once (BullMQ does the same at
 build time). Scripts are sent with EVALSHA; redis-py loads them again after a server restart.
+
+Every script except addJobs starts with ``#!lua flags=allow-oom``. When Redis is full
+(maxmemory with noeviction), Redis refuses write commands; a script refused halfway would leave
+a job half-moved (out of ``active``, in no other list: lost). With the flag, workers still take,
+finish and (with removeOnComplete) free jobs while the producer's addJobs is refused with a clear
+error: the full queue pushes back on producers and drains, and nothing accepted is lost.
 """
 
 from __future__ import annotations

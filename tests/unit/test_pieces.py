@@ -152,6 +152,11 @@ def test_key_layout_is_bullmqs():
 def test_lua_scripts_have_headers_and_resolved_includes(name):
     source = script_source(name)
     assert not re.search(r"^-- @include", source, re.MULTILINE)
+    if name != "addJobs":  # workers must go on when Redis is full; producers must be refused
+        assert source.startswith("#!lua flags=allow-oom\n")
+        source = source.split("\n", 1)[1]
+    else:
+        assert not source.startswith("#!")
     assert source.lstrip().startswith("--[[")
     assert "local function takeJobs" in source  # the shared include is in every script
     header = source.split("]]")[0]

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   extendLocks.lua: renew the locks of jobs a worker is still running.
 

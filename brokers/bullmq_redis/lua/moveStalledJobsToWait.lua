@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   moveStalledJobsToWait.lua: find jobs whose worker died or froze, and hand them out again.
 

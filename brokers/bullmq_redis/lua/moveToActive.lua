@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   moveToActive.lua: hand up to `count` ready jobs to a worker, with a lock on each.
 

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   moveToFinished.lua: settle a batch of jobs a worker ran, then hand it its next jobs.
   One round trip per batch: BullMQ's "finish and fetch next", for many jobs at once.

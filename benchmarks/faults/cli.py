@@ -1,0 +1,87 @@
+"""``brokerbench scenario NAME`` and ``brokerbench scenarios``: run fault scenarios on private
+brokers, print the table (scenario, broker, profile, lost, duplicated, recovery, expectation
+met), and write it beside the results files (summary.json, summary.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..progress import ProgressDisplay
+from .catalog import SCENARIOS, scenario
+from .common import PrivateBrokers, Row, Session
+
+
+def table_markdown(rows: list[Row]) -> str:
+    lines = ["| scenario | broker | profile | lost | duplicated | recovery s | expectation | met | note |",
+             "|---|---|---|---:|---:|---:|---|---|---|"]
+    for r in rows:
+        cells = [r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.recovery_s), r.expectation,
+                 "yes" if r.met else "**no**", r.note]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _n(v: Any) -> str:
+    return "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v}"
+
+
+def print_table(rows: list[Row], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="brokerbench fault scenarios (private brokers, this machine)", show_lines=True)
+    for name in ("scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation", "met"):
+        table.add_column(name, justify="right" if name in ("lost", "dup", "recovery s") else "left")
+    for r in rows:
+        table.add_row(r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.recovery_s),
+                      r.expectation, "[green]yes[/green]" if r.met else "[red]no[/red]")
+    console.print(table)
+    for r in rows:
+        console.print(f"[bold]{r.scenario} / {r.broker} / {r.profile}[/bold]: {r.note}")
+
+
+def main(argv: list[str] | None = None, *, names: list[str] | None = None) -> list[Row]:
+    from rich.console import Console
+
+    parser = argparse.ArgumentParser(prog="brokerbench scenario(s)", description=__doc__)
+    if names is None:
+        parser.add_argument("name", choices=list(SCENARIOS))
+    parser.add_argument("--small", action="store_true", help="small N: what CI runs")
+    parser.add_argument("--out", type=Path, help="folder (default reports/scenarios/<time>)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    chosen = names if names is not None else [args.name]
+    out = args.out or Path("reports/scenarios") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    brokers = PrivateBrokers()
+    rows: list[Row] = []
+    started = time.monotonic()
+    try:
+        with ProgressDisplay(console, len(chosen), enabled=not args.quiet) as display:
+            session = Session(brokers, small=args.small, out=out, progress=display.update)
+            for name in chosen:
+                console.print(f"[bold]scenario {name}[/bold]: {SCENARIOS[name][1]}")
+                display.label(name)
+                found = scenario(name)(session)
+                rows += found
+                for r in found:
+                    console.print(f"  {r.broker:8s} {r.profile:36s} lost {_n(r.lost):>6s} dup {_n(r.duplicated):>6s} "
+                                  f"{'met' if r.met else '[red]NOT met[/red]'}")
+    finally:
+        brokers.close()
+    print_table(rows, console)
+    (out / "summary.json").write_text(json.dumps({"rows": [r.as_dict() for r in rows], "small": args.small,
+                                                  "seconds": round(time.monotonic() - started, 1)}, indent=1))
+    (out / "summary.md").write_text(table_markdown(rows))
+    console.print(f"{len(rows)} rows in {time.monotonic() - started:.0f} s; results: {out}")
+    return rows
+
+
+def main_all(argv: list[str] | None = None) -> list[Row]:
+    return main(argv, names=list(SCENARIOS))
