@@ -59,13 +59,15 @@ class RabbitMQBroker(Broker):
     kind = "rabbitmq"
 
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
-                 *, queue_type: str = "classic", max_priority: int = 0, persistent: bool = True,
+                 *, queue_type: str = "classic", max_priority: int = 0, max_length: int | None = None,
+                 persistent: bool = True,
                  confirms: str = "windowed", confirm_window: int = 256, connect_timeout: float = 3.0,
                  **worker_defaults: Any) -> None:
         super().__init__(queue, routes)
         self.url = url
         self.connect_timeout = connect_timeout
-        self.topology = Topology(queue, self.routes, queue_type=queue_type, max_priority=max_priority)
+        self.topology = Topology(queue, self.routes, queue_type=queue_type, max_priority=max_priority,
+                                 max_length=max_length)
         self.producer_defaults = {"confirms": confirms, "window": confirm_window,
                                   "persistent": persistent}
         self.worker_defaults = worker_defaults

@@ -47,6 +47,7 @@ class Topology:
     routes: Mapping[str, str]
     queue_type: str = "classic"
     max_priority: int = 0
+    max_length: int | None = None  # lane queue bound: publishes beyond it are refused (nacked)
     _delay_declared: dict[int, float] = field(default_factory=dict)  # delay -> last declare
     _delay_known: set[int] = field(default_factory=set)  # every delay queue this process used
 
@@ -100,6 +101,9 @@ class Topology:
                                 "x-dead-letter-exchange": self.dead_exchange}
         if self.max_priority:
             args["x-max-priority"] = self.max_priority
+        if self.max_length is not None:
+            args["x-max-length"] = self.max_length
+            args["x-overflow"] = "reject-publish"  # a full queue says no (a nack); it never drops
         return args
 
     def declare(self, ch: BlockingChannel) -> None:

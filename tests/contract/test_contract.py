@@ -329,3 +329,34 @@ def test_hooks_see_start_and_settlement(broker):
     broker.worker(handle, hooks=[Tap()]).run(max_jobs=2, timeout=20)
     assert ("start", ok) in events and (Outcome.COMPLETED.value, ok) in events
     assert (Outcome.FAILED.value, bad) in events
+
+
+def test_a_full_queue_refuses_with_a_clear_error_and_loses_nothing(network_kind, make_broker):
+    """Redis at maxmemory (noeviction, as BullMQ asks); RabbitMQ with x-max-length reject-publish."""
+    from brokers.contract import PublishRejected
+    from brokers.instances import RedisInstance
+
+    private = None
+    if network_kind == "redis":
+        private = RedisInstance(config={"maxmemory": "3mb", "maxmemory-policy": "noeviction"}).start()
+        broker = adapter_class("redis")(private.url, queue="full")
+    else:
+        broker = make_broker("rabbitmq", max_length=100)
+    try:
+        accepted: list[str] = []
+        producer = broker.producer()
+        with pytest.raises(PublishRejected, match="full|refused") as err:
+            for i in range(5000):
+                accepted += producer.publish_many([JobSpec("statistics_aggregation", {"i": i, "pad": "x" * 4000})])
+                producer.flush()
+        refused = set(err.value.job_ids)
+        accepted = [j for j in accepted if j not in refused]
+        assert accepted, "some jobs fit before the queue was full"
+        rec = Recorder()
+        broker.worker(rec.handler(), concurrency=4).run(idle_timeout=2.0, timeout=60)
+        assert set(accepted) <= set(rec.ids()), "every accepted job ran"
+        assert not refused & set(rec.ids()), "refused jobs were not run"
+    finally:
+        if private is not None:
+            broker.close()
+            private.cleanup()
