@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("benchmarks.compare:main", "a table of results files side by side"),
     "scenario": ("benchmarks.faults.cli:main", "one fault scenario on private brokers (see `scenarios`)"),
     "scenarios": ("benchmarks.faults.cli:main_all", "every fault scenario, ending with one table"),
+    "report": ("benchmarks.report:main", "results files -> Markdown and HTML report with plots"),
+    "setup-cost": ("benchmarks.setup_cost:main", "start-up time and declared objects of each broker"),
     "drain": ("benchmarks.drain:main", "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
 }
 

@@ -1,0 +1,217 @@
+"""Plots of results files (matplotlib). Notebooks and ``brokerbench report`` call these.
+
+One colour per broker everywhere (Okabe-Ito, safe for colour-blind readers); every figure has
+a title, axis units and a caption with the environment it was measured in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, not windows (a notebook shows the returned figures itself)
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .metrics import decode  # noqa: E402
+
+COLORS = {"redis": "#D55E00", "rabbitmq": "#0072B2", "memory": "#009E73"}
+LABELS = {"redis": "BullMQ-style Redis", "rabbitmq": "RabbitMQ", "memory": "in-process (memory)"}
+MARKERS = {"redis": "o", "rabbitmq": "s", "memory": "^"}
+PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9))
+PROFILE_ORDER = ("mix", "heavy_workflow_execution", "user_variables_update", "statistics_aggregation")
+
+
+def caption(results: Iterable[dict[str, Any]]) -> str:
+    """One line: machine, versions of every broker involved, commit (a report's results share
+    one machine; each run names the broker it ran on)."""
+    results = list(results)
+    if not results:
+        return ""
+    env = results[0].get("environment", {})
+    m = env.get("machine", {})
+    versions: dict[str, str] = {}
+    for r in results:
+        for kind, d in r.get("environment", {}).get("brokers", {}).items():
+            versions.setdefault(kind, str(d.get("version", "?")))
+    brokers = ", ".join(f"{LABELS.get(k, k)} {v}" for k, v in sorted(versions.items()))
+    return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores; Python {env.get('python', '?')}; {brokers}; "
+            f"commit {env.get('git_commit') or '?'}")
+
+
+def _finish(fig: Figure, title: str, results: list[dict[str, Any]]) -> Figure:
+    fig.suptitle(title, fontsize=12)
+    fig.text(0.01, 0.005, caption(results), fontsize=7, color="#555555", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    return fig
+
+
+def _short(profile: str) -> str:
+    return {"heavy_workflow_execution": "heavy workflow", "user_variables_update": "user variables",
+            "statistics_aggregation": "statistics"}.get(profile, profile)
+
+
+def _by(results: list[dict[str, Any]], mode: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["scenario"]["profile"], r["scenario"]["broker"]): r for r in results
+            if r["scenario"]["mode"] == mode and r.get("figures")}
+
+
+def throughput_by_type(results: list[dict[str, Any]]) -> Figure:
+    """Closed-loop throughput (jobs finished per second) per job type and broker."""
+    runs = _by(results, "closed")
+    profiles = [p for p in PROFILE_ORDER if any(k[0] == p for k in runs)]
+    brokers = sorted({b for _, b in runs})
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    width = 0.8 / max(len(brokers), 1)
+    for i, broker in enumerate(brokers):
+        xs = [j + (i - (len(brokers) - 1) / 2) * width for j in range(len(profiles))]
+        ys = [runs[(p, broker)]["figures"]["throughput"]["out_per_s"] if (p, broker) in runs else 0 for p in profiles]
+        bars = ax.bar(xs, ys, width, color=COLORS.get(broker), label=LABELS.get(broker, broker))
+        ax.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=8, padding=2)
+    ax.set_xticks(range(len(profiles)), [_short(p) for p in profiles])
+    ax.set_ylabel("jobs finished per second")
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _finish(fig, "Maximum throughput (closed loop, backlog bounded)", list(runs.values()))
+
+
+def latency_percentiles(results: list[dict[str, Any]], metric: str = "end_to_end_intended") -> Figure:
+    """Open-loop latency percentiles (log scale) per job type, one line per broker."""
+    runs = _by(results, "open")
+    profiles = [p for p in PROFILE_ORDER if any(k[0] == p for k in runs)]
+    fig, axes = plt.subplots(1, max(len(profiles), 1), figsize=(3.2 * max(len(profiles), 1), 3.8), sharey=True,
+                             squeeze=False)
+    for ax, profile in zip(axes[0], profiles, strict=False):
+        for broker in sorted({b for p, b in runs if p == profile}):
+            lat = runs[(profile, broker)]["figures"]["latency_ms"][metric]
+            xs = [name.replace("p99_9", "p99.9") for name, _ in PERCENTILES if name in lat]
+            ax.plot(xs, [lat[n] for n, _ in PERCENTILES if n in lat], marker=MARKERS.get(broker),
+                    color=COLORS.get(broker), label=LABELS.get(broker, broker))
+        rate = next(r["scenario"]["rate"] for (p, _), r in runs.items() if p == profile)
+        ax.set_title(f"{_short(profile)} at {rate:,.0f}/s", fontsize=10)
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("end-to-end latency, ms (log)")
+    axes[0][0].legend(frameon=False, fontsize=8)
+    return _finish(fig, "Latency percentiles, open loop (from each job's intended send time)", list(runs.values()))
+
+
+def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
+                metric: str = "end_to_end_intended") -> Figure:
+    """Cumulative distribution of end-to-end latency from the encoded HDR histograms."""
+    runs = _by(results, "open")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    used = []
+    for (p, broker), r in sorted(runs.items()):
+        if p != profile or not r.get("histograms"):
+            continue
+        hist = decode(r["histograms"]["overall"][metric])
+        total = hist.get_total_count()
+        if not total:
+            continue
+        xs, ys, seen = [], [], 0
+        for item in hist.get_recorded_iterator():
+            seen += item.count_at_value_iterated_to
+            xs.append(item.value_iterated_to / 1000)
+            ys.append(seen / total)
+        ax.plot(xs, ys, color=COLORS.get(broker), label=LABELS.get(broker, broker))
+        used.append(r)
+    ax.set_xscale("log")
+    ax.set_xlabel("end-to-end latency, ms (log)")
+    ax.set_ylabel("share of jobs at or below")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(frameon=False)
+    return _finish(fig, f"Latency distribution (CDF), {_short(profile)}, open loop", used)
+
+
+def latency_vs_load(sweeps: list[dict[str, Any]]) -> Figure:
+    """p50 and p99 against offered rate, saturation (max sustainable rate) marked."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for r in sweeps:
+        broker = r["scenario"]["broker"]
+        steps = r.get("steps") or []
+        rates = [s["offered_rate"] for s in steps]
+        for name, style in (("p50", "--"), ("p99", "-")):
+            ys = [s["figures"]["latency_ms"]["end_to_end_intended"].get(name) for s in steps]
+            ax.plot(rates, ys, style, marker=MARKERS.get(broker), color=COLORS.get(broker),
+                    label=f"{LABELS.get(broker, broker)} {name}")
+        best = r.get("max_sustainable_rate")
+        if best:
+            ax.axvline(best, color=COLORS.get(broker), alpha=0.6, linestyle=":")
+            ax.text(best, 0.02 + 0.08 * (broker == "rabbitmq"), f" max sustainable {best:,.0f}/s",
+                    color=COLORS.get(broker), fontsize=7, transform=ax.get_xaxis_transform())
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load, jobs per second")
+    ax.set_ylabel("end-to-end latency, ms (log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    profile = sweeps[0]["scenario"]["profile"] if sweeps else ""
+    return _finish(fig, f"Latency against load ({_short(profile)}), saturation marked", sweeps)
+
+
+def scaling_with_consumers(results: list[dict[str, Any]]) -> Figure:
+    """Closed-loop throughput against the number of consumer processes."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    used = []
+    for broker in sorted({r["scenario"]["broker"] for r in results}):
+        points = sorted((r["scenario"]["consumers"], r["figures"]["throughput"]["out_per_s"]) for r in results
+                        if r["scenario"]["broker"] == broker and r["scenario"]["mode"] == "closed" and r.get("figures"))
+        used += [r for r in results if r["scenario"]["broker"] == broker]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=MARKERS.get(broker), color=COLORS.get(broker),
+                label=LABELS.get(broker, broker))
+    ax.set_xlabel("consumer processes")
+    ax.set_ylabel("jobs finished per second")
+    ax.set_xticks(sorted({r["scenario"]["consumers"] for r in results}))
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False)
+    return _finish(fig, "Scaling with consumers (closed loop, mix)", used)
+
+
+def timeline(result: dict[str, Any]) -> Figure:
+    """Jobs sent and finished per second, and the backlog, with fault events marked."""
+    f = result["figures"]
+    broker = result["scenario"]["broker"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True)
+    t = f["timeline"]
+    top.plot(t["t_s"], t["sent_per_s"], color="#999999", label="sent per second")
+    top.plot(t["t_s"], t["done_per_s"], color=COLORS.get(broker), label="finished per second")
+    top.set_ylabel("jobs per second")
+    top.legend(frameon=False, fontsize=8)
+    backlog = [(x, y) for x, y in zip(t["backlog_t_s"], t["backlog"], strict=False) if y is not None]
+    bottom.plot([x for x, _ in backlog], [y for _, y in backlog], color=COLORS.get(broker))
+    bottom.set_ylabel("backlog, jobs")
+    bottom.set_xlabel("seconds since start")
+    for event in result.get("events", []):
+        for ax in (top, bottom):
+            ax.axvline(event["t_s"], color="#CC79A7", linestyle="--")
+        top.annotate(event["what"][:40], (event["t_s"], top.get_ylim()[1]), fontsize=7, color="#CC79A7",
+                     xytext=(3, -10), textcoords="offset points")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    fault = result.get("fault", {})
+    title = f"{LABELS.get(broker, broker)}: {result['name']}"
+    if fault.get("profile"):
+        title += f" ({fault['profile']})"
+    return _finish(fig, title, [result])
+
+
+def reliability_table(rows: list[dict[str, Any]]) -> Figure:
+    """The fault scenarios' table as a picture (the report also has it as text)."""
+    columns = ["scenario", "broker", "profile", "lost", "duplicated", "recovery_s", "met"]
+    cells = [["-" if row.get(c) is None else ("yes" if row[c] is True else "NO" if row[c] is False else str(row[c]))
+              for c in columns] for row in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.26 * len(rows) + 0.8))
+    ax.axis("off")
+    table = ax.table(cellText=cells, colLabels=[c.replace("_", " ") for c in columns], loc="upper center",
+                     cellLoc="left", colWidths=[0.17, 0.08, 0.37, 0.08, 0.1, 0.1, 0.06])
+    table.auto_set_font_size(False)
+    table.set_fontsize(7.5)
+    table.scale(1, 1.25)
+    for i, row in enumerate(rows, start=1):
+        table[i, 1].set_text_props(color=COLORS.get(row["broker"], "black"))
+        if row.get("met") is False:
+            table[i, 6].set_facecolor("#F0E442")
+    fig.suptitle("Fault scenarios: lost and duplicated jobs, recovery time, expectation met", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,244 @@
+"""``brokerbench report PATH... --out DIR``: results files -> a Markdown report, a self-contained
+HTML report and the PNG plots, in ``DIR``.
+
+The report reads results files only (runs, sweeps, fault scenarios, drain and setup-cost
+files, found recursively under the paths given) and prints their numbers as they are: the same
+files always give the same report text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import claims, plots, results
+from .suite import summary_rows
+
+
+@dataclass
+class Collected:
+    runs: list[dict[str, Any]] = field(default_factory=list)        # closed/open runs of the comparison
+    sweeps: list[dict[str, Any]] = field(default_factory=list)
+    scaling: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)      # results files with a "fault" section
+    rows: list[dict[str, Any]] = field(default_factory=list)        # the scenarios' summary table
+    drains: list[dict[str, Any]] = field(default_factory=list)
+    setup: dict[str, Any] | None = None
+
+    def everything(self) -> list[dict[str, Any]]:
+        return self.runs + self.sweeps + self.scaling + self.faults
+
+
+def collect(paths: list[Path]) -> Collected:
+    files: list[Path] = []
+    for p in paths:
+        files += sorted(p.rglob("*.json")) if p.is_dir() else [p]
+    out = Collected()
+    for path in sorted(files):
+        raw = json.loads(path.read_text())
+        schema = raw.get("schema") if isinstance(raw, dict) else None
+        if schema == results.SCHEMA_ID:
+            raw = results.load(path)
+            if "fault" in raw:
+                out.faults.append(raw)
+            elif raw["scenario"]["mode"] == "sweep":
+                out.sweeps.append(raw)
+            elif raw["scenario"].get("label", "").startswith("scaling-"):
+                out.scaling.append(raw)
+            else:
+                out.runs.append(raw)
+        elif schema == "brokerbench.drain/1":
+            out.drains.append(raw)
+        elif schema == "brokerbench.setup/1":
+            out.setup = raw
+        elif path.name == "summary.json" and "rows" in raw:
+            out.rows += raw["rows"]
+    return out
+
+
+# ---------------------------------------------------------------------------------- blocks
+@dataclass
+class Block:
+    kind: str            # heading, text, table, image
+    text: str = ""
+    level: int = 2
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    image: str = ""      # file name under plots/
+
+
+def _num(v: Any, fmt: str = "{:,.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def summary_table(runs: list[dict[str, Any]]) -> Block:
+    header = ["job type", "broker", "max jobs/s", "jobs/CPU-s", "open loop in/s", "p50 ms", "p99 ms", "p99.9 ms",
+              "publish p99 ms", "lost", "dup"]
+    rows = [[r["profile"], plots.LABELS.get(r["broker"], r["broker"]), _num(r.get("max_jobs_per_s")),
+             _num(r.get("jobs_per_cpu_s")), _num(r.get("rate")), _num(r.get("p50_ms"), "{:.1f}"),
+             _num(r.get("p99_ms"), "{:.1f}"), _num(r.get("p999_ms"), "{:.1f}"),
+             _num(r.get("publish_p99_ms"), "{:.2f}"), _num(r.get("lost")), _num(r.get("duplicated"))]
+            for r in summary_rows(runs)]
+    return Block("table", header=header, rows=rows)
+
+
+def environment_table(collected: Collected) -> Block:
+    first = next(iter(collected.everything()), None)
+    env = first["environment"] if first else {}
+    m = env.get("machine", {})
+    rows = [["machine", f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('os')}"],
+            ["Python", str(env.get("python"))],
+            ["packages", ", ".join(f"{k} {v}" for k, v in sorted(env.get("packages", {}).items()) if v)],
+            ["git commit", str(env.get("git_commit"))]]
+    seen: dict[str, dict[str, Any]] = {}
+    for r in collected.runs:
+        seen.update(r["environment"].get("brokers", {}))
+    for kind, d in sorted(seen.items()):
+        settings = {k: v for k, v in d.items() if k not in ("kind", "queue", "lanes", "url")}
+        rows.append([plots.LABELS.get(kind, kind), ", ".join(f"{k}={v}" for k, v in settings.items())])
+    return Block("table", header=["", ""], rows=rows)
+
+
+def _steps(steps: list[dict[str, Any]]) -> str:
+    parts = []
+    for s in steps:
+        p99 = _num(s["figures"]["latency_ms"]["end_to_end_intended"].get("p99"), "{:.0f}")
+        parts.append(f"{s['offered_rate']:,.0f}/s: p99 {p99} ms" + ("" if s["sustainable"] else f" ({s['why_not']})"))
+    return "; ".join(parts)
+
+
+def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
+    out: list[Block] = [Block("heading", "brokerbench: a BullMQ-style queue on Redis against RabbitMQ", level=1),
+                        Block("text", "Every number below comes from the results files next to this report, "
+                                      "measured on the machine described here. Numbers from a shared 2-core "
+                                      "machine are noisy: read the ratios between brokers, measured in the same "
+                                      "run, rather than the absolute values.")]
+    out += [Block("heading", "Environment"), environment_table(collected)]
+
+    def figure(name: str, fig: Any, alt: str) -> None:
+        fig.savefig(plot_dir / f"{name}.png", dpi=110)
+        plots.plt.close(fig)
+        out.append(Block("image", alt, image=f"{name}.png"))
+
+    if collected.runs:
+        out += [Block("heading", "The comparison: three job types and their mix"),
+                Block("text", "Closed loop: producers as fast as they can while the backlog stays bounded; it "
+                              "measures throughput. Open loop: a fixed rate; latency is measured from each job's "
+                              "intended send time, so a stalled producer cannot hide it."),
+                summary_table(collected.runs)]
+        figure("throughput", plots.throughput_by_type(collected.runs), "Maximum throughput per job type")
+        figure("latency-percentiles", plots.latency_percentiles(collected.runs), "Latency percentiles, open loop")
+        figure("latency-cdf", plots.latency_cdf(collected.runs), "Latency CDF, mix")
+    if collected.sweeps:
+        out.append(Block("heading", "Latency against load"))
+        rows = [[plots.LABELS.get(r["scenario"]["broker"], ""), r["scenario"]["profile"],
+                 _num(r.get("max_sustainable_rate")), _steps(r["steps"])] for r in collected.sweeps]
+        out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps"], rows=rows))
+        figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
+    if collected.scaling:
+        out.append(Block("heading", "Scaling with consumers"))
+        figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
+    if collected.rows:
+        out += [Block("heading", "Reliability: fault scenarios"),
+                Block("text", "Lost: accepted by the broker (the producer got its reply or confirm) and never run. "
+                              "Duplicated: run more than once. Each scenario ran on private brokers."),
+                Block("table", header=["scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation",
+                                       "met", "note"],
+                      rows=[[r["scenario"], plots.LABELS.get(r["broker"], r["broker"]), r["profile"], _num(r["lost"]),
+                             _num(r["duplicated"]), _num(r["recovery_s"], "{}"), r["expectation"],
+                             "yes" if r["met"] else "NO", r["note"]] for r in collected.rows])]
+        figure("reliability", plots.reliability_table(collected.rows), "Fault scenarios table")
+    for result in collected.faults:
+        if result["name"].startswith(("worker-crash", "broker-crash")) and result.get("events") and result["figures"]:
+            profile = result["fault"].get("profile", "")
+            if result["name"].startswith("broker-crash") and profile not in ("no persistence", "persistent + confirms"):
+                continue
+            name = f"timeline-{result['name']}-{profile}".replace(" ", "-").replace("+", "and").replace(",", "")
+            if (plot_dir / f"{name}.png").exists():
+                continue
+            figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
+    found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
+    if found:
+        out += [Block("heading", "The seed's claims, measured"),
+                Block("table", header=["claim", "measured", "setting", "verdict"],
+                      rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])]
+    for d in collected.drains:
+        s = d["summary"]
+        out += [Block("heading", "Our adapters against the reference clients (drain benchmark)"),
+                Block("text", f"{d['settings']['jobs']:,} no-op jobs of {d['settings']['payload_bytes']} B, one "
+                              f"worker process, median of {d['settings']['rounds']} rounds; Redis workers at "
+                              f"concurrency {d['settings']['concurrency']}, AMQP consumers at prefetch "
+                              f"{d['settings']['prefetch']}."),
+                Block("table", header=["contender", "jobs/s", "jobs per CPU-second"],
+                      rows=[[name, _num(rate), _num(s["median_jobs_per_cpu_s"][name])]
+                            for name, rate in s["median_jobs_per_s"].items()]),
+                Block("text", "; ".join(f"{label}: {r['of_medians']:.2f}x" for label, r in s["ratios"].items()))]
+    return out
+
+
+# -------------------------------------------------------------------------------- renderers
+def to_markdown(items: list[Block]) -> str:
+    lines: list[str] = []
+    for b in items:
+        if b.kind == "heading":
+            lines += ["#" * b.level + " " + b.text, ""]
+        elif b.kind == "text":
+            lines += [b.text, ""]
+        elif b.kind == "image":
+            lines += [f"![{b.text}](plots/{b.image})", ""]
+        elif b.kind == "table":
+            lines.append("| " + " | ".join(b.header) + " |")
+            lines.append("|" + "|".join("---" for _ in b.header) + "|")
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in b.rows]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def to_html(items: list[Block], plot_dir: Path) -> str:
+    body: list[str] = []
+    for b in items:
+        if b.kind == "heading":
+            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif b.kind == "text":
+            body.append(f"<p>{html.escape(b.text)}</p>")
+        elif b.kind == "image":
+            data = base64.b64encode((plot_dir / b.image).read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(b.text)}" src="data:image/png;base64,{data}"></figure>')
+        elif b.kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
+             "vertical-align:top}th{background:#f3f3f3}img{max-width:100%}")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>brokerbench report</title>"
+            f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+
+
+def build(paths: list[Path], out: Path) -> Path:
+    collected = collect(paths)
+    if not collected.everything() and not collected.drains:
+        raise ValueError(f"no results files under {', '.join(map(str, paths))}")
+    plot_dir = out / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for old in plot_dir.glob("*.png"):
+        old.unlink()
+    items = blocks(collected, plot_dir)
+    (out / "report.md").write_text(to_markdown(items))
+    (out / "report.html").write_text(to_html(items, plot_dir))
+    return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(prog="brokerbench report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="results files or folders")
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md, report.html, plots/")
+    args = parser.parse_args(argv)
+    path = build(args.paths, args.out)
+    print(f"report: {path} (and {path.with_suffix('.html')})")
+    return path

@@ -1,0 +1,407 @@
+"""Writes the four teaching notebooks (their cells live here, so they can be reviewed as code).
+
+    python notebooks/make_notebooks.py           # write the .ipynb files (no outputs)
+    python notebooks/make_notebooks.py --run     # and execute them here, keeping the outputs
+
+Every notebook reads two environment variables:
+  BROKERBENCH_NOTEBOOK_PROFILE  "full" (default) or "small" (what CI uses: short live parts)
+  BROKERBENCH_RESULTS           results folder to read (default: the committed reference run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = '''import os, sys, time, json
+from pathlib import Path
+ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
+PROFILE = os.environ.get("BROKERBENCH_NOTEBOOK_PROFILE", "full")
+RESULTS = Path(os.environ.get("BROKERBENCH_RESULTS", ROOT / "reports" / "reference" / "results"))
+SMALL = PROFILE == "small"
+import logging
+logging.getLogger("pika").setLevel(logging.CRITICAL)
+print("profile:", PROFILE, "| results:", RESULTS.relative_to(ROOT) if RESULTS.is_relative_to(ROOT) else RESULTS)'''
+
+
+def concepts() -> list:
+    return [
+        new_markdown_cell("""# 01 · Concepts, live on both brokers
+
+This notebook runs against live brokers (found by `brokers.provision`: your `REDIS_URL` /
+`AMQP_URL`, localhost, local binaries, or Docker). Each concept is shown on **both** a
+BullMQ-style queue on Redis and RabbitMQ, side by side, with what to look at: the Redis keys of
+the queue, and RabbitMQ's counters of ready and unacknowledged messages.
+
+Order for a class: work queue → acks and redelivery → prefetch vs concurrency → retries →
+delays → priorities → routing → durability."""),
+        new_code_cell(SETUP),
+        new_code_cell('''from brokers.provision import find, open_broker
+from brokers.contract import JobOptions, JobSpec, Backoff
+import uuid
+tag = uuid.uuid4().hex[:6]
+redis_q = open_broker("redis", queue=f"lesson-{tag}")
+rabbit_q = open_broker("rabbitmq", queue=f"lesson-{tag}", max_priority=10)
+BOTH = {"redis": redis_q, "rabbitmq": rabbit_q}
+for name, b in BOTH.items():
+    print(f"{name:9s}", find(name).describe()["url"], "->", b.describe().get("version"))'''),
+        new_markdown_cell("""## 1. A work queue
+
+A producer publishes jobs; they wait in the broker until a worker takes them.
+* **Redis (BullMQ's layout):** each job is a hash `bull:<queue>:<id>`; its id is pushed on the
+  list `bull:<queue>:wait`, and the sorted set `bull:<queue>:marker` wakes idle workers.
+* **RabbitMQ:** each job is a message in a durable queue; `ready` counts what waits."""),
+        new_code_cell('''for name, b in BOTH.items():
+    with b.producer() as p:
+        p.publish_many([JobSpec("user_variables_update", {"userId": i, "step": "cart"}) for i in range(3)])
+    print(name, b.stats())
+keys = redis_q.lane_keys["default"]
+print("\\nRedis wait list:", redis_q.client.lrange(keys.wait, 0, -1))
+first = redis_q.client.lrange(keys.wait, -1, -1)[0].decode()
+print(f"job hash bull:{redis_q.queue}:{first} ->", redis_q.job_hash(first))
+print("\\nRabbitMQ ready messages in", rabbit_q.topology.lane_queue("default"), "=",
+      rabbit_q.queue_depth(rabbit_q.topology.lane_queue("default")))'''),
+        new_code_cell('''def show(job):
+    return {"ran": job.id[:8], "data": job.data}
+for name, b in BOTH.items():
+    report = b.worker(show).run(max_jobs=3, timeout=20)
+    print(f"{name:9s} {report}  ->  stats after: {b.stats()}")'''),
+        new_markdown_cell("""## 2. Acks and redelivery after a crash
+
+A worker that takes a job and dies must not lose it.
+* **Redis:** taking a job moves its id from `wait` to `active` and sets `<id>:lock` with a TTL that a
+  live worker renews. If the worker dies, the lock expires; the *stalled check* finds a job in
+  `active` without a lock and puts it back (its `stc` counter rises).
+* **RabbitMQ:** a delivered message stays *unacknowledged*; when the consumer's connection
+  closes, RabbitMQ puts it back at once, marked `redelivered`.
+
+Below, a "worker" takes one job and vanishes without finishing it."""),
+        new_code_cell('''# Redis: take a job with a 1 s lock, as a worker would, then "die" (never renew, never finish).
+# A queue of its own: the stalled check runs at most once per stalled interval per queue (a
+# key, stalled-check, throttles it), and the workers above used the default 30 s interval.
+crash_q = open_broker("redis", queue=f"lesson-crash-{tag}")
+ckeys = crash_q.lane_keys["default"]
+with crash_q.producer() as p:
+    job_id = p.publish("heavy_workflow_execution", {"projectId": "proj123"})
+crash_q.scripts.call("moveToActive", ckeys, int(time.time() * 1000), [1, "dead-worker:1", 1000, "dead-worker"])
+print("active:", crash_q.client.lrange(ckeys.active, 0, -1), "| lock:", crash_q.client.get(ckeys.lock(job_id)),
+      "| ttl ms:", crash_q.client.pttl(ckeys.lock(job_id)))
+time.sleep(1.2)
+print("after 1.2 s the lock is gone:", crash_q.client.get(ckeys.lock(job_id)))
+runs = []
+crash_q.worker(lambda job: runs.append((job.id, job.redelivered, job.deliveries)), lock_duration_ms=1000,
+               stalled_interval_ms=300).run(max_jobs=1, timeout=10)
+print("run again by a live worker (id, redelivered, deliveries):", runs)
+crash_q.purge(); crash_q.close()'''),
+        new_code_cell('''# RabbitMQ: take a message without acking it, then close the connection (the consumer "dies")
+import pika
+with rabbit_q.producer() as p:
+    job_id = p.publish("heavy_workflow_execution", {"projectId": "proj123"})
+    p.flush()
+queue = rabbit_q.topology.lane_queue("default")
+conn = pika.BlockingConnection(pika.URLParameters(rabbit_q.url)); ch = conn.channel()
+method, props, body = ch.basic_get(queue, auto_ack=False)
+print("delivered, not acked: ready now =", rabbit_q.queue_depth(queue))
+conn.close()
+time.sleep(0.2)
+print("connection closed: ready again =", rabbit_q.queue_depth(queue))
+runs = []
+rabbit_q.worker(lambda job: runs.append((job.id[:8], job.redelivered))).run(max_jobs=1, timeout=10)
+print("run again (id, redelivered):", runs)'''),
+        new_markdown_cell("""## 3. Prefetch and concurrency
+
+*Concurrency* (BullMQ) is how many jobs one worker runs at once; *prefetch* (AMQP) is how
+many unacknowledged messages the broker hands a consumer ahead. Both hide the round trip to the
+broker: with 1, a worker waits for the broker between jobs."""),
+        new_code_cell('''N = 100 if SMALL else 400
+def short_job(job):
+    time.sleep(0.002)
+for name, b in BOTH.items():
+    for n in (1, 16):
+        with b.producer() as p:
+            p.publish_many([JobSpec("user_variables_update", {"i": i}) for i in range(N)])
+        extra = {"prefetch": n} if name == "rabbitmq" else {}
+        started = time.perf_counter()
+        b.worker(short_job, concurrency=n, **extra).run(max_jobs=N, timeout=60)
+        print(f"{name:9s} concurrency/prefetch {n:2d}: {N / (time.perf_counter() - started):7,.0f} jobs/s")'''),
+        new_markdown_cell("""## 4. Retries with exponential backoff
+
+A failed attempt is retried after `delay * 2^(attempts_made - 1)`. Redis puts the job in the
+`delayed` sorted set until it is due; RabbitMQ's adapter publishes a copy through a delay queue
+(one queue per delay value, with `x-message-ttl` and dead-lettering back), then acks the original."""),
+        new_code_cell('''for name, b in BOTH.items():
+    seen = []
+    def flaky(job):
+        seen.append(time.time())
+        if job.attempts_made < 2:
+            raise RuntimeError("the CRM timed out")
+        return "ok"
+    with b.producer() as p:
+        p.publish("heavy_workflow_execution", {"projectId": "p1"}, JobOptions(attempts=3, backoff=Backoff("exponential", 200)))
+    b.worker(flaky).run(max_jobs=3, timeout=20)
+    gaps = [round((b2 - a) * 1000) for a, b2 in zip(seen, seen[1:])]
+    print(f"{name:9s} attempts: {len(seen)}, gaps between them (ms): {gaps}   # expect >= 200, >= 400")
+print("RabbitMQ delay queues this process declared:", rabbit_q.topology.known_delay_queues())'''),
+        new_markdown_cell("""## 5. Delayed jobs
+
+Redis: the `delayed` sorted set, score = due time in ms × 4096 (plus a sequence). RabbitMQ: the
+message waits in the delay queue for its TTL. Neither hands the job out early."""),
+        new_code_cell('''with redis_q.producer() as p:
+    jid = p.publish("statistics_aggregation", {"period": "5m"}, JobOptions(delay_ms=800))
+score = redis_q.client.zscore(keys.delayed, jid)
+print("Redis delayed set:", jid, "due at", int(score) // 4096, "ms =", round(int(score) // 4096 / 1000 - time.time(), 2), "s from now")
+with rabbit_q.producer() as p:
+    p.publish("statistics_aggregation", {"period": "5m"}, JobOptions(delay_ms=800))
+    p.flush()
+print("RabbitMQ:", rabbit_q.stats())
+for name, b in BOTH.items():
+    got = []
+    b.worker(lambda job: got.append(time.time() - job.created_ms / 1000)).run(max_jobs=1, timeout=10)
+    print(f"{name:9s} delayed job ran {got[0]:.2f} s after it was published (delay: 0.8 s)")'''),
+        new_markdown_cell("""## 6. Priorities
+
+Both take urgent jobs first under a backlog. One real difference: BullMQ runs jobs **without**
+a priority before all prioritized ones; RabbitMQ treats a message without priority as the
+**lowest**."""),
+        new_code_cell('''plan = [None, 5, 1, 3, None]
+for name, b in BOTH.items():
+    with b.producer() as p:
+        for pr in plan:
+            p.publish("user_variables_update", {"priority": pr}, JobOptions(priority=pr or 0))
+        p.flush()
+    order = []
+    extra = {"prefetch": 1} if name == "rabbitmq" else {}
+    b.worker(lambda job: order.append(job.data["priority"]), **extra).run(max_jobs=len(plan), timeout=10)
+    print(f"{name:9s} ran in order: {order}")'''),
+        new_markdown_cell("""## 7. Routing by job type
+
+RabbitMQ routes on the server: a topic exchange with one binding per job type (and an
+alternate exchange for the rest). Redis does no routing: BullMQ users give each kind of work its
+own queue, and the producer picks it (client-side routing)."""),
+        new_code_cell('''routes = {"heavy_workflow_execution": "heavy"}
+for name in ("redis", "rabbitmq"):
+    b = open_broker(name, queue=f"lesson-routes-{tag}", routes=routes)
+    with b.producer() as p:
+        p.publish_many([JobSpec("heavy_workflow_execution", {}), JobSpec("user_variables_update", {}),
+                        JobSpec("statistics_aggregation", {})])
+        p.flush()
+    heavy, rest = [], []
+    b.worker(lambda job: heavy.append(job.name), lanes=["heavy"]).run(max_jobs=1, timeout=10)
+    b.worker(lambda job: rest.append(job.name), lanes=["default"]).run(max_jobs=2, timeout=10)
+    where = list(b.lane_keys) if name == "redis" else [b.topology.lane_queue(l) for l in b.lanes]
+    print(f"{name:9s} heavy lane got {heavy}, default lane got {rest}; queues: {where}")
+    b.purge(); b.close()'''),
+        new_markdown_cell("""## 8. Durability
+
+What survives a broker crash depends on settings, not brands: Redis with AOF `appendfsync
+always` loses nothing it acknowledged, RabbitMQ loses nothing it *confirmed* for persistent
+messages. Without persistence (Redis) or without confirms (RabbitMQ) jobs are lost. Notebook
+03 measures it; here is what each broker says about itself."""),
+        new_code_cell('''for name, b in BOTH.items():
+    print(name, json.dumps(b.describe(), default=str)[:300])
+print()
+for row, text in redis_q.capabilities.table().items():
+    print(f"redis    {row:24s} {text[:110]}")
+for row, text in rabbit_q.capabilities.table().items():
+    print(f"rabbitmq {row:24s} {text[:110]}")'''),
+        new_code_cell('''for b in BOTH.values():
+    b.purge(); b.close()
+print("cleaned up")'''),
+    ]
+
+
+def throughput() -> list:
+    return [
+        new_markdown_cell("""# 02 · Throughput and latency
+
+The comparisons from results files: by default the committed reference run
+(`reports/reference/results`), or your own (`BROKERBENCH_RESULTS=reports/runs/<time>`). Set
+`LIVE = True` to run a small benchmark here first. Plots come from `benchmarks/plots.py`."""),
+        new_code_cell(SETUP),
+        new_code_cell('''from IPython.display import Markdown, display
+from benchmarks import plots, report
+from benchmarks.suite import summary_rows
+LIVE = SMALL   # CI runs a tiny live benchmark; set True to run one yourself
+collected = report.collect([RESULTS])
+print(len(collected.runs), "runs,", len(collected.sweeps), "sweeps,", len(collected.scaling), "scaling runs")'''),
+        new_code_cell('''if LIVE:
+    from benchmarks.runner import run
+    from benchmarks.scenario import Scenario
+    live = []
+    for broker in ("redis", "rabbitmq"):
+        for mode in ("closed", "open"):
+            result, _ = run(Scenario(broker=broker, profile="mix", mode=mode, rate=150, duration_s=1.5 if SMALL else 6,
+                                     warmup_s=0.5, drain_timeout_s=20))
+            live.append(result)
+    display(Markdown(report.to_markdown([report.summary_table(live)])))'''),
+        new_markdown_cell("## The comparison table (reference run)"),
+        new_code_cell('''display(Markdown(report.to_markdown([report.environment_table(collected), report.summary_table(collected.runs)])))'''),
+        new_markdown_cell("""Read it as: *max jobs/s* is closed loop (producers as fast as they can, backlog bounded);
+the latency columns are open loop at a fixed rate, measured from each job's **intended** send
+time, so a stalled producer cannot hide latency (coordinated omission)."""),
+        new_code_cell('plots.throughput_by_type(collected.runs)'),
+        new_code_cell('plots.latency_percentiles(collected.runs)'),
+        new_code_cell('plots.latency_cdf(collected.runs, profile="mix")'),
+        new_markdown_cell("## Latency against load, and where each broker saturates"),
+        new_code_cell('plots.latency_vs_load(collected.sweeps) if collected.sweeps else print("no sweep in these results")'),
+        new_markdown_cell("## Scaling with consumers"),
+        new_code_cell('plots.scaling_with_consumers(collected.scaling) if collected.scaling else print("no scaling runs")'),
+        new_markdown_cell("""## Our adapters against the reference clients
+
+One worker process drains 20,000 no-op jobs: the official BullMQ Python Worker and a plain
+pika loop, against our adapters (batched Lua calls; multiple-acks)."""),
+        new_code_cell('''for d in collected.drains:
+    for name, rate in d["summary"]["median_jobs_per_s"].items():
+        print(f"{name:16s} {rate:10,.0f} jobs/s")
+    for label, r in d["summary"]["ratios"].items():
+        print(f"{label}: {r['of_medians']:.2f}x")'''),
+    ]
+
+
+def reliability() -> list:
+    return [
+        new_markdown_cell("""# 03 · Reliability: what gets lost, what runs twice, how fast things recover
+
+The fault scenarios (`brokerbench scenarios`) ran on private brokers: workers and brokers were
+killed with SIGKILL, connections dropped, poison jobs mixed in. *Lost* = accepted by the broker
+(the producer got its reply or confirm) and never run; *duplicated* = run more than once."""),
+        new_code_cell(SETUP),
+        new_code_cell('''from IPython.display import Markdown, display
+from benchmarks import plots, report
+collected = report.collect([RESULTS])
+display(Markdown(report.to_markdown([report.environment_table(collected)])))
+rows = collected.rows
+print(len(rows), "rows from the scenarios summary")'''),
+        new_code_cell('''from benchmarks.faults.cli import table_markdown
+from benchmarks.faults.common import Row
+display(Markdown(table_markdown([Row(**r) for r in rows])))'''),
+        new_code_cell('plots.reliability_table(rows)'),
+        new_markdown_cell("""## A worker killed mid-job
+
+RabbitMQ hands the dead consumer's unacknowledged jobs out again the moment its connection
+closes. The BullMQ-style queue waits for the job's lock to expire and for a stalled check to
+notice: the lock duration is the price of recovery."""),
+        new_code_cell('''crash = [r for r in collected.faults if r["name"].startswith("worker-crash")]
+for r in crash:
+    print(r["name"], r["scenario"]["broker_options"], "->", r["fault"].get("recovery_last_s"), "s")
+figs = [plots.timeline(r) for r in crash[-2:]]
+figs[0] if figs else None'''),
+        new_code_cell('figs[1] if len(figs) > 1 else None'),
+        new_markdown_cell("""## The broker killed under load
+
+A backlog of thousands sat in the broker when it died. What survived depends on the
+durability profile."""),
+        new_code_cell('''crashes = [r for r in collected.faults if r["name"].startswith("broker-crash")]
+for r in crashes:
+    f = r["figures"]
+    print(f'{r["scenario"]["broker"]:9s} {r["fault"]["profile"]:26s} accepted {f["accepted"]:6,d} lost {f["lost"]:5,d} duplicated {f["duplicated"]:5,d}')
+pick = [r for r in crashes if r["fault"]["profile"] in ("no persistence", "persistent + confirms")]
+plots.timeline(pick[0]) if pick else None'''),
+        new_code_cell('plots.timeline(pick[1]) if len(pick) > 1 else None'),
+        new_markdown_cell("""## Try one live
+
+With `LIVE = True` (CI does, on the small profile) a scenario runs here on private brokers it
+starts and stops itself."""),
+        new_code_cell('''LIVE = SMALL
+if LIVE:
+    import tempfile
+    from benchmarks.faults import priorities
+    from benchmarks.faults.common import PrivateBrokers, Session
+    brokers = PrivateBrokers()
+    try:
+        live_rows = priorities.run_scenario(Session(brokers, small=True, out=Path(tempfile.mkdtemp())))
+    finally:
+        brokers.close()
+    display(Markdown(table_markdown(live_rows)))'''),
+    ]
+
+
+def claims_nb() -> list:
+    return [
+        new_markdown_cell("""# 04 · The seed's claims, measured
+
+The explainer this project grew from says, about a workflow service on Bull/BullMQ:
+enqueueing takes **50 ms**; BullMQ handles **10,000+ jobs per minute**; RabbitMQ handles
+**more than 100,000 tasks per second**; you need **RabbitMQ for delivery guarantees**; BullMQ
+is **simpler to set up**. Each claim below gets the number measured, the setting it was
+measured in, and a one-line verdict."""),
+        new_code_cell(SETUP),
+        new_code_cell('''from IPython.display import Markdown, display
+from benchmarks import claims, report
+collected = report.collect([RESULTS])
+found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
+display(Markdown(report.to_markdown([report.Block("table", header=["claim", "measured", "setting", "verdict"],
+    rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])])))'''),
+        new_markdown_cell("""## Measure the first claim yourself
+
+One job per call into a BullMQ-style queue on the Redis this notebook finds, and into
+RabbitMQ with a confirm per message."""),
+        new_code_cell('''from brokers.provision import open_broker
+from benchmarks.metrics import new_histogram, record_us, summary
+import uuid
+N = 200 if SMALL else 2000
+for kind, opts in (("redis", {}), ("rabbitmq", {"confirms": "each"})):
+    b = open_broker(kind, queue=f"claims-{uuid.uuid4().hex[:6]}")
+    p = b.producer(**opts)
+    hist = new_histogram()
+    for i in range(N):
+        t = time.perf_counter_ns()
+        p.publish("user_variables_update", {"userId": i, "step": "cart"})
+        record_us(hist, time.perf_counter_ns() - t)
+    p.close(); b.purge(); b.close()
+    s = summary(hist)
+    print(f"{kind:9s} enqueue of one job: p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms, max {s['max']:.2f} ms  (claim: 50 ms)")'''),
+        new_markdown_cell("""## "Simpler to set up": start one of each
+
+A private broker each, on a free port in a temporary folder (what `brokers.provision` does on
+a laptop with the binaries installed)."""),
+        new_code_cell('''from brokers.instances import RedisInstance, RabbitMQInstance, redis_server_binary, rabbitmq_binaries
+for cls, present in ((RedisInstance, redis_server_binary()), (RabbitMQInstance, rabbitmq_binaries())):
+    if not present:
+        print(cls.__name__, "binary not installed here"); continue
+    t = time.perf_counter(); inst = cls().start(); took = time.perf_counter() - t
+    inst.cleanup()
+    print(f"{cls.__name__:17s} ready in {took:.2f} s")
+if collected.setup:
+    print("declared before the first job (RabbitMQ):", collected.setup["declared"]["rabbitmq"], "| Redis: none")'''),
+    ]
+
+
+NOTEBOOKS = {"01_concepts.ipynb": concepts, "02_throughput_latency.ipynb": throughput,
+             "03_reliability.ipynb": reliability, "04_claims.ipynb": claims_nb}
+
+
+def write() -> list[Path]:
+    paths = []
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(cells=cells())
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = HERE / name
+        nbformat.write(nb, path)
+        paths.append(path)
+    return paths
+
+
+def execute(path: Path, profile: str = "full", timeout: int = 900) -> nbformat.NotebookNode:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    os.environ["BROKERBENCH_NOTEBOOK_PROFILE"] = profile
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+    return nb
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", action="store_true", help="execute them and keep the outputs")
+    args = parser.parse_args()
+    for path in write():
+        if args.run:
+            nbformat.write(execute(path), path)
+        print("wrote", path.relative_to(HERE.parent))

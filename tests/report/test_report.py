@@ -1,0 +1,64 @@
+"""The report prints the numbers that are in the results files, and rebuilds the committed
+reference report from its committed results."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks import report
+from benchmarks.runner import run
+from benchmarks.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "reports" / "reference"
+
+
+@pytest.fixture(scope="module")
+def small_results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    out = []
+    for mode in ("closed", "open"):
+        result, _ = run(Scenario(broker="memory", profile="user_variables_update", mode=mode, rate=200,
+                                 duration_s=0.6, warmup_s=0.1, service_factor=0.0), out=folder)
+        out.append(result)
+    rows = [{"scenario": "worker crash", "broker": "redis", "profile": "lock 1000 ms", "lost": 0, "duplicated": 3,
+             "recovery_s": 1.2, "expectation": "lost 0", "met": True, "note": "a note", "results_file": None}]
+    (folder / "summary.json").write_text(json.dumps({"rows": rows}))
+    return folder, out
+
+
+def test_report_numbers_are_the_results_numbers(small_results, tmp_path):
+    folder, out = small_results
+    path = report.build([folder], tmp_path)
+    text = path.read_text()
+    closed = next(r for r in out if r["scenario"]["mode"] == "closed")
+    opened = next(r for r in out if r["scenario"]["mode"] == "open")
+    assert f"{closed['figures']['throughput']['out_per_s']:,.0f}" in text
+    assert f"{opened['figures']['latency_ms']['end_to_end_intended']['p99']:.1f}" in text
+    assert f"{opened['figures']['latency_ms']['publish']['p99']:.2f}" in text
+    assert "| worker crash | BullMQ-style Redis | lock 1000 ms | 0 | 3 | 1.2 | lost 0 | yes | a note |" in text
+    assert closed["environment"]["machine"]["cpu"] in text
+    for name in re.findall(r"\(plots/([\w.-]+\.png)\)", text):
+        assert (tmp_path / "plots" / name).stat().st_size > 1000
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<img" in html
+    assert "http://" not in html and "https://" not in html.replace("https://json-schema", "")
+
+
+def test_report_refuses_an_empty_folder(tmp_path):
+    with pytest.raises(ValueError, match="no results"):
+        report.build([tmp_path], tmp_path / "out")
+
+
+def test_brokerbench_report_rebuilds_the_committed_reference_report(tmp_path):
+    from benchmarks.cli import main
+
+    assert (REFERENCE / "report.md").exists(), "the reference report is committed"
+    assert main(["report", str(REFERENCE / "results"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.md").read_text() == (REFERENCE / "report.md").read_text()
+    committed = sorted(p.name for p in (REFERENCE / "plots").glob("*.png"))
+    assert committed and sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == committed
