@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files, not windows (a notebook shows the returned figures itself)
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .metrics import decode  # noqa: E402
+from .metrics import decode
 
 COLORS = {"redis": "#D55E00", "rabbitmq": "#0072B2", "memory": "#009E73"}
 LABELS = {"redis": "BullMQ-style Redis", "rabbitmq": "RabbitMQ", "memory": "in-process (memory)"}
 MARKERS = {"redis": "o", "rabbitmq": "s", "memory": "^"}
 PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9))
 PROFILE_ORDER = ("mix", "heavy_workflow_execution", "user_variables_update", "statistics_aggregation")
+
+
+def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
+    """Like pyplot.subplots, without pyplot: the figure is the caller's to show or save (a
+    notebook shows the returned figure once; no GUI backend is ever needed)."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def caption(results: Iterable[dict[str, Any]]) -> str:
@@ -62,7 +65,7 @@ def throughput_by_type(results: list[dict[str, Any]]) -> Figure:
     runs = _by(results, "closed")
     profiles = [p for p in PROFILE_ORDER if any(k[0] == p for k in runs)]
     brokers = sorted({b for _, b in runs})
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = _subplots(figsize=(8, 4.2))
     width = 0.8 / max(len(brokers), 1)
     for i, broker in enumerate(brokers):
         xs = [j + (i - (len(brokers) - 1) / 2) * width for j in range(len(profiles))]
@@ -80,7 +83,7 @@ def latency_percentiles(results: list[dict[str, Any]], metric: str = "end_to_end
     """Open-loop latency percentiles (log scale) per job type, one line per broker."""
     runs = _by(results, "open")
     profiles = [p for p in PROFILE_ORDER if any(k[0] == p for k in runs)]
-    fig, axes = plt.subplots(1, max(len(profiles), 1), figsize=(3.2 * max(len(profiles), 1), 3.8), sharey=True,
+    fig, axes = _subplots(1, max(len(profiles), 1), figsize=(3.2 * max(len(profiles), 1), 3.8), sharey=True,
                              squeeze=False)
     for ax, profile in zip(axes[0], profiles, strict=False):
         for broker in sorted({b for p, b in runs if p == profile}):
@@ -101,7 +104,7 @@ def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
                 metric: str = "end_to_end_intended") -> Figure:
     """Cumulative distribution of end-to-end latency from the encoded HDR histograms."""
     runs = _by(results, "open")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     used = []
     for (p, broker), r in sorted(runs.items()):
         if p != profile or not r.get("histograms"):
@@ -127,7 +130,7 @@ def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
 
 def latency_vs_load(sweeps: list[dict[str, Any]]) -> Figure:
     """p50 and p99 against offered rate, saturation (max sustainable rate) marked."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = _subplots(figsize=(7.5, 4.2))
     for r in sweeps:
         broker = r["scenario"]["broker"]
         steps = r.get("steps") or []
@@ -152,7 +155,7 @@ def latency_vs_load(sweeps: list[dict[str, Any]]) -> Figure:
 
 def scaling_with_consumers(results: list[dict[str, Any]]) -> Figure:
     """Closed-loop throughput against the number of consumer processes."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = _subplots(figsize=(6.5, 4))
     used = []
     for broker in sorted({r["scenario"]["broker"] for r in results}):
         points = sorted((r["scenario"]["consumers"], r["figures"]["throughput"]["out_per_s"]) for r in results
@@ -172,7 +175,7 @@ def timeline(result: dict[str, Any]) -> Figure:
     """Jobs sent and finished per second, and the backlog, with fault events marked."""
     f = result["figures"]
     broker = result["scenario"]["broker"]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.6), sharex=True)
+    fig, (top, bottom) = _subplots(2, 1, figsize=(8, 4.6), sharex=True)
     t = f["timeline"]
     top.plot(t["t_s"], t["sent_per_s"], color="#999999", label="sent per second")
     top.plot(t["t_s"], t["done_per_s"], color=COLORS.get(broker), label="finished per second")
@@ -201,7 +204,7 @@ def reliability_table(rows: list[dict[str, Any]]) -> Figure:
     columns = ["scenario", "broker", "profile", "lost", "duplicated", "recovery_s", "met"]
     cells = [["-" if row.get(c) is None else ("yes" if row[c] is True else "NO" if row[c] is False else str(row[c]))
               for c in columns] for row in rows]
-    fig, ax = plt.subplots(figsize=(10, 0.26 * len(rows) + 0.8))
+    fig, ax = _subplots(figsize=(10, 0.26 * len(rows) + 0.8))
     ax.axis("off")
     table = ax.table(cellText=cells, colLabels=[c.replace("_", " ") for c in columns], loc="upper center",
                      cellLoc="left", colWidths=[0.17, 0.08, 0.37, 0.08, 0.1, 0.1, 0.06])

@@ -122,7 +122,6 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
 
     def figure(name: str, fig: Any, alt: str) -> None:
         fig.savefig(plot_dir / f"{name}.png", dpi=110)
-        plots.plt.close(fig)
         out.append(Block("image", alt, image=f"{name}.png"))
 
     if collected.runs:

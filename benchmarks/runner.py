@@ -145,6 +145,7 @@ def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runne
                           actions, context, events)
     finally:
         sampler.halt.set()
+        sampler.join(timeout=15)
 
 
 def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: Watch, described: dict[str, Any],
@@ -205,6 +206,8 @@ def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: 
     if drain and drain_started_ns and not drain_ended_ns:
         drain_ended_ns = time.monotonic_ns()
     used = meter.end() if cpu_begun and not cpu_ended else meter.used
+    sampler.halt.set()
+    sampler.join(timeout=15)  # the admin connection is not thread-safe (pika): one user at a time
     final_stats = _stats(context.admin)
     control.stop.set()
     control.consume.set()
@@ -217,7 +220,6 @@ def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: 
             break
     if watch.missing() > 0:
         watch.errors.append(f"{watch.missing()} role(s) sent no results (they died or hung)")
-    sampler.halt.set()
     once = _assemble(scenario, watch, list(sampler.samples), used, described, t0, drain_started_ns, drain_ended_ns)
     once.events = sorted(events.items, key=lambda e: e["t_s"])
     once.final_stats = final_stats

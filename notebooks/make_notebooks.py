@@ -19,7 +19,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = '''import os, sys, time, json
+SETUP = '''%matplotlib inline
+import os, sys, time, json
 from pathlib import Path
 ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
 PROFILE = os.environ.get("BROKERBENCH_NOTEBOOK_PROFILE", "full")

@@ -127,7 +127,7 @@ def test_real_brokers_in_processes(broker, tmp_path, endpoints):
     assert f["cpu_s"]["broker"] is not None and f["cpu_s"]["broker"] > 0
     env = result["environment"]["brokers"][broker]
     assert env["version"] and "guest:guest" not in path.read_text()
-    assert max(f["timeline"]["backlog"]) is not None
+    assert [b for b in f["timeline"]["backlog"] if b is not None], "the backlog was sampled"
 
 
 def test_a_broker_that_dies_mid_run_gives_an_error_and_partial_results(tmp_path):
