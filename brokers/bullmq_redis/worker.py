@@ -68,7 +68,6 @@ class RedisWorker(Worker):
         self._blocking: redis.Redis | None = None
         self._done = threading.Event()  # stops lock renewal once every job is settled
         self._broker_lost = False
-        self.lost_locks: list[str] = []
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -225,8 +224,6 @@ class RedisWorker(Worker):
                 self._held.pop((lane, s.job.id), None)
         for s, code in zip(batch, codes):
             outcome = s.outcome if code == 0 else Outcome.LOST_LOCK
-            if outcome is Outcome.LOST_LOCK:
-                self.lost_locks.append(s.job.id)
             setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
             for hook in self.hooks:
                 hook.job_settled(s.job, outcome, s.reason)
