@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import claims, plots, results
-from .suite import summary_rows
+from .suite import SUMMARY_HEADER, fmt, summary_cells, summary_rows
 
 
 @dataclass
@@ -72,19 +72,11 @@ class Block:
     image: str = ""      # file name under plots/
 
 
-def _num(v: Any, fmt: str = "{:,.0f}") -> str:
-    return "-" if v is None else fmt.format(v)
 
 
 def summary_table(runs: list[dict[str, Any]]) -> Block:
-    header = ["job type", "broker", "max jobs/s", "jobs/CPU-s", "open loop in/s", "p50 ms", "p99 ms", "p99.9 ms",
-              "publish p99 ms", "lost", "dup"]
-    rows = [[r["profile"], plots.LABELS.get(r["broker"], r["broker"]), _num(r.get("max_jobs_per_s")),
-             _num(r.get("jobs_per_cpu_s")), _num(r.get("rate")), _num(r.get("p50_ms"), "{:.1f}"),
-             _num(r.get("p99_ms"), "{:.1f}"), _num(r.get("p999_ms"), "{:.1f}"),
-             _num(r.get("publish_p99_ms"), "{:.2f}"), _num(r.get("lost")), _num(r.get("duplicated"))]
-            for r in summary_rows(runs)]
-    return Block("table", header=header, rows=rows)
+    rows = [summary_cells(r, plots.LABELS.get(r["broker"], r["broker"])) for r in summary_rows(runs)]
+    return Block("table", header=list(SUMMARY_HEADER), rows=rows)
 
 
 def environment_table(collected: Collected) -> Block:
@@ -107,7 +99,7 @@ def environment_table(collected: Collected) -> Block:
 def _steps(steps: list[dict[str, Any]]) -> str:
     parts = []
     for s in steps:
-        p99 = _num(s["figures"]["latency_ms"]["end_to_end_intended"].get("p99"), "{:.0f}")
+        p99 = fmt(s["figures"]["latency_ms"]["end_to_end_intended"].get("p99"), "{:.0f}")
         parts.append(f"{s['offered_rate']:,.0f}/s: p99 {p99} ms" + ("" if s["sustainable"] else f" ({s['why_not']})"))
     return "; ".join(parts)
 
@@ -136,7 +128,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     if collected.sweeps:
         out.append(Block("heading", "Latency against load"))
         rows = [[plots.LABELS.get(r["scenario"]["broker"], ""), r["scenario"]["profile"],
-                 _num(r.get("max_sustainable_rate")), _steps(r["steps"])] for r in collected.sweeps]
+                 fmt(r.get("max_sustainable_rate")), _steps(r["steps"])] for r in collected.sweeps]
         out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps"], rows=rows))
         figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
     if collected.scaling:
@@ -148,8 +140,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               "Duplicated: run more than once. Each scenario ran on private brokers."),
                 Block("table", header=["scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation",
                                        "met", "note"],
-                      rows=[[r["scenario"], plots.LABELS.get(r["broker"], r["broker"]), r["profile"], _num(r["lost"]),
-                             _num(r["duplicated"]), _num(r["recovery_s"], "{}"), r["expectation"],
+                      rows=[[r["scenario"], plots.LABELS.get(r["broker"], r["broker"]), r["profile"], fmt(r["lost"]),
+                             fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
                              "yes" if r["met"] else "NO", r["note"]] for r in collected.rows])]
         figure("reliability", plots.reliability_table(collected.rows), "Fault scenarios table")
     for result in collected.faults:
@@ -174,7 +166,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               f"concurrency {d['settings']['concurrency']}, AMQP consumers at prefetch "
                               f"{d['settings']['prefetch']}."),
                 Block("table", header=["contender", "jobs/s", "jobs per CPU-second"],
-                      rows=[[name, _num(rate), _num(s["median_jobs_per_cpu_s"][name])]
+                      rows=[[name, fmt(rate), fmt(s["median_jobs_per_cpu_s"][name])]
                             for name, rate in s["median_jobs_per_s"].items()]),
                 Block("text", "; ".join(f"{label}: {r['of_medians']:.2f}x" for label, r in s["ratios"].items()))]
     return out

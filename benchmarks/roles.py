@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from brokers.contract import Backoff, BackoffType, Broker, Job, JobOptions, JobSpec, PublishRejected
 from brokers.registry import adapter_class
@@ -304,5 +304,3 @@ def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
     return {"completed": report.completed, "retried": report.retried, "failed": report.failed,
             "lost_lock": report.lost_lock, "redelivered": report.redelivered, "reconnects": report.reconnects}
 
-
-RoleTarget = Callable[[RoleSpec, Control, Broker | None], None]

@@ -64,22 +64,30 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+SUMMARY_HEADER = ["job type", "broker", "max jobs/s", "jobs/CPU-s", "open loop in/s", "p50 ms", "p99 ms",
+                  "p99.9 ms", "publish p99 ms", "lost", "dup"]
+
+
+def fmt(value: Any, pattern: str = "{:,.0f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "") -> list[str]:
+    """One summary row as text, in SUMMARY_HEADER's order (console table and report alike)."""
+    return [row["profile"], broker, fmt(row.get("max_jobs_per_s")), fmt(row.get("jobs_per_cpu_s")),
+            fmt(row.get("rate"), "{:,.0f}" + rate_unit), fmt(row.get("p50_ms"), "{:.1f}"),
+            fmt(row.get("p99_ms"), "{:.1f}"), fmt(row.get("p999_ms"), "{:.1f}"),
+            fmt(row.get("publish_p99_ms"), "{:.2f}"), fmt(row.get("lost")), fmt(row.get("duplicated"))]
+
+
 def print_summary(rows: list[dict[str, Any]], folder: Path | None, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title="brokerbench: BullMQ-style Redis vs RabbitMQ (this machine, this run)")
-    for name in ("job type", "broker", "max jobs/s", "jobs/CPU-s", "open loop in/s", "p50 ms", "p99 ms",
-                 "p99.9 ms", "publish p99 ms", "lost", "dup"):
+    for name in SUMMARY_HEADER:
         table.add_column(name, justify="left" if name in ("job type", "broker") else "right")
-
-    def num(v: Any, fmt: str = "{:,.0f}") -> str:
-        return "-" if v is None else fmt.format(v)
-
     for row in rows:
-        table.add_row(row["profile"], row["broker"], num(row.get("max_jobs_per_s")), num(row.get("jobs_per_cpu_s")),
-                      num(row.get("rate"), "{:,.0f}/s"), num(row.get("p50_ms"), "{:.1f}"),
-                      num(row.get("p99_ms"), "{:.1f}"), num(row.get("p999_ms"), "{:.1f}"),
-                      num(row.get("publish_p99_ms"), "{:.2f}"), num(row.get("lost")), num(row.get("duplicated")))
+        table.add_row(*summary_cells(row, row["broker"], rate_unit="/s"))
     console.print(table)
     console.print("closed loop: as fast as producers can while the backlog stays bounded (throughput); "
                   "open loop: fixed rate, latency measured from each job's intended send time.")

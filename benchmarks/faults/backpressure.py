@@ -65,7 +65,7 @@ def _growth(session: Session) -> list[Row]:
                     broker_options={"reconnect_for_s": 60.0})
     for kind in ("redis", "rabbitmq"):
         if kind == "redis":
-            url, idle = session.brokers.redis({}, key="plain").url, None
+            url, idle = session.brokers.plain("redis").url, None
         else:
             node = session.brokers.extra_rabbitmq({"vm_memory_high_watermark_paging_ratio": "0.99"})
             idle = round(psutil.Process(node.pid).memory_info().rss / 1e6, 1)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from brokers.instances import RabbitMQInstance, RedisInstance
 
-from .. import results
+from .. import environment, results
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -74,6 +75,11 @@ class PrivateBrokers:
             self._rabbit.start()
         return self._rabbit
 
+    def plain(self, kind: str) -> RedisInstance | RabbitMQInstance:
+        """The session's default private broker of ``kind``: Redis without persistence, or the
+        RabbitMQ node."""
+        return self.redis({}, key="plain") if kind == "redis" else self.rabbitmq()
+
     def extra_rabbitmq(self, config: dict[str, str]) -> RabbitMQInstance:
         """A second RabbitMQ node of its own (reconfigured by a scenario), stopped with the others."""
         instance = RabbitMQInstance(config=dict(config)).start()
@@ -104,6 +110,17 @@ class Session:
 
     def size(self, full: float, small: float) -> float:
         return small if self.small else full
+
+
+def write_result(session: "Session", scenario: dict[str, Any], described: dict[str, Any], started: datetime,
+                 expectation: str, met: bool, **figures: Any) -> str:
+    """A results file for a scenario that measures outside the runner (its figures all in the
+    fault section); returns its path."""
+    result = results.build(scenario, status="ok", errors=[], environment=environment.capture(
+        {scenario["broker"]: described}), figures_=None, hist=None, started=started)
+    path = results.write(result, session.out)
+    attach(result, path, expectation, met, **figures)
+    return str(path)
 
 
 def attach(result: dict[str, Any], path: Path | None, expectation: str, met: bool, **figures: Any) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import pika
@@ -23,10 +24,9 @@ import pika
 from brokers.contract import Backoff, BackoffType, Job, JobOptions, JobSpec
 from brokers.registry import adapter_class
 
-from .. import environment, results
 from ..metrics import new_histogram, record_us, summary
 from ..scenario import Scenario
-from .common import Row, Session, attach
+from .common import Row, Session, write_result
 
 DELAYS_MS = (250, 500, 1000, 2000, 3000)
 BACKOFF_MS = 500
@@ -131,7 +131,7 @@ def run_scenario(session: Session) -> list[Row]:
     n = int(session.size(10_000, 1_000))
     spread = session.size(10.0, 2.0)
     for kind in ("redis", "rabbitmq"):
-        url = session.brokers.redis({}, key="plain").url if kind == "redis" else session.brokers.rabbitmq().url
+        url = session.brokers.plain(kind).url
         for retries in (False, True):
             started = time.time()
             figures = _lateness_run(kind, url, n, retries, spread_s=spread)
@@ -164,12 +164,7 @@ def run_scenario(session: Session) -> list[Row]:
 
 def _write(session: Session, kind: str, label: str, figures: dict[str, Any], started: float,
            expectation: str, met: bool) -> str:
-    from datetime import datetime
-
     described = figures.pop("describe", None) or {"kind": kind}
     scenario = Scenario(broker=kind, mode="drain", label=f"delays-{label}-{kind}").to_dict()
-    result = results.build(scenario, status="ok", errors=[], environment=environment.capture({kind: described}),
-                           figures_=None, hist=None, started=datetime.fromtimestamp(started).astimezone())
-    path = results.write(result, session.out)
-    attach(result, path, expectation, met, **figures)
-    return str(path)
+    return write_result(session, scenario, described, datetime.fromtimestamp(started).astimezone(), expectation,
+                        met, **figures)

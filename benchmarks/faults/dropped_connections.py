@@ -35,7 +35,7 @@ def run_scenario(session: Session) -> list[Row]:
     base = Scenario(profile="mix", mode="open", rate=session.size(300, 200), duration_s=duration, warmup_s=1,
                     producers=2, consumers=2, concurrency=8, drain_timeout_s=40)
     for broker in ("redis", "rabbitmq"):
-        instance = session.brokers.redis({}, key="plain") if broker == "redis" else session.brokers.rabbitmq()
+        instance = session.brokers.plain(broker)
         times = [1 + duration * k / 4 for k in (1, 2, 3)]
         result, path = run(base.with_(broker=broker, label=f"dropped-connections-{broker}",
                                       broker_options={"reconnect_for_s": 30.0}),

@@ -29,7 +29,7 @@ def run_scenario(session: Session) -> list[Row]:
     base = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 4), warmup_s=1, producers=1,
                     consumers=2, concurrency=8, max_backlog=1500, drain_timeout_s=40)
     for broker in ("redis", "rabbitmq"):
-        url = session.brokers.redis({}, key="plain").url if broker == "redis" else session.brokers.rabbitmq().url
+        url = session.brokers.plain(broker).url
         clean, _ = run(base.with_(broker=broker, label=f"poison-baseline-{broker}"), url=url, out=session.out,
                        progress=session.progress)
         dirty, path = run(base.with_(broker=broker, label=f"poison-{broker}", poison_share=POISON_SHARE,

@@ -20,10 +20,9 @@ from typing import Any
 from brokers.contract import Job, JobOptions, JobSpec
 from brokers.registry import adapter_class
 
-from .. import environment, results
 from ..metrics import new_histogram, record_us, summary
 from ..scenario import Scenario
-from .common import Row, Session, attach
+from .common import Row, Session, write_result
 
 LOW, HIGH = 10, 1
 WORK_S = 0.002
@@ -67,7 +66,7 @@ def run_scenario(session: Session) -> list[Row]:
     rows = []
     backlog = int(session.size(4000, 1000))
     for kind in ("redis", "rabbitmq"):
-        url = session.brokers.redis({}, key="plain").url if kind == "redis" else session.brokers.rabbitmq().url
+        url = session.brokers.plain(kind).url
         started = datetime.now().astimezone()
         figures = _run(kind, url, backlog)
         high, low = figures["high_wait_ms"], figures["low_wait_ms"]
@@ -77,10 +76,7 @@ def run_scenario(session: Session) -> list[Row]:
                 f"(priority 10) p50 {low.get('p50')} ms, p99 {low.get('p99')} ms")
         described = figures.pop("describe")
         scenario = Scenario(broker=kind, mode="drain", drain_jobs=backlog, label=f"priorities-{kind}").to_dict()
-        result = results.build(scenario, status="ok", errors=[], environment=environment.capture({kind: described}),
-                               figures_=None, hist=None, started=started)
-        path = results.write(result, session.out)
-        attach(result, path, expectation, met, **figures)
+        path = write_result(session, scenario, described, started, expectation, met, **figures)
         rows.append(Row("priorities under backlog", kind, f"{backlog:,} low + {figures['urgent']} urgent", None,
-                        None, None, expectation, met, note, str(path)))
+                        None, None, expectation, met, note, path))
     return rows

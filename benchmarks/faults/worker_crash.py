@@ -49,7 +49,7 @@ def run_scenario(session: Session) -> list[Row]:
                       {"lock_duration_ms": lock, "stalled_interval_ms": stalled}, ""))
     cases.append(("rabbitmq", "prefetch 8, manual acks", {}, ""))
     for broker, profile, options, _ in cases:
-        url = session.brokers.redis({}, key="plain").url if broker == "redis" else session.brokers.rabbitmq().url
+        url = session.brokers.plain(broker).url
         scenario = base.with_(broker=broker, broker_options=options, label=f"worker-crash-{broker}")
         result, path = run(scenario, url=url, out=session.out, progress=session.progress,
                            actions=[Action(1 + duration / 3, _kill_consumer)])
