@@ -290,6 +290,47 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class CrashRedelivery:
+    """When the jobs of a worker that died (SIGKILL, lost host) run again, as a rule a scenario
+    can turn into an expectation.
+
+    ``trigger`` is "connection-close" (the broker returns unsettled jobs the moment the worker's
+    connection closes), "lock-expiry" (the job's lock must expire, then a periodic check hands
+    it out again) or "none" (nothing outlives the worker's process).
+    For "lock-expiry", the bound is lock duration + two check intervals: a check may run just
+    before the lock expires, and the next one comes an interval later; the worker options
+    named by ``lock_option`` and ``interval_option`` (in ms) give the two, with defaults.
+    """
+
+    trigger: str
+    lock_option: str = ""
+    interval_option: str = ""
+    default_lock_ms: int = 0
+    default_interval_ms: int = 0
+    close_bound_s: float = 1.0
+
+    def bound_s(self, worker_options: Mapping[str, Any] | None = None) -> float | None:
+        """Longest expected time, in seconds, from the worker's death to its jobs running again."""
+        options = worker_options or {}
+        if self.trigger == "connection-close":
+            return self.close_bound_s
+        if self.trigger == "lock-expiry":
+            lock = options.get(self.lock_option, self.default_lock_ms)
+            interval = options.get(self.interval_option, self.default_interval_ms)
+            return (lock + 2 * interval) / 1000
+        return None
+
+    def describe(self, worker_options: Mapping[str, Any] | None = None) -> str:
+        """The rule in words, with its bound for these options."""
+        bound = self.bound_s(worker_options)
+        if self.trigger == "connection-close":
+            return f"jobs back as soon as the connection closes (< {bound:g} s)"
+        if self.trigger == "lock-expiry":
+            return f"jobs back within lock + 2 x stalled interval ({bound:.1f} s)"
+        return "nothing outlives the worker's process"
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a broker does natively, what the adapter builds, and what it guarantees."""
 
@@ -304,6 +345,7 @@ class Capabilities:
     batching: Feature
     redelivery_after_crash: Feature
     stats: frozenset[str]
+    crash_redelivery: CrashRedelivery = CrashRedelivery("none")
 
     def table(self) -> dict[str, str]:
         rows = {"delivery": self.delivery, "ordering": self.ordering, "durability": self.durability}
@@ -357,11 +399,34 @@ class Producer(ABC):
 
 
 class Worker(ABC):
-    """Runs handlers on jobs. ``run`` blocks; ``stop`` may be called from any thread."""
+    """Runs handlers on jobs. ``run`` blocks; ``stop`` may be called from any thread.
+
+    The rules of ``run`` (when to stop, how many jobs to take, counting, hooks) are written once,
+    in :mod:`brokers.worker_loop`; an adapter supplies how to fetch and settle jobs.
+    """
+
+    hooks: tuple[Hooks, ...] = ()
 
     def __init__(self) -> None:
         self._stop = threading.Event()
         self.report = WorkerReport()
+
+    def _received(self, job: Job) -> None:
+        """Count a job handed to this worker (a redelivery is counted as one)."""
+        if job.redelivered:
+            self.report.redelivered += 1
+
+    def _tally(self, job: Job, outcome: Outcome, detail: str | None) -> None:
+        """Count a settlement the broker recorded, and tell the hooks."""
+        setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
+        for hook in self.hooks:
+            hook.job_settled(job, outcome, detail)
+
+    def _connection_lost(self, error: BaseException) -> None:
+        """Count a lost connection, and tell the hooks."""
+        self.report.reconnects += 1
+        for hook in self.hooks:
+            hook.connection_lost(error)
 
     @abstractmethod
     def run(self, *, max_jobs: int | None = None, idle_timeout: float | None = None,
@@ -395,6 +460,7 @@ class Broker(ABC):
     """
 
     kind: str = ""
+    capabilities: Capabilities  # each adapter class sets it: what it does and guarantees
 
     def __init__(self, queue: str, routes: Mapping[str, str] | None = None) -> None:
         if not queue or not all(c.isalnum() or c in "-_." for c in queue):
@@ -411,10 +477,6 @@ class Broker(ABC):
 
     def lane_for(self, job_name: str) -> str:
         return self.routes.get(job_name, DEFAULT_LANE)
-
-    @property
-    @abstractmethod
-    def capabilities(self) -> Capabilities: ...
 
     @abstractmethod
     def producer(self) -> Producer: ...

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -34,13 +35,14 @@ from .contract import (
     Producer,
     QueueStats,
     Support,
-    Worker,
-    WorkerReport,
     check_job_name,
     encode_data,
 )
-from .dispatch import JobRunner, Settlement, reject
+from .dispatch import Settlement
+from .registry import PROTOCOL_IN_PROCESS, Driver
+from .worker_loop import Delivery, Fetched, PollingWorker
 
+KIND = "memory"
 INLINE_BATCH = 64  # jobs a concurrency-1 worker takes at once
 
 CAPABILITIES = Capabilities(
@@ -85,7 +87,16 @@ class _Entry:
 
 
 class MemoryBroker(Broker):
-    kind = "memory"
+    """The in-process broker (see the module's text).
+
+    :param url: ignored but kept, so every adapter is built the same way (``memory://``).
+    :param queue: the logical queue's name.
+    :param routes: job type -> lane.
+    :param faults: planned misbehaviour (:class:`MemoryFaults` or its dict form).
+    """
+
+    kind = KIND
+    capabilities = CAPABILITIES
 
     def __init__(self, url: str = "memory://", queue: str = "brokerbench",
                  routes: Mapping[str, str] | None = None, *, faults: MemoryFaults | dict[str, Any] | None = None,
@@ -106,10 +117,6 @@ class MemoryBroker(Broker):
         self._published_count = 0
         self._delivered = itertools.count()
         self._redeliver: deque[tuple[str, tuple[str, bytes, JobOptions, int, int]]] = deque()
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
 
     # --------------------------------------------------------------------------- internals
     def _push_ready(self, job_id: str) -> None:
@@ -158,6 +165,14 @@ class MemoryBroker(Broker):
             self._push_ready(job_id)
             self._cv.notify_all()
         return job_id
+
+    def wait_for_work(self, lanes: Sequence[str], seconds: float) -> None:
+        """Sleep until a job is ready in one of ``lanes`` (or a delayed one comes due), or ``seconds``."""
+        with self._cv:
+            due = self._promote_due()
+            if any(self._ready[lane] or self._plain[lane] for lane in lanes) or self._redeliver or seconds <= 0:
+                return
+            self._cv.wait(seconds if due is None else min(seconds, max(due - time.monotonic(), 0)))
 
     def take(self, lanes: Sequence[str], count: int, wait: float) -> list[tuple[Job, str | None]]:
         picked: list[tuple[str, tuple[str, bytes, JobOptions, int, int], bool]] = []
@@ -264,6 +279,11 @@ class MemoryBroker(Broker):
 
 
 class MemoryProducer(Producer):
+    """Adds jobs to the in-process broker; ``publish`` returns once they are in its memory.
+
+    :param broker: the in-process broker (shared with the workers).
+    """
+
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
 
@@ -279,54 +299,97 @@ class MemoryProducer(Producer):
         pass
 
 
-class MemoryWorker(Worker):
+class MemoryWorker(PollingWorker):
+    """A worker of the in-process adapter, over the one worker loop.
+
+    :param broker: the in-process broker (shared by its producers and workers).
+    :param handlers: job type -> handler, or one handler for every type.
+    :param concurrency: jobs run at once (threads when > 1; with 1, up to ``INLINE_BATCH``
+        jobs are taken at once and run one after the other, like a prefetch window).
+    :param lanes: lanes to consume (default: all).
+    :param hooks: observers of starts and settlements.
+    """
+
+    inline_batch = INLINE_BATCH
+    busy_poll_s = 0.005
+    idle_block_s = 0.05
+
     def __init__(self, broker: MemoryBroker, handlers: Mapping[str, Handler] | Handler, concurrency: int,
                  lanes: list[str], hooks: Sequence[Hooks]) -> None:
-        super().__init__()
+        super().__init__(handlers, concurrency)
         unknown = set(lanes) - set(broker.lanes)
         if unknown:
             raise ValueError(f"unknown lanes {sorted(unknown)}; this broker has {broker.lanes}")
-        self.broker, self.handlers, self.concurrency = broker, handlers, concurrency
-        self.lanes, self.hooks = lanes, tuple(hooks)
+        self.broker, self.lanes, self.hooks = broker, lanes, tuple(hooks)
 
-    def run(self, *, max_jobs: int | None = None, idle_timeout: float | None = None,
-            timeout: float | None = None) -> WorkerReport:
-        runner = JobRunner(self.handlers, self.concurrency, self.hooks)
-        # Inline (concurrency 1): take a batch and run it job by job, like a prefetch window.
-        window = INLINE_BATCH if runner.inline else self.concurrency
-        started = last = time.monotonic()
-        try:
-            while True:
-                settled = runner.collect(timeout=0.005 if runner.in_flight and not runner.inline else None)
-                if settled:
-                    for s, outcome in zip(settled, self.broker.settle(settled), strict=True):
-                        setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
-                        for hook in self.hooks:
-                            hook.job_settled(s.job, outcome, s.reason)
-                now = time.monotonic()
-                done = (self.stopping or (max_jobs is not None and self.report.settled >= max_jobs)
-                        or (timeout is not None and now - started >= timeout))
-                if done and runner.in_flight == 0:
-                    break
-                want = 0 if done else max(window - runner.in_flight, 0)
-                if max_jobs is not None:
-                    want = min(want, max_jobs - self.report.settled - runner.in_flight)
-                if want > 0:
-                    taken = self.broker.take(self.lanes, want, 0.0 if runner.in_flight else 0.05)
-                    for job, bad in taken:
-                        if job.redelivered:
-                            self.report.redelivered += 1
-                        if bad is not None:
-                            runner.post(reject(job, bad))
-                        else:
-                            runner.submit(job)
-                    if taken:
-                        last = time.monotonic()
-                    elif runner.in_flight == 0 and idle_timeout is not None and now - last >= idle_timeout:
-                        break
-        finally:
-            runner.shutdown()
-        return self.report
+    def _where(self) -> str:
+        return "the in-process broker"
+
+    def _exchange(self, settlements: list[Settlement], want: int) -> Fetched:
+        if settlements:
+            done, settlements[:] = list(settlements), []
+            for s, outcome in zip(done, self.broker.settle(done), strict=True):
+                self._tally(s.job, outcome, s.reason)
+        taken = self.broker.take(self.lanes, want, 0.0) if want > 0 else []
+        return Fetched([Delivery(job, bad, None) for job, bad in taken])
+
+    def _wait_for_work(self, seconds: float) -> None:
+        self.broker.wait_for_work(self.lanes, seconds)
 
     def close(self) -> None:
         self.stop()
+
+
+class MemoryInstance:
+    """The "private instance" of the in-process adapter: nothing to start, nothing to kill.
+
+    It lets code that asks every kind for a private broker (fault scenarios) run on this one
+    too; scenarios that need a process to kill skip kinds that cannot crash.
+    """
+
+    def __init__(self, config: Mapping[str, str] | None = None) -> None:
+        self.config = dict(config or {})
+
+    @classmethod
+    def binary(cls) -> str | None:
+        return "in-process"
+
+    @property
+    def url(self) -> str:
+        return "memory://"
+
+    @property
+    def pid(self) -> int | None:
+        return os.getpid()
+
+    def start(self, timeout: float = 0.0) -> "MemoryInstance":
+        return self
+
+    def kill(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        pass
+
+
+def _inject_raw(broker: Broker, name: str, raw: bytes) -> str:
+    return broker.add_raw(name, raw)  # type: ignore[attr-defined]
+
+
+DRIVER = Driver(
+    kind=KIND,
+    label="in-process (memory)",
+    adapter_path="brokers.memory:MemoryBroker",
+    protocol=PROTOCOL_IN_PROCESS,
+    compared=False,
+    in_process=True,
+    default_url="memory://",
+    server_path="brokers.memory:MemoryInstance",
+    server_pid=lambda url: os.getpid(),
+    inject_raw=_inject_raw,
+    colour="#009E73",
+    marker="^",
+)

@@ -1,16 +1,16 @@
 """Find the brokers to run against, or start them, and say plainly what is missing.
 
-Order, for each broker:
-1. the URL in the environment (``REDIS_URL`` / ``AMQP_URL``), used as is (an error if it does
-   not answer: a URL you set is never silently replaced);
-2. the default port on localhost (6379 / 5672, guest:guest), if it answers;
-3. a local ``redis-server`` / ``rabbitmq-server`` binary, started on a free loopback port in
-   a temporary folder and stopped at exit;
+Order, for each broker kind (its :class:`~brokers.registry.Driver` says where to look):
+1. the URL in the kind's environment variable (``REDIS_URL``, ``AMQP_URL``...), used as is
+   (an error if it does not answer: a URL you set is never silently replaced);
+2. the kind's default URL on localhost, if something answers there;
+3. the kind's server binary, started on a free loopback port in a temporary folder and stopped
+   at exit (a private instance, :mod:`brokers.instances`);
 4. Docker, through testcontainers, where a Docker engine runs.
 Otherwise :class:`BrokerNotFound` lists what was tried and how to fix it.
 
-Fault tests and scenarios do not use this: they start private instances
-(:mod:`brokers.instances`) they may kill and restart.
+Fault tests and scenarios do not use this: they start private instances they may kill and
+restart.
 """
 
 from __future__ import annotations
@@ -20,26 +20,9 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contract import BrokerError
-from .instances import (
-    RabbitMQInstance,
-    RedisInstance,
-    rabbitmq_binaries,
-    redis_server_binary,
-)
+from . import registry
+from .contract import Broker, BrokerError
 from .urls import redact
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-ENV = {"redis": "REDIS_URL", "rabbitmq": "AMQP_URL"}
-
-HOW_TO = {
-    "redis": ("install Redis 7 (apt install redis-server, brew install redis), or run "
-              "`docker compose up -d` in the project folder, or set REDIS_URL=redis://host:port/0"),
-    "rabbitmq": ("install RabbitMQ (apt install rabbitmq-server, brew install rabbitmq), or run "
-                 "`docker compose up -d` in the project folder, or set "
-                 "AMQP_URL=amqp://user:password@host:5672/%2F"),
-}
 
 
 class BrokerNotFound(BrokerError):
@@ -50,7 +33,7 @@ class BrokerNotFound(BrokerError):
 class Endpoint:
     kind: str
     url: str
-    source: str  # "env", "localhost", "local binary", "docker"
+    source: str  # "env", "localhost", "local binary", "docker", "in-process"
     instance: Any = field(default=None, repr=False)
 
     def describe(self) -> dict[str, str]:
@@ -60,17 +43,13 @@ class Endpoint:
 _found: dict[str, Endpoint] = {}
 
 
-def _answers(kind: str, url: str, timeout: float = 2.0) -> str | None:
-    """None if a broker answers at url, else why not."""
+def answers(kind: str, url: str, timeout: float = 2.0) -> str | None:
+    """None if a broker of ``kind`` answers at ``url``, else why not."""
+    driver = registry.get(kind)
+    if driver.probe is None:
+        return None
     try:
-        if kind == "redis":
-            from .bullmq_redis.connection import check
-
-            check(url, timeout)
-        else:
-            from .amqp.connection import connect
-
-            connect(url, role="probe", connect_timeout=timeout).close()
+        driver.probe(url, timeout)
         return None
     except BrokerError as exc:
         return str(exc)
@@ -88,80 +67,66 @@ def _docker_engine() -> str | None:
     return None
 
 
-def _start_docker(kind: str) -> Endpoint:
+def _start_docker(driver: registry.Driver) -> Endpoint:
+    if driver.start_container is None or not driver.docker_image:
+        raise BrokerNotFound(f"no Docker image is known for {driver.label}")
     try:
-        if kind == "redis":
-            from testcontainers.redis import RedisContainer
-
-            container = RedisContainer("redis:7-alpine").start()
-            url = f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
-        else:
-            from testcontainers.rabbitmq import RabbitMqContainer
-
-            container = RabbitMqContainer("rabbitmq:3.13-management").start()
-            url = (f"amqp://guest:guest@{container.get_container_host_ip()}:"
-                   f"{container.get_exposed_port(5672)}/%2F")
+        url, container = driver.start_container(driver.docker_image)
     except ImportError as exc:
         raise BrokerNotFound(f"testcontainers is not installed ({exc}); pip install 'brokerbench[docker]'") from None
-    import atexit
-
-    atexit.register(container.stop)
-    return Endpoint(kind, url, "docker", container)
+    return Endpoint(driver.kind, url, "docker", container)
 
 
 def find(kind: str, *, allow_start: bool = True) -> Endpoint:
-    """The broker of ``kind`` ("redis" or "rabbitmq") to use, found or started once per process."""
-    if kind not in ENV:
-        raise ValueError(f"unknown broker kind {kind!r}: use 'redis' or 'rabbitmq'")
+    """The broker of ``kind`` to use, found or started once per process."""
+    driver = registry.get(kind)
     if kind in _found:
         return _found[kind]
+    if driver.in_process:
+        return _found.setdefault(kind, Endpoint(kind, driver.default_url, "in-process"))
     tried: list[str] = []
-    env_url = os.environ.get(ENV[kind])
+    env_url = os.environ.get(driver.env_var) if driver.env_var else None
     if env_url:
-        why = _answers(kind, env_url)
+        why = answers(kind, env_url)
         if why is None:
             return _found.setdefault(kind, Endpoint(kind, env_url, "env"))
-        raise BrokerNotFound(f"{ENV[kind]} is set but {why}")
-    tried.append(f"{ENV[kind]}: not set")
+        raise BrokerNotFound(f"{driver.env_var} is set but {why}")
+    if driver.env_var:
+        tried.append(f"{driver.env_var}: not set")
 
-    default = DEFAULT_REDIS_URL if kind == "redis" else DEFAULT_AMQP_URL
-    why = _answers(kind, default)
-    if why is None:
-        return _found.setdefault(kind, Endpoint(kind, default, "localhost"))
-    tried.append(f"{redact(default)}: {why}")
+    if driver.default_url:
+        why = answers(kind, driver.default_url)
+        if why is None:
+            return _found.setdefault(kind, Endpoint(kind, driver.default_url, "localhost"))
+        tried.append(f"{redact(driver.default_url)}: {why}")
 
     if allow_start:
-        binary = redis_server_binary() if kind == "redis" else rabbitmq_binaries()
-        if binary:
-            instance = RedisInstance() if kind == "redis" else RabbitMQInstance()
+        server = driver.server_class()
+        if server is not None and server.binary():
+            instance = server()
             try:
                 instance.start()
                 return _found.setdefault(kind, Endpoint(kind, instance.url, "local binary", instance))
             except (RuntimeError, OSError) as exc:
                 instance.cleanup()
                 tried.append(f"local binary: failed to start: {exc}")
-        else:
-            tried.append("local binary: " + ("redis-server" if kind == "redis" else "rabbitmq-server")
-                         + " not installed")
-        docker_why = _docker_engine()
+        elif server is not None:
+            tried.append(f"local binary: {server.program} not installed")
+        docker_why = _docker_engine() if driver.docker_image else "no Docker image known"
         if docker_why is None:
             try:
-                return _found.setdefault(kind, _start_docker(kind))
+                return _found.setdefault(kind, _start_docker(driver))
             except Exception as exc:  # noqa: BLE001 - report any docker failure plainly
                 tried.append(f"docker: {exc}")
         else:
             tried.append(f"docker: {docker_why}")
-    name = "Redis" if kind == "redis" else "RabbitMQ"
-    raise BrokerNotFound(f"no {name} available. Tried:\n  - " + "\n  - ".join(tried)
-                         + f"\nTo fix: {HOW_TO[kind]}.")
+    raise BrokerNotFound(f"no {driver.label} available. Tried:\n  - " + "\n  - ".join(tried)
+                         + f"\nTo fix: {driver.install_hint}.")
 
 
-def open_broker(kind: str, url: str | None = None, **options: Any):  # type: ignore[no-untyped-def]
-    """An adapter of ``kind`` ("redis", "rabbitmq") on ``url`` or on the broker :func:`find` gives."""
-    from .registry import adapter_class
-
-    return adapter_class(kind)(url or find(kind).url, **options)
-
+def open_broker(kind: str, url: str | None = None, **options: Any) -> Broker:
+    """An adapter of ``kind`` on ``url`` or on the broker :func:`find` gives."""
+    return registry.get(kind).open(url or find(kind).url, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m brokers.provision", description=main.__doc__)
-    parser.add_argument("kinds", nargs="*", default=list(ENV))
+    parser.add_argument("kinds", nargs="*", default=registry.compared_kinds(),
+                        help="broker kinds (default: the compared ones)")
     parser.add_argument("--no-start", action="store_true", help="only look; start nothing")
     args = parser.parse_args(argv)
     status = 0

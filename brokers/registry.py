@@ -1,21 +1,319 @@
-"""Adapter names -> adapter classes. Harness code names brokers by these strings."""
+"""Every broker kind brokerbench knows, one descriptor each: the one place that tells them apart.
+
+A :class:`Driver` holds everything the rest of the code needs to know about a broker kind: its
+adapter class, how to find a shared broker (environment variable, default URL, how to ask it
+whether it answers), how to start a private one (the instance class, its durability profiles,
+the Docker image), what fault scenarios need (how to inject a raw message, drop every client
+connection, find the broker's process, bound its memory), how a scenario's fields map to worker
+options (prefetch vs concurrency), the fast-recovery settings tests use, and how plots draw it.
+
+Provisioning, the harness, the fault scenarios and the tests loop over the registry; none of
+them tests a broker's name, and an unknown kind is an error, never a silent fallback. Code that
+is about one product by nature (the drain benchmark's official clients, the seed's claims) looks
+a driver up by what it is (:attr:`Driver.products`, :attr:`Driver.protocol`).
+
+Adding a broker kind (as in OpenMessaging Benchmark: one driver module plus one descriptor):
+write its adapter behind :mod:`brokers.contract` in a folder of its own, with a ``driver.py``
+whose ``DRIVER`` is its descriptor, and list that module in :data:`BUILTIN` (or register it from
+elsewhere: the entry point group ``brokerbench.drivers``, the ``BROKERBENCH_DRIVERS`` environment
+variable naming modules with a ``DRIVER``, or :func:`register`).
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
+import os
+import threading
+from dataclasses import dataclass, field
+from importlib import import_module, metadata
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .contract import Broker
+if TYPE_CHECKING:
+    from .contract import Broker, Capabilities
+    from .instances import PrivateInstance
 
-ADAPTERS = {
-    "redis": "brokers.bullmq_redis.broker:BullMQRedisBroker",
-    "rabbitmq": "brokers.amqp.broker:RabbitMQBroker",
-    "memory": "brokers.memory:MemoryBroker",
-}
+BUILTIN = ("brokers.bullmq_redis.driver", "brokers.amqp.driver", "brokers.memory")
+ENV_DRIVERS = "BROKERBENCH_DRIVERS"
+ENTRY_POINTS = "brokerbench.drivers"
+
+# Wire protocols: code about a protocol's semantics (AMQP's per-message TTL, say) asks for it.
+PROTOCOL_REDIS = "resp"  # the Redis serialization protocol
+PROTOCOL_AMQP_091 = "amqp-0-9-1"
+PROTOCOL_IN_PROCESS = "in-process"
 
 
-def adapter_class(kind: str) -> type[Broker]:
-    try:
-        module, _, name = ADAPTERS[kind].partition(":")
-    except KeyError:
-        raise ValueError(f"unknown broker {kind!r}; known: {', '.join(sorted(ADAPTERS))}") from None
+@dataclass(frozen=True)
+class DurabilityProfile:
+    """A named set of settings that decides what a broker keeps after it crashes.
+
+    :param name: how tables name it ("AOF always", "persistent + confirms").
+    :param promise: what it promises about jobs the producer saw accepted, in words.
+    :param no_loss: True when it promises to lose none of them.
+    :param server: settings of the broker process (a private instance's config).
+    :param options: adapter options (publisher confirms, persistence, queue type).
+    :param own_instance: runs need a broker instance of their own (server settings differ,
+        or the run must start from an empty broker).
+    """
+
+    name: str
+    promise: str
+    no_loss: bool
+    server: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    own_instance: bool = False
+
+
+@dataclass(frozen=True)
+class RecoverySetting:
+    """Worker options for the worker-crash scenario, with a label for tables."""
+
+    label: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    """What a broker does when a memory bound is reached (the backpressure scenario).
+
+    :param name: e.g. "maxmemory 24mb, noeviction".
+    :param server: the private instance's settings that set the bound and the policy.
+    :param expectation: what should happen, in words.
+    :param refuses_producers: True when producers are told (refused) and nothing accepted is
+        lost or run twice; False when the policy drops or evicts (a finding either way).
+    :param worker_options: worker options of the runs (short locks make evictions visible).
+    :param count_evicted: ``count_evicted(url)``: keys the broker evicted so far, if it says.
+    """
+
+    name: str
+    server: Mapping[str, str]
+    expectation: str
+    refuses_producers: bool
+    worker_options: Mapping[str, Any] = field(default_factory=dict)
+    count_evicted: Callable[[str], int | None] | None = None
+
+
+@dataclass(frozen=True)
+class MemoryAlarm:
+    """How a private broker is made to block publishers once its memory grows.
+
+    :param server: settings of the private instance it needs.
+    :param arm: ``arm(instance, headroom_mb)`` sets the alarm at the broker's idle memory +
+        ``headroom_mb``; returns the idle memory in MB.
+    """
+
+    server: Mapping[str, str]
+    arm: Callable[["PrivateInstance", float], float]
+
+
+@dataclass(frozen=True)
+class QueueBound:
+    """Settings under which a queue soon refuses new jobs (a test of a full queue).
+
+    :param server: a private instance's settings (empty: any broker of the kind will do).
+    :param options: adapter options.
+    """
+
+    server: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _no_worker_options(concurrency: int, prefetch: int | None) -> dict[str, Any]:
+    return {}
+
+
+def _no_pid(url: str) -> int | None:
+    return None
+
+
+def _unknown_memory(url: str) -> float | None:
+    return None
+
+
+def _no_objects() -> dict[str, int]:
+    return {"exchanges": 0, "queues": 0, "bindings": 0}
+
+
+@dataclass(frozen=True)
+class Driver:
+    """What the rest of brokerbench needs to know about one broker kind.
+
+    :param kind: the kind's name in scenarios, results files and the CLI.
+    :param label: how tables and plots name it.
+    :param adapter_path: ``"module:Class"`` of its :class:`~brokers.contract.Broker`.
+    :param protocol: its wire protocol (one of the ``PROTOCOL_*`` names).
+    :param products: product names it stands for where a text names products (the seed's
+        "BullMQ", "RabbitMQ"), so claims about a product find the driver that measures it.
+    :param compared: part of the default comparison and of the fault scenarios.
+    :param in_process: lives inside one process: a run's roles are threads sharing one adapter.
+    :param env_var: environment variable holding the URL of a shared broker.
+    :param default_url: where a shared broker is looked for on this host.
+    :param install_hint: how to get one, for the error that says none was found.
+    :param probe: ``probe(url, timeout)`` raises a :class:`~brokers.contract.BrokerError`
+        saying why, if nothing usable answers at ``url``.
+    :param server_path: ``"module:Class"`` of its private instances (a process we start), or "".
+    :param docker_image: image testcontainers starts when nothing else worked, or "".
+    :param start_container: ``start_container(image) -> (url, container)``.
+    :param worker_options: ``worker_options(concurrency, prefetch)``: the adapter's worker
+        options for a scenario's fields (AMQP turns prefetch into ``prefetch``).
+    :param priority_options: adapter options that turn priorities on (AMQP: ``max_priority``).
+    :param fast_recovery: worker options that make a dead worker's jobs come back fast (tests).
+    :param password_config: ``password_config(password)``: a private instance's settings that
+        make it require ``password``; None when every broker of the kind requires credentials.
+    :param queue_bound: settings under which a queue soon refuses new jobs (tests).
+    :param recovery_settings: worker settings the worker-crash scenario compares; the last is
+        the one small runs use.
+    :param durability: its durability profiles, weakest first (the first keeps nothing of its
+        backlog through a crash), in the order tables list them.
+    :param restart_pause_s: how long a crashed instance stays down before its restart.
+    :param memory_alarm: how a private instance is made to block publishers (None: it has no
+        such alarm and accepts jobs until it is full).
+    :param memory_policies: bounds of memory and what happens when they are reached.
+    :param server_pid: ``server_pid(url)``: the broker's pid when it runs on this host.
+    :param memory_used_mb: ``memory_used_mb(url)``: the broker's own memory figure, if it has one.
+    :param inject_raw: ``inject_raw(broker, name, raw)``: put a job whose payload is ``raw``
+        bytes (maybe not JSON) past the producer into the default lane; returns its id.
+    :param drop_connections: ``drop_connections(url, instance, pid=None, spare_pid=None)``:
+        close, from the broker's side, every brokerbench client connection (of process ``pid``
+        if given, never of ``spare_pid``); returns how many.
+    :param declared_objects: objects a job queue must declare before its first job.
+    :param packages: its client libraries, whose versions results files record.
+    :param colour: its colour in plots (one per broker everywhere).
+    :param marker: its marker in plots.
+    """
+
+    kind: str
+    label: str
+    adapter_path: str
+    protocol: str
+    products: tuple[str, ...] = ()
+    compared: bool = True
+    in_process: bool = False
+    env_var: str | None = None
+    default_url: str = ""
+    install_hint: str = ""
+    probe: Callable[[str, float], None] | None = None
+    server_path: str = ""
+    docker_image: str = ""
+    start_container: Callable[[str], tuple[str, Any]] | None = None
+    worker_options: Callable[[int, int | None], dict[str, Any]] = _no_worker_options
+    priority_options: Mapping[str, Any] = field(default_factory=dict)
+    fast_recovery: Mapping[str, Any] = field(default_factory=dict)
+    password_config: Callable[[str], Mapping[str, str]] | None = None
+    queue_bound: QueueBound = field(default_factory=QueueBound)
+    recovery_settings: tuple[RecoverySetting, ...] = ()
+    durability: tuple[DurabilityProfile, ...] = ()
+    restart_pause_s: float = 0.5
+    memory_alarm: MemoryAlarm | None = None
+    memory_policies: tuple[MemoryPolicy, ...] = ()
+    server_pid: Callable[[str], int | None] = _no_pid
+    memory_used_mb: Callable[[str], float | None] = _unknown_memory
+    inject_raw: Callable[["Broker", str, bytes], str] | None = None
+    drop_connections: Callable[..., int] | None = None
+    declared_objects: Callable[[], dict[str, int]] = _no_objects
+    packages: tuple[str, ...] = ()
+    colour: str = "#999999"
+    marker: str = "o"
+
+    def adapter(self) -> type["Broker"]:
+        """The adapter class (imported on first use)."""
+        return _load(self.adapter_path)
+
+    def server_class(self) -> type["PrivateInstance"] | None:
+        """The class of private instances, or None if this kind has none."""
+        return _load(self.server_path) if self.server_path else None
+
+    @property
+    def capabilities(self) -> "Capabilities":
+        return self.adapter().capabilities
+
+    @property
+    def can_crash(self) -> bool:
+        """Its brokers and clients are processes of their own: they can be killed and restarted."""
+        return not self.in_process and bool(self.server_path)
+
+    def open(self, url: str, **options: Any) -> "Broker":
+        """An adapter on ``url``."""
+        return self.adapter()(url, **options)
+
+    def profile(self, name: str) -> DurabilityProfile:
+        for profile in self.durability:
+            if profile.name == name:
+                return profile
+        raise ValueError(f"{self.label} has no durability profile {name!r}; it has "
+                         f"{', '.join(p.name for p in self.durability) or 'none'}")
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
     return getattr(import_module(module), name)
+
+
+_drivers: dict[str, Driver] = {}
+_loaded = False
+_loading = threading.RLock()
+
+
+def _load_drivers() -> None:
+    global _loaded
+    with _loading:
+        if _loaded:
+            return
+        _loaded = True
+        modules = list(BUILTIN)
+        modules += [m.strip() for m in os.environ.get(ENV_DRIVERS, "").split(",") if m.strip()]
+        for module in modules:
+            register(import_module(module).DRIVER)
+        for entry in metadata.entry_points(group=ENTRY_POINTS):
+            register(entry.load())
+
+
+def register(driver: Driver) -> Driver:
+    """Add a broker kind (replacing one of the same name). Returns it."""
+    with _loading:
+        _drivers[driver.kind] = driver
+    return driver
+
+
+def unregister(kind: str) -> None:
+    """Forget a kind (a test that registered one of its own)."""
+    _load_drivers()
+    with _loading:
+        _drivers.pop(kind, None)
+
+
+def get(kind: str) -> Driver:
+    """The driver of ``kind``; a ValueError that lists the known kinds if there is none."""
+    _load_drivers()
+    try:
+        return _drivers[kind]
+    except KeyError:
+        raise ValueError(f"unknown broker {kind!r}; known: {', '.join(sorted(_drivers))}") from None
+
+
+def drivers() -> list[Driver]:
+    """Every registered driver, in registration order."""
+    _load_drivers()
+    return list(_drivers.values())
+
+
+def kinds(*, compared: bool | None = None, in_process: bool | None = None) -> list[str]:
+    """Names of the registered kinds, optionally only those compared / (not) in-process."""
+    return [d.kind for d in drivers() if (compared is None or d.compared == compared)
+            and (in_process is None or d.in_process == in_process)]
+
+
+def compared_kinds() -> list[str]:
+    """The kinds the default comparison and the fault scenarios run on."""
+    return kinds(compared=True)
+
+
+def by_product(product: str) -> Driver | None:
+    """The compared driver that stands for ``product`` (as texts name it), if any."""
+    for driver in drivers():
+        if product in driver.products:
+            return driver
+    return None
+
+
+def adapter_class(kind: str) -> type["Broker"]:
+    """The adapter class of ``kind``."""
+    return get(kind).adapter()

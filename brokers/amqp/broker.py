@@ -11,6 +11,7 @@ import pika.exceptions as pe
 from ..contract import (
     Broker,
     Capabilities,
+    CrashRedelivery,
     FailedJob,
     Feature,
     Handler,
@@ -20,6 +21,7 @@ from ..contract import (
 )
 from .codec import H_ATTEMPTS_MADE, H_FAILED_REASON
 from .connection import connect
+from .driver import KIND
 from .producer import AmqpProducer
 from .topology import Topology
 from .worker import AmqpWorker
@@ -50,13 +52,29 @@ CAPABILITIES = Capabilities(
     redelivery_after_crash=Feature(Support.NATIVE, "unacked messages requeued when the "
                                                    "connection closes"),
     stats=frozenset({"waiting", "delayed", "failed"}),
+    crash_redelivery=CrashRedelivery("connection-close"),
 )
 
 
 class RabbitMQBroker(Broker):
-    """A job queue on RabbitMQ (see :data:`CAPABILITIES` and :mod:`.topology`)."""
+    """A job queue on RabbitMQ (see :data:`CAPABILITIES` and :mod:`.topology`).
 
-    kind = "rabbitmq"
+    :param url: ``amqp://user:password@host:port/vhost`` (or ``amqps://``).
+    :param queue: the logical queue: names of its exchanges and queues start with it.
+    :param routes: job type -> lane (one lane queue each, bound by job type).
+    :param queue_type: "classic" or "quorum" lane queues.
+    :param max_priority: ``x-max-priority`` of lane queues (0: no priorities).
+    :param max_length: bound of each lane queue; beyond it publishes are refused (reject-publish).
+    :param persistent: persistent (delivery mode 2) or transient messages.
+    :param confirms: publisher confirms: "off", "each" or "windowed" (see :mod:`.producer`).
+    :param confirm_window: unconfirmed messages a windowed producer may have in flight.
+    :param connect_timeout: seconds to wait for RabbitMQ when connecting.
+    :param worker_defaults: options every :meth:`worker` gets unless it is given others
+        (``prefetch``, ``ack_batch``... see :class:`AmqpWorker`).
+    """
+
+    kind = KIND
+    capabilities = CAPABILITIES
 
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, queue_type: str = "classic", max_priority: int = 0, max_length: int | None = None,
@@ -77,10 +95,6 @@ class RabbitMQBroker(Broker):
         self.server = {k: (v.decode() if isinstance(v, bytes) else v)
                        for k, v in self._admin._impl.server_properties.items()  # noqa: SLF001
                        if k in ("product", "version", "platform")}
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
 
     def producer(self, **options: Any) -> AmqpProducer:
         return AmqpProducer(self, **{**self.producer_defaults, **options})

@@ -58,6 +58,19 @@ class Outgoing:
 
 
 class AmqpProducer(Producer):
+    """Publishes jobs to the queue's exchanges (see the module's text for the confirm modes).
+
+    Not thread-safe: one producer per thread (pika's connection belongs to one thread).
+
+    :param broker: the adapter (its URL and topology).
+    :param confirms: "off", "each" or "windowed" publisher confirms.
+    :param window: unconfirmed messages allowed in flight with windowed confirms.
+    :param persistent: persistent (delivery mode 2) or transient messages.
+    :param reconnect_for_s: how long a dropped connection is retried before publishing fails
+        with BrokerUnavailable.
+    :param confirm_timeout_s: how long to wait for outstanding confirms before PublishRejected.
+    """
+
     def __init__(self, broker: "RabbitMQBroker", *, confirms: str = "windowed", window: int = 256,
                  persistent: bool = True, reconnect_for_s: float = 30.0,
                  confirm_timeout_s: float = 30.0) -> None:

@@ -39,6 +39,7 @@ from pika import BasicProperties
 from ..contract import BrokerUnavailable, Handler, Hooks, Outcome, Worker, WorkerReport
 from ..dispatch import JobRunner, Settlement, reject, run_handler
 from ..urls import redact
+from ..worker_loop import RunLimits
 from .codec import (
     H_ATTEMPTS_MADE,
     H_FAILED_AT,
@@ -65,6 +66,26 @@ class Delivery:
 
 
 class AmqpWorker(Worker):
+    """Runs jobs from RabbitMQ lane queues (see the module's text for the guarantee).
+
+    It drives its own loop, because pika hands deliveries to a callback on the connection's
+    thread, where inline jobs are also settled; the loop's rules (:class:`RunLimits`) and the
+    counting (:meth:`Worker._tally`) are the shared ones.
+
+    :param broker: the adapter whose queue (and lanes) this worker consumes.
+    :param handlers: job type -> handler, or one handler for every type.
+    :param concurrency: jobs run at once, on threads when > 1 (inline on the connection's
+        thread when 1: fastest for short jobs, but no heartbeats while a job runs).
+    :param prefetch: unacknowledged deliveries RabbitMQ may push (``basic.qos``); default
+        ``concurrency``.
+    :param lanes: lanes to consume (default: all of the broker's).
+    :param hooks: observers of starts and settlements.
+    :param ack_batch: settled deliveries acknowledged by one ``basic.ack(multiple)``; default
+        prefetch / 2.
+    :param ack_interval_s: longest time a settled delivery waits for its ack.
+    :param reconnect_for_s: how long a dropped connection is retried before the run gives up.
+    """
+
     def __init__(self, broker: "RabbitMQBroker", handlers: Mapping[str, Handler] | Handler, *,
                  concurrency: int = 1, prefetch: int | None = None, lanes: Sequence[str] | None = None,
                  hooks: Sequence[Hooks] = (), ack_batch: int | None = None,
@@ -85,7 +106,7 @@ class AmqpWorker(Worker):
         self.generation = 0
         self._conn: pika.BlockingConnection | None = None
         self._runner: JobRunner | None = None
-        self._max_jobs: int | None = None
+        self._limits = RunLimits()
         self._consuming = False
         self._reset_acks()
 
@@ -116,9 +137,7 @@ class AmqpWorker(Worker):
         self._consuming = True
 
     def _reopen(self, error: BaseException) -> None:
-        self.report.reconnects += 1
-        for hook in self.hooks:
-            hook.connection_lost(error)
+        self._connection_lost(error)
         log.warning("worker lost RabbitMQ at %s (%r); reconnecting", redact(self.broker.url), error)
         self.broker.topology.forget_delay_queues()
         try:
@@ -155,15 +174,13 @@ class AmqpWorker(Worker):
     def _on_message(self, lane: str, method: Any, props: BasicProperties, body: bytes) -> None:
         runner = self._runner
         assert runner is not None
-        if not self._consuming or (self._max_jobs is not None and
-                                   self.report.settled + runner.in_flight >= self._max_jobs):
+        if not self._consuming or self._limits.room(self.report, runner.in_flight) == 0:
             self._ch.basic_nack(method.delivery_tag, requeue=True)
             self._singled.add(method.delivery_tag)
             return
         delivery = Delivery(self.generation, method.delivery_tag, props, body)
         job, bad = job_from_message(props, body, method.redelivered, lane)
-        if job.redelivered:
-            self.report.redelivered += 1
+        self._received(job)
         if runner.inline:
             # Run and settle now, inside the dispatch, so acks leave while later deliveries
             # still arrive: the prefetch window never runs dry between batches.
@@ -178,24 +195,22 @@ class AmqpWorker(Worker):
     def run(self, *, max_jobs: int | None = None, idle_timeout: float | None = None,
             timeout: float | None = None) -> WorkerReport:
         self._runner = runner = JobRunner(self.handlers, self.concurrency, self.hooks, wake=self._wake)
-        self._max_jobs = max_jobs
-        started = last_activity = time.monotonic()
+        self._limits = limits = RunLimits(max_jobs, idle_timeout, timeout)
         self._open()
         assert self._conn is not None
         try:
             while True:
                 now = time.monotonic()
-                enough = max_jobs is not None and self.report.settled + runner.in_flight >= max_jobs
-                if self._consuming and (self.stopping or (timeout is not None and now - started >= timeout)
-                                        or enough):
+                if self._consuming and not limits.may_take(self.stopping, self.report, runner.in_flight, now):
                     self._guard(self._stop_consuming)
                 if not self._consuming and runner.in_flight == 0:
                     break
-                if idle_timeout is not None and runner.in_flight == 0 and now - last_activity >= idle_timeout:
+                if runner.in_flight == 0 and limits.idle_expired(now):
                     break
                 wait = 0.0 if runner.in_flight and runner.inline else 0.5
-                if idle_timeout is not None:
-                    wait = min(wait, max(idle_timeout - (now - last_activity), 0.0))
+                left = limits.idle_left(now)
+                if left is not None:
+                    wait = min(wait, left)
                 before = self.report.settled + runner.in_flight
                 if not self._guard(lambda wait=wait: self._conn.process_data_events(time_limit=wait)):
                     continue
@@ -204,7 +219,7 @@ class AmqpWorker(Worker):
                     self._guard(lambda settled=settled: self._settle(settled))
                 delivered = self.report.settled + runner.in_flight != before
                 if delivered or settled:
-                    last_activity = time.monotonic()
+                    limits.touch()
                 self._guard(lambda force=not delivered: self._flush_acks(force=force))
         finally:
             self._stop.set()
@@ -263,9 +278,7 @@ class AmqpWorker(Worker):
                 self._singled.add(d.tag)
 
     def _count(self, s: Settlement, outcome: Outcome) -> None:
-        setattr(self.report, outcome.value, getattr(self.report, outcome.value) + 1)
-        for hook in self.hooks:
-            hook.job_settled(s.job, outcome, s.reason)
+        self._tally(s.job, outcome, s.reason)
 
     def _republish(self, s: Settlement, d: Delivery) -> int | None:
         """Send the retry copy or the dead letter a settlement needs; its ticket, or None."""

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 from ..contract import (
     Broker,
     Capabilities,
+    CrashRedelivery,
     FailedJob,
     Feature,
     Handler,
@@ -21,6 +22,7 @@ from ..contract import (
     Support,
 )
 from .connection import connect, guarded
+from .driver import KIND
 from .keys import QueueKeys, lane_queue_name
 from .producer import RedisProducer
 from .scripts import Scripts
@@ -50,13 +52,26 @@ CAPABILITIES = Capabilities(
                                      "a batch and takes the next ones in the same call"),
     redelivery_after_crash=Feature(Support.CLIENT, "lock expiry + stalled check"),
     stats=frozenset({"waiting", "active", "delayed", "completed", "failed"}),
+    crash_redelivery=CrashRedelivery("lock-expiry", lock_option="lock_duration_ms",
+                                     interval_option="stalled_interval_ms", default_lock_ms=30_000,
+                                     default_interval_ms=30_000),
 )
 
 
 class BullMQRedisBroker(Broker):
-    """A BullMQ-style queue on Redis (see :data:`CAPABILITIES` for what it guarantees)."""
+    """A BullMQ-style queue on Redis (see :data:`CAPABILITIES` for what it guarantees).
 
-    kind = "redis"
+    :param url: ``redis://[:password@]host:port/db`` (or ``rediss://``).
+    :param queue: the logical queue; each lane is the BullMQ queue ``<queue>`` or ``<queue>-<lane>``.
+    :param routes: job type -> lane.
+    :param connect_timeout: seconds to wait for Redis to answer when connecting.
+    :param reconnect_for_s: how long commands on a dropped connection are retried.
+    :param worker_defaults: options every :meth:`worker` gets unless it is given others
+        (``lock_duration_ms``, ``stalled_interval_ms``... see :class:`RedisWorker`).
+    """
+
+    kind = KIND
+    capabilities = CAPABILITIES
 
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, connect_timeout: float = 3.0, reconnect_for_s: float = 30.0,
@@ -68,10 +83,6 @@ class BullMQRedisBroker(Broker):
         self.scripts = Scripts(self.client)
         self.lane_keys = {lane: QueueKeys(lane_queue_name(queue, lane)) for lane in self.lanes}
         self.worker_defaults = {"reconnect_for_s": reconnect_for_s, **worker_defaults}
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
 
     def producer(self) -> RedisProducer:
         return RedisProducer(self)

@@ -20,6 +20,9 @@ class RedisProducer(Producer):
     """Adds jobs the way BullMQ's Queue.add/addBulk does; ``publish`` returns after Redis ran
     the script, so an accepted job is in Redis memory (on disk only as far as Redis's AOF
     settings take it). Thread-safe, since redis-py's client is.
+
+    :param broker: the adapter (its client, scripts and lanes); the producer has no options of
+        its own: batches of up to ``BATCH`` jobs per script call.
     """
 
     def __init__(self, broker: "BullMQRedisBroker") -> None:

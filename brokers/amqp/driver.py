@@ -1,0 +1,191 @@
+"""The RabbitMQ (AMQP 0-9-1) adapter's descriptor: everything brokerbench needs to know about it
+beyond the contract (see :class:`brokers.registry.Driver`)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ..registry import PROTOCOL_AMQP_091, Driver, DurabilityProfile, MemoryAlarm, QueueBound, RecoverySetting
+
+if TYPE_CHECKING:
+    from ..contract import Broker
+
+KIND = "rabbitmq"
+SERVICE_USER = "rabbitmq"  # the system user Debian's and Homebrew's packages run nodes as
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None, ""}
+
+
+def probe(url: str, timeout: float) -> None:
+    from .connection import connect
+
+    connect(url, role="probe", connect_timeout=timeout).close()
+
+
+def worker_options(concurrency: int, prefetch: int | None) -> dict[str, Any]:
+    """A scenario's prefetch (default: its concurrency) is the AMQP worker's ``prefetch``."""
+    return {"prefetch": prefetch or concurrency}
+
+
+def server_pid(url: str) -> int | None:
+    """The Erlang VM listening on the AMQP port, when it runs on this host."""
+    from urllib.parse import urlsplit
+
+    import psutil
+
+    parts = urlsplit(url)
+    if parts.hostname not in LOCAL_HOSTS:
+        return None
+    port = parts.port or 5672
+    try:
+        for proc in psutil.process_iter(["name"]):
+            if "beam" not in (proc.info["name"] or ""):
+                continue
+            try:
+                for conn in proc.net_connections(kind="tcp"):
+                    if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                        return proc.pid
+            except (psutil.AccessDenied, psutil.NoSuchProcess):
+                continue
+    except Exception:  # noqa: BLE001 - unknown is an honest answer
+        return None
+    return None
+
+
+_RAW: dict[int, tuple[Any, Any]] = {}
+
+
+def inject_raw(broker: "Broker", name: str, raw: bytes) -> str:
+    """Publish ``raw`` as a job's body to the main exchange, as a client that skips our
+    producer could (one confirming channel per adapter object: a connection each time would
+    slow the injecting producer down more than the fault it injects)."""
+    import pika
+
+    job_id = f"raw{uuid.uuid4().hex[:8]}"
+    conn, ch = _RAW.get(id(broker), (None, None))
+    if conn is None or not conn.is_open or not ch.is_open:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))  # type: ignore[attr-defined]
+        ch = conn.channel()
+        ch.confirm_delivery()
+        _RAW[id(broker)] = (conn, ch)
+    ch.basic_publish(broker.topology.exchange, name, raw,  # type: ignore[attr-defined]
+                     pika.BasicProperties(message_id=job_id, type=name, delivery_mode=2,
+                                          headers={"bb-attempts": 3}))
+    return job_id
+
+
+def rabbitmqctl(instance: Any, *args: str) -> str:
+    """Run rabbitmqctl against a private node, or against the local default node."""
+    if instance is not None:
+        out = instance.ctl(*args)
+    else:
+        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+        if not os.path.exists(ctl):
+            raise RuntimeError("closing AMQP connections from the server side needs rabbitmqctl")
+        out = subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def drop_connections(url: str, instance: Any = None, *, pid: int | None = None, spare_pid: int | None = None,
+                     name_prefix: str = "brokerbench:", wait_s: float = 10.0) -> int:
+    """Close (rabbitmqctl close_connection) every connection whose connection_name starts with
+    ``name_prefix`` (of process ``pid`` if given, not of ``spare_pid``), on the private node
+    ``instance`` or, without one, on the local default node; waits until RabbitMQ lists at
+    least one."""
+    pattern = re.compile(r'\{"connection_name","(' + re.escape(name_prefix) + r'[^"]*:(\d+))"\}')
+    deadline = time.monotonic() + wait_s
+    while True:
+        listing = rabbitmqctl(instance, "list_connections", "pid", "client_properties", "-q", "--no-table-headers")
+        pids = []
+        for line in listing.splitlines():
+            found = pattern.search(line)
+            if not found:
+                continue
+            owner = found.group(2)
+            if (pid is not None and owner != str(pid)) or (spare_pid is not None and owner == str(spare_pid)):
+                continue
+            pids.append(line.split("\t", 1)[0])
+        if pids or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    for conn_pid in pids:
+        rabbitmqctl(instance, "close_connection", conn_pid, "brokerbench: dropped connection")
+    return len(pids)
+
+
+def arm_memory_alarm(instance: Any, headroom_mb: float) -> float:
+    """Set the node's memory high watermark at its idle memory + ``headroom_mb``; returns the
+    idle memory (resident, MB)."""
+    import psutil
+
+    idle = round(psutil.Process(instance.pid).memory_info().rss / 1e6, 1)
+    instance.ctl("set_vm_memory_high_watermark", "absolute", f"{int(idle + headroom_mb)}MB")
+    return idle
+
+
+def declared_objects() -> dict[str, int]:
+    """Exchanges, queues and bindings our topology declares before the first job (one routed
+    lane; delay queues come on use)."""
+    from .topology import Topology
+
+    topo = Topology("jobs", {"heavy_workflow_execution": "heavy"})
+    return {"exchanges": len(topo.all_exchanges()), "queues": len(topo.lanes) + 1,
+            "bindings": 1 + 1 + len(topo.routes)}  # dead letters, unrouted -> default, one per route
+
+
+def start_container(image: str) -> tuple[str, Any]:
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    container = RabbitMqContainer(image).start()
+    atexit.register(container.stop)
+    return (f"amqp://guest:guest@{container.get_container_host_ip()}:{container.get_exposed_port(5672)}/%2F",
+            container)
+
+
+DRIVER = Driver(
+    kind=KIND,
+    label="RabbitMQ",
+    adapter_path="brokers.amqp.broker:RabbitMQBroker",
+    protocol=PROTOCOL_AMQP_091,
+    products=("RabbitMQ",),
+    env_var="AMQP_URL",
+    default_url="amqp://guest:guest@127.0.0.1:5672/%2F",
+    install_hint=("install RabbitMQ (apt install rabbitmq-server, brew install rabbitmq), or run "
+                  "`docker compose up -d` in the project folder, or set "
+                  "AMQP_URL=amqp://user:password@host:5672/%2F"),
+    probe=probe,
+    server_path="brokers.amqp.server:RabbitMQInstance",
+    docker_image="rabbitmq:3.13-management",
+    start_container=start_container,
+    worker_options=worker_options,
+    priority_options={"max_priority": 10},
+    queue_bound=QueueBound(options={"max_length": 100}),
+    recovery_settings=(RecoverySetting("prefetch 8, manual acks", {}),),
+    durability=(
+        DurabilityProfile("transient messages", "confirmed from memory: lost on restart", False,
+                          options={"persistent": False, "confirms": "windowed"}),
+        DurabilityProfile("persistent, no confirms", "the producer is never told: what was in flight is lost",
+                          False, options={"persistent": True, "confirms": "off"}),
+        DurabilityProfile("persistent + confirms", "confirmed once on disk: loses nothing confirmed", True,
+                          options={"persistent": True, "confirms": "windowed"}),
+        DurabilityProfile("quorum + confirms", "confirmed once in the Raft log: loses nothing confirmed", True,
+                          options={"persistent": True, "confirms": "windowed", "queue_type": "quorum"}),
+    ),
+    restart_pause_s=1.0,
+    memory_alarm=MemoryAlarm(server={"vm_memory_high_watermark_paging_ratio": "0.99"}, arm=arm_memory_alarm),
+    server_pid=server_pid,
+    inject_raw=inject_raw,
+    drop_connections=drop_connections,
+    declared_objects=declared_objects,
+    packages=("pika",),
+    colour="#0072B2",
+    marker="s",
+)

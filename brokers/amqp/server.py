@@ -1,0 +1,151 @@
+"""Private RabbitMQ nodes: our own node on free loopback ports, in a temporary folder.
+
+Notes for this kind of machine (Debian packages, running as root):
+* each node needs its own node name (RABBITMQ_NODENAME), AMQP port and distribution port;
+* the data folder must belong to the service user, which runs the node and shares the Erlang
+  cookie in its home folder with ``rabbitmqctl``;
+* ``rabbitmq-server`` runs the Erlang VM as a child and does not pass SIGKILL on, so a crash is
+  simulated by killing the VM itself (its pid is in RABBITMQ_PID_FILE), and a clean stop is
+  ``rabbitmqctl -n NODE stop``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+from dataclasses import dataclass, field
+
+from ..instances import LocalInstance, find_binary, free_port, wait_gone
+from .driver import SERVICE_USER
+
+
+def rabbitmq_binaries() -> tuple[str, str] | None:
+    """(rabbitmq-server, rabbitmqctl), the real scripts rather than Debian's su wrappers."""
+    server = find_binary("/usr/lib/rabbitmq/bin/rabbitmq-server", "rabbitmq-server",
+                         "/usr/sbin/rabbitmq-server", "/opt/homebrew/sbin/rabbitmq-server")
+    ctl = find_binary("/usr/lib/rabbitmq/bin/rabbitmqctl", "rabbitmqctl", "/usr/sbin/rabbitmqctl",
+                      "/opt/homebrew/sbin/rabbitmqctl")
+    return (server, ctl) if server and ctl else None
+
+
+@dataclass
+class RabbitMQInstance(LocalInstance):
+    """A RabbitMQ node of our own. ``config`` holds rabbitmq.conf lines (key = value)."""
+
+    dist_port: int = field(default_factory=free_port)
+
+    program = "rabbitmq-server"
+
+    @classmethod
+    def binary(cls) -> str | None:
+        found = rabbitmq_binaries()
+        return found[0] if found else None
+
+    @property
+    def node(self) -> str:
+        return f"brokerbench{self.port}@localhost"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def _user(self) -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            return None
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+        user = self._user()
+        if user is not None:
+            env.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
+        env.update(
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_CONF_ENV_FILE=str(self.folder / "rabbitmq-env.conf"),
+            RABBITMQ_CONFIG_FILE=str(self.folder / "rabbitmq.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.folder / "enabled_plugins"),
+            RABBITMQ_MNESIA_BASE=str(self.folder / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.folder / "log"),
+            RABBITMQ_PID_FILE=str(self.folder / "node.pid"),
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            ERL_EPMD_ADDRESS="127.0.0.1",
+        )
+        return env
+
+    def _prepare(self) -> None:
+        lines = {"listeners.tcp.local": f"127.0.0.1:{self.port}", "loopback_users.guest": "true",
+                 **self.config}
+        (self.folder / "rabbitmq.conf").write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
+        (self.folder / "rabbitmq-env.conf").write_text("")
+        (self.folder / "enabled_plugins").write_text("[].\n")
+        for sub in ("mnesia", "log"):
+            (self.folder / sub).mkdir(exist_ok=True)
+        user = self._user()
+        if user is not None:
+            for path in [self.folder, *self.folder.rglob("*")]:
+                os.chown(path, user.pw_uid, user.pw_gid)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        binaries = rabbitmq_binaries()
+        if binaries is None:
+            raise RuntimeError("rabbitmqctl is not installed")
+        user = self._user()
+        return subprocess.run([binaries[1], "-n", self.node, *args], env=self._env(), capture_output=True,
+                              text=True, timeout=timeout, cwd=self.folder,
+                              user=user.pw_uid if user else None, group=user.pw_gid if user else None)
+
+    def start(self, timeout: float = 90.0) -> "RabbitMQInstance":
+        binaries = rabbitmq_binaries()
+        if binaries is None:
+            raise RuntimeError("rabbitmq-server is not installed (apt install rabbitmq-server / "
+                               "brew install rabbitmq)")
+        self._prepare()
+        user = self._user()
+        log = open(self.folder / "server.out", "ab")
+        self.proc = subprocess.Popen(
+            [binaries[0]], env=self._env(), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True,
+            user=user.pw_uid if user else None, group=user.pw_gid if user else None)
+        self._wait_port(timeout, f"rabbitmq-server (node {self.node})")
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        """The Erlang VM's pid (not the wrapper script's)."""
+        try:
+            return int((self.folder / "node.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def kill(self) -> None:
+        pid = self.pid
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_gone(pid, 15)
+            (self.folder / "node.pid").unlink(missing_ok=True)
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None and self.pid is None:
+            return
+        try:
+            self.ctl("stop", timeout=60)
+        except (subprocess.TimeoutExpired, RuntimeError):
+            pass
+        self.kill()
