@@ -223,17 +223,17 @@ def throughput() -> list:
 
 The comparisons from results files: by default the committed reference run
 (`reports/reference/results`), or your own (`BROKERBENCH_RESULTS=reports/runs/<time>`). Set
-`LIVE = True` to run a small benchmark here first. Plots come from `benchmarks/plots.py`."""),
+`LIVE = True` to run a small benchmark here first. Plots come from `benchmarks/results/plots.py`."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
-from benchmarks import plots, report
-from benchmarks.suite import summary_rows
+from benchmarks.results import plots, report
+from benchmarks.results.summary import summary_rows
 LIVE = SMALL   # CI runs a tiny live benchmark; set True to run one yourself
 collected = report.collect([RESULTS])
 print(len(collected.runs), "runs,", len(collected.sweeps), "sweeps,", len(collected.scaling), "scaling runs")'''),
         new_code_cell('''if LIVE:
-    from benchmarks.runner import run
-    from benchmarks.scenario import Scenario
+    from benchmarks.harness.runner import run
+    from benchmarks.harness.scenario import Scenario
     live = []
     for broker in ("redis", "rabbitmq"):
         for mode in ("closed", "open"):
@@ -274,12 +274,12 @@ killed with SIGKILL, connections dropped, poison jobs mixed in. *Lost* = accepte
 (the producer got its reply or confirm) and never run; *duplicated* = run more than once."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
-from benchmarks import plots, report
+from benchmarks.results import plots, report
 collected = report.collect([RESULTS])
 display(Markdown(report.to_markdown([report.environment_table(collected)])))
 rows = collected.rows
 print(len(rows), "rows from the scenarios summary")'''),
-        new_code_cell('''from benchmarks.faults.cli import table_markdown
+        new_code_cell('''from benchmarks.commands.scenarios import table_markdown
 from benchmarks.faults.common import Row
 display(Markdown(table_markdown([Row(**r) for r in rows])))'''),
         new_code_cell('plots.reliability_table(rows)'),
@@ -334,7 +334,7 @@ is **simpler to set up**. Each claim below gets the number measured, the setting
 measured in, and a one-line verdict."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
-from benchmarks import claims, report
+from benchmarks.results import claims, report
 collected = report.collect([RESULTS])
 found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
 display(Markdown(report.to_markdown([report.Block("table", header=["claim", "measured", "setting", "verdict"],
@@ -344,7 +344,7 @@ display(Markdown(report.to_markdown([report.Block("table", header=["claim", "mea
 One job per call into a BullMQ-style queue on the Redis this notebook finds, and into
 RabbitMQ with a confirm per message."""),
         new_code_cell('''from brokers.provision import open_broker
-from benchmarks.metrics import new_histogram, record_us, summary
+from benchmarks.harness.metrics import new_histogram, record_us, summary
 import uuid
 N = 200 if SMALL else 2000
 for kind, opts in (("redis", {}), ("rabbitmq", {"confirms": "each"})):
@@ -362,13 +362,14 @@ for kind, opts in (("redis", {}), ("rabbitmq", {"confirms": "each"})):
 
 A private broker each, on a free port in a temporary folder (what `brokers.provision` does on
 a laptop with the binaries installed)."""),
-        new_code_cell('''from brokers.instances import RedisInstance, RabbitMQInstance, redis_server_binary, rabbitmq_binaries
-for cls, present in ((RedisInstance, redis_server_binary()), (RabbitMQInstance, rabbitmq_binaries())):
-    if not present:
-        print(cls.__name__, "binary not installed here"); continue
+        new_code_cell('''from brokers import registry
+for kind in ("redis", "rabbitmq"):
+    cls = registry.get(kind).server_class()
+    if not cls.binary():
+        print(cls.program, "not installed here"); continue
     t = time.perf_counter(); inst = cls().start(); took = time.perf_counter() - t
     inst.cleanup()
-    print(f"{cls.__name__:17s} ready in {took:.2f} s")
+    print(f"{cls.program:17s} ready in {took:.2f} s")
 if collected.setup:
     print("declared before the first job (RabbitMQ):", collected.setup["declared"]["rabbitmq"], "| Redis: none")'''),
     ]

@@ -1,7 +1,10 @@
 """Shared fixtures: the brokers to test against, and a fresh queue per test.
 
-Brokers are found by brokers.provision (environment URLs, localhost, local binaries, Docker).
-A test that needs a broker fails, never skips, when none can be found: CI always has both.
+Broker kinds come from the registry (:mod:`brokers.registry`): every registered adapter runs the
+contract suite; tests that need a broker in a process of its own (crashes, dropped connections,
+credentials) run on the kinds that are not in-process. Brokers are found by brokers.provision
+(environment URLs, localhost, local binaries, Docker). A test that needs a broker fails, never
+skips, when none can be found: CI always has both.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from brokers import registry
 from brokers.contract import Broker
 from brokers.provision import Endpoint, find
-from brokers.registry import adapter_class
 
-NETWORK_KINDS = ["redis", "rabbitmq"]
-KINDS = NETWORK_KINDS + ["memory"]  # the in-process adapter keeps the same contract
+KINDS = registry.kinds()
+NETWORK_KINDS = registry.kinds(in_process=False)
 
 logging.getLogger("pika").setLevel(logging.WARNING)
 
@@ -44,15 +47,17 @@ BrokerFactory = Callable[..., Broker]
 
 @pytest.fixture
 def make_broker(endpoints: dict[str, Endpoint]) -> Iterator[BrokerFactory]:
-    """make_broker(kind, **options): an adapter on a queue of its own, purged afterwards."""
+    """make_broker(kind, **options): an adapter on a queue of its own (priorities on, where the
+    kind needs an option for them), purged afterwards."""
     made: list[Broker] = []
 
     def make(kind: str, **options: Any) -> Broker:
+        driver = registry.get(kind)
         options.setdefault("queue", f"test-{uuid.uuid4().hex[:10]}")
-        if kind == "rabbitmq":
-            options.setdefault("max_priority", 10)
-        url = endpoints[kind].url if kind in endpoints else f"{kind}://"
-        broker = adapter_class(kind)(url, **options)
+        for key, value in driver.priority_options.items():
+            options.setdefault(key, value)
+        url = endpoints[kind].url if kind in endpoints else find(kind).url
+        broker = driver.open(url, **options)
         made.append(broker)
         return broker
 

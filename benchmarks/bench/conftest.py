@@ -1,4 +1,4 @@
-"""Fixtures for ``pytest benchmarks/ --benchmark-only`` (pytest-benchmark).
+"""Fixtures for ``pytest benchmarks/bench --benchmark-only`` (pytest-benchmark).
 
 BROKERBENCH_PROFILE=tiny makes every benchmark small, so CI can run them all quickly.
 """
@@ -12,16 +12,16 @@ from typing import Any, Iterator
 
 import pytest
 
+from brokers import registry
 from brokers.contract import Broker
 from brokers.provision import find
-from brokers.registry import adapter_class
 
 TINY = os.environ.get("BROKERBENCH_PROFILE") == "tiny"
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=registry.compared_kinds())
 def bench_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    broker = adapter_class(request.param)(find(request.param).url, queue=f"bench-{uuid.uuid4().hex[:8]}")
+    broker = registry.get(request.param).open(find(request.param).url, queue=f"bench-{uuid.uuid4().hex[:8]}")
     yield broker
     broker.purge()
     broker.close()

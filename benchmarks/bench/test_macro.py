@@ -1,14 +1,15 @@
 """Macro runs through the harness (pytest-benchmark): one timed round each, figures in extra_info.
 
-    pytest benchmarks/ --benchmark-only
+    pytest benchmarks/bench --benchmark-only
 """
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.runner import run
-from benchmarks.scenario import Scenario
+from benchmarks.harness.runner import run
+from benchmarks.harness.scenario import Scenario
+from brokers import registry
 
 from .conftest import TINY
 
@@ -24,7 +25,7 @@ def _figures(result: dict) -> dict:
             "jobs_per_cpu_s": f["jobs_per_cpu_s"]}
 
 
-@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+@pytest.mark.parametrize("broker", registry.compared_kinds())
 @pytest.mark.parametrize("mode", ["closed", "open"])
 def test_mix_through_the_harness(benchmark, broker, mode):
     scenario = Scenario(broker=broker, profile="mix", mode=mode, rate=200, duration_s=SECONDS,

@@ -11,13 +11,15 @@ from brokers.contract import BrokerError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:function taking argv, one-line help)
-    "run": ("benchmarks.suite:main", "run scenarios; with no arguments, the default Redis vs RabbitMQ comparison"),
-    "compare": ("benchmarks.compare:main", "a table of results files side by side"),
-    "scenario": ("benchmarks.faults.cli:main", "one fault scenario on private brokers (see `scenarios`)"),
-    "scenarios": ("benchmarks.faults.cli:main_all", "every fault scenario, ending with one table"),
-    "report": ("benchmarks.report:main", "results files -> Markdown and HTML report with plots"),
-    "setup-cost": ("benchmarks.setup_cost:main", "start-up time and declared objects of each broker"),
-    "drain": ("benchmarks.drain:main", "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
+    "run": ("benchmarks.commands.run:main",
+            "run scenarios; with no arguments, the default Redis vs RabbitMQ comparison"),
+    "compare": ("benchmarks.results.compare:main", "a table of results files side by side"),
+    "scenario": ("benchmarks.commands.scenarios:main", "one fault scenario on private brokers (see `scenarios`)"),
+    "scenarios": ("benchmarks.commands.scenarios:main_all", "every fault scenario, ending with one table"),
+    "report": ("benchmarks.results.report:main", "results files -> Markdown and HTML report with plots"),
+    "setup-cost": ("benchmarks.commands.setup_cost:main", "start-up time and declared objects of each broker"),
+    "drain": ("benchmarks.commands.drain:main",
+              "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
 }
 
 

@@ -12,7 +12,7 @@ Before each run the parent fills the queue with the same N jobs of about 200 byt
 times from just before it starts consuming until the N-th job is settled, and also reports
 its CPU seconds. Figures are medians over rounds; ratios are computed within the same run.
 
-    python -m benchmarks.drain --jobs 20000 --rounds 3      (or: brokerbench drain)
+    brokerbench drain --jobs 20000 --rounds 3
 """
 
 from __future__ import annotations
@@ -28,17 +28,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from brokers import registry
+from brokers.amqp.broker import RabbitMQBroker
+from brokers.bullmq_redis.broker import BullMQRedisBroker
 from brokers.contract import JobSpec
 from brokers.provision import find
-from brokers.registry import adapter_class
 
-from . import environment
+from ..harness import environment
 
 SCHEMA = "brokerbench.drain/1"
 CONTENDERS = ("bullmq-official", "redis-ours", "pika-plain", "amqp-ours")
 QUEUE = {"bullmq-official": "bb-drain-redis", "redis-ours": "bb-drain-redis",
          "pika-plain": "bb-drain-amqp", "amqp-ours": "bb-drain-amqp"}
-KIND = {"bullmq-official": "redis", "redis-ours": "redis", "pika-plain": "rabbitmq", "amqp-ours": "rabbitmq"}
+KIND = {"bullmq-official": BullMQRedisBroker.kind, "redis-ours": BullMQRedisBroker.kind,
+        "pika-plain": RabbitMQBroker.kind, "amqp-ours": RabbitMQBroker.kind}
 
 # A user_variables_update job of about 200 bytes of JSON, the most frequent job of the seed.
 PAYLOAD = {"userId": 481516, "projectId": "proj_8c2f4e1a", "chatId": 2342, "source": "telegram",
@@ -75,7 +78,7 @@ def _child_bullmq_official(url: str, queue: str, jobs: int, concurrency: int, pr
 
 
 def _child_redis_ours(url: str, queue: str, jobs: int, concurrency: int, prefetch: int) -> float:
-    broker = adapter_class("redis")(url, queue=queue)
+    broker = BullMQRedisBroker(url, queue=queue)
     worker = broker.worker(lambda job: None, concurrency=concurrency)
     started = time.perf_counter()
     report = worker.run(max_jobs=jobs, timeout=600)
@@ -109,7 +112,7 @@ def _child_pika_plain(url: str, queue: str, jobs: int, concurrency: int, prefetc
 
 
 def _child_amqp_ours(url: str, queue: str, jobs: int, concurrency: int, prefetch: int) -> float:
-    broker = adapter_class("rabbitmq")(url, queue=queue)
+    broker = RabbitMQBroker(url, queue=queue)
     worker = broker.worker(lambda job: None, concurrency=1, prefetch=prefetch)
     started = time.perf_counter()
     report = worker.run(max_jobs=jobs, timeout=600)
@@ -137,7 +140,7 @@ def child_main(name: str, url: str, queue: str, jobs: int, concurrency: int, pre
 
 # -------------------------------------------------------------------------------------- parent
 def fill(kind: str, url: str, queue: str, jobs: int) -> None:
-    broker = adapter_class(kind)(url, queue=queue)
+    broker = registry.get(kind).open(url, queue=queue)
     try:
         broker.purge()
         with broker.producer() as producer:
@@ -154,9 +157,9 @@ def run_one(name: str, url: str, jobs: int, concurrency: int, prefetch: int) -> 
     fill(KIND[name], url, QUEUE[name], jobs)
     time.sleep(0.5)  # let the broker settle after the fill
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.drain", "--child", name, "--url", url, "--queue", QUEUE[name],
+        [sys.executable, "-m", "benchmarks.commands.drain", "--child", name, "--url", url, "--queue", QUEUE[name],
          "--jobs", str(jobs), "--concurrency", str(concurrency), "--prefetch", str(prefetch)],
-        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[2])
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rounds.append(results)
     described = {}
     for kind, endpoint in endpoints.items():
-        broker = adapter_class(kind)(endpoint.url, queue=QUEUE[[n for n in names if KIND[n] == kind][0]])
+        broker = registry.get(kind).open(endpoint.url, queue=QUEUE[[n for n in names if KIND[n] == kind][0]])
         described[kind] = {**broker.describe(), **endpoint.describe()}
         broker.purge()
         broker.close()

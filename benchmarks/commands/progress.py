@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .scenario import Scenario
+from ..harness.scenario import Scenario
 
 
 class ProgressDisplay:

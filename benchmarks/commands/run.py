@@ -1,9 +1,10 @@
 """``brokerbench run``: one scenario, a scenario file, or (no arguments) the default comparison.
 
-The default comparison is the product's main job: both adapters, the mix and each job type
-alone, each measured twice: closed loop (maximum throughput, backlog bounded) and open loop at
-a fixed rate (latency without coordinated omission). It ends with a summary table and the
-folder of its results files.
+The default comparison is the product's main job: every compared broker, the mix and each job
+type alone, each measured twice: closed loop (maximum throughput, backlog bounded) and open
+loop at a fixed rate (latency without coordinated omission); see
+:mod:`benchmarks.harness.suite`. Scenario files name workloads; each runs on every selected
+broker. It ends with a summary table and the folder of its results files.
 """
 
 from __future__ import annotations
@@ -17,73 +18,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from brokers import registry
+
+from ..harness.runner import run
+from ..harness.scenario import MODES, Scenario, load_scenarios
+from ..harness.suite import default_workloads, on_brokers
+from ..harness.workloads import PROFILES
+from ..results.summary import SUMMARY_HEADER, summary_cells, summary_rows
 from .progress import ProgressDisplay
-from .runner import run
-from .scenario import MODES, Scenario, load_scenarios
-from .workloads import HEAVY, PROFILES, STATS, USER_VARS
-
-# Open-loop rates that both brokers sustain on a 2-core machine with the default consumers.
-DEFAULT_RATES = {"mix": 300.0, HEAVY: 120.0, USER_VARS: 500.0, STATS: 100.0}
-DEFAULT_BROKERS = ("redis", "rabbitmq")
-
-
-def default_suite(brokers: tuple[str, ...] = DEFAULT_BROKERS, scale: float = 1.0) -> list[Scenario]:
-    """Closed + open loop for every profile and broker. ``scale`` shortens every run (tests)."""
-    out = []
-    for profile in ("mix", HEAVY, USER_VARS, STATS):
-        for broker in brokers:
-            out.append(Scenario(broker=broker, profile=profile, mode="closed", duration_s=5 * scale,
-                                warmup_s=1 * scale, drain_timeout_s=20, label=f"{broker}-{profile}-closed"))
-            out.append(Scenario(broker=broker, profile=profile, mode="open", rate=DEFAULT_RATES[profile],
-                                duration_s=5 * scale, warmup_s=1.5 * scale, drain_timeout_s=20,
-                                burst_every_s=min(2.0, 2.0 * scale), label=f"{broker}-{profile}-open"))
-    return out
-
-
-def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (profile, broker): closed-loop throughput beside open-loop latency."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in results:
-        sc, f = r["scenario"], r["figures"]
-        row = rows.setdefault((sc["profile"], sc["broker"]), {"profile": sc["profile"], "broker": sc["broker"]})
-        if f is None:
-            row["error"] = "; ".join(r["errors"])
-            continue
-        row["lost"] = row.get("lost", 0) + f["lost"]
-        row["duplicated"] = row.get("duplicated", 0) + f["duplicated"]
-        if r["errors"]:
-            row["error"] = "; ".join(r["errors"])
-        if sc["mode"] == "closed":
-            row["max_jobs_per_s"] = f["throughput"]["out_per_s"]
-            row["jobs_per_cpu_s"] = f["jobs_per_cpu_s"]
-        elif sc["mode"] == "open":
-            e2e = f["latency_ms"]["end_to_end_intended"]
-            row["rate"] = f["throughput"]["in_per_s"]
-            row["p50_ms"], row["p99_ms"], row["p999_ms"] = e2e.get("p50"), e2e.get("p99"), e2e.get("p99_9")
-            row["publish_p99_ms"] = f["latency_ms"]["publish"].get("p99")
-    return list(rows.values())
-
-
-SUMMARY_HEADER = ["job type", "broker", "max jobs/s", "jobs/CPU-s", "open loop in/s", "p50 ms", "p99 ms",
-                  "p99.9 ms", "publish p99 ms", "lost", "dup"]
-
-
-def fmt(value: Any, pattern: str = "{:,.0f}") -> str:
-    return "-" if value is None else pattern.format(value)
-
-
-def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "") -> list[str]:
-    """One summary row as text, in SUMMARY_HEADER's order (console table and report alike)."""
-    return [row["profile"], broker, fmt(row.get("max_jobs_per_s")), fmt(row.get("jobs_per_cpu_s")),
-            fmt(row.get("rate"), "{:,.0f}" + rate_unit), fmt(row.get("p50_ms"), "{:.1f}"),
-            fmt(row.get("p99_ms"), "{:.1f}"), fmt(row.get("p999_ms"), "{:.1f}"),
-            fmt(row.get("publish_p99_ms"), "{:.2f}"), fmt(row.get("lost")), fmt(row.get("duplicated"))]
 
 
 def print_summary(rows: list[dict[str, Any]], folder: Path | None, console: Any) -> None:
     from rich.table import Table
 
-    table = Table(title="brokerbench: BullMQ-style Redis vs RabbitMQ (this machine, this run)")
+    table = Table(title="brokerbench: " + " vs ".join(registry.get(k).label for k in registry.compared_kinds())
+                  + " (this machine, this run)")
     for name in SUMMARY_HEADER:
         table.add_column(name, justify="left" if name in ("job type", "broker") else "right")
     for row in rows:
@@ -100,8 +49,8 @@ def print_summary(rows: list[dict[str, Any]], folder: Path | None, console: Any)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brokerbench run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--broker", action="append", choices=("redis", "rabbitmq", "memory"),
-                   help="repeat for several; default: redis and rabbitmq")
+    p.add_argument("--broker", action="append", choices=registry.kinds(),
+                   help=f"repeat for several; default: {' and '.join(registry.compared_kinds())}")
     p.add_argument("--profile", choices=tuple(PROFILES), help="job type alone, or mix")
     p.add_argument("--mode", choices=MODES)
     p.add_argument("--scenario", type=Path, help="a JSON or TOML file of scenarios (overrides the rest)")
@@ -121,8 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
+    """What to run: a file's workloads, the default comparison, or one workload from the options,
+    each on every selected broker."""
+    kinds = args.broker or registry.compared_kinds()
     if args.scenario:
-        return load_scenarios(args.scenario)
+        return on_brokers(load_scenarios(args.scenario), kinds)
     overrides = {f.name: getattr(args, f.name) for f in fields(Scenario)
                  if getattr(args, f.name, None) is not None and f.name not in ("broker", "profile", "mode")}
     if args.sweep_rates:
@@ -130,10 +82,8 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
     if args.broker_option:
         overrides["broker_options"] = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.broker_option)}
     if not (args.profile or args.mode or overrides):
-        return default_suite(tuple(args.broker or DEFAULT_BROKERS))
-    brokers = args.broker or list(DEFAULT_BROKERS)
-    base = {"profile": args.profile or "mix", "mode": args.mode or "closed", **overrides}
-    return [Scenario(broker=b, **base) for b in brokers]
+        return on_brokers(default_workloads(), kinds)
+    return on_brokers([Scenario(profile=args.profile or "mix", mode=args.mode or "closed", **overrides)], kinds)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -12,9 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..progress import ProgressDisplay
-from .catalog import SCENARIOS, scenario
-from .common import PrivateBrokers, Row, Session
+from brokers import registry
+
+from ..faults.catalog import SCENARIOS, scenario
+from ..faults.common import PrivateBrokers, Row, Session
+from .progress import ProgressDisplay
 
 
 def table_markdown(rows: list[Row]) -> str:
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None, *, names: list[str] | None = None) -> li
     parser.add_argument("--small", action="store_true", help="small N: what CI runs")
     parser.add_argument("--out", type=Path, help="folder (default reports/scenarios/<time>)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--broker", action="append", choices=registry.kinds(),
+                        help=f"repeat for several; default: {' and '.join(registry.compared_kinds())}")
     args = parser.parse_args(argv)
     chosen = names if names is not None else [args.name]
     out = args.out or Path("reports/scenarios") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None, *, names: list[str] | None = None) -> li
     started = time.monotonic()
     try:
         with ProgressDisplay(console, len(chosen), enabled=not args.quiet) as display:
-            session = Session(brokers, small=args.small, out=out, progress=display.update)
+            session = Session(brokers, small=args.small, out=out, progress=display.update,
+                              kinds=args.broker or registry.compared_kinds())
             for name in chosen:
                 console.print(f"[bold]scenario {name}[/bold]: {SCENARIOS[name][1]}")
                 display.label(name)

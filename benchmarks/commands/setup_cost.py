@@ -15,27 +15,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from brokers.amqp.topology import Topology
-from brokers.instances import RabbitMQInstance, RedisInstance
+from brokers import registry
 
-from . import environment
+from ..harness import environment
 
 SCHEMA = "brokerbench.setup/1"
 
 
-def declared_objects(routes: dict[str, str] | None = None) -> dict[str, int]:
-    """Exchanges, queues and bindings our RabbitMQ topology declares (delay queues come on use)."""
-    topo = Topology("jobs", routes or {"heavy_workflow_execution": "heavy"})
-    lanes = len(topo.lanes)
-    return {"exchanges": len(topo.all_exchanges()), "queues": lanes + 1,
-            "bindings": 1 + 1 + len(topo.routes)}  # dead letters, unrouted -> default, one per route
-
-
-def start_times(rounds: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"redis": [], "rabbitmq": []}
+def start_times(rounds: int, kinds: list[str]) -> dict[str, list[float]]:
+    """Seconds from starting a private instance of each kind until it answers, per round."""
+    out: dict[str, list[float]] = {kind: [] for kind in kinds}
     for _ in range(rounds):
-        for kind, cls in (("redis", RedisInstance), ("rabbitmq", RabbitMQInstance)):
-            instance = cls()
+        for kind in kinds:
+            server = registry.get(kind).server_class()
+            assert server is not None
+            instance = server()
             started = time.monotonic()
             instance.start()
             out[kind].append(round(time.monotonic() - started, 3))
@@ -48,18 +42,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("reports/setup"))
     args = parser.parse_args(argv)
-    times = start_times(args.rounds)
+    kinds = [d.kind for d in registry.drivers() if d.compared and d.can_crash]
+    times = start_times(args.rounds, kinds)
     result = {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "start_s": {kind: statistics.median(values) for kind, values in times.items()},
         "start_rounds_s": times,
-        "declared": {"redis": {"exchanges": 0, "queues": 0, "bindings": 0}, "rabbitmq": declared_objects()},
+        "declared": {kind: registry.get(kind).declared_objects() for kind in kinds},
         "environment": environment.capture(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"setup-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=1))
-    print(f"median start: Redis {result['start_s']['redis']:.2f} s, RabbitMQ {result['start_s']['rabbitmq']:.1f} s; "
-          f"RabbitMQ declares {result['declared']['rabbitmq']}; results: {path}")
+    for kind in kinds:
+        print(f"{registry.get(kind).label}: median start {result['start_s'][kind]:.2f} s; "
+              f"declares {result['declared'][kind]} before its first job")
+    print(f"results: {path}")
     return result

@@ -17,43 +17,45 @@ import threading
 import time
 
 import psutil
-import redis
 
-from ..resources import broker_pid
-from ..runner import run
-from ..scenario import Scenario
+from brokers import registry
+
+from ..harness.resources import broker_pid
+from ..harness.runner import run
+from ..harness.scenario import Scenario
 from .common import Row, Session, attach
 
-RABBIT_HEADROOM_MB = 70
+HEADROOM_MB = 70
 
 
 class MemoryProbe(threading.Thread):
-    """The broker process's resident memory (and Redis's own used_memory) every 0.5 s."""
+    """The broker process's resident memory (and the broker's own figure, where it has one)
+    every 0.5 s."""
 
     def __init__(self, kind: str, url: str) -> None:
         super().__init__(daemon=True)
-        self.kind, self.url = kind, url
+        self.driver, self.url = registry.get(kind), url
         self.pid = broker_pid(kind, url)
-        self.samples: list[tuple[float, float, float | None]] = []  # t, rss MB, redis used MB
+        self.samples: list[tuple[float, float, float | None]] = []  # t, rss MB, broker's own MB
         self.halt = threading.Event()
 
     def run(self) -> None:
-        client = redis.Redis.from_url(self.url, socket_timeout=2) if self.kind == "redis" else None
         t0 = time.monotonic()
         while not self.halt.is_set():
             try:
                 rss = psutil.Process(self.pid).memory_info().rss / 1e6 if self.pid else float("nan")
-                used = client.info("memory")["used_memory"] / 1e6 if client else None
+                own = self.driver.memory_used_mb(self.url)
                 self.samples.append((round(time.monotonic() - t0, 2), round(rss, 1),
-                                     round(used, 1) if used is not None else None))
+                                     round(own, 1) if own is not None else None))
             except Exception:  # noqa: BLE001 - a sample missed is a sample missed
                 pass
             self.halt.wait(0.5)
 
     def peak_growth(self) -> float | None:
+        """Growth of the broker's own memory figure, or of its resident memory if it has none."""
         if not self.samples:
             return None
-        index = 2 if self.kind == "redis" else 1
+        index = 2 if any(s[2] is not None for s in self.samples) else 1
         values = [s[index] for s in self.samples if s[index] is not None]
         return round(max(values) - values[0], 1) if values else None
 
@@ -63,13 +65,13 @@ def _growth(session: Session) -> list[Row]:
     base = Scenario(profile="statistics_aggregation", mode="closed", duration_s=session.size(8, 5), warmup_s=0.5,
                     producers=2, consumers=2, concurrency=8, max_backlog=10**9, drain_timeout_s=60,
                     broker_options={"reconnect_for_s": 60.0})
-    for kind in ("redis", "rabbitmq"):
-        if kind == "redis":
-            url, idle = session.brokers.plain("redis").url, None
+    for driver in session.drivers(can_crash=True):
+        kind, alarm = driver.kind, driver.memory_alarm
+        if alarm is None:
+            url, idle = session.brokers.default_instance(kind).url, None
         else:
-            node = session.brokers.extra_rabbitmq({"vm_memory_high_watermark_paging_ratio": "0.99"})
-            idle = round(psutil.Process(node.pid).memory_info().rss / 1e6, 1)
-            node.ctl("set_vm_memory_high_watermark", "absolute", f"{int(idle + RABBIT_HEADROOM_MB)}MB")
+            node = session.brokers.fresh(kind, dict(alarm.server))
+            idle = alarm.arm(node, HEADROOM_MB)
             url = node.url
         probe = MemoryProbe(kind, url)
         probe.start()
@@ -81,11 +83,11 @@ def _growth(session: Session) -> list[Row]:
         publish = f.get("latency_ms", {}).get("publish", {})
         backlog_peak = max((b for b in f.get("timeline", {}).get("backlog", []) if b is not None), default=None)
         growth = probe.peak_growth()
-        if kind == "redis":
+        if alarm is None:
             expectation = "accepts every job; memory grows with the backlog"
             met = f.get("rejected", 0) == 0 and (growth or 0) > 0
         else:
-            expectation = f"memory alarm at idle + {RABBIT_HEADROOM_MB} MB blocks publishers (publishes wait > 1 s)"
+            expectation = f"memory alarm at idle + {HEADROOM_MB} MB blocks publishers (publishes wait > 1 s)"
             met = (publish.get("max") or 0) > 1000
         note = (f"peak backlog {backlog_peak}, memory growth {growth} MB, publish p99 {publish.get('p99')} ms, "
                 f"max {publish.get('max')} ms, refused {f.get('rejected', 0)}")
@@ -96,34 +98,33 @@ def _growth(session: Session) -> list[Row]:
     return rows
 
 
-def _redis_full(session: Session) -> list[Row]:
+def _memory_full(session: Session) -> list[Row]:
     rows = []
-    base = Scenario(broker="redis", profile="heavy_workflow_execution", mode="closed", time_scale=0.1,
+    base = Scenario(profile="heavy_workflow_execution", mode="closed", time_scale=0.1,
                     duration_s=session.size(8, 5), warmup_s=0.5, producers=1, consumers=2, concurrency=16,
                     max_backlog=10**9, drain_timeout_s=60)
-    for policy in ("noeviction", "volatile-lru"):
-        instance = session.brokers.fresh_redis({"maxmemory": "24mb", "maxmemory-policy": policy})
-        scenario = base.with_(label=f"backpressure-maxmemory-{policy}",
-                              broker_options={"lock_duration_ms": 3000, "stalled_interval_ms": 1000})
-        result, path = run(scenario, url=instance.url, out=session.out, progress=session.progress)
-        info = redis.Redis.from_url(instance.url).info("stats")
-        f = result["figures"] or {}
-        evicted = info.get("evicted_keys", 0)
-        if policy == "noeviction":
-            expectation = "producer refused with a clear error once full; nothing accepted lost or run twice"
-            met = f.get("lost") == 0 and f.get("duplicated") == 0 and f.get("rejected", 0) > 0
-        else:
-            expectation = "evicts lock keys: jobs may run twice or fail as stalled (why BullMQ asks for noeviction)"
-            met = True  # a finding either way: the row says what happened
-        failed = (result.get("final_stats") or {}).get("failed")
-        note = f"refused {f.get('rejected', 0)}, evicted keys {evicted}, failed {failed}"
-        if policy == "volatile-lru" and not (f.get("duplicated") or failed):
-            note += "; no double run seen this time (no running job's lock was evicted)"
-        attach(result, path, expectation, met, evicted_keys=evicted, failed=failed)
-        rows.append(Row("backpressure", "redis", f"maxmemory 24mb, {policy}", f.get("lost"), f.get("duplicated"),
-                        None, expectation, met, note, str(path) if path else None))
+    for driver in session.drivers(can_crash=True):
+        for policy in driver.memory_policies:
+            instance = session.brokers.fresh(driver.kind, dict(policy.server))
+            slug = policy.name.rsplit(" ", 1)[-1]
+            scenario = base.with_(broker=driver.kind, label=f"backpressure-maxmemory-{slug}",
+                                  broker_options=dict(policy.worker_options))
+            result, path = run(scenario, url=instance.url, out=session.out, progress=session.progress)
+            f = result["figures"] or {}
+            evicted = policy.count_evicted(instance.url) if policy.count_evicted else None
+            if policy.refuses_producers:
+                met = f.get("lost") == 0 and f.get("duplicated") == 0 and f.get("rejected", 0) > 0
+            else:
+                met = True  # a finding either way: the row says what happened
+            failed = (result.get("final_stats") or {}).get("failed")
+            note = f"refused {f.get('rejected', 0)}, evicted keys {evicted}, failed {failed}"
+            if not policy.refuses_producers and not (f.get("duplicated") or failed):
+                note += "; no double run seen this time (no running job's lock was evicted)"
+            attach(result, path, policy.expectation, met, evicted_keys=evicted, failed=failed)
+            rows.append(Row("backpressure", driver.kind, policy.name, f.get("lost"), f.get("duplicated"),
+                            None, policy.expectation, met, note, str(path) if path else None))
     return rows
 
 
 def run_scenario(session: Session) -> list[Row]:
-    return _growth(session) + _redis_full(session)
+    return _growth(session) + _memory_full(session)

@@ -7,14 +7,10 @@ that promise no loss run three times.
 Lost = jobs the producer was told were accepted (publish returned / confirm arrived) and that
 never ran. Clients reconnect by themselves; consumers re-run what they held (duplicates).
 
-Durability profiles and what each promises:
-  Redis no persistence           everything in memory is gone: loses the backlog
-  Redis AOF everysec             fsync once a second: may lose up to about a second of jobs
-  Redis AOF always               fsync before each reply: loses nothing acknowledged
-  RabbitMQ transient messages    confirmed from memory: lost on restart
-  RabbitMQ persistent, no confirms   the producer is never told: what was in flight is lost
-  RabbitMQ persistent + confirms     confirmed once on disk: loses nothing confirmed
-  RabbitMQ quorum + confirms         confirmed once in the Raft log: loses nothing confirmed
+Each kind's durability profiles, and what each promises, come from its driver
+(:attr:`brokers.registry.Driver.durability`): Redis {no persistence, AOF everysec, AOF
+always}; RabbitMQ {transient messages, persistent without confirms, persistent + confirms,
+quorum + confirms}.
 """
 
 from __future__ import annotations
@@ -22,18 +18,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..runner import run
-from ..scenario import Scenario
-from ..supervision import Action, RunContext
-from .common import REDIS_PROFILES, Row, Session, attach
+from brokers import registry
 
-NO_LOSS = {"AOF always", "persistent + confirms", "quorum + confirms"}
-RABBIT_PROFILES: dict[str, dict[str, Any]] = {
-    "transient messages": {"persistent": False, "confirms": "windowed"},
-    "persistent, no confirms": {"persistent": True, "confirms": "off"},
-    "persistent + confirms": {"persistent": True, "confirms": "windowed"},
-    "quorum + confirms": {"persistent": True, "confirms": "windowed", "queue_type": "quorum"},
-}
+from ..harness.runner import run
+from ..harness.scenario import Scenario
+from ..harness.supervision import Action, RunContext
+from .common import Row, Session, attach
+
+
+def no_loss_profiles() -> set[str]:
+    """Names of the profiles that promise to lose nothing acknowledged, over every kind."""
+    return {p.name for d in registry.drivers() for p in d.durability if p.no_loss}
 
 
 def _crash(instance: Any, down_s: float) -> Any:
@@ -65,24 +60,23 @@ def _recovery(result: dict[str, Any]) -> float | None:
 
 def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs: int = 1) -> Row:
     """One crash of one broker with one durability profile."""
-    options = RABBIT_PROFILES.get(profile, {}) if broker == "rabbitmq" else {}
+    driver = registry.get(broker)
+    chosen = driver.profile(profile)
     # Closed loop: producers keep a backlog of up to max_backlog jobs, so a crash has something
     # to lose; consumers finish what survives after the restart.
     base = Scenario(profile="user_variables_update", mode="closed", duration_s=session.size(10, 7), warmup_s=1,
                     producers=1, consumers=1, concurrency=4, max_backlog=3000, drain_timeout_s=60)
-    if broker == "redis":
-        instance: Any = session.brokers.fresh_redis(REDIS_PROFILES[profile])
-        down = 0.5
+    if chosen.own_instance:
+        instance: Any = session.brokers.fresh(broker, dict(chosen.server))
     else:
-        instance = session.brokers.rabbitmq()
-        down = 1.0
+        instance = session.brokers.instance(broker, dict(chosen.server) or None)
     scenario = base.with_(broker=broker, label=f"broker-crash-{broker}",
-                          broker_options={**options, "reconnect_for_s": 60.0})
+                          broker_options={**chosen.options, "reconnect_for_s": 60.0})
     result, path = run(scenario, url=instance.url, out=session.out, progress=session.progress,
-                       actions=[Action(1 + scenario.duration_s / 3, _crash(instance, down))])
+                       actions=[Action(1 + scenario.duration_s / 3, _crash(instance, driver.restart_pause_s))])
     f = result["figures"] or {}
     lost, dup = f.get("lost"), f.get("duplicated")
-    if profile in NO_LOSS:
+    if chosen.no_loss:
         expectation = "lost 0 (the profile promises it)"
         met = lost == 0
     else:
@@ -104,8 +98,8 @@ def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs
 def run_scenario(session: Session) -> list[Row]:
     repeats = 1 if session.small else 3
     rows = []
-    cases = [("redis", p) for p in REDIS_PROFILES] + [("rabbitmq", p) for p in RABBIT_PROFILES]
-    for broker, profile in cases:
-        runs = repeats if profile in NO_LOSS else 1
-        rows += [run_case(session, broker, profile, attempt, runs) for attempt in range(runs)]
+    for driver in session.drivers(can_crash=True):
+        for profile in driver.durability:
+            runs = repeats if profile.no_loss else 1
+            rows += [run_case(session, driver.kind, profile.name, attempt, runs) for attempt in range(runs)]
     return rows

@@ -1,7 +1,9 @@
 """What every fault scenario shares: private brokers, the result row, the summary table.
 
 Every scenario runs on PRIVATE broker instances (own ports, own data folders), never on the
-shared ones: they kill, restart and reconfigure them.
+shared ones: they kill, restart and reconfigure them. Scenarios loop over the session's broker
+kinds (by default the compared ones in :mod:`brokers.registry`) and skip, by what a kind's
+driver declares, the kinds a scenario cannot apply to (an in-process broker cannot crash).
 """
 
 from __future__ import annotations
@@ -12,17 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from brokers.instances import RabbitMQInstance, RedisInstance
+from brokers import registry
+from brokers.instances import PrivateInstance, private_instance
 
-from .. import environment, results
+from ..harness import environment
+from ..results import files
 
 Progress = Callable[[dict[str, Any]], None]
-
-REDIS_PROFILES: dict[str, dict[str, str]] = {
-    "no persistence": {"appendonly": "no", "save": ""},
-    "AOF everysec": {"appendonly": "yes", "appendfsync": "everysec"},
-    "AOF always": {"appendonly": "yes", "appendfsync": "always"},
-}
 
 
 @dataclass
@@ -46,79 +44,73 @@ class Row:
 
 class PrivateBrokers:
     """Private instances for one session of scenarios: started on first use, reused, stopped at
-    the end. One Redis per configuration; one RabbitMQ node (it takes seconds to start)."""
+    the end. One instance per (kind, configuration); :meth:`fresh` gives one of its own."""
 
     def __init__(self) -> None:
-        self._redis: dict[str, RedisInstance] = {}
-        self._rabbit: RabbitMQInstance | None = None
-        self._extra: list[RabbitMQInstance] = []
+        self._shared: dict[tuple[str, str], PrivateInstance] = {}
+        self._own: list[PrivateInstance] = []
 
-    def redis(self, config: dict[str, str], key: str | None = None) -> RedisInstance:
-        name = key or json.dumps(config, sort_keys=True)
-        instance = self._redis.get(name)
+    def instance(self, kind: str, config: dict[str, str] | None = None) -> PrivateInstance:
+        """The session's instance of ``kind`` with ``config`` (started, or restarted if a
+        scenario left it down)."""
+        key = (kind, json.dumps(config or {}, sort_keys=True))
+        instance = self._shared.get(key)
         if instance is None:
-            instance = self._redis[name] = RedisInstance(config=dict(config)).start()
+            instance = private_instance(kind, config)
+            instance.start()
+            self._shared[key] = instance
         elif instance.pid is None:
             instance.start()
         return instance
 
-    def fresh_redis(self, config: dict[str, str]) -> RedisInstance:
-        """A Redis of its own, for a run that must start empty (stopped with the others)."""
-        instance = RedisInstance(config=dict(config)).start()
-        self._redis[f"fresh-{instance.port}"] = instance
-        return instance
+    def default_instance(self, kind: str) -> PrivateInstance:
+        """The session's instance of ``kind`` with the kind's default settings."""
+        return self.instance(kind)
 
-    def rabbitmq(self, config: dict[str, str] | None = None) -> RabbitMQInstance:
-        if self._rabbit is None:
-            self._rabbit = RabbitMQInstance(config=dict(config or {})).start()
-        elif self._rabbit.pid is None:
-            self._rabbit.start()
-        return self._rabbit
-
-    def plain(self, kind: str) -> RedisInstance | RabbitMQInstance:
-        """The session's default private broker of ``kind``: Redis without persistence, or the
-        RabbitMQ node."""
-        return self.redis({}, key="plain") if kind == "redis" else self.rabbitmq()
-
-    def extra_rabbitmq(self, config: dict[str, str]) -> RabbitMQInstance:
-        """A second RabbitMQ node of its own (reconfigured by a scenario), stopped with the others."""
-        instance = RabbitMQInstance(config=dict(config)).start()
-        self._extra.append(instance)
+    def fresh(self, kind: str, config: dict[str, str] | None = None) -> PrivateInstance:
+        """An instance of its own, for a run that must start empty or reconfigures it
+        (stopped with the others)."""
+        instance = private_instance(kind, config)
+        instance.start()
+        self._own.append(instance)
         return instance
 
     def close(self) -> None:
-        for instance in self._extra:
+        for instance in [*self._own, *self._shared.values()]:
             instance.cleanup()
-        self._extra.clear()
-        for instance in self._redis.values():
-            instance.cleanup()
-        self._redis.clear()
-        if self._rabbit is not None:
-            self._rabbit.cleanup()
-            self._rabbit = None
+        self._own.clear()
+        self._shared.clear()
 
 
 @dataclass
 class Session:
-    """What a scenario gets: brokers, size, where results go, a progress callback."""
+    """What a scenario gets: brokers, size, where results go, a progress callback, and the
+    broker kinds to run on."""
 
     brokers: PrivateBrokers
     small: bool
     out: Path
     progress: Progress | None = None
     rows: list[Row] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=registry.compared_kinds)
 
     def size(self, full: float, small: float) -> float:
         return small if self.small else full
+
+    def drivers(self, *, can_crash: bool = False) -> list[registry.Driver]:
+        """The session's drivers; ``can_crash``: only kinds whose brokers and clients are
+        processes that can be killed."""
+        found = [registry.get(kind) for kind in self.kinds]
+        return [d for d in found if d.can_crash or not can_crash]
 
 
 def write_result(session: "Session", scenario: dict[str, Any], described: dict[str, Any], started: datetime,
                  expectation: str, met: bool, **figures: Any) -> str:
     """A results file for a scenario that measures outside the runner (its figures all in the
     fault section); returns its path."""
-    result = results.build(scenario, status="ok", errors=[], environment=environment.capture(
-        {scenario["broker"]: described}), figures_=None, hist=None, started=started)
-    path = results.write(result, session.out)
+    result = files.build(scenario, status="ok", errors=[], environment=environment.capture(
+        {scenario["broker"]: described}), measured=None, hist=None, started=started)
+    path = files.write(result, session.out)
     attach(result, path, expectation, met, **figures)
     return str(path)
 
@@ -127,6 +119,6 @@ def attach(result: dict[str, Any], path: Path | None, expectation: str, met: boo
     """Add the scenario's own section (its expectation beside what it measured) to a results
     file, validate it, and write it again."""
     result["fault"] = {"expectation": expectation, "met": met, **figures}
-    results.validate(result)
+    files.validate(result)
     if path is not None:
         path.write_text(json.dumps(result, indent=1))

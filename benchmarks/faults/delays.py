@@ -21,11 +21,11 @@ from typing import Any
 
 import pika
 
+from brokers import registry
 from brokers.contract import Backoff, BackoffType, Job, JobOptions, JobSpec
-from brokers.registry import adapter_class
 
-from ..metrics import new_histogram, record_us, summary
-from ..scenario import Scenario
+from ..harness.metrics import new_histogram, record_us, summary
+from ..harness.scenario import Scenario
 from .common import Row, Session, write_result
 
 DELAYS_MS = (250, 500, 1000, 2000, 3000)
@@ -38,7 +38,8 @@ def _lateness_run(kind: str, url: str, n: int, retries: bool, delays: list[int] 
     runs, and return how late each ran. Delays are drawn from DELAYS_MS, or taken in order from
     ``delays``. Spreading the arrivals keeps the lateness about the delay mechanism: 10,000 jobs
     due in the same instant would measure how fast a worker drains a burst instead."""
-    broker = adapter_class(kind)(url, queue=f"bb-delays-{kind}-{random.randrange(10**6)}")
+    driver = registry.get(kind)
+    broker = driver.open(url, queue=f"bb-delays-{kind}-{random.randrange(10**6)}")
     early, lock = 0, threading.Lock()
     hist = new_histogram()
     failed_at: dict[str, float] = {}
@@ -60,7 +61,7 @@ def _lateness_run(kind: str, url: str, n: int, retries: bool, delays: list[int] 
             record_us(hist, max(int((now - due) * 1e9), 0))
 
     rng = random.Random(5)
-    worker = broker.worker(handle, concurrency=16, **({"prefetch": 64} if kind == "rabbitmq" else {}))
+    worker = broker.worker(handle, concurrency=16, **driver.worker_options(16, 64))
     thread = worker.start_in_thread(max_jobs=n * (2 if retries else 1), timeout=120 + spread_s)
     try:
         with broker.producer() as producer:
@@ -130,8 +131,8 @@ def run_scenario(session: Session) -> list[Row]:
     rows = []
     n = int(session.size(10_000, 1_000))
     spread = session.size(10.0, 2.0)
-    for kind in ("redis", "rabbitmq"):
-        url = session.brokers.plain(kind).url
+    for kind in session.kinds:
+        url = session.brokers.default_instance(kind).url
         for retries in (False, True):
             started = time.time()
             figures = _lateness_run(kind, url, n, retries, spread_s=spread)
@@ -145,7 +146,7 @@ def run_scenario(session: Session) -> list[Row]:
             path = _write(session, kind, "retries" if retries else "delays", figures, started, expectation, met)
             rows.append(Row("delays at scale", kind, what, n - figures["completed"], None, None, expectation,
                             met, note, path))
-        if kind == "rabbitmq":
+        if registry.get(kind).protocol == registry.PROTOCOL_AMQP_091:  # a pitfall of AMQP's per-message TTL
             started = time.time()
             short = int(session.size(200, 50))
             naive = _naive_ttl_queue(url, short=short)

@@ -11,20 +11,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..runner import run
-from ..scenario import Scenario
-from ..supervision import Action, RunContext
+from brokers import registry
+
+from ..harness.runner import run
+from ..harness.scenario import Scenario
+from ..harness.supervision import Action, RunContext
 from .common import Row, Session, attach
-from .inject import kill_amqp_connections, kill_redis_clients
 
 
-def _drop(broker: str, instance: Any) -> Any:
+def _drop(driver: registry.Driver, instance: Any) -> Any:
     def do(context: RunContext) -> str:
-        spare = os.getpid()  # the runner's own connections stay
-        if broker == "redis":
-            killed = kill_redis_clients(context.url, spare_pid=spare)
-        else:
-            killed = kill_amqp_connections(instance, spare_pid=spare)
+        assert driver.drop_connections is not None
+        killed = driver.drop_connections(context.url, instance, spare_pid=os.getpid())  # the runner's stay
         return f"closed {killed} client connections from the broker side"
     return do
 
@@ -34,13 +32,15 @@ def run_scenario(session: Session) -> list[Row]:
     duration = session.size(12, 7)
     base = Scenario(profile="mix", mode="open", rate=session.size(300, 200), duration_s=duration, warmup_s=1,
                     producers=2, consumers=2, concurrency=8, drain_timeout_s=40)
-    for broker in ("redis", "rabbitmq"):
-        instance = session.brokers.plain(broker)
+    for driver in session.drivers(can_crash=True):
+        if driver.drop_connections is None:
+            continue
+        instance = session.brokers.default_instance(driver.kind)
         times = [1 + duration * k / 4 for k in (1, 2, 3)]
-        result, path = run(base.with_(broker=broker, label=f"dropped-connections-{broker}",
+        result, path = run(base.with_(broker=driver.kind, label=f"dropped-connections-{driver.kind}",
                                       broker_options={"reconnect_for_s": 30.0}),
                            url=instance.url, out=session.out, progress=session.progress,
-                           actions=[Action(t, _drop(broker, instance)) for t in times])
+                           actions=[Action(t, _drop(driver, instance)) for t in times])
         f = result["figures"] or {}
         reconnects = (f.get("worker") or {}).get("reconnects", 0)
         dropped = [e for e in result.get("events", []) if e["what"].startswith("closed")]
@@ -51,6 +51,6 @@ def run_scenario(session: Session) -> list[Row]:
         if result["errors"]:
             note += "; errors: " + "; ".join(result["errors"])
         attach(result, path, expectation, met, drops=len(dropped), worker_reconnects=reconnects)
-        rows.append(Row("dropped connections", broker, "3 drops under load", f.get("lost"), f.get("duplicated"),
+        rows.append(Row("dropped connections", driver.kind, "3 drops under load", f.get("lost"), f.get("duplicated"),
                         None, expectation, met, note, str(path) if path else None))
     return rows

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..roles import POISON
-from ..runner import run
-from ..scenario import Scenario
+from ..harness.roles import POISON
+from ..harness.runner import run
+from ..harness.scenario import Scenario
 from .common import Row, Session, attach
 
 POISON_SHARE, MALFORMED_SHARE = 0.10, 0.02
@@ -28,12 +28,14 @@ def run_scenario(session: Session) -> list[Row]:
     rows = []
     base = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 4), warmup_s=1, producers=1,
                     consumers=2, concurrency=8, max_backlog=1500, drain_timeout_s=40)
-    for broker in ("redis", "rabbitmq"):
-        url = session.brokers.plain(broker).url
+    for driver in session.drivers():
+        broker = driver.kind
+        url = session.brokers.default_instance(broker).url
         clean, _ = run(base.with_(broker=broker, label=f"poison-baseline-{broker}"), url=url, out=session.out,
                        progress=session.progress)
+        malformed = MALFORMED_SHARE if driver.inject_raw is not None else 0.0
         dirty, path = run(base.with_(broker=broker, label=f"poison-{broker}", poison_share=POISON_SHARE,
-                                     malformed_share=MALFORMED_SHARE),
+                                     malformed_share=malformed),
                           url=url, out=session.out, progress=session.progress)
         f = dirty["figures"] or {}
         final = dirty.get("final_stats") or {}
@@ -41,7 +43,7 @@ def run_scenario(session: Session) -> list[Row]:
         failed = final.get("failed")
         poison_runs = f.get("retry_runs", 0)
         healthy_clean, healthy_dirty = _healthy_per_s(clean), _healthy_per_s(dirty)
-        expectation = (f"all {POISON_SHARE:.0%} poison jobs fail after 3 attempts and all {MALFORMED_SHARE:.0%} "
+        expectation = (f"all {POISON_SHARE:.0%} poison jobs fail after 3 attempts and all {malformed:.0%} "
                        "malformed ones at once, into failed/dead-letter; workers go on")
         met = (failed == bad and poison_runs == 2 * f.get("poison_sent", 0) and f.get("lost") == 0
                and not dirty["errors"] and not clean["errors"])
@@ -50,7 +52,7 @@ def run_scenario(session: Session) -> list[Row]:
                 f"{healthy_dirty:,.0f}/s with poison")
         attach(dirty, path, expectation, met, failed=failed, bad_jobs=bad, healthy_per_s_without=healthy_clean,
                healthy_per_s_with=healthy_dirty)
-        rows.append(Row("poison jobs", broker, f"{POISON_SHARE:.0%} poison + {MALFORMED_SHARE:.0%} malformed",
+        rows.append(Row("poison jobs", broker, f"{POISON_SHARE:.0%} poison + {malformed:.0%} malformed",
                         f.get("lost"), f.get("duplicated"), None, expectation, met, note,
                         str(path) if path else None))
     return rows

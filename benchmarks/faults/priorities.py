@@ -17,11 +17,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+from brokers import registry
 from brokers.contract import Job, JobOptions, JobSpec
-from brokers.registry import adapter_class
 
-from ..metrics import new_histogram, record_us, summary
-from ..scenario import Scenario
+from ..harness.metrics import new_histogram, record_us, summary
+from ..harness.scenario import Scenario
 from .common import Row, Session, write_result
 
 LOW, HIGH = 10, 1
@@ -29,8 +29,8 @@ WORK_S = 0.002
 
 
 def _run(kind: str, url: str, backlog: int) -> dict[str, Any]:
-    broker = adapter_class(kind)(url, queue=f"bb-prio-{kind}-{random.randrange(10**6)}",
-                                 **({"max_priority": 10} if kind == "rabbitmq" else {}))
+    driver = registry.get(kind)
+    broker = driver.open(url, queue=f"bb-prio-{kind}-{random.randrange(10**6)}", **driver.priority_options)
     waits = {LOW: new_histogram(), HIGH: new_histogram()}
     lock = threading.Lock()
 
@@ -47,7 +47,7 @@ def _run(kind: str, url: str, backlog: int) -> dict[str, Any]:
                                        for _ in range(min(500, backlog - start))])
             producer.flush()
         urgent = int(backlog * WORK_S / 4 / 0.02 * 0.8)  # arrivals while most of the backlog drains
-        worker = broker.worker(handle, concurrency=4, **({"prefetch": 4} if kind == "rabbitmq" else {}))
+        worker = broker.worker(handle, concurrency=4, **driver.worker_options(4, 4))
         thread = worker.start_in_thread(max_jobs=backlog + urgent, timeout=120)
         with broker.producer() as producer:
             for _ in range(urgent):
@@ -65,8 +65,8 @@ def _run(kind: str, url: str, backlog: int) -> dict[str, Any]:
 def run_scenario(session: Session) -> list[Row]:
     rows = []
     backlog = int(session.size(4000, 1000))
-    for kind in ("redis", "rabbitmq"):
-        url = session.brokers.plain(kind).url
+    for kind in session.kinds:
+        url = session.brokers.default_instance(kind).url
         started = datetime.now().astimezone()
         figures = _run(kind, url, backlog)
         high, low = figures["high_wait_ms"], figures["low_wait_ms"]

@@ -13,7 +13,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("brokerbench", "redis", "hiredis", "pika", "bullmq", "hdrhistogram", "psutil")
+HARNESS_PACKAGES = ("brokerbench", "hdrhistogram", "psutil")
+
+
+def packages() -> tuple[str, ...]:
+    """The harness's packages and every registered broker's client libraries."""
+    from brokers import registry
+
+    names = list(HARNESS_PACKAGES)
+    for driver in registry.drivers():
+        names += [p for p in driver.packages if p not in names]
+    return tuple(names)
 
 
 def _cpu_model() -> str:
@@ -37,7 +47,7 @@ def _memory_gib() -> float | None:
 
 
 def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5)
@@ -52,7 +62,7 @@ def git_commit() -> str | None:
 
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in packages():
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -16,7 +16,7 @@ import base64
 import struct
 import threading
 from array import array
-from typing import Any
+from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
@@ -52,6 +52,17 @@ def summary(hist: HdrHistogram) -> dict[str, float | int]:
         out[name] = round(hist.get_value_at_percentile(p) / 1000, 3)
     out["max"] = round(hist.get_max_value() / 1000, 3)
     return out
+
+
+class Trace(NamedTuple):
+    """What the harness writes into every job's payload to follow it (as a JSON list): which
+    producer sent it, its sequence number, when it was meant to be sent (0 in closed loop) and
+    when it was sent, in monotonic ns."""
+
+    producer: int
+    seq: int
+    intended_ns: int
+    sent_ns: int
 
 
 class SequenceCounts:
@@ -157,9 +168,10 @@ class Recorder:
             if self.in_window(sent_ns):
                 self._add("publish", latency_ns)
 
-    def ran(self, job_type: str, producer: int, seq: int, intended_ns: int, sent_ns: int, start_ns: int,
-            end_ns: int, redelivered: bool, attempts_made: int = 0) -> None:
+    def ran(self, job_type: str, trace: Trace, start_ns: int, end_ns: int, redelivered: bool,
+            attempts_made: int = 0) -> None:
         """A job ran. Retries (attempts_made > 0) are counted apart: they are not duplicates."""
+        producer, seq, intended_ns, sent_ns = trace
         second = (end_ns - self.t0_ns) // 1_000_000_000
         counters = self.counters
         with self.lock:

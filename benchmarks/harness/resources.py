@@ -1,47 +1,20 @@
 """CPU seconds of the broker process and of the client processes, with psutil.
 
-The broker's pid is found only when it runs on this host: Redis tells its own pid (INFO
-server); RabbitMQ's Erlang VM is the process listening on the AMQP port. In a container or on
+The broker's pid is found only when it runs on this host, by its driver (Redis tells its own
+pid; RabbitMQ's Erlang VM is the process listening on the AMQP port). In a container or on
 another host the broker's CPU is reported as unknown (None), never guessed.
 """
 
 from __future__ import annotations
 
-import os
-from urllib.parse import urlsplit
-
 import psutil
 
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None, ""}
+from brokers import registry
 
 
 def broker_pid(kind: str, url: str) -> int | None:
-    parts = urlsplit(url)
-    if kind == "memory":
-        return os.getpid()
-    if parts.hostname not in LOCAL_HOSTS:
-        return None
-    try:
-        if kind == "redis":
-            import redis
-
-            client = redis.Redis.from_url(url, socket_connect_timeout=2)
-            pid = int(client.info("server").get("process_id", 0))
-            client.close()
-            return pid if pid and "redis" in psutil.Process(pid).name() else None
-        port = parts.port or 5672
-        for proc in psutil.process_iter(["name"]):
-            if "beam" not in (proc.info["name"] or ""):
-                continue
-            try:
-                for conn in proc.net_connections(kind="tcp"):
-                    if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                        return proc.pid
-            except (psutil.AccessDenied, psutil.NoSuchProcess):
-                continue
-    except Exception:  # noqa: BLE001 - unknown is an honest answer
-        return None
-    return None
+    """The broker's pid when it runs on this host (its driver knows how to find it), else None."""
+    return registry.get(kind).server_pid(url)
 
 
 def cpu_seconds(pid: int | None) -> float | None:

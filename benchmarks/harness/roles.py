@@ -19,11 +19,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from brokers import registry
 from brokers.contract import Backoff, BackoffType, Broker, Job, JobOptions, JobSpec, PublishRejected
-from brokers.registry import adapter_class
 
-from .faults.inject import inject_raw
-from .metrics import SEEN_RECORD, Recorder
+from .metrics import SEEN_RECORD, Recorder, Trace
 from .scenario import Scenario
 from .workloads import PayloadBank, ServiceModel, closed_loop_types, open_loop_schedule, perform
 
@@ -33,6 +32,8 @@ log = logging.getLogger(__name__)
 
 POISON = "poison_workflow"          # a job type whose handler always raises
 POISON_OPTIONS = JobOptions(attempts=3, backoff=Backoff(BackoffType.FIXED, 20))
+TRACE_KEY = "trace"                 # the payload field that carries a job's Trace
+MALFORMED = b'{"trace": [not json'  # what a malformed job's payload is
 
 
 @dataclass
@@ -90,7 +91,7 @@ def open_role_broker(spec: RoleSpec, scenario: Scenario, shared: Broker | None) 
     if shared is not None:
         return shared
     options = {"reconnect_for_s": 10.0, **scenario.broker_options}
-    return adapter_class(scenario.broker)(spec.url, queue=spec.queue, **options)
+    return registry.get(scenario.broker).open(spec.url, queue=spec.queue, **options)
 
 
 def role_main(spec: RoleSpec, control: Control, shared: Broker | None = None) -> None:
@@ -172,6 +173,9 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
     last_progress = 0.0
 
     bad_rng = random.Random(scenario.seed * 7919 + spec.index)
+    inject_raw = registry.get(scenario.broker).inject_raw
+    if scenario.malformed_share and inject_raw is None:
+        raise ValueError(f"{scenario.broker} cannot take raw messages: malformed_share must be 0")
 
     def publish(jobs: list[tuple[str, int]]) -> None:
         """Publish (job type, intended send time or 0) pairs in one call."""
@@ -180,11 +184,11 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
         specs, seqs = [], []
         for job_type, intended_ns in jobs:
             if scenario.malformed_share and bad_rng.random() < scenario.malformed_share:
-                inject_raw(broker, job_type, b'{"bb": [not json')
+                inject_raw(broker, job_type, MALFORMED)  # type: ignore[misc]
                 recorder.count("malformed_sent")
             poison = scenario.poison_share and bad_rng.random() < scenario.poison_share
             data = dict(bank.payload(job_type, seq))
-            data["bb"] = [spec.index, seq, intended_ns, started]
+            data[TRACE_KEY] = list(Trace(spec.index, seq, intended_ns, started))
             specs.append(JobSpec(POISON, data, POISON_OPTIONS) if poison else JobSpec(job_type, data))
             if poison:
                 recorder.count("poison_sent")
@@ -266,18 +270,17 @@ def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
         data = job.data
         result = None if job.name == POISON else perform(job.name, data)
         end = time.monotonic_ns()
-        bb = data.get("bb") if isinstance(data, dict) else None
-        if bb:
+        raw = data.get(TRACE_KEY) if isinstance(data, dict) else None
+        if raw:
+            trace = Trace(*raw)
             if seen_fd is not None and not job.attempts_made:
-                os.write(seen_fd, SEEN_RECORD.pack(bb[0], bb[1]))  # unbuffered: survives a SIGKILL
-            recorder.ran(job.name, bb[0], bb[1], bb[2], bb[3], start, end, job.redelivered, job.attempts_made)
+                os.write(seen_fd, SEEN_RECORD.pack(trace.producer, trace.seq))  # unbuffered: survives a SIGKILL
+            recorder.ran(job.name, trace, start, end, job.redelivered, job.attempts_made)
         if job.name == POISON:
             raise RuntimeError("poison job: this handler always fails")
         return result
 
-    options: dict[str, Any] = {}
-    if scenario.broker == "rabbitmq":
-        options["prefetch"] = scenario.prefetch or scenario.concurrency
+    options = registry.get(scenario.broker).worker_options(scenario.concurrency, scenario.prefetch)
     worker = broker.worker(handle, concurrency=scenario.concurrency, **options)
     done = threading.Event()
 

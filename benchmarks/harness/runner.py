@@ -23,34 +23,40 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from brokers import registry
+from brokers.contract import Broker
 from brokers.provision import find
-from brokers.registry import adapter_class
 
-from . import environment, results
+from ..results import files
+from . import environment
 from .metrics import Recorder, SequenceCounts, read_seen_log
 from .resources import CpuMeter, broker_pid
 from .roles import Control, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
-from .supervision import Action, Events, RunContext, Sampler, Watch, drain_messages
+from .supervision import Action, Events, RoleMessages, RunContext, Sampler, drain_messages
 
 Progress = Callable[[dict[str, Any]], None]
 TICK_S = 0.25
 QUIET_S = 2.0  # nothing left in the broker and no progress for this long: the run is over
 
 
-class _Value:
+class ThreadValue:
+    """Stands in for ``multiprocessing.Value`` when the roles are threads of this process."""
+
     def __init__(self) -> None:
         self.value = 0
 
 
 @dataclass
-class Once:
-    """The outcome of one run (or one sweep step)."""
+class RunOutcome:
+    """What one run (or one sweep step) gave: figures, histograms, errors, and the broker as
+    described by its adapter; for fault runs the timeline of events and the broker's final
+    counts."""
 
     figures: dict[str, Any] | None
     histograms: dict[str, Any] | None
@@ -63,25 +69,26 @@ class Once:
 
 
 def resolve_url(scenario: Scenario, url: str | None) -> str:
-    if url:
-        return url
-    return "memory://" if scenario.broker == "memory" else find(scenario.broker).url
+    return url or find(scenario.broker).url
 
 
 def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
-             actions: Sequence[Action] = ()) -> Once:
+             actions: Sequence[Action] = ()) -> RunOutcome:
     """One run. ``actions`` inject faults; with them, consumers also log every completed run to
     a file, so jobs finished by a consumer that is then SIGKILLed are not counted as lost."""
+    if not scenario.broker:
+        raise ValueError("the scenario names no broker: bind it with scenario.on(kind)")
     queue = f"bb-{scenario.broker}-{uuid.uuid4().hex[:8]}"
     # The runner's own connection only reads stats and cleans up: it fails fast.
-    admin = adapter_class(scenario.broker)(url, queue=queue, **{**scenario.broker_options, "reconnect_for_s": 1.0})
+    admin = registry.get(scenario.broker).open(url, queue=queue,
+                                               **{**scenario.broker_options, "reconnect_for_s": 1.0})
     described = admin.describe()
     logs = tempfile.mkdtemp(prefix="bb-seen-") if actions else None
     specs = [RoleSpec("producer", i, scenario.to_dict(), url, queue) for i in range(scenario.producers)]
     specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue,
                        os.path.join(logs, f"consumer-{i}.seen") if logs else None) for i in range(scenario.consumers)]
     if scenario.threads:
-        control = Control(queue_module.SimpleQueue(), threading.Event(), threading.Event(), _Value(),
+        control = Control(queue_module.SimpleQueue(), threading.Event(), threading.Event(), ThreadValue(),
                           threading.Event(), threading.Event())
         runners: list[Any] = [threading.Thread(target=role_main, args=(s, control, admin), daemon=True)
                               for s in specs]
@@ -92,10 +99,11 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
         runners = [ctx.Process(target=role_main, args=(s, control), daemon=True) for s in specs]
     for r in runners:
         r.start()
-    watch = Watch(scenario, {"producer": scenario.producers, "consumer": scenario.consumers})
+    messages = RoleMessages(scenario, {"producer": scenario.producers, "consumer": scenario.consumers},
+                            seen_logs=[s.seen_log for s in specs if s.seen_log])
+    live = LiveRun(scenario, url, admin, control, runners, specs, messages, described, progress, list(actions))
     try:
-        watch.seen_logs = [s.seen_log for s in specs if s.seen_log]
-        return _supervise(scenario, url, admin, control, runners, specs, watch, described, progress, list(actions))
+        return live.supervise()
     finally:
         control.stop.set()
         control.consume.set()
@@ -104,7 +112,7 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
         for r in runners:
             if r.is_alive() and hasattr(r, "terminate"):
                 r.terminate()
-                watch.errors.append("a role did not stop within 10 s and was terminated")
+                messages.errors.append("a role did not stop within 10 s and was terminated")
         try:
             admin.purge()
         except Exception:  # noqa: BLE001 - the broker may be the thing that died
@@ -114,116 +122,133 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
             shutil.rmtree(logs, ignore_errors=True)
 
 
-def _supervise(scenario: Scenario, url: str, admin: Any, control: Control, runners: list[Any],
-               specs: list[RoleSpec], watch: Watch, described: dict[str, Any], progress: Progress | None,
-               actions: list[Action]) -> Once:
-    everyone = scenario.producers + scenario.consumers
-    deadline = time.monotonic() + 120
-    while len(watch.ready) < everyone and time.monotonic() < deadline and not watch.errors:
-        drain_messages(control, watch, TICK_S)
-        if not all(r.is_alive() for r in runners) and len(watch.ready) < everyone and not watch.reports:
-            watch.errors.append("a role exited before it was ready")
-            break
-    if len(watch.ready) < everyone:
-        return Once(None, None, watch.errors or ["roles were not ready within 120 s"], described)
+@dataclass
+class LiveRun:
+    """One run while it goes: its scenario, its roles and what they said, the runner's own
+    (admin) adapter, and the fault actions to fire."""
 
-    pid = broker_pid(scenario.broker, url)
-    client_pids = [os.getpid()] if scenario.threads else [r.pid for r in runners]
-    meter = CpuMeter({"broker": [pid] if not scenario.threads else [],
-                      "producers": client_pids[:scenario.producers] if not scenario.threads else client_pids,
-                      "consumers": client_pids[scenario.producers:] if not scenario.threads else []})
-    t0 = time.monotonic_ns() + 200_000_000
-    control.t0.value = t0
-    control.start.set()
-    sampler = Sampler(scenario, admin, control, t0)
-    sampler.start()
-    context = RunContext(scenario, url, admin, {(s.role, s.index): r for s, r in zip(specs, runners, strict=True)},
-                         watch, t0)
-    events = Events()
-    try:
-        return _watch_run(scenario, control, runners, watch, described, progress, meter, sampler, t0,
-                          actions, context, events)
-    finally:
-        sampler.halt.set()
-        sampler.join(timeout=15)
+    scenario: Scenario
+    url: str
+    admin: Broker
+    control: Control
+    runners: list[Any]
+    specs: list[RoleSpec]
+    messages: RoleMessages
+    described: dict[str, Any]
+    progress: Progress | None
+    actions: list[Action]
+    events: Events = field(default_factory=Events)
 
-
-def _watch_run(scenario: Scenario, control: Control, runners: list[Any], watch: Watch, described: dict[str, Any],
-               progress: Progress | None, meter: CpuMeter, sampler: Sampler, t0: int, actions: list[Action],
-               context: RunContext, events: Events) -> Once:
-    drain = scenario.mode == "drain"
-    last_ran, last_change = -1, time.monotonic()
-    finish_by: float | None = None
-    drain_started_ns = drain_ended_ns = 0
-    window_start = t0 + int(scenario.warmup_s * 1e9)
-    window_end = window_start + int(scenario.duration_s * 1e9)
-    if drain:
-        window_start = window_end = 2**62  # set when filling is over
-    cpu_begun = cpu_ended = False
-    hard_end = time.monotonic() + scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60 \
-        + max((a.at_s for a in actions), default=0)
-    while True:
-        drain_messages(control, watch, TICK_S)
-        now_ns, now = time.monotonic_ns(), time.monotonic()
-        if watch.errors:
-            break
-        for action in actions:
-            if not action.done and (now_ns - t0) / 1e9 >= action.at_s:
-                events.fire(action, context)
-        if drain and not drain_started_ns and watch.finished("producer"):
-            drain_started_ns = window_start = time.monotonic_ns()
-            control.consume.set()
-        if not cpu_begun and now_ns >= window_start:
-            meter.begin()
-            cpu_begun = True
-        if cpu_begun and not cpu_ended and not drain and now_ns >= window_end:
-            meter.end()
-            cpu_ended = True
-        ran = watch.total("consumer")
-        if ran != last_ran:
-            last_ran, last_change = ran, now
-        if progress is not None:
-            progress({"elapsed_s": (now_ns - t0) / 1e9, "sent": watch.total("producer"), "ran": ran,
-                      "backlog": sampler.latest,
-                      "phase": _phase(scenario, now_ns, window_start, window_end, drain_started_ns)})
-        pending_actions = any(not a.done for a in actions) or any(t.is_alive() for t in events.threads)
-        if watch.finished("producer") and (drain_started_ns or not drain) and not pending_actions:
-            if finish_by is None:
-                finish_by = now + scenario.drain_timeout_s
-            backlog = sampler.latest
-            everything_ran = ran >= watch.accepted()
-            quiet = backlog == 0 and now - last_change >= QUIET_S
-            if (everything_ran and backlog == 0) or quiet or now >= finish_by:
-                if now >= finish_by and not (everything_ran and backlog == 0):
-                    watch.errors.append(f"consumers did not finish within drain_timeout_s="
-                                        f"{scenario.drain_timeout_s}; the rest is reported as lost or unfinished")
-                if drain:
-                    drain_ended_ns = time.monotonic_ns()
+    def supervise(self) -> RunOutcome:
+        """Wait for every role to be ready, give the start signal, and watch the run."""
+        scenario, messages = self.scenario, self.messages
+        everyone = scenario.producers + scenario.consumers
+        deadline = time.monotonic() + 120
+        while len(messages.ready) < everyone and time.monotonic() < deadline and not messages.errors:
+            drain_messages(self.control, messages, TICK_S)
+            if not all(r.is_alive() for r in self.runners) and len(messages.ready) < everyone \
+                    and not messages.reports:
+                messages.errors.append("a role exited before it was ready")
                 break
-        if now >= hard_end:
-            watch.errors.append("the run did not end in time and was stopped")
-            break
-    if drain and drain_started_ns and not drain_ended_ns:
-        drain_ended_ns = time.monotonic_ns()
-    used = meter.end() if cpu_begun and not cpu_ended else meter.used
-    sampler.halt.set()
-    sampler.join(timeout=15)  # the admin connection is not thread-safe (pika): one user at a time
-    final_stats = _stats(context.admin)
-    control.stop.set()
-    control.consume.set()
-    events.join(timeout=30)
-    deadline = time.monotonic() + 30
-    while watch.missing() > 0 and time.monotonic() < deadline:
-        drain_messages(control, watch, TICK_S)
-        if not any(r.is_alive() for r in runners):
-            drain_messages(control, watch, 0.5)
-            break
-    if watch.missing() > 0:
-        watch.errors.append(f"{watch.missing()} role(s) sent no results (they died or hung)")
-    once = _assemble(scenario, watch, list(sampler.samples), used, described, t0, drain_started_ns, drain_ended_ns)
-    once.events = sorted(events.items, key=lambda e: e["t_s"])
-    once.final_stats = final_stats
-    return once
+        if len(messages.ready) < everyone:
+            return RunOutcome(None, None, messages.errors or ["roles were not ready within 120 s"], self.described)
+
+        threads = scenario.threads
+        client_pids = [os.getpid()] if threads else [r.pid for r in self.runners]
+        meter = CpuMeter({"broker": [] if threads else [broker_pid(scenario.broker, self.url)],
+                          "producers": client_pids if threads else client_pids[:scenario.producers],
+                          "consumers": [] if threads else client_pids[scenario.producers:]})
+        t0 = time.monotonic_ns() + 200_000_000
+        self.control.t0.value = t0
+        self.control.start.set()
+        sampler = Sampler(scenario, self.admin, self.control, t0)
+        sampler.start()
+        context = RunContext(scenario, self.url, self.admin,
+                             {(s.role, s.index): r for s, r in zip(self.specs, self.runners, strict=True)},
+                             messages, t0)
+        try:
+            return self._watch(meter, sampler, context)
+        finally:
+            sampler.halt.set()
+            sampler.join(timeout=15)
+
+    def _watch(self, meter: CpuMeter, sampler: Sampler, context: RunContext) -> RunOutcome:
+        """Fire actions, measure CPU in the window, report progress, and decide when it ends."""
+        scenario, control, watch, actions, t0 = self.scenario, self.control, self.messages, self.actions, context.t0
+        drain = scenario.mode == "drain"
+        last_ran, last_change = -1, time.monotonic()
+        finish_by: float | None = None
+        drain_started_ns = drain_ended_ns = 0
+        window_start = t0 + int(scenario.warmup_s * 1e9)
+        window_end = window_start + int(scenario.duration_s * 1e9)
+        if drain:
+            window_start = window_end = 2**62  # set when filling is over
+        cpu_begun = cpu_ended = False
+        hard_end = time.monotonic() + scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60 \
+            + max((a.at_s for a in actions), default=0)
+        while True:
+            drain_messages(control, watch, TICK_S)
+            now_ns, now = time.monotonic_ns(), time.monotonic()
+            if watch.errors:
+                break
+            for action in actions:
+                if not action.done and (now_ns - t0) / 1e9 >= action.at_s:
+                    self.events.fire(action, context)
+            if drain and not drain_started_ns and watch.finished("producer"):
+                drain_started_ns = window_start = time.monotonic_ns()
+                control.consume.set()
+            if not cpu_begun and now_ns >= window_start:
+                meter.begin()
+                cpu_begun = True
+            if cpu_begun and not cpu_ended and not drain and now_ns >= window_end:
+                meter.end()
+                cpu_ended = True
+            ran = watch.total("consumer")
+            if ran != last_ran:
+                last_ran, last_change = ran, now
+            if self.progress is not None:
+                self.progress({"elapsed_s": (now_ns - t0) / 1e9, "sent": watch.total("producer"), "ran": ran,
+                               "backlog": sampler.latest,
+                               "phase": _phase(scenario, now_ns, window_start, window_end, drain_started_ns)})
+            pending_actions = any(not a.done for a in actions) or any(t.is_alive() for t in self.events.threads)
+            if watch.finished("producer") and (drain_started_ns or not drain) and not pending_actions:
+                if finish_by is None:
+                    finish_by = now + scenario.drain_timeout_s
+                backlog = sampler.latest
+                everything_ran = ran >= watch.accepted()
+                quiet = backlog == 0 and now - last_change >= QUIET_S
+                if (everything_ran and backlog == 0) or quiet or now >= finish_by:
+                    if now >= finish_by and not (everything_ran and backlog == 0):
+                        watch.errors.append(f"consumers did not finish within drain_timeout_s="
+                                            f"{scenario.drain_timeout_s}; the rest is reported as lost or unfinished")
+                    if drain:
+                        drain_ended_ns = time.monotonic_ns()
+                    break
+            if now >= hard_end:
+                watch.errors.append("the run did not end in time and was stopped")
+                break
+        if drain and drain_started_ns and not drain_ended_ns:
+            drain_ended_ns = time.monotonic_ns()
+        used = meter.end() if cpu_begun and not cpu_ended else meter.used
+        sampler.halt.set()
+        sampler.join(timeout=15)  # the admin connection is not thread-safe (pika): one user at a time
+        final_stats = _stats(self.admin)
+        control.stop.set()
+        control.consume.set()
+        self.events.join(timeout=30)
+        deadline = time.monotonic() + 30
+        while watch.missing() > 0 and time.monotonic() < deadline:
+            drain_messages(control, watch, TICK_S)
+            if not any(r.is_alive() for r in self.runners):
+                drain_messages(control, watch, 0.5)
+                break
+        if watch.missing() > 0:
+            watch.errors.append(f"{watch.missing()} role(s) sent no results (they died or hung)")
+        outcome = _assemble(scenario, watch, list(sampler.samples), used, self.described, t0,
+                            drain_started_ns, drain_ended_ns)
+        outcome.events = sorted(self.events.items, key=lambda e: e["t_s"])
+        outcome.final_stats = final_stats
+        return outcome
 
 
 def _stats(admin: Any) -> dict[str, Any] | None:
@@ -241,7 +266,7 @@ def _phase(scenario: Scenario, now_ns: int, window_start: int, window_end: int, 
     return "measuring" if now_ns < window_end else "finishing"
 
 
-def _merge(watch: Watch) -> tuple[Recorder, dict[str, int]]:
+def _merge(watch: RoleMessages) -> tuple[Recorder, dict[str, int]]:
     merged = Recorder()
     worker: dict[str, int] = {}
     for report in watch.reports.values():
@@ -256,9 +281,9 @@ def _merge(watch: Watch) -> tuple[Recorder, dict[str, int]]:
     return merged, worker
 
 
-def _assemble(scenario: Scenario, watch: Watch, samples: list[tuple[float, int | None]],
+def _assemble(scenario: Scenario, watch: RoleMessages, samples: list[tuple[float, int | None]],
               cpu: dict[str, float | None], described: dict[str, Any], t0: int, drain_start: int,
-              drain_end: int) -> Once:
+              drain_end: int) -> RunOutcome:
     merged, worker = _merge(watch)
     cpu = {**cpu, "broker": 0.0 if scenario.threads else cpu.get("broker")}
     drain = None
@@ -277,12 +302,12 @@ def _assemble(scenario: Scenario, watch: Watch, samples: list[tuple[float, int |
     timeline = {"t_s": [float(s) for s in span], "sent_per_s": [merged.sent_per_s.get(s, 0) for s in span],
                 "done_per_s": [merged.done_per_s.get(s, 0) for s in span],
                 "backlog_t_s": [round(t, 2) for t, _ in samples], "backlog": [b for _, b in samples]}
-    figures = results.figures(merged, window_s=window_s, cpu=cpu, timeline=timeline, worker_counts=worker)
-    return Once(figures, results.histograms(merged), watch.errors, described, drain,
-                redelivered_at_s=sorted(round((t - t0) / 1e9, 3) for t in merged.redelivered_at))
+    figures = files.figures(merged, window_s=window_s, cpu=cpu, timeline=timeline, worker_counts=worker)
+    return RunOutcome(figures, files.histograms(merged), watch.errors, described, drain,
+                      redelivered_at_s=sorted(round((t - t0) / 1e9, 3) for t in merged.redelivered_at))
 
 
-def _sustainable(scenario: Scenario, once: Once) -> str | None:
+def _sustainable(scenario: Scenario, once: RunOutcome) -> str | None:
     """None if the step was sustainable, else why not."""
     if once.errors or once.figures is None:
         return "errors: " + "; ".join(once.errors)
@@ -309,10 +334,10 @@ def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, 
                                 "redelivered_at_s": once.redelivered_at_s or [], **(extra or {})}
         if once.drain:
             more["drain"] = once.drain
-        result = results.build(scenario.to_dict(), status="failed" if hard_errors else "ok", errors=once.errors,
-                               environment=environment.capture({scenario.broker: once.described}),
-                               figures_=once.figures, hist=once.histograms, started=started, extra=more)
-    path = results.write(result, out) if out is not None else None
+        result = files.build(scenario.to_dict(), status="failed" if hard_errors else "ok", errors=once.errors,
+                             environment=environment.capture({scenario.broker: once.described}),
+                             measured=once.figures, hist=once.histograms, started=started, extra=more)
+    path = files.write(result, out) if out is not None else None
     return result, path
 
 
@@ -335,7 +360,7 @@ def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started:
             break
         best = round(rate, 3)
     last = steps[-1] if steps else None
-    return results.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
-                         environment=environment.capture({scenario.broker: described}),
-                         figures_=last["figures"] if last else None, hist=last["histograms"] if last else None,
-                         started=started, steps=steps, extra={"max_sustainable_rate": best})
+    return files.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
+                       environment=environment.capture({scenario.broker: described}),
+                       measured=last["figures"] if last else None, hist=last["histograms"] if last else None,
+                       started=started, steps=steps, extra={"max_sustainable_rate": best})

@@ -8,15 +8,20 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from brokers import registry
+
 from .workloads import PROFILES
 
 MODES = ("closed", "open", "sweep", "drain")
-BROKERS = ("redis", "rabbitmq", "memory")
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """One benchmark run.
+    """One benchmark run: a workload (what to send, how, for how long) on one broker kind.
+
+    broker    a registered broker kind (``brokers.registry``), or "" for a workload not yet
+              bound to a broker: scenario files and the default suite name workloads, and
+              ``brokerbench run`` runs each on every selected broker (:meth:`on`).
 
     mode      closed: producers publish as fast as they can while the backlog stays under
                       ``max_backlog`` (they pause above it); throughput is what consumers finish.
@@ -31,7 +36,7 @@ class Scenario:
     ``drain_timeout_s`` to finish what was sent; every run stops by itself.
     """
 
-    broker: str = "redis"
+    broker: str = ""
     profile: str = "mix"
     mode: str = "closed"
     rate: float = 200.0
@@ -61,8 +66,14 @@ class Scenario:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.broker not in BROKERS:
-            problems.append(f"broker must be one of {BROKERS}")
+        if self.broker:
+            try:
+                driver = registry.get(self.broker)
+            except ValueError as exc:
+                problems.append(str(exc))
+            else:
+                if driver.in_process and self.execution == "processes":
+                    problems.append(f"{driver.label} lives in one process: use execution 'threads'")
         if self.profile not in PROFILES:
             problems.append(f"profile must be one of {tuple(PROFILES)}")
         if self.mode not in MODES:
@@ -77,15 +88,20 @@ class Scenario:
             problems.append("poison_share and malformed_share must be in [0, 1)")
         if self.execution not in ("auto", "processes", "threads"):
             problems.append("execution must be auto, processes or threads")
-        if self.broker == "memory" and self.execution == "processes":
-            problems.append("the memory broker lives in one process: use execution 'threads'")
         if problems:
             raise ValueError("invalid scenario: " + "; ".join(problems))
         object.__setattr__(self, "sweep_rates", tuple(float(r) for r in self.sweep_rates))
 
     @property
     def threads(self) -> bool:
-        return self.execution == "threads" or (self.execution == "auto" and self.broker == "memory")
+        """Roles run as threads sharing one adapter (in-process brokers), not as processes."""
+        if self.execution == "threads":
+            return True
+        return self.execution == "auto" and bool(self.broker) and registry.get(self.broker).in_process
+
+    def on(self, kind: str) -> "Scenario":
+        """This workload on broker ``kind`` (a label gets the kind appended, so files differ)."""
+        return replace(self, broker=kind, label=f"{self.label}-{kind}" if self.label else "")
 
     @property
     def batch(self) -> int:

@@ -17,8 +17,9 @@ SAMPLE_EVERY_S = 0.5
 
 
 @dataclass
-class Watch:
-    """Everything the roles said: ready, progress counts, final reports, errors."""
+class RoleMessages:
+    """Everything the roles said: ready, progress counts, final reports, errors; and which
+    roles a fault action killed (they will say nothing more)."""
 
     scenario: Scenario
     expected: dict[str, int]
@@ -55,7 +56,7 @@ class Watch:
         return sum(self.expected.values()) - len(self.reports) - len(self.killed)
 
 
-def drain_messages(control: Control, watch: Watch, timeout: float) -> None:
+def drain_messages(control: Control, watch: RoleMessages, timeout: float) -> None:
     """Take the roles' messages for ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -108,7 +109,7 @@ class RunContext:
     url: str
     admin: Any
     runners: dict[tuple[str, int], Any]
-    watch: Watch
+    watch: RoleMessages
     t0: int
 
     def elapsed(self) -> float:

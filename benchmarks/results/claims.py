@@ -11,6 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from brokers import registry
+
+# The products the seed's claims name; each claim is answered by the driver that stands for it.
+BULLMQ, RABBITMQ = "BullMQ", "RabbitMQ"
+
+
+def _kind(product: str) -> str:
+    driver = registry.by_product(product)
+    return driver.kind if driver else ""
+
 
 @dataclass
 class Claim:
@@ -30,7 +40,7 @@ def _closed(runs: list[dict[str, Any]], broker: str) -> list[dict[str, Any]]:
 
 
 def enqueue_latency(runs: list[dict[str, Any]]) -> Claim | None:
-    opened = _open(runs, "redis")
+    opened = _open(runs, _kind(BULLMQ))
     if not opened:
         return None
     p50 = max(r["figures"]["latency_ms"]["publish"].get("p50", 0) for r in opened)
@@ -43,7 +53,7 @@ def enqueue_latency(runs: list[dict[str, Any]]) -> Claim | None:
 
 
 def bullmq_per_minute(runs: list[dict[str, Any]]) -> Claim | None:
-    closed = _closed(runs, "redis")
+    closed = _closed(runs, _kind(BULLMQ))
     if not closed:
         return None
     low = min(closed, key=lambda r: r["figures"]["throughput"]["out_per_s"])
@@ -57,7 +67,7 @@ def bullmq_per_minute(runs: list[dict[str, Any]]) -> Claim | None:
 
 
 def rabbitmq_per_second(runs: list[dict[str, Any]], drains: list[dict[str, Any]]) -> Claim | None:
-    closed = _closed(runs, "rabbitmq")
+    closed = _closed(runs, _kind(RABBITMQ))
     if not closed:
         return None
     best = max(closed, key=lambda r: r["figures"]["throughput"]["out_per_s"])
@@ -84,12 +94,13 @@ def guarantees(rows: list[dict[str, Any]]) -> Claim | None:
         found = [r["lost"] for r in crash if r["broker"] == broker and r["profile"] == profile]
         return "?" if not found or None in found else f"{max(found):,}"
 
-    measured = (f"lost after a broker SIGKILL: Redis no persistence {lost('redis', 'no persistence')}, "
-                f"AOF everysec {lost('redis', 'AOF everysec')}, AOF always {lost('redis', 'AOF always')}; "
-                f"RabbitMQ transient {lost('rabbitmq', 'transient messages')}, persistent without confirms "
-                f"{lost('rabbitmq', 'persistent, no confirms')}, persistent + confirms "
-                f"{lost('rabbitmq', 'persistent + confirms')}, "
-                f"quorum + confirms {lost('rabbitmq', 'quorum + confirms')}")
+    redis, rabbitmq = _kind(BULLMQ), _kind(RABBITMQ)
+    measured = (f"lost after a broker SIGKILL: Redis no persistence {lost(redis, 'no persistence')}, "
+                f"AOF everysec {lost(redis, 'AOF everysec')}, AOF always {lost(redis, 'AOF always')}; "
+                f"RabbitMQ transient {lost(rabbitmq, 'transient messages')}, persistent without confirms "
+                f"{lost(rabbitmq, 'persistent, no confirms')}, persistent + confirms "
+                f"{lost(rabbitmq, 'persistent + confirms')}, "
+                f"quorum + confirms {lost(rabbitmq, 'quorum + confirms')}")
     return Claim("You need RabbitMQ for delivery guarantees", measured,
                  "closed loop with a backlog of thousands, broker killed and restarted, clients reconnecting",
                  "settings, not brands: both lose nothing acknowledged when configured for it (Redis AOF always; "
@@ -99,9 +110,10 @@ def guarantees(rows: list[dict[str, Any]]) -> Claim | None:
 def simplicity(setup: dict[str, Any] | None) -> Claim | None:
     if not setup:
         return None
-    objects = setup["declared"]["rabbitmq"]
-    measured = (f"a private broker starts in {setup['start_s']['redis']:.2f} s (Redis) vs "
-                f"{setup['start_s']['rabbitmq']:.1f} s (RabbitMQ); RabbitMQ needs {objects['exchanges']} exchanges, "
+    redis, rabbitmq = _kind(BULLMQ), _kind(RABBITMQ)
+    objects = setup["declared"][rabbitmq]
+    measured = (f"a private broker starts in {setup['start_s'][redis]:.2f} s (Redis) vs "
+                f"{setup['start_s'][rabbitmq]:.1f} s (RabbitMQ); RabbitMQ needs {objects['exchanges']} exchanges, "
                 f"{objects['queues']} queues and {objects['bindings']} bindings declared for this job queue "
                 "(plus one queue per delay value), Redis none: keys appear on first write")
     return Claim("BullMQ is simpler to set up", measured,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import results
+from . import files as results
 
 
 def rows(paths: list[Path]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from .metrics import Recorder, loss_and_duplicates, summary
+from ..harness.metrics import Recorder, loss_and_duplicates, summary
 
 SCHEMA_ID = "brokerbench.run/1"
 
@@ -74,7 +74,7 @@ def histograms(recorder: Recorder) -> dict[str, Any]:
 
 
 def build(scenario: dict[str, Any], *, status: str, errors: list[str], environment: dict[str, Any],
-          figures_: dict[str, Any] | None, hist: dict[str, Any] | None, started: datetime,
+          measured: dict[str, Any] | None, hist: dict[str, Any] | None, started: datetime,
           steps: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     result = {
         "schema": SCHEMA_ID,
@@ -84,7 +84,7 @@ def build(scenario: dict[str, Any], *, status: str, errors: list[str], environme
         "errors": errors,
         "scenario": scenario,
         "environment": environment,
-        "figures": figures_,
+        "figures": measured,
         "histograms": hist,
     }
     if steps is not None:

@@ -1,6 +1,6 @@
 """Plots of results files (matplotlib). Notebooks and ``brokerbench report`` call these.
 
-One colour per broker everywhere (Okabe-Ito, safe for colour-blind readers); every figure has
+One colour per broker everywhere (each driver's; Okabe-Ito, safe for colour-blind readers); every figure has
 a title, axis units and a caption with the environment it was measured in.
 """
 
@@ -10,11 +10,32 @@ from typing import Any, Iterable
 
 from matplotlib.figure import Figure
 
-from .metrics import decode
+from brokers import registry
 
-COLORS = {"redis": "#D55E00", "rabbitmq": "#0072B2", "memory": "#009E73"}
-LABELS = {"redis": "BullMQ-style Redis", "rabbitmq": "RabbitMQ", "memory": "in-process (memory)"}
-MARKERS = {"redis": "o", "rabbitmq": "s", "memory": "^"}
+from ..harness.metrics import decode
+
+
+def _driver(kind: str) -> registry.Driver | None:
+    try:
+        return registry.get(kind)
+    except ValueError:  # a results file may name a kind this installation does not have
+        return None
+
+
+def label(kind: str) -> str:
+    """How tables and plots name a broker kind (its driver's label)."""
+    driver = _driver(kind)
+    return driver.label if driver else kind
+
+
+def colour(kind: str) -> str:
+    driver = _driver(kind)
+    return driver.colour if driver else "#999999"
+
+
+def marker(kind: str) -> str:
+    driver = _driver(kind)
+    return driver.marker if driver else "o"
 PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9))
 PROFILE_ORDER = ("mix", "heavy_workflow_execution", "user_variables_update", "statistics_aggregation")
 
@@ -38,7 +59,7 @@ def caption(results: Iterable[dict[str, Any]]) -> str:
     for r in results:
         for kind, d in r.get("environment", {}).get("brokers", {}).items():
             versions.setdefault(kind, str(d.get("version", "?")))
-    brokers = ", ".join(f"{LABELS.get(k, k)} {v}" for k, v in sorted(versions.items()))
+    brokers = ", ".join(f"{label(k)} {v}" for k, v in sorted(versions.items()))
     return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores; Python {env.get('python', '?')}; {brokers}; "
             f"commit {env.get('git_commit') or '?'}")
 
@@ -70,7 +91,7 @@ def throughput_by_type(results: list[dict[str, Any]]) -> Figure:
     for i, broker in enumerate(brokers):
         xs = [j + (i - (len(brokers) - 1) / 2) * width for j in range(len(profiles))]
         ys = [runs[(p, broker)]["figures"]["throughput"]["out_per_s"] if (p, broker) in runs else 0 for p in profiles]
-        bars = ax.bar(xs, ys, width, color=COLORS.get(broker), label=LABELS.get(broker, broker))
+        bars = ax.bar(xs, ys, width, color=colour(broker), label=label(broker))
         ax.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=8, padding=2)
     ax.set_xticks(range(len(profiles)), [_short(p) for p in profiles])
     ax.set_ylabel("jobs finished per second")
@@ -89,8 +110,8 @@ def latency_percentiles(results: list[dict[str, Any]], metric: str = "end_to_end
         for broker in sorted({b for p, b in runs if p == profile}):
             lat = runs[(profile, broker)]["figures"]["latency_ms"][metric]
             xs = [name.replace("p99_9", "p99.9") for name, _ in PERCENTILES if name in lat]
-            ax.plot(xs, [lat[n] for n, _ in PERCENTILES if n in lat], marker=MARKERS.get(broker),
-                    color=COLORS.get(broker), label=LABELS.get(broker, broker))
+            ax.plot(xs, [lat[n] for n, _ in PERCENTILES if n in lat], marker=marker(broker),
+                    color=colour(broker), label=label(broker))
         rate = next(r["scenario"]["rate"] for (p, _), r in runs.items() if p == profile)
         ax.set_title(f"{_short(profile)} at {rate:,.0f}/s", fontsize=10)
         ax.set_yscale("log")
@@ -118,7 +139,7 @@ def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
             seen += item.count_at_value_iterated_to
             xs.append(item.value_iterated_to / 1000)
             ys.append(seen / total)
-        ax.plot(xs, ys, color=COLORS.get(broker), label=LABELS.get(broker, broker))
+        ax.plot(xs, ys, color=colour(broker), label=label(broker))
         used.append(r)
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency, ms (log)")
@@ -137,13 +158,13 @@ def latency_vs_load(sweeps: list[dict[str, Any]]) -> Figure:
         rates = [s["offered_rate"] for s in steps]
         for name, style in (("p50", "--"), ("p99", "-")):
             ys = [s["figures"]["latency_ms"]["end_to_end_intended"].get(name) for s in steps]
-            ax.plot(rates, ys, style, marker=MARKERS.get(broker), color=COLORS.get(broker),
-                    label=f"{LABELS.get(broker, broker)} {name}")
+            ax.plot(rates, ys, style, marker=marker(broker), color=colour(broker),
+                    label=f"{label(broker)} {name}")
         best = r.get("max_sustainable_rate")
         if best:
-            ax.axvline(best, color=COLORS.get(broker), alpha=0.6, linestyle=":")
-            ax.text(best, 0.02 + 0.08 * (broker == "rabbitmq"), f" max sustainable {best:,.0f}/s",
-                    color=COLORS.get(broker), fontsize=7, transform=ax.get_xaxis_transform())
+            ax.axvline(best, color=colour(broker), alpha=0.6, linestyle=":")
+            ax.text(best, 0.02 + 0.08 * (sweeps.index(r) % 2), f" max sustainable {best:,.0f}/s",
+                    color=colour(broker), fontsize=7, transform=ax.get_xaxis_transform())
     ax.set_yscale("log")
     ax.set_xlabel("offered load, jobs per second")
     ax.set_ylabel("end-to-end latency, ms (log)")
@@ -161,8 +182,8 @@ def scaling_with_consumers(results: list[dict[str, Any]]) -> Figure:
         points = sorted((r["scenario"]["consumers"], r["figures"]["throughput"]["out_per_s"]) for r in results
                         if r["scenario"]["broker"] == broker and r["scenario"]["mode"] == "closed" and r.get("figures"))
         used += [r for r in results if r["scenario"]["broker"] == broker]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker=MARKERS.get(broker), color=COLORS.get(broker),
-                label=LABELS.get(broker, broker))
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker(broker), color=colour(broker),
+                label=label(broker))
     ax.set_xlabel("consumer processes")
     ax.set_ylabel("jobs finished per second")
     ax.set_xticks(sorted({r["scenario"]["consumers"] for r in results}))
@@ -178,11 +199,11 @@ def timeline(result: dict[str, Any]) -> Figure:
     fig, (top, bottom) = _subplots(2, 1, figsize=(8, 4.6), sharex=True)
     t = f["timeline"]
     top.plot(t["t_s"], t["sent_per_s"], color="#999999", label="sent per second")
-    top.plot(t["t_s"], t["done_per_s"], color=COLORS.get(broker), label="finished per second")
+    top.plot(t["t_s"], t["done_per_s"], color=colour(broker), label="finished per second")
     top.set_ylabel("jobs per second")
     top.legend(frameon=False, fontsize=8)
     backlog = [(x, y) for x, y in zip(t["backlog_t_s"], t["backlog"], strict=False) if y is not None]
-    bottom.plot([x for x, _ in backlog], [y for _, y in backlog], color=COLORS.get(broker))
+    bottom.plot([x for x, _ in backlog], [y for _, y in backlog], color=colour(broker))
     bottom.set_ylabel("backlog, jobs")
     bottom.set_xlabel("seconds since start")
     for event in result.get("events", []):
@@ -193,7 +214,7 @@ def timeline(result: dict[str, Any]) -> Figure:
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
     fault = result.get("fault", {})
-    title = f"{LABELS.get(broker, broker)}: {result['name']}"
+    title = f"{label(broker)}: {result['name']}"
     if fault.get("profile"):
         title += f" ({fault['profile']})"
     return _finish(fig, title, [result])
@@ -212,7 +233,7 @@ def reliability_table(rows: list[dict[str, Any]]) -> Figure:
     table.set_fontsize(7.5)
     table.scale(1, 1.25)
     for i, row in enumerate(rows, start=1):
-        table[i, 1].set_text_props(color=COLORS.get(row["broker"], "black"))
+        table[i, 1].set_text_props(color=colour(row["broker"]))
         if row.get("met") is False:
             table[i, 6].set_facecolor("#F0E442")
     fig.suptitle("Fault scenarios: lost and duplicated jobs, recovery time, expectation met", fontsize=11)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import claims, plots, results
-from .suite import SUMMARY_HEADER, fmt, summary_cells, summary_rows
+from . import claims, plots
+from . import files as results
+from .summary import SUMMARY_HEADER, fmt, summary_cells, summary_rows
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Block:
 
 
 def summary_table(runs: list[dict[str, Any]]) -> Block:
-    rows = [summary_cells(r, plots.LABELS.get(r["broker"], r["broker"])) for r in summary_rows(runs)]
+    rows = [summary_cells(r, plots.label(r["broker"])) for r in summary_rows(runs)]
     return Block("table", header=list(SUMMARY_HEADER), rows=rows)
 
 
@@ -92,7 +93,7 @@ def environment_table(collected: Collected) -> Block:
         seen.update(r["environment"].get("brokers", {}))
     for kind, d in sorted(seen.items()):
         settings = {k: v for k, v in d.items() if k not in ("kind", "queue", "lanes", "url")}
-        rows.append([plots.LABELS.get(kind, kind), ", ".join(f"{k}={v}" for k, v in settings.items())])
+        rows.append([plots.label(kind), ", ".join(f"{k}={v}" for k, v in settings.items())])
     return Block("table", header=["", ""], rows=rows)
 
 
@@ -127,7 +128,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         figure("latency-cdf", plots.latency_cdf(collected.runs), "Latency CDF, mix")
     if collected.sweeps:
         out.append(Block("heading", "Latency against load"))
-        rows = [[plots.LABELS.get(r["scenario"]["broker"], ""), r["scenario"]["profile"],
+        rows = [[plots.label(r["scenario"]["broker"]), r["scenario"]["profile"],
                  fmt(r.get("max_sustainable_rate")), _steps(r["steps"])] for r in collected.sweeps]
         out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps"], rows=rows))
         figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
@@ -140,7 +141,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               "Duplicated: run more than once. Each scenario ran on private brokers."),
                 Block("table", header=["scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation",
                                        "met", "note"],
-                      rows=[[r["scenario"], plots.LABELS.get(r["broker"], r["broker"]), r["profile"], fmt(r["lost"]),
+                      rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
                              fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
                              "yes" if r["met"] else "NO", r["note"]] for r in collected.rows])]
         figure("reliability", plots.reliability_table(collected.rows), "Fault scenarios table")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import drain
+from benchmarks.commands import drain
 
 
 def test_drain_runs_every_contender_and_writes_results(tmp_path):

@@ -1,4 +1,4 @@
-"""``pytest benchmarks/ --benchmark-only`` on the tiny profile, so the benchmarks cannot rot."""
+"""``pytest benchmarks/bench --benchmark-only`` on the tiny profile, so the benchmarks cannot rot."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_pytest_benchmarks_run_on_the_tiny_profile(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "benchmarks/bench", "--benchmark-only", "-q", "-p", "no:cacheprovider",
          f"--benchmark-json={out}"],
         cwd=ROOT, env={**os.environ, "BROKERBENCH_PROFILE": "tiny"}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -12,12 +12,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from brokers import registry
 from brokers.contract import AuthenticationFailed, Backoff, BrokerUnavailable, InvalidJob, JobOptions, JobSpec, Outcome
-from brokers.registry import adapter_class
-from tests.helpers.faults import inject_raw, kill_amqp_connections, kill_redis_clients
+from tests.helpers.faults import drop_own_connections, inject_raw
 from tests.helpers.recorder import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +96,7 @@ def test_sigkill_mid_job_redelivers_and_loses_nothing(network_kind, make_broker,
             proc.kill()
     rec = Recorder()
     killed_at = time.time()
-    options = {"lock_duration_ms": 1000, "stalled_interval_ms": 500} if kind == "redis" else {}
-    worker = broker.worker(rec.handler(), concurrency=2, **options)
+    worker = broker.worker(rec.handler(), concurrency=2, **registry.get(kind).fast_recovery)
     worker.run(idle_timeout=4.0, timeout=30)
     runs = rec.of(slow_id)
     assert runs, "the killed worker's job was redelivered"
@@ -162,8 +162,7 @@ def test_priority_order_under_backlog(broker):
     plan = [5, 1, 3, 2, 4, 1, 5, 3]
     with broker.producer() as producer:
         ids = [producer.publish("user_variables_update", {"p": p}, JobOptions(priority=p)) for p in plan]
-    drain(broker, rec.handler(), len(plan), prefetch=1) if broker.kind == "rabbitmq" else \
-        drain(broker, rec.handler(), len(plan))
+    drain(broker, rec.handler(), len(plan), **registry.get(broker.kind).worker_options(1, 1))
     order = [s.data["p"] for s in rec.seen]
     assert order == sorted(plan), order
     # FIFO within one priority level
@@ -230,29 +229,33 @@ def test_invalid_jobs_are_refused_at_publish(broker):
 
 
 def test_unreachable_broker_gives_clear_error_fast(network_kind):
-    kind = network_kind
-    url = {"redis": "redis://127.0.0.1:1/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:1/%2F"}[kind]
+    driver = registry.get(network_kind)
+    parts = urlsplit(driver.default_url)
+    credentials = parts.netloc.rpartition("@")[0]
+    url = urlunsplit(parts._replace(netloc=(credentials + "@" if credentials else "") + "127.0.0.1:1"))
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable, match="unreachable") as err:
-        adapter_class(kind)(url, queue="nowhere")
+        driver.open(url, queue="nowhere")
     assert time.monotonic() - started < 5
     assert "127.0.0.1:1" in str(err.value)
 
 
 def test_wrong_credentials_give_clear_error_without_the_password(network_kind, endpoints):
-    kind = network_kind
-    if kind == "rabbitmq":
-        url = endpoints[kind].url.replace("guest:guest@", "guest:s3cret-wrong@")
-        assert "s3cret-wrong" in url
-        with pytest.raises(AuthenticationFailed) as err:
-            adapter_class(kind)(url, queue="creds")
-    else:
-        from brokers.instances import RedisInstance
+    """A broker that requires a password (the kind's own, or a private one told to), given a
+    wrong one."""
+    driver = registry.get(network_kind)
 
-        with RedisInstance(config={"requirepass": "right-one"}) as private:
-            url = private.url.replace("redis://", "redis://:s3cret-wrong@")
+    def wrong(url: str) -> str:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:s3cret-wrong@{parts.hostname}:{parts.port}"))
+
+    if driver.password_config is None:  # every broker of this kind asks for credentials
+        with pytest.raises(AuthenticationFailed) as err:
+            driver.open(wrong(endpoints[network_kind].url), queue="creds")
+    else:
+        with driver.server_class()(config=dict(driver.password_config("right-one"))) as private:
             with pytest.raises(AuthenticationFailed) as err:
-                adapter_class(kind)(url, queue="creds")
+                driver.open(wrong(private.url), queue="creds")
     assert "s3cret-wrong" not in str(err.value)
     assert "***" in str(err.value)
 
@@ -267,10 +270,7 @@ def test_dropped_connection_is_survived_and_nothing_lost(network_kind, make_brok
     thread = worker.start_in_thread(timeout=60)
     while len(rec.seen) < 10:
         time.sleep(0.01)
-    if kind == "redis":
-        killed = kill_redis_clients(endpoints[kind].url)
-    else:
-        killed = kill_amqp_connections(endpoints[kind])
+    killed = drop_own_connections(endpoints[kind])
     assert killed >= 2, "the worker's and the producer's connections were dropped"
     second = producer.publish_many([JobSpec("user_variables_update", {"n": 100 + i}) for i in range(50)])
     producer.close()
@@ -280,8 +280,6 @@ def test_dropped_connection_is_survived_and_nothing_lost(network_kind, make_brok
     worker.stop()
     thread.join(timeout=30)
     assert set(first + second) <= set(rec.ids()), "no job lost"
-    if kind == "rabbitmq":
-        assert worker.report.reconnects >= 1
     stats = broker.stats()
     assert stats.waiting == 0
 
@@ -334,14 +332,14 @@ def test_hooks_see_start_and_settlement(broker):
 def test_a_full_queue_refuses_with_a_clear_error_and_loses_nothing(network_kind, make_broker):
     """Redis at maxmemory (noeviction, as BullMQ asks); RabbitMQ with x-max-length reject-publish."""
     from brokers.contract import PublishRejected
-    from brokers.instances import RedisInstance
 
-    private = None
-    if network_kind == "redis":
-        private = RedisInstance(config={"maxmemory": "3mb", "maxmemory-policy": "noeviction"}).start()
-        broker = adapter_class("redis")(private.url, queue="full")
+    driver = registry.get(network_kind)
+    bound = driver.queue_bound
+    private = driver.server_class()(config=dict(bound.server)).start() if bound.server else None
+    if private is not None:
+        broker = driver.open(private.url, queue="full", **bound.options)
     else:
-        broker = make_broker("rabbitmq", max_length=100)
+        broker = make_broker(network_kind, **bound.options)
     try:
         accepted: list[str] = []
         producer = broker.producer()

@@ -10,12 +10,15 @@ import time
 import jsonschema
 import pytest
 
-from benchmarks import compare, results
-from benchmarks.metrics import Recorder, SequenceCounts, loss_and_duplicates, summary
-from benchmarks.runner import run
-from benchmarks.scenario import Scenario, load_scenarios
-from benchmarks.suite import default_suite, summary_rows
-from benchmarks.workloads import PROFILES, open_loop_schedule
+from benchmarks.harness.metrics import Recorder, SequenceCounts, loss_and_duplicates, summary
+from benchmarks.harness.runner import run
+from benchmarks.harness.scenario import Scenario, load_scenarios
+from benchmarks.harness.suite import default_workloads, on_brokers
+from benchmarks.harness.workloads import PROFILES, open_loop_schedule
+from benchmarks.results import compare
+from benchmarks.results import files as results
+from benchmarks.results.summary import summary_rows
+from brokers import registry
 
 FAST = dict(broker="memory", duration_s=1.0, warmup_s=0.3, producers=1, consumers=1, concurrency=4,
             service_factor=0.0, drain_timeout_s=10)
@@ -114,7 +117,7 @@ def test_results_file_rejects_what_the_schema_forbids(tmp_path):
         results.validate(broken)
 
 
-@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+@pytest.mark.parametrize("broker", registry.compared_kinds())
 def test_real_brokers_in_processes(broker, tmp_path, endpoints):
     scenario = Scenario(broker=broker, profile="mix", mode="open", rate=150, duration_s=2, warmup_s=0.5,
                         producers=2, consumers=2, concurrency=8, drain_timeout_s=20)
@@ -130,11 +133,12 @@ def test_real_brokers_in_processes(broker, tmp_path, endpoints):
     assert [b for b in f["timeline"]["backlog"] if b is not None], "the backlog was sampled"
 
 
-def test_a_broker_that_dies_mid_run_gives_an_error_and_partial_results(tmp_path):
-    from brokers.instances import RedisInstance
+@pytest.mark.parametrize("broker", registry.compared_kinds()[:1])
+def test_a_broker_that_dies_mid_run_gives_an_error_and_partial_results(broker, tmp_path):
+    from brokers.instances import private_instance
 
-    with RedisInstance() as private:
-        scenario = Scenario(broker="redis", profile="user_variables_update", mode="closed", duration_s=20,
+    with private_instance(broker) as private:
+        scenario = Scenario(broker=broker, profile="user_variables_update", mode="closed", duration_s=20,
                             warmup_s=0.5, producers=1, consumers=1, concurrency=4,
                             broker_options={"reconnect_for_s": 2.0})
         threading.Timer(2.5, private.kill).start()
@@ -159,25 +163,35 @@ def test_open_loop_schedule_rate_and_bursts():
 
 def test_scenarios_load_from_toml_and_refuse_unknown_keys(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text('[[scenario]]\nbroker = "redis"\nmode = "open"\nrate = 50\n\n'
-                    '[[scenario]]\nbroker = "rabbitmq"\nprofile = "heavy_workflow_execution"\n')
+    path.write_text('[[scenario]]\nmode = "open"\nrate = 50\n\n'
+                    '[[scenario]]\nbroker = "memory"\nprofile = "heavy_workflow_execution"\nlabel = "x"\n')
     loaded = load_scenarios(path)
-    assert [(s.broker, s.mode, s.profile) for s in loaded] == [("redis", "open", "mix"),
-                                                               ("rabbitmq", "closed", "heavy_workflow_execution")]
-    path.write_text('broker = "redis"\nrat = 5\n')
+    assert [(s.broker, s.mode, s.profile) for s in loaded] == [("", "open", "mix"),
+                                                               ("memory", "closed", "heavy_workflow_execution")]
+    kinds = registry.compared_kinds()
+    bound = on_brokers(loaded, kinds)
+    assert [(s.broker, s.mode) for s in bound] == [(k, "open") for k in kinds] + [("memory", "closed")]
+    assert bound[-1].label == "x", "a workload bound to a broker in its file runs there only, as named"
+    path.write_text('mode = "open"\nrat = 5\n')
     with pytest.raises(ValueError, match="unknown scenario keys"):
         load_scenarios(path)
     with pytest.raises(ValueError, match="mode must be"):
         Scenario(mode="burst")
+    with pytest.raises(ValueError, match="unknown broker 'kafka'"):
+        Scenario(broker="kafka")
 
 
 def test_default_suite_and_summary_table(tmp_path):
-    suite = default_suite()
-    assert len(suite) == 16
-    assert {(s.broker, s.mode) for s in suite} == {(b, m) for b in ("redis", "rabbitmq") for m in ("closed", "open")}
+    workloads = default_workloads()
+    assert len(workloads) == 8 and not any(w.broker for w in workloads), "the default suite names no broker"
+    suite = on_brokers(workloads, registry.compared_kinds())
+    assert len(suite) == 8 * len(registry.compared_kinds())
+    assert {(s.broker, s.mode) for s in suite} == {(b, m) for b in registry.compared_kinds()
+                                                   for m in ("closed", "open")}
     assert {s.profile for s in suite} == set(PROFILES)
-    done = [run(s.with_(broker="memory", duration_s=0.5, warmup_s=0.1, service_factor=0), out=tmp_path)[0]
-            for s in suite[:2]]
+    assert suite[0].broker != suite[1].broker, "brokers interleave, so drift hits them alike"
+    done = [run(s.on("memory").with_(duration_s=0.5, warmup_s=0.1, service_factor=0), out=tmp_path)[0]
+            for s in workloads[:2]]
     rows = summary_rows(done)
     assert len(rows) == 1 and rows[0]["max_jobs_per_s"] > 0 and rows[0]["p99_ms"] is not None
     table = compare.rows(compare.expand([tmp_path]))
@@ -185,7 +199,7 @@ def test_default_suite_and_summary_table(tmp_path):
 
 
 def test_cli_run_and_compare(tmp_path, capsys):
-    from benchmarks.cli import main
+    from benchmarks.commands.cli import main
 
     code = main(["run", "--broker", "memory", "--profile", "user_variables_update", "--mode", "open",
                  "--rate", "100", "--duration-s", "0.5", "--warmup-s", "0.1", "--service-factor", "0", "--quiet",

@@ -1,23 +1,23 @@
-"""Test-side wrappers of the fault injectors in benchmarks/faults/inject.py."""
+"""Faults tests inject through each kind's driver: raw bad messages, server-side connection kills."""
 
 from __future__ import annotations
 
 import os
 
-from benchmarks.faults.inject import inject_raw
-from benchmarks.faults.inject import kill_amqp_connections as _kill_amqp
-from benchmarks.faults.inject import kill_redis_clients as _kill_redis
-from brokers.instances import RabbitMQInstance
+from brokers import registry
+from brokers.contract import Broker
 from brokers.provision import Endpoint
 
-__all__ = ["inject_raw", "kill_redis_clients", "kill_amqp_connections"]
+
+def inject_raw(broker: Broker, name: str, raw: bytes) -> str:
+    """Put a job whose payload is ``raw`` past the producer into the default lane."""
+    inject = registry.get(broker.kind).inject_raw
+    assert inject is not None, f"{broker.kind} cannot take raw messages"
+    return inject(broker, name, raw)
 
 
-def kill_redis_clients(url: str) -> int:
-    """Kill this process's brokerbench connections."""
-    return _kill_redis(url, pid=os.getpid())
-
-
-def kill_amqp_connections(endpoint: Endpoint) -> int:
-    instance = endpoint.instance if isinstance(endpoint.instance, RabbitMQInstance) else None
-    return _kill_amqp(instance, pid=os.getpid())
+def drop_own_connections(endpoint: Endpoint) -> int:
+    """Close, from the broker's side, every brokerbench connection of this test process."""
+    drop = registry.get(endpoint.kind).drop_connections
+    assert drop is not None, f"{endpoint.kind} cannot drop connections"
+    return drop(endpoint.url, endpoint.instance, pid=os.getpid())

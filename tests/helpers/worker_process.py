@@ -1,7 +1,8 @@
 """A worker in its own process, for the SIGKILL test: ``python -m tests.helpers.worker_process``.
 
 It runs jobs of type ``slow`` for a minute (writing their id to --started first, so the test
-knows when to kill it) and every other job at once.
+knows when to kill it) and every other job at once. Its kind's fast-recovery settings make the
+jobs of a dead worker come back quickly.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import logging
 import time
 from pathlib import Path
 
+from brokers import registry
 from brokers.contract import Job
-from brokers.registry import adapter_class
 
 
 def main() -> None:
@@ -24,8 +25,8 @@ def main() -> None:
     parser.add_argument("--finished", required=True, type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    options = {"max_priority": 10} if args.kind == "rabbitmq" else {}
-    broker = adapter_class(args.kind)(args.url, queue=args.queue, **options)
+    driver = registry.get(args.kind)
+    broker = driver.open(args.url, queue=args.queue, **driver.priority_options)
 
     def handle(job: Job) -> str:
         if job.name == "slow":
@@ -35,8 +36,7 @@ def main() -> None:
             out.write(job.id + "\n")
         return "ok"
 
-    worker_options = {"lock_duration_ms": 1000, "stalled_interval_ms": 500} if args.kind == "redis" else {}
-    broker.worker(handle, concurrency=2, **worker_options).run(timeout=120)
+    broker.worker(handle, concurrency=2, **driver.fast_recovery).run(timeout=120)
 
 
 if __name__ == "__main__":

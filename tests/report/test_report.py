@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import report
-from benchmarks.runner import run
-from benchmarks.scenario import Scenario
+from benchmarks.harness.runner import run
+from benchmarks.harness.scenario import Scenario
+from benchmarks.results import report
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "reports" / "reference"
@@ -55,7 +55,7 @@ def test_report_refuses_an_empty_folder(tmp_path):
 
 
 def test_brokerbench_report_rebuilds_the_committed_reference_report(tmp_path):
-    from benchmarks.cli import main
+    from benchmarks.commands.cli import main
 
     assert (REFERENCE / "report.md").exists(), "the reference report is committed"
     assert main(["report", str(REFERENCE / "results"), "--out", str(tmp_path)]) == 0

@@ -8,7 +8,7 @@ import re
 import pytest
 from pika import BasicProperties
 
-from brokers import provision
+from brokers import provision, registry
 from brokers.amqp import codec as amqp_codec
 from brokers.amqp.topology import Topology
 from brokers.amqp.worker import AmqpWorker
@@ -238,26 +238,69 @@ def test_redact_hides_passwords_only():
     assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
-def test_provision_lists_every_way_it_tried(monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
+class _NotInstalled:
+    program = "nowhere-server"
+
+    @classmethod
+    def binary(cls):
+        return None
+
+
+def _unreachable(url, timeout):
+    from brokers.contract import BrokerUnavailable
+
+    raise BrokerUnavailable(f"nothing at {redact(url)} is unreachable (test)")
+
+
+@pytest.fixture
+def nowhere(monkeypatch):
+    """A registered kind with nothing anywhere: no URL answers, no binary, no Docker."""
+    import sys
+    import types
+
+    module = types.ModuleType("nowhere_server")
+    module.NotInstalled = _NotInstalled
+    monkeypatch.setitem(sys.modules, "nowhere_server", module)
+    driver = registry.register(registry.Driver(
+        kind="nowhere", label="Nowhere", adapter_path="brokers.memory:MemoryBroker", protocol="test",
+        env_var="NOWHERE_URL", default_url="nowhere://u:secret@127.0.0.1:1/", install_hint="install nothing",
+        probe=_unreachable, server_path="nowhere_server:NotInstalled", docker_image="nowhere:1"))
     monkeypatch.setattr(provision, "_found", {})
-    monkeypatch.setattr(provision, "DEFAULT_REDIS_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.setattr(provision, "redis_server_binary", lambda: None)
     monkeypatch.setattr(provision, "_docker_engine", lambda: "no Docker engine answers (test)")
+    monkeypatch.delenv("NOWHERE_URL", raising=False)
+    yield driver
+    registry.unregister("nowhere")
+
+
+def test_provision_lists_every_way_it_tried(nowhere):
     with pytest.raises(provision.BrokerNotFound) as err:
-        provision.find("redis")
+        provision.find("nowhere")
     text = str(err.value)
-    for expected in ("REDIS_URL: not set", "127.0.0.1:1", "redis-server not installed",
-                     "no Docker engine", "docker compose up -d"):
+    for expected in ("no Nowhere available", "NOWHERE_URL: not set", "127.0.0.1:1", "nowhere-server not installed",
+                     "no Docker engine", "To fix: install nothing"):
         assert expected in text
+    assert "secret" not in text
 
 
-def test_provision_never_replaces_a_url_you_set(monkeypatch):
-    monkeypatch.setattr(provision, "_found", {})
-    monkeypatch.setenv("AMQP_URL", "amqp://u:topsecret@127.0.0.1:1/%2F")
-    with pytest.raises(provision.BrokerNotFound, match="AMQP_URL is set") as err:
-        provision.find("rabbitmq")
+def test_provision_never_replaces_a_url_you_set(nowhere, monkeypatch):
+    monkeypatch.setenv("NOWHERE_URL", "nowhere://u:topsecret@127.0.0.1:2/")
+    with pytest.raises(provision.BrokerNotFound, match="NOWHERE_URL is set") as err:
+        provision.find("nowhere")
     assert "topsecret" not in str(err.value)
+
+
+def test_every_compared_broker_says_how_to_get_one():
+    for kind in registry.compared_kinds():
+        driver = registry.get(kind)
+        assert driver.env_var and driver.default_url and "docker compose up -d" in driver.install_hint
+        assert driver.server_class() is not None and driver.docker_image
+
+
+def test_an_unknown_kind_is_an_error_never_a_fallback():
+    with pytest.raises(ValueError, match="unknown broker 'kafka'; known: .*memory"):
+        registry.get("kafka")
+    with pytest.raises(ValueError, match="unknown broker"):
+        provision.find("kafka")
 
 
 # -------------------------------------------------------------- bad input never stops a worker

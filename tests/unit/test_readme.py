@@ -18,7 +18,7 @@ def test_ci_runs_the_test_command_readme_gives():
 
 
 def test_readme_main_job_is_a_real_command():
-    from benchmarks.cli import COMMANDS
+    from benchmarks.commands.cli import COMMANDS
 
     readme = (ROOT / "README.md").read_text()
     line = next(line for line in readme.splitlines() if "brokerbench " in line and line.startswith("python3"))

@@ -1,0 +1,1 @@
+"""The ``brokerbench`` command line: :mod:`.cli` routes to one module per subcommand."""
