@@ -21,6 +21,11 @@ Guarantees every adapter gives (the contract tests prove them)
   (with the job's backoff), then fails it with the exception text as its reason.
 * Bad input never stops a worker: a payload that is not JSON or a job type with no handler is
   failed (dead-lettered) at once, with a reason, and the worker goes on.
+* Bad input never breaks a producer: a job the broker could not take (too big, a delay out of
+  range, a name or id the broker cannot carry, data JSON cannot hold) raises InvalidJob before
+  anything is sent; a refusal by the broker raises PublishRejected with the ids of the jobs the
+  caller still owns; only an unreachable broker raises BrokerUnavailable. The producer stays
+  usable after each.
 * Order: jobs of one lane start in publish order when one worker with concurrency 1 consumes
   them and nothing is retried, delayed or prioritized. Nothing stronger is promised.
 
@@ -30,7 +35,7 @@ What differs between adapters is declared in :class:`Capabilities`, in prose as 
 from __future__ import annotations
 
 import json
-import math
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -41,6 +46,27 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 DEFAULT_LANE = "default"
 MAX_PRIORITY = 10
 """Priorities run from 1 (most urgent) to MAX_PRIORITY (least urgent), as in BullMQ; 0 means none."""
+
+MAX_DELAY_MS = 2**32 - 16
+"""The longest delay or backoff, in ms (about 49.7 days): what the AMQP adapter's bounded delay
+topology (binary levels of 16 ms to 2^31 ms) holds, just under RabbitMQ's largest message TTL
+(2^32 - 1 ms). BullMQ sets no limit of its own, so the Redis adapter keeps this one too and both
+accept the same jobs. Exponential backoffs that would grow past it are capped at it."""
+
+MAX_JOB_BYTES = 128 * 1024 * 1024
+"""The default largest job an adapter accepts, measured as its data's JSON text in bytes:
+RabbitMQ's default ``max_message_size`` (128 MiB). Each network adapter takes ``max_job_bytes``
+to change it (None: no check of ours; the broker's own limit then applies)."""
+
+MAX_NAME_BYTES = 255
+"""Longest job type and job id, in UTF-8 bytes: AMQP carries both as short strings."""
+
+MAX_DEPTH = 512
+"""Deepest nesting of lists and objects in job data (JSON parsers' recursion has limits too:
+a job any worker could not decode is refused at publish instead)."""
+
+MAX_COUNT_OPTION = 2**31 - 1
+"""Largest ``attempts`` and ``remove_on_*`` count (a signed 32-bit integer, as AMQP headers carry)."""
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -77,6 +103,28 @@ class UnrecoverableError(Exception):
     """Raise from a handler to fail a job at once, skipping any remaining attempts."""
 
 
+def _check_int(name: str, value: Any, low: int, high: int, other: str = "") -> None:
+    """An integer option in [low, high] (bools are refused: True is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidJob(f"{name} must be {other}an integer {low}..{high:,}, got {_short(value)}")
+
+
+def _check_text(name: str, value: str) -> None:
+    """Text that travels as UTF-8 in at most MAX_NAME_BYTES bytes."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidJob(f"{name} must be valid Unicode text (UTF-8): {exc.reason} at {exc.start}") from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidJob(f"{name} is {size:,} bytes in UTF-8; the limit is {MAX_NAME_BYTES}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
+
 # ------------------------------------------------------------------------------------- options
 
 
@@ -97,15 +145,21 @@ class Backoff:
     delay_ms: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "type", BackoffType(self.type))
-        if not isinstance(self.delay_ms, int) or self.delay_ms < 0:
-            raise InvalidJob(f"backoff delay_ms must be a non-negative integer, got {self.delay_ms!r}")
+        try:
+            object.__setattr__(self, "type", BackoffType(self.type))
+        except ValueError:
+            raise InvalidJob(f"backoff type must be 'fixed' or 'exponential', got {self.type!r}") from None
+        _check_int("backoff delay_ms", self.delay_ms, 0, MAX_DELAY_MS)
 
     def delay_for(self, attempts_made: int) -> int:
-        """Delay in ms before the next attempt, after ``attempts_made`` failed attempts (>= 1)."""
+        """Delay in ms before the next attempt, after ``attempts_made`` failed attempts (>= 1),
+        at most :data:`MAX_DELAY_MS`."""
         if self.type is BackoffType.FIXED:
             return self.delay_ms
-        return int(round(math.pow(2, max(attempts_made, 1) - 1) * self.delay_ms))
+        exponent = max(attempts_made, 1) - 1
+        if exponent >= 64:
+            return MAX_DELAY_MS if self.delay_ms else 0
+        return min(self.delay_ms << exponent, MAX_DELAY_MS)
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type.value, "delay": self.delay_ms}
@@ -115,10 +169,13 @@ class Backoff:
         """Accept BullMQ's forms: a number (fixed delay) or ``{"type": ..., "delay": ...}``."""
         if raw is None or raw == {} or raw is False:
             return None
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return cls(BackoffType.FIXED, int(raw))
-        if isinstance(raw, dict) and raw.get("type") in ("fixed", "exponential"):
-            return cls(BackoffType(raw["type"]), int(raw.get("delay") or 0))
+        try:
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                return cls(BackoffType.FIXED, int(raw))
+            if isinstance(raw, dict) and raw.get("type") in ("fixed", "exponential"):
+                return cls(BackoffType(raw["type"]), int(raw.get("delay") or 0))
+        except (TypeError, ValueError, OverflowError) as exc:  # 1e400, "x", NaN...: say which
+            raise InvalidJob(f"unsupported backoff {raw!r}: {exc}") from None
         raise InvalidJob(f"unsupported backoff {raw!r}: use a number or fixed/exponential")
 
 
@@ -144,20 +201,21 @@ class JobOptions:
     remove_on_fail: Keep = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.delay_ms, int) or self.delay_ms < 0:
-            raise InvalidJob(f"delay_ms must be a non-negative integer, got {self.delay_ms!r}")
-        if not isinstance(self.priority, int) or not 0 <= self.priority <= MAX_PRIORITY:
-            raise InvalidJob(f"priority must be an integer 0..{MAX_PRIORITY}, got {self.priority!r}")
-        if not isinstance(self.attempts, int) or self.attempts < 1:
-            raise InvalidJob(f"attempts must be an integer >= 1, got {self.attempts!r}")
-        if self.job_id is not None and (not isinstance(self.job_id, str) or not self.job_id
-                                        or ":" in self.job_id or self.job_id.isdigit()):
-            raise InvalidJob("job_id must be a non-empty string without ':' and not all digits "
-                             f"(BullMQ reserves numeric ids for its counter), got {self.job_id!r}")
+        _check_int("delay_ms", self.delay_ms, 0, MAX_DELAY_MS)
+        _check_int("priority", self.priority, 0, MAX_PRIORITY)
+        _check_int("attempts", self.attempts, 1, MAX_COUNT_OPTION)
+        if self.backoff is not None and not isinstance(self.backoff, Backoff):
+            raise InvalidJob(f"backoff must be a Backoff or None, got {self.backoff!r}")
+        if self.job_id is not None:
+            if not isinstance(self.job_id, str) or not self.job_id or ":" in self.job_id \
+                    or self.job_id.isdigit():
+                raise InvalidJob("job_id must be a non-empty string without ':' and not all digits "
+                                 f"(BullMQ reserves numeric ids for its counter), got {self.job_id!r}")
+            _check_text("job_id", self.job_id)
         for name in ("remove_on_complete", "remove_on_fail"):
             value = getattr(self, name)
-            if not isinstance(value, (bool, int)) or (not isinstance(value, bool) and value < 0):
-                raise InvalidJob(f"{name} must be a bool or a non-negative integer, got {value!r}")
+            if not isinstance(value, bool):
+                _check_int(name, value, 0, MAX_COUNT_OPTION, "a bool or ")
 
 
 DEFAULT_OPTIONS = JobOptions()  # frozen: one shared instance serves every job without options
@@ -500,6 +558,11 @@ class Broker(ABC):
     def purge(self) -> None:
         """Remove every job and every key/queue of this logical queue."""
 
+    def clear(self) -> None:
+        """Remove every job, keeping the queue's structures (RabbitMQ's queue.purge, BullMQ's
+        drain/obliterate of jobs). Run it with no worker active."""
+        self.purge()
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -522,18 +585,51 @@ JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 options builds a new encoder on every call, which costs more than encoding a small job."""
 
 
-def encode_data(data: Any) -> str:
-    """JSON-encode job data, or raise :class:`InvalidJob` saying why it cannot be."""
+_CONTAINER = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of lists/objects in JSON text (strings skipped)."""
+    depth = deepest = 0
+    for match in _CONTAINER.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+def encode_data(data: Any, max_bytes: int | None = MAX_JOB_BYTES) -> str:
+    """JSON-encode job data, or raise :class:`InvalidJob` saying why it cannot be.
+
+    Job data travels as JSON: a worker gets the JSON round trip of what was published (tuples
+    arrive as lists, non-string keys of objects as strings, as with BullMQ's JSON.stringify).
+    Refused: what JSON cannot hold (NaN, sets, bytes, objects), data nested deeper than
+    :data:`MAX_DEPTH`, and data whose JSON text is longer than ``max_bytes``.
+    """
     try:
-        return JSON.encode(data)
+        text = JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"job data must be JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidJob(f"job data is nested too deeply for JSON (the limit is {MAX_DEPTH} levels)") from None
+    if max_bytes is not None and len(text) > max_bytes:  # ASCII-only (ensure_ascii): characters are bytes
+        raise InvalidJob(f"job data is {len(text):,} bytes as JSON; the limit is {max_bytes:,} bytes "
+                         "(max_job_bytes)")
+    if text.count("[") + text.count("{") > MAX_DEPTH:  # cheap test first: few jobs have that many
+        depth = _depth(text)
+        if depth > MAX_DEPTH:
+            raise InvalidJob(f"job data is nested {depth} levels deep; the limit is {MAX_DEPTH}")
+    return text
 
 
 def check_job_name(name: Any) -> str:
-    """A job type must be a non-empty string of at most 255 bytes (AMQP's limit for a type)."""
-    if not isinstance(name, str) or not name or len(name.encode()) > 255:
-        raise InvalidJob(f"job name must be a non-empty string of at most 255 bytes, got {name!r}")
+    """A job type is non-empty text of at most 255 bytes in UTF-8 (AMQP's limit for a type)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidJob(f"job name must be a non-empty string, got {_short(name)}")
+    _check_text("job name", name)
     return name
 
 

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .contract import (
+    MAX_JOB_BYTES,
     Broker,
     Capabilities,
     FailedJob,
     Feature,
     Handler,
     Hooks,
+    InvalidJob,
     Job,
     JobOptions,
     JobSpec,
@@ -93,6 +95,7 @@ class MemoryBroker(Broker):
     :param queue: the logical queue's name.
     :param routes: job type -> lane.
     :param faults: planned misbehaviour (:class:`MemoryFaults` or its dict form).
+    :param max_job_bytes: largest job data (JSON bytes) accepted, as the network adapters.
     """
 
     kind = KIND
@@ -100,9 +103,10 @@ class MemoryBroker(Broker):
 
     def __init__(self, url: str = "memory://", queue: str = "brokerbench",
                  routes: Mapping[str, str] | None = None, *, faults: MemoryFaults | dict[str, Any] | None = None,
-                 **_ignored: Any) -> None:
+                 max_job_bytes: int | None = MAX_JOB_BYTES, **_ignored: Any) -> None:
         super().__init__(queue, routes)
         self.url = url
+        self.max_job_bytes = max_job_bytes
         self.faults = MemoryFaults.coerce(faults)
         self._cv = threading.Condition()
         self._jobs: dict[str, tuple[str, bytes, JobOptions, int, int]] = {}  # id -> name, data, opts, made, created
@@ -135,7 +139,12 @@ class MemoryBroker(Broker):
 
     def add(self, specs: Iterable[JobSpec]) -> list[str]:
         # Encode outside the lock: the lock only guards the queue structures.
-        encoded = [(check_job_name(spec.name), encode_data(spec.data).encode(), spec.options) for spec in specs]
+        encoded = []
+        for spec in specs:
+            if not isinstance(spec, JobSpec):
+                raise InvalidJob(f"publish_many takes JobSpec items, got {type(spec).__name__}")
+            encoded.append((check_job_name(spec.name), encode_data(spec.data, self.max_job_bytes).encode(),
+                            spec.options))
         now_ms = int(time.time() * 1000)
         ids = []
         stall = self.faults.stall_at
@@ -288,6 +297,8 @@ class MemoryProducer(Producer):
         self._broker = broker
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
+        if options is not None and not isinstance(options, JobOptions):
+            raise InvalidJob(f"options must be JobOptions, got {type(options).__name__}")
         return self.publish_many([JobSpec(name, data, options or JobOptions())])[0]
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:

@@ -148,19 +148,25 @@ A failed attempt is retried after `delay * 2^(attempts_made - 1)`. Redis puts th
     b.worker(flaky).run(max_jobs=3, timeout=20)
     gaps = [round((b2 - a) * 1000) for a, b2 in zip(seen, seen[1:])]
     print(f"{name:9s} attempts: {len(seen)}, gaps between them (ms): {gaps}   # expect >= 200, >= 400")
-print("RabbitMQ delay queues this process declared:", rabbit_q.topology.known_delay_queues())'''),
+print("RabbitMQ retry copies wait in its 28 delay levels, e.g.", rabbit_q.topology.delay_queues()[:3], "...")'''),
         new_markdown_cell("""## 5. Delayed jobs
 
-Redis: the `delayed` sorted set, score = due time in ms × 4096 (plus a sequence). RabbitMQ: the
-message waits in the delay queue for its TTL. Neither hands the job out early."""),
+Redis: the `delayed` sorted set, score = due time in ms × 4096 (plus a sequence). RabbitMQ (no
+plugin): 28 binary delay levels, level n a queue whose every message waits 2^n ms (16 ms to
+2^31 ms); a message delayed by D ms (rounded up to 16 ms) passes the level of each set bit of D
+once (800 ms = 512 + 256 + 32: three levels), then reaches its lane. A fixed set of queues,
+whatever the delays; and one TTL per queue, so a long delay never blocks a short one (RabbitMQ
+expires messages only at a queue's head). Neither hands the job out early."""),
         new_code_cell('''with redis_q.producer() as p:
     jid = p.publish("statistics_aggregation", {"period": "5m"}, JobOptions(delay_ms=800))
 score = redis_q.client.zscore(keys.delayed, jid)
 print("Redis delayed set:", jid, "due at", int(score) // 4096, "ms =", round(int(score) // 4096 / 1000 - time.time(), 2), "s from now")
+from brokers.amqp.topology import delay_bits
 with rabbit_q.producer() as p:
     p.publish("statistics_aggregation", {"period": "5m"}, JobOptions(delay_ms=800))
     p.flush()
-print("RabbitMQ:", rabbit_q.stats())
+first, bits = delay_bits(800)
+print("RabbitMQ: 800 ms enters level", first, "and passes levels", [n for n in range(4, first + 1) if bits[f"bb-delay-bit-{n}"] == "1"], "|", rabbit_q.stats())
 for name, b in BOTH.items():
     got = []
     b.worker(lambda job: got.append(time.time() - job.created_ms / 1000)).run(max_jobs=1, timeout=10)

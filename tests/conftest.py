@@ -30,6 +30,17 @@ def endpoints() -> dict[str, Endpoint]:
     return {kind: find(kind) for kind in NETWORK_KINDS}
 
 
+@pytest.fixture(scope="session")
+def private_brokers() -> Iterator[Any]:
+    """Private broker instances (own ports and folders) that tests may kill or reconfigure,
+    started on first use and stopped at the end of the session: never the shared ones."""
+    from benchmarks.faults.common import PrivateBrokers
+
+    brokers = PrivateBrokers()
+    yield brokers
+    brokers.close()
+
+
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     """Every adapter."""

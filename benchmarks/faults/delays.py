@@ -1,14 +1,22 @@
-"""Scenario 5, retries and delays at scale: how late do delayed and retried jobs run?
+"""Scenario 5, retries and delays at scale: how late do delayed and retried jobs run, and what
+does a delay cost the broker?
 
 Lateness = when a job starts - when it was due (publish time + delay, or failure + backoff).
-* 10,000 delayed jobs (delays 250 ms to 3 s, random) published over 10 s;
+* 10,000 delayed jobs, delays drawn at random (to the ms) from 250 ms to 3 s, published over 10 s;
 * 10,000 jobs, published over 10 s, whose first attempt fails, retried after a 500 ms backoff;
-* RabbitMQ's per-message TTL pitfall: one message with a 3 s TTL followed by short-TTL
-  messages in ONE queue: RabbitMQ expires messages only at the head of a queue, so the short
-  ones wait for the long one. The adapter avoids it with one queue per delay value; both are
-  measured side by side.
+* on AMQP brokers, two teaching variants beside the adapter's 28 binary delay levels:
+  - a queue per delay value (what this adapter did before): the same 10,000 random delays make
+    one queue and one binding per distinct value, thousands of them;
+  - the per-message TTL pitfall: one message with a 3 s TTL followed by short-TTL messages in
+    ONE queue: RabbitMQ expires messages only at the head of a queue, so the short ones wait for
+    the long one. Each delay level holds one TTL, so the adapter cannot fall into it.
+  The broker itself counts the queues and bindings each design made (rabbitmqctl on the private
+  node).
 Expectation: no job runs before it is due; lateness stays small (tens of ms) for the adapters;
-the naive single TTL queue makes short delays seconds late.
+the delay levels stay at 28 queues whatever the delays; the naive single TTL queue makes short
+delays seconds late. The levels' price: a message passes one level per set bit of its delay
+(rounded up to 16 ms), each pass a dead-lettering step for the broker: more broker CPU per
+delayed job, and lateness a few ms above a queue per value's.
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import pika
 
@@ -28,18 +37,25 @@ from ..harness.metrics import new_histogram, record_us, summary
 from ..harness.scenario import Scenario
 from .common import Row, Session, write_result
 
-DELAYS_MS = (250, 500, 1000, 2000, 3000)
+DELAY_RANGE_MS = (250, 3000)
 BACKOFF_MS = 500
 
 
+def _random_delays(n: int, seed: int = 5) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randint(*DELAY_RANGE_MS) for _ in range(n)]
+
+
 def _lateness_run(kind: str, url: str, n: int, retries: bool, delays: list[int] | None = None,
-                  spread_s: float = 0.0) -> dict[str, Any]:
+                  spread_s: float = 0.0, count: Callable[[str], dict[str, int]] | None = None) -> dict[str, Any]:
     """Publish n delayed (or failing-once) jobs, evenly over ``spread_s`` seconds while a worker
-    runs, and return how late each ran. Delays are drawn from DELAYS_MS, or taken in order from
-    ``delays``. Spreading the arrivals keeps the lateness about the delay mechanism: 10,000 jobs
-    due in the same instant would measure how fast a worker drains a burst instead."""
+    runs, and return how late each ran. Delays are taken in order from ``delays`` (default:
+    random, 250 ms to 3 s). Spreading the arrivals keeps the lateness about the delay mechanism:
+    10,000 jobs due in the same instant would measure how fast a worker drains a burst instead.
+    ``count(queue)``, if given, counts the broker's objects of the queue before it is purged."""
     driver = registry.get(kind)
     broker = driver.open(url, queue=f"bb-delays-{kind}-{random.randrange(10**6)}")
+    delays = delays or _random_delays(n)
     early, lock = 0, threading.Lock()
     hist = new_histogram()
     failed_at: dict[str, float] = {}
@@ -60,7 +76,6 @@ def _lateness_run(kind: str, url: str, n: int, retries: bool, delays: list[int] 
                 early += 1
             record_us(hist, max(int((now - due) * 1e9), 0))
 
-    rng = random.Random(5)
     worker = broker.worker(handle, concurrency=16, **driver.worker_options(16, 64))
     thread = worker.start_in_thread(max_jobs=n * (2 if retries else 1), timeout=120 + spread_s)
     try:
@@ -74,20 +89,92 @@ def _lateness_run(kind: str, url: str, n: int, retries: bool, delays: list[int] 
                         producer.idle(wait)
                 specs = []
                 for i in range(start, min(start + batch, n)):
-                    delay = 0 if retries else delays[i] if delays else rng.choice(DELAYS_MS)
+                    delay = 0 if retries else delays[i]
                     options = JobOptions(attempts=2, backoff=Backoff(BackoffType.FIXED, BACKOFF_MS)) if retries \
                         else JobOptions(delay_ms=delay)
                     specs.append(JobSpec("user_variables_update", {"i": i, "sent": time.time(), "delay_ms": delay},
                                          options))
                 producer.publish_many(specs)
         thread.join(timeout=150 + spread_s)
-        return {"lateness_ms": summary(hist), "early": early, "jobs": n, "completed": worker.report.completed,
-                "arrivals_over_s": spread_s, "describe": broker.describe()}
+        figures = {"lateness_ms": summary(hist), "early": early, "jobs": n, "completed": worker.report.completed,
+                   "arrivals_over_s": spread_s, "describe": broker.describe()}
+        if count is not None:
+            figures["objects"] = count(broker.queue)
+        return figures
     finally:
         worker.stop()
         thread.join(timeout=30)
         broker.purge()
         broker.close()
+
+
+def _broker_objects(instance: Any, prefix: str) -> dict[str, int]:
+    """Queues and bindings (those of the default exchange, implicit, left out) whose names start
+    with ``prefix``, as RabbitMQ lists them."""
+    queues = instance.ctl("list_queues", "name", "-q", "--no-table-headers").stdout.split()
+    bindings = instance.ctl("list_bindings", "source_name", "destination_name", "-q", "--no-table-headers").stdout
+    return {"queues": sum(1 for q in queues if q.startswith(prefix)),
+            "bindings": sum(1 for line in bindings.splitlines() if line.split("\t")[0]
+                            and any(part.startswith(prefix) for part in line.split("\t")))}
+
+
+def _per_value_queues(url: str, instance: Any, delays: list[int], spread_s: float) -> dict[str, Any]:
+    """The teaching variant, with pika directly: a queue per delay value (x-message-ttl = the
+    value), bound to a headers exchange by the value, dead-lettering to one target queue."""
+    prefix = f"bb-pervalue-{uuid.uuid4().hex[:6]}"
+    exchange, target = f"{prefix}.delay", f"{prefix}.target"
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.exchange_declare(exchange, "headers", durable=True)
+    ch.queue_declare(target, durable=True)
+    ch.confirm_delivery()
+    hist, early, got, lock = new_histogram(), [0], [0], threading.Lock()
+
+    def consume() -> None:
+        c = pika.BlockingConnection(pika.URLParameters(url))
+        cc = c.channel()
+        deadline = time.time() + spread_s + max(delays) / 1000 + 30
+        for _method, props, _body in cc.consume(target, auto_ack=True, inactivity_timeout=0.5):
+            if props is not None:
+                now = time.time()
+                due = props.headers["due_ms"] / 1000
+                with lock:
+                    got[0] += 1
+                    early[0] += now < due - 0.002
+                    record_us(hist, max(int((now - due) * 1e9), 0))
+            if got[0] >= len(delays) or time.time() > deadline:
+                break
+        cc.cancel()
+        c.close()
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    declared: set[int] = set()
+    declare_s = 0.0
+    started = time.monotonic()
+    for i, delay in enumerate(delays):
+        wait = started + spread_s * i / len(delays) - time.monotonic()
+        if wait > 0:
+            conn.process_data_events(time_limit=wait)
+        if delay not in declared:  # one queue and one binding per distinct value
+            t = time.monotonic()
+            queue = f"{prefix}.delay.{delay}"
+            ch.queue_declare(queue, durable=True, arguments={"x-message-ttl": delay, "x-dead-letter-exchange": "",
+                                                             "x-dead-letter-routing-key": target})
+            ch.queue_bind(queue, exchange, arguments={"x-match": "all", "bb-delay": str(delay)})
+            declared.add(delay)
+            declare_s += time.monotonic() - t
+        ch.basic_publish(exchange, "", b"{}", pika.BasicProperties(
+            delivery_mode=2, headers={"bb-delay": str(delay), "due_ms": int(time.time() * 1000) + delay}))
+    consumer.join(timeout=spread_s + max(delays) / 1000 + 60)
+    objects = _broker_objects(instance, prefix + ".delay")
+    for delay in declared:
+        ch.queue_delete(f"{prefix}.delay.{delay}")
+    ch.queue_delete(target)
+    ch.exchange_delete(exchange)
+    conn.close()
+    return {"lateness_ms": summary(hist), "early": early[0], "jobs": len(delays), "completed": got[0],
+            "distinct_delays": len(declared), "declare_seconds": round(declare_s, 2), "objects": objects}
 
 
 def _naive_ttl_queue(url: str, short: int) -> dict[str, Any]:
@@ -102,6 +189,7 @@ def _naive_ttl_queue(url: str, short: int) -> dict[str, Any]:
                                                       "x-dead-letter-routing-key": target_q})
     ch.confirm_delivery()
     sent = time.time()
+
     def send(ttl_ms: int) -> None:
         props = pika.BasicProperties(expiration=str(ttl_ms), headers={"due_ms": int(sent * 1000) + ttl_ms})
         ch.basic_publish("", wait_q, b"{}", props)
@@ -131,32 +219,54 @@ def run_scenario(session: Session) -> list[Row]:
     rows = []
     n = int(session.size(10_000, 1_000))
     spread = session.size(10.0, 2.0)
+    delays = _random_delays(n)
     for kind in session.kinds:
-        url = session.brokers.default_instance(kind).url
+        instance = session.brokers.default_instance(kind)
+        url = instance.url
+        amqp = registry.get(kind).protocol == registry.PROTOCOL_AMQP_091
         for retries in (False, True):
             started = time.time()
-            figures = _lateness_run(kind, url, n, retries, spread_s=spread)
+            count = (lambda queue, node=instance: _broker_objects(node, f"{queue}.delay")) \
+                if amqp and not retries else None
+            figures = _lateness_run(kind, url, n, retries, delays=delays, spread_s=spread, count=count)
             lat = figures["lateness_ms"]
-            what = (f"{n:,} retried jobs, {BACKOFF_MS} ms backoff" if retries else f"{n:,} delayed jobs, 0.25-3 s") \
-                + f", arriving over {spread:.0f} s"
+            what = (f"{n:,} retried jobs, {BACKOFF_MS} ms backoff" if retries else
+                    f"{n:,} delayed jobs, random 0.25-3 s") + f", arriving over {spread:.0f} s"
             expectation = "none early; p99 lateness under 1 s"
             met = figures["early"] == 0 and figures["completed"] == n and (lat.get("p99") or 0) < 1000
             note = (f"lateness p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms; "
                     f"early {figures['early']}")
+            if count is not None:
+                expectation = "none early; p99 lateness under 1 s; at most 28 delay queues, whatever the delays"
+                met = met and figures["objects"]["queues"] <= 28
+                note += (f"; delay levels: {figures['objects']['queues']} queues, "
+                         f"{figures['objects']['bindings']} bindings for {len(set(delays)):,} distinct delays")
             path = _write(session, kind, "retries" if retries else "delays", figures, started, expectation, met)
             rows.append(Row("delays at scale", kind, what, n - figures["completed"], None, None, expectation,
                             met, note, path))
-        if registry.get(kind).protocol == registry.PROTOCOL_AMQP_091:  # a pitfall of AMQP's per-message TTL
+        if amqp:
+            started = time.time()
+            per_value = _per_value_queues(url, instance, delays, spread)
+            lat = per_value["lateness_ms"]
+            expectation = "a queue and a binding per distinct delay: the broker's objects grow with the delays"
+            met = per_value["objects"]["queues"] == per_value["distinct_delays"] and per_value["early"] == 0
+            note = (f"{per_value['objects']['queues']:,} queues and {per_value['objects']['bindings']:,} bindings for "
+                    f"{per_value['distinct_delays']:,} distinct delays (declared in {per_value['declare_seconds']} s); "
+                    f"lateness p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms")
+            path = _write(session, kind, "per-value-queues", per_value, started, expectation, met)
+            rows.append(Row("delays at scale", kind, f"a queue per delay value (teaching variant), {n:,} delays",
+                            per_value["jobs"] - per_value["completed"], None, None, expectation, met, note, path))
+
             started = time.time()
             short = int(session.size(200, 50))
             naive = _naive_ttl_queue(url, short=short)
             ours = _lateness_run(kind, url, short + 1, retries=False, delays=[3000] + [300] * short)
             lat, ours_lat = naive["lateness_ms"], ours["lateness_ms"]
-            expectation = "one TTL queue: short delays wait for the long head; per-delay queues do not"
+            expectation = "one TTL queue: short delays wait for the long head; the delay levels do not"
             met = (lat.get("p50") or 0) > 1000 and (ours_lat.get("p99") or 0) < 1000
             note = (f"naive single queue: 300 ms jobs behind a 3 s one ran p50 {lat.get('p50')} ms late; "
-                    f"per-delay queues: p99 {ours_lat.get('p99')} ms late")
-            path = _write(session, kind, "ttl-head-of-line", {**naive, "per_delay_queues": ours}, started,
+                    f"delay levels: p99 {ours_lat.get('p99')} ms late")
+            path = _write(session, kind, "ttl-head-of-line", {**naive, "delay_levels": ours}, started,
                           expectation, met)
             rows.append(Row("delays at scale", kind, "per-message TTL pitfall", None, None, None, expectation,
                             met, note, path))
@@ -166,6 +276,7 @@ def run_scenario(session: Session) -> list[Row]:
 def _write(session: Session, kind: str, label: str, figures: dict[str, Any], started: float,
            expectation: str, met: bool) -> str:
     described = figures.pop("describe", None) or {"kind": kind}
+    figures.get("delay_levels", {}).pop("describe", None)
     scenario = Scenario(broker=kind, mode="drain", label=f"delays-{label}-{kind}").to_dict()
     return write_result(session, scenario, described, datetime.fromtimestamp(started).astimezone(), expectation,
                         met, **figures)

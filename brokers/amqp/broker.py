@@ -9,6 +9,7 @@ import pika
 import pika.exceptions as pe
 
 from ..contract import (
+    MAX_JOB_BYTES,
     Broker,
     Capabilities,
     CrashRedelivery,
@@ -38,8 +39,9 @@ CAPABILITIES = Capabilities(
               "priority run after all prioritized ones (BullMQ does the opposite)."),
     durability=("durable queues and persistent messages survive a broker restart once confirmed; "
                 "transient messages do not; quorum queues replicate (one node here)."),
-    delay=Feature(Support.EMULATED, "one queue per delay value with x-message-ttl, dead-lettering "
-                                    "to the main exchange (no plugin)"),
+    delay=Feature(Support.EMULATED, "28 binary delay levels (queues with x-message-ttl 2^n ms, 16 ms "
+                                    "to 2^31 ms, dead-lettering level to level, then to the main exchange; "
+                                    "delays rounded up to 16 ms; no plugin)"),
     priority=Feature(Support.NATIVE, "x-max-priority on classic lane queues (quorum: none)"),
     retries=Feature(Support.EMULATED, "the worker publishes a copy with attempts+1 through the "
                                       "delay queue for its backoff, then acks the original"),
@@ -69,6 +71,9 @@ class RabbitMQBroker(Broker):
     :param confirms: publisher confirms: "off", "each" or "windowed" (see :mod:`.producer`).
     :param confirm_window: unconfirmed messages a windowed producer may have in flight.
     :param connect_timeout: seconds to wait for RabbitMQ when connecting.
+    :param max_job_bytes: largest job data (JSON bytes) a producer sends; larger raises
+        InvalidJob at once (default: RabbitMQ's default max_message_size, 128 MiB; set it to
+        your broker's if lower; None: no check of ours).
     :param worker_defaults: options every :meth:`worker` gets unless it is given others
         (``prefetch``, ``ack_batch``... see :class:`AmqpWorker`).
     """
@@ -80,10 +85,11 @@ class RabbitMQBroker(Broker):
                  *, queue_type: str = "classic", max_priority: int = 0, max_length: int | None = None,
                  persistent: bool = True,
                  confirms: str = "windowed", confirm_window: int = 256, connect_timeout: float = 3.0,
-                 **worker_defaults: Any) -> None:
+                 max_job_bytes: int | None = MAX_JOB_BYTES, **worker_defaults: Any) -> None:
         super().__init__(queue, routes)
         self.url = url
         self.connect_timeout = connect_timeout
+        self.max_job_bytes = max_job_bytes
         self.topology = Topology(queue, self.routes, queue_type=queue_type, max_priority=max_priority,
                                  max_length=max_length)
         self.producer_defaults = {"confirms": confirms, "window": confirm_window,
@@ -139,7 +145,7 @@ class RabbitMQBroker(Broker):
         return QueueStats(
             waiting=total([t.lane_queue(lane) for lane in self.lanes]),
             active=None,      # unacked counts need the management API; AMQP does not say
-            delayed=total(t.known_delay_queues()),
+            delayed=total(t.delay_queues()),
             completed=None,   # RabbitMQ keeps nothing of an acked message
             failed=total([t.dead_queue]),
         )
@@ -182,8 +188,12 @@ class RabbitMQBroker(Broker):
             for name in t.all_exchanges():
                 ch.exchange_delete(name)
         self._admin_call(wipe)
-        t.reset_delay_queues()
-        self._admin_call(t.declare)
+        self._admin_call(lambda ch: t.declare(ch, again=True))
+
+    def clear(self) -> None:
+        """Purge every queue of this logical queue (lanes, dead letters, delay levels); the
+        exchanges, queues and bindings stay."""
+        self._admin_call(lambda ch: [ch.queue_purge(name) for name in self.topology.all_queues()])
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "queue": self.queue, "lanes": self.lanes, **self.server,

@@ -9,7 +9,8 @@ headers:    bb-created-ms   publish time in ms
             bb-priority     the job's priority (BullMQ scale)
             bb-remove-on-fail  1 to drop instead of dead-lettering after the last attempt
             bb-failed-reason, bb-failed-at-ms  on dead-lettered messages
-            bb-delay        the delay queue a message is routed to (headers exchange)
+            bb-delay-bit-N  bit N of a delayed message's delay ("1"/"0"): routes it through the
+                            delay levels (see topology.py)
             x-delivery-count  set by quorum queues: deliveries before this one
 """
 
@@ -33,6 +34,7 @@ H_REMOVE_ON_FAIL = "bb-remove-on-fail"
 H_FAILED_REASON = "bb-failed-reason"
 H_FAILED_AT = "bb-failed-at-ms"
 H_DELIVERY_COUNT = "x-delivery-count"
+H_DELAY_BITS = "bb-delay-bit-"  # one per bit of a delay: which delay levels a message passes
 
 
 def new_job_id() -> str:
@@ -129,7 +131,7 @@ def republish_properties(props: BasicProperties, updates: dict[str, Any]) -> Bas
     """A copy of ``props`` for re-publishing (retry or dead letter), headers updated."""
     headers = dict(props.headers or {})
     for key in [k for k in headers if k == H_DELIVERY_COUNT or k.startswith(("x-death", "x-first-death",
-                                                                             "x-last-death"))]:
+                                                                             "x-last-death", H_DELAY_BITS))]:
         del headers[key]
     headers.update(updates)
     return BasicProperties(

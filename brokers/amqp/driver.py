@@ -133,12 +133,10 @@ def arm_memory_alarm(instance: Any, headroom_mb: float) -> float:
 
 def declared_objects() -> dict[str, int]:
     """Exchanges, queues and bindings our topology declares before the first job (one routed
-    lane; delay queues come on use)."""
+    lane, the 28 delay levels included)."""
     from .topology import Topology
 
-    topo = Topology("jobs", {"heavy_workflow_execution": "heavy"})
-    return {"exchanges": len(topo.all_exchanges()), "queues": len(topo.lanes) + 1,
-            "bindings": 1 + 1 + len(topo.routes)}  # dead letters, unrouted -> default, one per route
+    return Topology("jobs", {"heavy_workflow_execution": "heavy"}).declared_counts()
 
 
 def start_container(image: str) -> tuple[str, Any]:

@@ -10,8 +10,20 @@ confirms="windowed"  keep up to ``window`` messages unconfirmed; ``publish`` blo
                      and ``publish_many`` alike) before their confirm are "in flight", not yet
                      "accepted": ``on_accepted`` says when.
 
-With confirms on, a dropped connection is survived: the producer reconnects and publishes again
-every message not yet confirmed (so a message may arrive twice: at-least-once, never lost).
+Failures, told apart:
+
+* Bad input (too big, a delay out of range, a bad name...) raises InvalidJob before anything is
+  sent (:mod:`brokers.contract`).
+* The broker closing the CHANNEL (406 precondition failed, 404 not found, 403 access refused...:
+  a reason tied to a message or a declaration) is not an outage: the publish fails at once with
+  PublishRejected naming the broker's reason and listing every job not yet confirmed (those of
+  earlier calls in the window too: the caller owns them, they are never resent); the producer
+  opens a new channel and stays usable.
+* A negative confirm, or no confirm in ``confirm_timeout_s`` (a resource alarm), raises
+  PublishRejected listing those jobs; they are forgotten too, never resent.
+* A dropped CONNECTION is an outage: with confirms on, the producer reconnects for up to
+  ``reconnect_for_s`` and publishes again every message not yet confirmed (so a message may
+  arrive twice: at-least-once, never lost); after that, BrokerUnavailable.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from pika import BasicProperties
 
 from ..contract import (
     BrokerUnavailable,
+    InvalidJob,
     JobOptions,
     JobSpec,
     Producer,
@@ -37,7 +50,6 @@ from ..contract import (
 from ..urls import redact
 from .codec import build_properties, new_job_id
 from .connection import CONNECTION_ERRORS, connect, enable_async_confirms, pump
-from .topology import DELAY_HEADER
 
 if TYPE_CHECKING:
     from .broker import RabbitMQBroker
@@ -54,15 +66,23 @@ class Outgoing:
     routing_key: str
     body: bytes
     properties: BasicProperties
-    delay_ms: int
+
+
+class ChannelClosed(Exception):
+    """Internal: the broker closed the publishing channel (the connection is fine)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{code} {text}")
+        self.code, self.text = code, text
 
 
 class AmqpProducer(Producer):
-    """Publishes jobs to the queue's exchanges (see the module's text for the confirm modes).
+    """Publishes jobs to the queue's exchanges (see the module's text for the confirm modes and
+    for how each failure is reported).
 
     Not thread-safe: one producer per thread (pika's connection belongs to one thread).
 
-    :param broker: the adapter (its URL and topology).
+    :param broker: the adapter (its URL, topology and ``max_job_bytes``).
     :param confirms: "off", "each" or "windowed" publisher confirms.
     :param window: unconfirmed messages allowed in flight with windowed confirms.
     :param persistent: persistent (delivery mode 2) or transient messages.
@@ -92,21 +112,34 @@ class AmqpProducer(Producer):
         self._returned: list[Outgoing] = []       # returned unroutable: to resend
         self._returned_ids: set[str] = set()
         self._broken: BaseException | None = None  # set while the connection must be reopened
+        self._closed_by: tuple[int, str] | None = None  # the broker closed the channel: code, text
         self._failing_since: float | None = None
         self._seq = 0
         self._conn: pika.BlockingConnection | None = None
         self._open()
 
     # --------------------------------------------------------------------------- connection
-    def _open(self) -> None:
+    def _open(self, again: bool = False) -> None:
         broker = self._broker
         self._conn = connect(broker.url, role="producer", connect_timeout=broker.connect_timeout)
+        self._open_channel(again)
+
+    def _open_channel(self, again: bool = False) -> None:
+        """A new channel; ``again`` declares the topology anew (after a reconnect or a channel
+        the broker closed: something may have been deleted)."""
+        assert self._conn is not None
         self._ch = self._conn.channel()
-        broker.topology.declare(self._ch)
+        self._closed_by = None
+        self._ch._impl.add_on_close_callback(self._on_channel_close)  # noqa: SLF001
+        self._broker.topology.declare(self._ch, again=again)
         self._seq = 0
         self._ch._impl.add_on_return_callback(self._on_return)  # noqa: SLF001
         if self.confirms != "off":
             enable_async_confirms(self._conn, self._ch, self._on_confirm)
+
+    def _on_channel_close(self, _channel: Any, reason: BaseException) -> None:
+        if isinstance(reason, pe.ChannelClosedByBroker):
+            self._closed_by = (reason.reply_code, reason.reply_text)
 
     def _reopen(self) -> None:
         """Reconnect after a dropped connection and resend every unconfirmed message, oldest
@@ -114,13 +147,12 @@ class AmqpProducer(Producer):
         second drop in the middle loses nothing: the next reopen carries on."""
         self._carry = [self._unconfirmed[tag] for tag in sorted(self._unconfirmed)] + self._carry
         self._unconfirmed = {}
-        self._broker.topology.forget_delay_queues()
         try:
             if self._conn is not None and self._conn.is_open:
                 self._conn.close()
         except Exception:  # noqa: BLE001 - the connection is already broken
             pass
-        self._open()
+        self._open(again=True)
         while self._carry:
             self._send(self._carry[0])
             self._carry.pop(0)
@@ -128,8 +160,8 @@ class AmqpProducer(Producer):
         self._broken = None
 
     def _on_return(self, _channel: Any, _method: Any, props: BasicProperties, _body: bytes) -> None:
-        """A message the broker could not route (a delay queue deleted under us): send it again
-        once the confirm that follows the return arrives."""
+        """A message the broker could not route (a delay level or a lane deleted under us): sent
+        again, after the topology is declared anew, once the confirm that follows arrives."""
         self._returned_ids.add(props.message_id)
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
@@ -152,25 +184,41 @@ class AmqpProducer(Producer):
         self.confirmed += len(ids)
         self._accepted(ids)
 
+    def _give_back(self) -> list[str]:
+        """Forget every message not yet confirmed (they will never be resent) and return their
+        ids, oldest first: the caller owns those jobs now."""
+        ids = [self._unconfirmed[tag].job_id for tag in sorted(self._unconfirmed)]
+        ids += [item.job_id for item in self._returned + self._carry]
+        self._unconfirmed, self._returned, self._carry = {}, [], []
+        self._returned_ids.clear()
+        return ids
+
+    def _check_channel(self) -> None:
+        """Raise ChannelClosed if the broker closed our channel while the connection lives."""
+        if self._closed_by is not None and self._conn is not None and self._conn.is_open:
+            raise ChannelClosed(*self._closed_by)
+
     # ---------------------------------------------------------------------------- publishing
     def _prepare(self, spec: JobSpec) -> Outgoing:
+        if not isinstance(spec, JobSpec):
+            raise InvalidJob(f"publish_many takes JobSpec items, got {type(spec).__name__}")
         check_job_name(spec.name)
         topology = self._broker.topology
         options = spec.options
         job_id = options.job_id or new_job_id()
         props = build_properties(job_id, spec.name, options, persistent=self.persistent,
                                  amqp_priority=topology.amqp_priority(options.priority))
-        body = encode_data(spec.data).encode()
+        body = encode_data(spec.data, self._broker.max_job_bytes).encode()
         if options.delay_ms > 0:
-            props.headers[DELAY_HEADER] = str(options.delay_ms)
-            return Outgoing(job_id, topology.delay_exchange, spec.name, body, props, options.delay_ms)
-        return Outgoing(job_id, topology.exchange, spec.name, body, props, 0)
+            exchange, bits = topology.delayed_route(options.delay_ms)
+            props.headers.update(bits)
+            return Outgoing(job_id, exchange, spec.name, body, props)
+        return Outgoing(job_id, topology.exchange, spec.name, body, props)
 
     def _send(self, item: Outgoing) -> None:
         # The channel underneath BlockingChannel: buffer the frames without a socket round of
         # I/O per message; _wait/flush push them out (pika's blocking basic_publish flushes each).
-        if item.delay_ms:
-            self._broker.topology.ensure_delay_queue(self._ch, item.delay_ms)
+        self._check_channel()
         self._ch._impl.basic_publish(item.exchange, item.routing_key, item.body,  # noqa: SLF001
                                      item.properties, mandatory=True)
         self._seq += 1
@@ -181,31 +229,33 @@ class AmqpProducer(Producer):
         if self._seq % FLUSH_EVERY == 0:
             assert self._conn is not None
             pump(self._conn)
+            self._check_channel()
 
     def _wait(self, max_unconfirmed: int) -> None:
         assert self._conn is not None
         deadline = time.monotonic() + self.confirm_timeout_s
         while True:
             pump(self._conn, lambda: len(self._unconfirmed) <= max_unconfirmed or bool(self._returned),
-                 lambda: time.monotonic() > deadline)
+                 lambda: self._closed_by is not None, lambda: time.monotonic() > deadline)
+            self._check_channel()
             if not self._returned:
                 break
-            self._broker.topology.forget_delay_queues()  # declare the missing queue again
+            self._broker.topology.declare(self._ch, again=True)  # declare what was deleted, then resend
             returned, self._returned = self._returned, []
             for item in returned:
                 self._send(item)
         if len(self._unconfirmed) > max_unconfirmed:
             raise PublishRejected(
                 f"no publisher confirm from RabbitMQ within {self.confirm_timeout_s:.0f} s "
-                f"(is it blocking publishers on a resource alarm?)",
-                [item.job_id for item in self._unconfirmed.values()])
+                f"(is it blocking publishers on a resource alarm?)", self._give_back())
         if self._nacked:
             nacked, self._nacked = self._nacked, []
             raise PublishRejected(f"RabbitMQ refused {len(nacked)} message(s) (basic.nack)", nacked)
 
     def _guarded(self, action: Callable[[], Any]) -> Any:
-        """Run a publishing step; on a dropped connection reconnect, resend what is unconfirmed,
-        and run the step again, for up to ``reconnect_for_s`` seconds."""
+        """Run a publishing step. A channel the broker closed fails the step with PublishRejected
+        and a new channel; a dropped connection is reconnected (resending what is unconfirmed)
+        and the step run again, for up to ``reconnect_for_s`` seconds."""
         while True:
             try:
                 if self._broken is not None:
@@ -213,11 +263,15 @@ class AmqpProducer(Producer):
                 result = action()
                 self._failing_since = None
                 return result
+            except ChannelClosed as closed:
+                self._channel_failed(closed)
             except pe.ConnectionBlockedTimeout:
+                self._broken = BrokerUnavailable("blocked-connection timeout")  # pika closed the connection
                 raise PublishRejected("RabbitMQ blocked this publisher (memory or disk alarm) for "
-                                      "longer than the blocked-connection timeout",
-                                      [i.job_id for i in self._unconfirmed.values()]) from None
+                                      "longer than the blocked-connection timeout", self._give_back()) from None
             except (*CONNECTION_ERRORS, BrokerUnavailable) as exc:
+                if self._closed_by is not None and self._conn is not None and self._conn.is_open:
+                    self._channel_failed(ChannelClosed(*self._closed_by))
                 now = time.monotonic()
                 if self._failing_since is None:
                     self._failing_since = now
@@ -229,22 +283,43 @@ class AmqpProducer(Producer):
                     time.sleep(0.5)
                 self._broken = exc
 
+    def _channel_failed(self, closed: ChannelClosed) -> None:
+        """The broker closed the channel: give the unconfirmed jobs back, open a new channel, say why."""
+        given_back = self._give_back()
+        self._nacked = []
+        log.warning("RabbitMQ closed the producer's channel (%s); %d job(s) given back to the caller",
+                    closed, len(given_back))
+        try:
+            self._open_channel(again=True)
+        except (*CONNECTION_ERRORS, BrokerUnavailable) as exc:
+            self._broken = exc  # the next call reconnects
+        raise PublishRejected(f"RabbitMQ refused it and closed the channel: {closed.code} {closed.text}",
+                              given_back) from None
+
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
+        if options is not None and not isinstance(options, JobOptions):
+            raise InvalidJob(f"options must be JobOptions, got {type(options).__name__}")
         item = self._prepare(JobSpec(name, data, options or JobOptions()))
-        self._guarded(lambda: self._send(item))
+        try:
+            self._guarded(lambda: self._send(item))
+        except PublishRejected as exc:  # refused before it was sent: it is the caller's too
+            raise PublishRejected(str(exc), exc.job_ids + [item.job_id]) from None
         if self.confirms != "off":
             self._guarded(lambda: self._wait(self.window - 1))
         return item.job_id
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
-        items = [self._prepare(spec) for spec in jobs]  # every id exists before anything is sent
+        items = [self._prepare(spec) for spec in jobs]  # every check passes before anything is sent
         for n, item in enumerate(items):
+            sent = False
             try:
                 self._guarded(lambda item=item: self._send(item))
+                sent = True
                 if self.confirms != "off" and len(self._unconfirmed) >= self.window:
                     self._guarded(lambda: self._wait(self.window - 1))
             except PublishRejected as exc:
-                raise PublishRejected(str(exc), exc.job_ids + [i.job_id for i in items[n + 1:]]) from None
+                unsent = [i.job_id for i in items[n + sent:]]
+                raise PublishRejected(str(exc), exc.job_ids + unsent) from None
         if self.confirms == "off":
             self.flush()  # push buffered frames out; nothing more can be known without confirms
         else:
@@ -255,7 +330,7 @@ class AmqpProducer(Producer):
         if self.confirms != "off":
             self._guarded(lambda: self._wait(0))
         elif self._conn is not None:
-            self._guarded(lambda: pump(self._conn))
+            self._guarded(lambda: (pump(self._conn), self._check_channel()))
 
     def idle(self, seconds: float) -> None:
         if seconds > 0 and self._conn is not None:

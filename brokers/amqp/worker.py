@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pika
+import pika.exceptions as pe
 from pika import BasicProperties
 
 from ..contract import BrokerUnavailable, Handler, Hooks, Outcome, Worker, WorkerReport
@@ -49,7 +50,6 @@ from .codec import (
 )
 from .connection import CONNECTION_ERRORS, connect
 from .copies import CopyPublisher
-from .topology import DELAY_HEADER
 
 if TYPE_CHECKING:
     from .broker import RabbitMQBroker
@@ -119,13 +119,21 @@ class AmqpWorker(Worker):
         self._run_len = 0
         self._last_flush = time.monotonic()
 
-    def _open(self) -> None:
+    def _open(self, again: bool = False) -> None:
         broker = self.broker
         self._conn = connect(broker.url, role="worker", connect_timeout=broker.connect_timeout)
+        self._open_channels(again)
+
+    def _open_channels(self, again: bool = False) -> None:
+        """The consuming channel and the copies' channel, on the open connection. Delivery tags
+        of an earlier consuming channel die with it (RabbitMQ requeued those deliveries)."""
+        broker = self.broker
+        assert self._conn is not None
         self._ch = self._conn.channel()
-        broker.topology.declare(self._ch)
-        self._pub = self._conn.channel()
-        self._copies = CopyPublisher(self._conn, self._pub)  # retries and dead letters, confirmed
+        self._ch_closed_by: tuple[int, str] | None = None
+        self._ch._impl.add_on_close_callback(self._on_channel_close)  # noqa: SLF001
+        broker.topology.declare(self._ch, again=again)
+        self._open_copies()
         self._ch.basic_qos(prefetch_count=self.prefetch)
         self.generation += 1
         self._reset_acks()
@@ -136,10 +144,18 @@ class AmqpWorker(Worker):
                 queue, lambda ch, m, p, b, lane=lane: self._on_message(lane, m, p, b)))
         self._consuming = True
 
+    def _open_copies(self) -> None:
+        assert self._conn is not None
+        self._pub = self._conn.channel()
+        self._copies = CopyPublisher(self._conn, self._pub)  # retries and dead letters, confirmed
+
+    def _on_channel_close(self, _ch: Any, reason: BaseException) -> None:
+        if isinstance(reason, pe.ChannelClosedByBroker):
+            self._ch_closed_by = (reason.reply_code, reason.reply_text)
+
     def _reopen(self, error: BaseException) -> None:
         self._connection_lost(error)
         log.warning("worker lost RabbitMQ at %s (%r); reconnecting", redact(self.broker.url), error)
-        self.broker.topology.forget_delay_queues()
         try:
             if self._conn is not None and self._conn.is_open:
                 self._conn.close()
@@ -148,7 +164,7 @@ class AmqpWorker(Worker):
         deadline = time.monotonic() + self.reconnect_for_s
         while True:
             try:
-                self._open()
+                self._open(again=True)
                 return
             except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:  # e.g. 320 while the broker restarts
                 if time.monotonic() > deadline:
@@ -236,16 +252,36 @@ class AmqpWorker(Worker):
         return self.report
 
     def _guard(self, action: Any) -> bool:
-        """Run a step on the connection; on a drop, reconnect and report False."""
+        """Run a step on the connection; report False after a failure it repaired. A channel
+        the broker closed while the connection lives gets new channels; a dropped connection,
+        a new connection."""
         try:
             action()
             return True
         except CONNECTION_ERRORS as exc:
-            if self.stopping and not self._runner.in_flight:  # type: ignore[union-attr]
-                self._consuming = False
-                return False
-            self._reopen(exc)
+            error: BaseException = exc
+        if self.stopping and not self._runner.in_flight:  # type: ignore[union-attr]
+            self._consuming = False
             return False
+        if self._conn is not None and self._conn.is_open and self._ch_closed_by is not None:
+            log.warning("RabbitMQ closed the worker's channel (%s %s); opening a new one (its "
+                        "unacknowledged jobs are redelivered)", *self._ch_closed_by)
+            try:
+                self._close_channels()
+                self._open_channels(again=True)
+                return False
+            except CONNECTION_ERRORS as exc:
+                error = exc
+        self._reopen(error)
+        return False
+
+    def _close_channels(self) -> None:
+        for channel in (self._ch, self._pub):
+            try:
+                if channel.is_open:
+                    channel.close()
+            except Exception:  # noqa: BLE001 - closing what is already half gone
+                pass
 
     # ----------------------------------------------------------------------------- settling
     def _settle(self, settlements: list[Settlement]) -> None:
@@ -263,6 +299,7 @@ class AmqpWorker(Worker):
                 copies[ticket] = s
         if not copies:
             return
+        refused = False
         for ticket, accepted in self._copies.wait().items():
             s = copies[ticket]
             d = s.ref
@@ -270,12 +307,17 @@ class AmqpWorker(Worker):
                 self._done.add(d.tag)  # the copy is safe: now the original may be acked
                 self._count(s, s.outcome)
             else:
-                # The copy was refused: keep the original by handing it back to the queue, and
-                # declare delay queues again (an unroutable copy means one was deleted).
-                self.broker.topology.forget_delay_queues()
-                log.error("RabbitMQ refused the %s copy of job %s; requeueing the original", s.outcome.value, s.job.id)
+                # The copy was refused: keep the original by handing it back to the queue.
+                refused = True
+                log.error("RabbitMQ refused the %s copy of job %s%s; requeueing the original", s.outcome.value,
+                          s.job.id, f" ({self._copies.closed_by[0]} {self._copies.closed_by[1]})"
+                          if self._copies.closed_by else "")
                 self._ch.basic_nack(d.tag, requeue=True)
                 self._singled.add(d.tag)
+        if refused:  # something was deleted under us, or the channel is gone: declare, reopen
+            if not self._copies.usable:
+                self._open_copies()
+            self.broker.topology.declare(self._pub, again=True)
 
     def _count(self, s: Settlement, outcome: Outcome) -> None:
         self._tally(s.job, outcome, s.reason)
@@ -286,17 +328,15 @@ class AmqpWorker(Worker):
         if s.outcome is Outcome.RETRIED:
             props = republish_properties(d.properties, {
                 H_ATTEMPTS_MADE: s.job.attempts_made + 1, H_FAILED_REASON: s.reason or ""})
-            props.headers.pop(DELAY_HEADER, None)
             if s.delay_ms > 0:
-                topology.ensure_delay_queue(self._pub, s.delay_ms)
-                props.headers[DELAY_HEADER] = str(s.delay_ms)
-                return self._copies.publish(topology.delay_exchange, s.job.name, d.body, props)
+                exchange, bits = topology.delayed_route(s.delay_ms)
+                props.headers.update(bits)
+                return self._copies.publish(exchange, s.job.name, d.body, props)
             return self._copies.publish(topology.exchange, s.job.name, d.body, props)
         if s.outcome is Outcome.FAILED and not s.job.options.remove_on_fail:
             props = republish_properties(d.properties, {
                 H_ATTEMPTS_MADE: s.job.attempts_made + 1, H_FAILED_REASON: s.reason or "",
                 H_FAILED_AT: int(time.time() * 1000)})
-            props.headers.pop(DELAY_HEADER, None)
             return self._copies.publish(topology.dead_exchange, s.job.name or "unknown", d.body, props)
         return None
 

@@ -11,6 +11,7 @@ import json
 from typing import Any, Mapping, Sequence
 
 from ..contract import (
+    MAX_JOB_BYTES,
     Broker,
     Capabilities,
     CrashRedelivery,
@@ -66,6 +67,9 @@ class BullMQRedisBroker(Broker):
     :param routes: job type -> lane.
     :param connect_timeout: seconds to wait for Redis to answer when connecting.
     :param reconnect_for_s: how long commands on a dropped connection are retried.
+    :param max_job_bytes: largest job data (JSON bytes) a producer sends; larger raises
+        InvalidJob at once (default: the same 128 MiB as the AMQP adapter, RabbitMQ's default,
+        so both accept the same jobs; None: no check).
     :param worker_defaults: options every :meth:`worker` gets unless it is given others
         (``lock_duration_ms``, ``stalled_interval_ms``... see :class:`RedisWorker`).
     """
@@ -75,9 +79,10 @@ class BullMQRedisBroker(Broker):
 
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, connect_timeout: float = 3.0, reconnect_for_s: float = 30.0,
-                 **worker_defaults: Any) -> None:
+                 max_job_bytes: int | None = MAX_JOB_BYTES, **worker_defaults: Any) -> None:
         super().__init__(queue, routes)
         self.url = url
+        self.max_job_bytes = max_job_bytes
         self.client = connect(url, role="client", connect_timeout=connect_timeout,
                               reconnect_for=reconnect_for_s)
         self.scripts = Scripts(self.client)

@@ -58,6 +58,13 @@ F_PROCESSED_BY = "pb"
 
 STALLED_REASON = "job stalled more than allowable limit"
 
+# Suffixes of a queue's own keys (ours, and those BullMQ itself uses). A job's hash is
+# ``bull:<queue>:<id>``, so a custom job id equal to one of them would write over that key.
+RESERVED_IDS = frozenset({
+    "wait", "active", "prioritized", "pc", "delayed", "completed", "failed", "stalled", "stalled-check",
+    "id", "meta", "events", "marker", "paused", "limiter", "repeat", "de", "waiting-children", "metrics",
+})
+
 
 @dataclass(frozen=True)
 class QueueKeys:

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ..contract import JobOptions, JobSpec, Producer, check_job_name, encode_data
+from ..contract import InvalidJob, JobOptions, JobSpec, Producer, check_job_name, encode_data
 from .codec import opts_json
 from .connection import guarded
+from .keys import RESERVED_IDS
 
 if TYPE_CHECKING:
     from .broker import BullMQRedisBroker
 
 BATCH = 500  # jobs per script call: bounded so one call never blocks Redis for long
+BATCH_BYTES = 64 * 1024 * 1024  # and bytes per call: far below Redis's 1 GB query buffer limit
+
+
+def _chunks(items: list[tuple[int, list[Any]]]) -> Iterator[list[tuple[int, list[Any]]]]:
+    """Script calls of at most BATCH jobs and BATCH_BYTES of data (a bigger job goes alone)."""
+    chunk: list[tuple[int, list[Any]]] = []
+    size = 0
+    for item in items:
+        length = len(item[1][2])
+        if chunk and (len(chunk) >= BATCH or size + length > BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += length
+    if chunk:
+        yield chunk
 
 
 class RedisProducer(Producer):
@@ -29,26 +46,36 @@ class RedisProducer(Producer):
         self._broker = broker
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
+        if options is not None and not isinstance(options, JobOptions):
+            raise InvalidJob(f"options must be JobOptions, got {type(options).__name__}")
         return self.publish_many([JobSpec(name, data, options or JobOptions())])[0]
+
+    def _encode(self, spec: JobSpec) -> list[Any]:
+        """The six addJobs.lua arguments of one job, every check passed."""
+        if not isinstance(spec, JobSpec):
+            raise InvalidJob(f"publish_many takes JobSpec items, got {type(spec).__name__}")
+        check_job_name(spec.name)
+        o = spec.options
+        if o.job_id in RESERVED_IDS:
+            raise InvalidJob(f"job_id {o.job_id!r} is the name of one of the queue's own keys "
+                             f"(bull:<queue>:{o.job_id}); choose another")
+        return [o.job_id or "", spec.name, encode_data(spec.data, self._broker.max_job_bytes), opts_json(o),
+                o.delay_ms, o.priority]
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
         broker = self._broker
-        by_lane: dict[str, list[tuple[int, JobSpec]]] = {}
+        by_lane: dict[str, list[tuple[int, list[Any]]]] = {}
         count = 0
-        for index, spec in enumerate(jobs):
-            check_job_name(spec.name)
-            by_lane.setdefault(broker.lane_for(spec.name), []).append((index, spec))
+        for index, spec in enumerate(jobs):  # every job is checked before anything is sent
+            by_lane.setdefault(broker.lane_for(spec.name), []).append((index, self._encode(spec)))
             count = index + 1
         ids: list[str] = [""] * count
         for lane, items in by_lane.items():
             keys = broker.lane_keys[lane]
-            for start in range(0, len(items), BATCH):
-                chunk = items[start:start + BATCH]
+            for chunk in _chunks(items):
                 args: list[Any] = [len(chunk)]
-                for _, spec in chunk:
-                    o = spec.options
-                    args += [o.job_id or "", spec.name, encode_data(spec.data),
-                             opts_json(o), o.delay_ms, o.priority]
+                for _, job_args in chunk:
+                    args += job_args
                 now = int(time.time() * 1000)
                 result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args),
                                  "publish")

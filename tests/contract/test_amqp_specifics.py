@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from brokers.contract import JobOptions
+from brokers.contract import JobOptions, JobSpec
 from tests.helpers.recorder import Recorder
 
 
@@ -15,8 +15,9 @@ def test_a_deleted_delay_queue_does_not_lose_delayed_jobs(make_broker):
     producer = broker.producer()
     producer.publish("user_variables_update", {"n": 1}, JobOptions(delay_ms=300))
     producer.flush()
-    # Someone deletes the delay queue while the producer still thinks it exists:
-    broker._admin_call(lambda ch: ch.queue_delete(broker.topology.delay_queue(300)))
+    # Someone deletes the delay level a 300 ms delay (304 after rounding) enters first (256 ms)
+    # while the producer still thinks it exists:
+    broker._admin_call(lambda ch: ch.queue_delete(broker.topology.delay_level(8)))
     second = producer.publish("user_variables_update", {"n": 2}, JobOptions(delay_ms=300))
     producer.flush()  # the unroutable copy came back; it is sent again after a re-declare
     producer.close()
@@ -39,3 +40,98 @@ def test_every_confirm_mode_delivers_and_reports_acceptance(make_broker, confirm
     while broker.stats().waiting < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert broker.stats().waiting == 40
+
+
+# -------------------------------------------------- channel errors are not outages (issue: bad input)
+
+
+def test_a_message_the_broker_refuses_fails_at_once_with_its_reason_and_the_producer_goes_on(private_brokers):
+    """A broker whose max_message_size (1 MiB here) is below our own check's limit closes the
+    channel (406): that publish fails at once naming the reason, not as an outage, and the
+    producer keeps working."""
+    from brokers.amqp.broker import RabbitMQBroker
+    from brokers.contract import PublishRejected
+
+    node = private_brokers.default_instance("rabbitmq")
+    node.ctl("eval", "application:set_env(rabbit, max_message_size, 1048576).")
+    try:
+        broker = RabbitMQBroker(node.url, queue="too-big", max_job_bytes=None)
+        producer = broker.producer()
+        earlier = producer.publish("user_variables_update", {"n": 0})  # in the window, not yet confirmed
+        started = time.monotonic()
+        with pytest.raises(PublishRejected, match="406.*larger than") as err:
+            producer.publish("statistics_aggregation", {"blob": "z" * 2_000_000})
+            producer.flush()
+        assert time.monotonic() - started < 5, "at once, not after a 30 s confirm timeout"
+        assert len(err.value.job_ids) >= 1 and earlier not in err.value.job_ids[1:]
+        rec = Recorder()
+        after = producer.publish("user_variables_update", {"n": 1})
+        producer.flush()
+        broker.worker(rec.handler()).run(idle_timeout=1.0, timeout=20)
+        assert after in rec.ids(), "the producer kept working on a new channel"
+        assert not set(err.value.job_ids) & set(rec.ids()) - {earlier}, "refused jobs never ran"
+        producer.close()
+        broker.purge()
+        broker.close()
+    finally:
+        node.ctl("eval", "application:set_env(rabbit, max_message_size, 134217728).")
+
+
+def test_an_exchange_deleted_under_a_producer_fails_that_publish_then_is_declared_again(make_broker):
+    from brokers.contract import PublishRejected
+
+    broker = make_broker("rabbitmq")
+    producer = broker.producer()
+    producer.publish("user_variables_update", {"n": 0})
+    producer.flush()
+    broker._admin_call(lambda ch: ch.exchange_delete(broker.topology.exchange))
+    started = time.monotonic()
+    with pytest.raises(PublishRejected, match="404") as err:
+        refused = producer.publish("user_variables_update", {"n": 1})
+        producer.flush()
+    assert time.monotonic() - started < 5
+    assert err.value.job_ids == [refused], "the caller is told which jobs it still owns"
+    again = producer.publish("user_variables_update", {"n": 2})
+    producer.flush()
+    rec = Recorder()
+    broker.worker(rec.handler()).run(idle_timeout=1.0, timeout=20)
+    assert again in rec.ids() and refused not in rec.ids()
+
+
+def test_a_dead_letter_exchange_deleted_under_a_worker_does_not_stop_it_or_lose_the_job(make_broker):
+    broker = make_broker("rabbitmq")
+    rec = Recorder()
+    with broker.producer() as producer:
+        bad = producer.publish("user_variables_update", {"fail": True})
+        good = producer.publish("user_variables_update", {"fail": False})
+    broker._admin_call(lambda ch: ch.exchange_delete(broker.topology.dead_exchange))
+    report = broker.worker(rec.handler(fail=lambda job: job.data["fail"])).run(max_jobs=2, timeout=30)
+    assert report.failed == 1 and report.completed == 1
+    assert [f.id for f in broker.failed_jobs()] == [bad], "the dead letter landed after the exchange came back"
+    assert good in rec.ids()
+
+
+def test_ten_thousand_random_delays_make_no_more_than_a_few_dozen_queues(private_brokers):
+    """Counted by the broker itself (rabbitmqctl list_queues on a private node)."""
+    import random
+
+    from brokers.amqp.broker import RabbitMQBroker
+
+    node = private_brokers.default_instance("rabbitmq")
+    broker = RabbitMQBroker(node.url, queue="many-delays")
+    rng = random.Random(9)
+    with broker.producer() as producer:
+        for start in range(0, 10_000, 500):
+            producer.publish_many([JobSpec("user_variables_update", {"i": i},
+                                           JobOptions(delay_ms=rng.randint(250, 3000)))
+                                   for i in range(start, start + 500)])
+    names = [line.split("\t")[0] for line in node.ctl("list_queues", "name", "-q", "--no-table-headers").stdout
+             .splitlines() if line.startswith("many-delays.")]
+    delay_queues = [n for n in names if ".delay" in n]
+    assert 0 < len(delay_queues) <= 28, delay_queues
+    seen: set[int] = set()
+    worker = broker.worker(lambda job: seen.add(job.data["i"]), concurrency=8, prefetch=64)
+    worker.run(max_jobs=10_000, timeout=60)
+    assert seen == set(range(10_000)), "every delayed job arrived"
+    broker.purge()
+    broker.close()

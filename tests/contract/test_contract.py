@@ -358,3 +358,95 @@ def test_a_full_queue_refuses_with_a_clear_error_and_loses_nothing(network_kind,
         if private is not None:
             broker.close()
             private.cleanup()
+
+
+# ------------------------------------------------------------------ bad input never breaks a producer
+
+
+def _still_works(broker, producer) -> None:
+    """After an error, the same producer publishes and a worker runs what it published."""
+    rec = Recorder()
+    ok = producer.publish("user_variables_update", {"after": "the error"})
+    producer.flush()
+    broker.worker(rec.handler()).run(max_jobs=1, timeout=20)
+    assert rec.ids() == [ok], "the producer kept working and its job ran"
+
+
+def test_a_job_over_the_size_limit_is_refused_at_once_and_the_producer_goes_on(broker):
+    producer = broker.producer()
+    blob = "x" * 200_000_000  # 200 MB of data: above the 128 MiB default (RabbitMQ's own)
+    started = time.monotonic()
+    with pytest.raises(InvalidJob, match=r"200,000,\d+ bytes as JSON; the limit is 134,217,728 bytes"):
+        producer.publish("user_variables_update", {"blob": blob})
+    with pytest.raises(InvalidJob, match="the limit is 134,217,728"):  # one bad job in a batch: none is sent
+        producer.publish_many([JobSpec("user_variables_update", {"n": 1}), JobSpec("statistics_aggregation",
+                                                                                  {"blob": blob})])
+    del blob
+    assert time.monotonic() - started < 10, "at once, not after a timeout"
+    assert broker.stats().waiting == 0, "nothing of the refused calls was sent"
+    _still_works(broker, producer)
+    producer.close()
+
+
+def test_the_job_size_limit_is_a_broker_option(kind, make_broker):
+    broker = make_broker(kind, max_job_bytes=1000)
+    producer = broker.producer()
+    with pytest.raises(InvalidJob, match="the limit is 1,000 bytes"):
+        producer.publish("user_variables_update", {"pad": "y" * 1000})
+    _still_works(broker, producer)
+    producer.close()
+
+
+def test_a_delay_out_of_range_is_refused_and_the_longest_one_is_kept(broker):
+    from brokers.contract import MAX_DELAY_MS
+
+    producer = broker.producer()
+    for bad in (10**13, MAX_DELAY_MS + 1, -5, 1.5, True):
+        with pytest.raises(InvalidJob, match="delay_ms must be an integer 0..4,294,967,280"):
+            producer.publish("user_variables_update", {}, JobOptions(delay_ms=bad))
+    producer.publish("user_variables_update", {"years": "later"}, JobOptions(delay_ms=MAX_DELAY_MS))
+    producer.flush()
+    assert broker.stats().delayed == 1, "the longest delay is held, not refused"
+    _still_works(broker, producer)
+    producer.close()
+
+
+@pytest.mark.parametrize("name", ["", "x" * 256, "\udc80bad", 7, None])
+def test_bad_job_names_are_refused(broker, name):
+    producer = broker.producer()
+    with pytest.raises(InvalidJob, match="job name"):
+        producer.publish(name, {})
+    producer.close()
+
+
+@pytest.mark.parametrize("data", [{"deep": None}, {"nan": float("nan")}, {"set": {1}}, b"bytes", object()])
+def test_data_json_cannot_hold_is_refused(broker, data):
+    if data == {"deep": None}:
+        data = []
+        for _ in range(600):
+            data = [data]
+    producer = broker.producer()
+    with pytest.raises(InvalidJob, match="JSON|nested"):
+        producer.publish("user_variables_update", data)
+    _still_works(broker, producer)
+    producer.close()
+
+
+@pytest.mark.parametrize("job_id", ["meta", "wait", "events", "id"])
+def test_a_custom_id_never_corrupts_the_queue(broker, job_id):
+    """An id that is one of BullMQ's own key names would write over that key: refused where it
+    would (Redis), a plain id elsewhere; either way the queue keeps working."""
+    producer = broker.producer()
+    try:
+        producer.publish("user_variables_update", {"custom": True}, JobOptions(job_id=job_id))
+        producer.flush()
+        accepted = True
+    except InvalidJob as exc:
+        assert "queue's own keys" in str(exc)
+        accepted = False
+    rec = Recorder()
+    ok = producer.publish("user_variables_update", {"n": 1})
+    producer.flush()
+    broker.worker(rec.handler()).run(max_jobs=1 + accepted, timeout=20)
+    assert set(rec.ids()) == {ok} | ({job_id} if accepted else set())
+    producer.close()

@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.faults import broker_crash, dropped_connections, poison, worker_crash
-from benchmarks.faults.common import PrivateBrokers, Session
+from benchmarks.faults.common import Session
 from benchmarks.results import files as results
 from brokers import registry
-
-
-@pytest.fixture(scope="session")
-def private_brokers():
-    brokers = PrivateBrokers()
-    yield brokers
-    brokers.close()
 
 
 @pytest.fixture

@@ -10,12 +10,13 @@ from pika import BasicProperties
 
 from brokers import provision, registry
 from brokers.amqp import codec as amqp_codec
-from brokers.amqp.topology import Topology
+from brokers.amqp.topology import Topology, delay_bits
 from brokers.amqp.worker import AmqpWorker
 from brokers.bullmq_redis import codec as redis_codec
 from brokers.bullmq_redis.keys import QueueKeys, lane_queue_name
 from brokers.bullmq_redis.scripts import SCRIPT_NAMES, queue_keys, script_source
 from brokers.contract import (
+    MAX_DELAY_MS,
     Backoff,
     BackoffType,
     Broker,
@@ -191,12 +192,38 @@ def test_republish_drops_broker_headers():
 def test_topology_names_and_priorities():
     topo = Topology("jobs", {"heavy_workflow_execution": "heavy"}, max_priority=10)
     assert topo.lanes == ["default", "heavy"]
-    assert topo.lane_queue("heavy") == "jobs.heavy" and topo.delay_queue(1500) == "jobs.delay.1500"
+    assert topo.lane_queue("heavy") == "jobs.heavy" and topo.delay_level(7) == "jobs.delay-07"
+    assert len(topo.delay_queues()) == 28 and len(set(topo.all_queues())) == len(topo.all_queues())
     assert [topo.amqp_priority(p) for p in (0, 1, 5, 10)] == [0, 10, 6, 1]
     assert Topology("jobs", {}).amqp_priority(1) == 0
     assert topo.lane_arguments()["x-dead-letter-exchange"] == "jobs.dlx"
     with pytest.raises(ValueError, match="quorum"):
         Topology("jobs", {}, queue_type="quorum", max_priority=10)
+    with pytest.raises(ValueError, match="wildcards"):
+        Topology("jobs", {"reports.#": "heavy"})
+    with pytest.raises(ValueError, match="at most 255 bytes"):
+        Topology("q" * 250, {})
+
+
+@pytest.mark.parametrize("delay", [1, 2, 15, 16, 17, 250, 500, 1000, 2999, 3000, 65_537, 2**31, MAX_DELAY_MS])
+def test_a_delay_passes_each_set_bit_s_level_once_and_is_never_early(delay):
+    """The delay levels a message visits (bit headers "1") hold it 2^n ms each: the sum is the
+    delay rounded up to the next 16 ms, never less."""
+    first, bits = delay_bits(delay)
+    assert bits[f"bb-delay-bit-{first}"] == "1" and set(bits) == {f"bb-delay-bit-{n}" for n in range(4, first + 1)}
+    waits = sum(2**n for n in range(4, first + 1) if bits[f"bb-delay-bit-{n}"] == "1")
+    assert delay <= waits < delay + 16 and waits % 16 == 0
+    for bad in (0, -1, MAX_DELAY_MS + 1):
+        with pytest.raises(ValueError):
+            delay_bits(bad)
+    assert delay_bits(500)[1] == {**{f"bb-delay-bit-{n}": "0" for n in range(4, 9)}, "bb-delay-bit-9": "1"}
+
+
+def test_the_delay_topology_does_not_grow_with_the_number_of_delays():
+    topo = Topology("jobs", {})
+    levels = {topo.delayed_route(d)[0] for d in range(1, 5001)}
+    assert levels <= set(topo.delay_queues()) and len(topo.delay_queues()) == 28
+    assert topo.declared_counts()["queues"] == 1 + 1 + 28
 
 
 class FakeChannel:
