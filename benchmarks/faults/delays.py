@@ -6,7 +6,8 @@ Lateness = when a job starts - when it was due (publish time + delay, or failure
 * 10,000 jobs, published over 10 s, whose first attempt fails, retried after a 500 ms backoff;
 * on AMQP brokers, two teaching variants beside the adapter's 28 binary delay levels:
   - a queue per delay value (what this adapter did before): the same 10,000 random delays make
-    one queue and one binding per distinct value, thousands of them;
+    one queue and one binding per distinct value, thousands of them; both designs are driven by
+    the same raw client and consumer, so lateness and broker CPU compare on equal terms;
   - the per-message TTL pitfall: one message with a 3 s TTL followed by short-TTL messages in
     ONE queue: RabbitMQ expires messages only at the head of a queue, so the short ones wait for
     the long one. Each delay level holds one TTL, so the adapter cannot fall into it.
@@ -118,15 +119,71 @@ def _broker_objects(instance: Any, prefix: str) -> dict[str, int]:
                             and any(part.startswith(prefix) for part in line.split("\t")))}
 
 
-def _per_value_queues(url: str, instance: Any, delays: list[int], spread_s: float) -> dict[str, Any]:
-    """The teaching variant, with pika directly: a queue per delay value (x-message-ttl = the
-    value), bound to a headers exchange by the value, dead-lettering to one target queue."""
-    prefix = f"bb-pervalue-{uuid.uuid4().hex[:6]}"
-    exchange, target = f"{prefix}.delay", f"{prefix}.target"
+class _PerValueQueues:
+    """The teaching variant: a queue per delay value (x-message-ttl = the value), declared on
+    first use, bound to a headers exchange by the value, dead-lettering to the target queue."""
+
+    def __init__(self, ch: Any, prefix: str) -> None:
+        self.ch, self.prefix = ch, prefix
+        self.exchange, self.target = f"{prefix}.delay", f"{prefix}.target"
+        self.declared: set[int] = set()
+        self.declare_s = 0.0
+        ch.exchange_declare(self.exchange, "headers", durable=True)
+        ch.queue_declare(self.target, durable=True)
+
+    def publish(self, delay: int, props: pika.BasicProperties) -> None:
+        if delay not in self.declared:  # one queue and one binding per distinct value
+            started = time.monotonic()
+            queue = f"{self.prefix}.delay.{delay}"
+            self.ch.queue_declare(queue, durable=True, arguments={
+                "x-message-ttl": delay, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.target})
+            self.ch.queue_bind(queue, self.exchange, arguments={"x-match": "all", "bb-delay": str(delay)})
+            self.declared.add(delay)
+            self.declare_s += time.monotonic() - started
+        props.headers["bb-delay"] = str(delay)
+        self.ch.basic_publish(self.exchange, "", b"{}", props)
+
+    def delete(self) -> None:
+        for delay in self.declared:
+            self.ch.queue_delete(f"{self.prefix}.delay.{delay}")
+        self.ch.queue_delete(self.target)
+        self.ch.exchange_delete(self.exchange)
+
+
+class _DelayLevels:
+    """The adapter's delay levels (its own Topology), driven by the same raw client."""
+
+    def __init__(self, ch: Any, prefix: str) -> None:
+        from brokers.amqp.topology import Topology
+
+        self.ch, self.topology = ch, Topology(prefix, {})
+        self.target = self.topology.lane_queue("default")
+        started = time.monotonic()
+        self.topology.declare(ch)
+        self.declare_s = time.monotonic() - started
+
+    def publish(self, delay: int, props: pika.BasicProperties) -> None:
+        exchange, bits = self.topology.delayed_route(delay)
+        props.headers.update(bits)
+        self.ch.basic_publish(exchange, "user_variables_update", b"{}", props)
+
+    def delete(self) -> None:
+        for name in self.topology.all_queues():
+            self.ch.queue_delete(name)
+        for name in self.topology.all_exchanges():
+            self.ch.exchange_delete(name)
+
+
+def _delay_design(design: str, url: str, instance: Any, delays: list[int], spread_s: float) -> dict[str, Any]:
+    """Both designs side by side on equal terms: the same delays, published over ``spread_s``
+    by a raw pika client (confirms on), read back by a raw consumer (no worker in the way);
+    lateness, the broker's objects (as it lists them) and the broker's CPU seconds."""
+    import psutil
+
+    prefix = f"bb-{design}-{uuid.uuid4().hex[:6]}"
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
-    ch.exchange_declare(exchange, "headers", durable=True)
-    ch.queue_declare(target, durable=True)
+    impl = _PerValueQueues(ch, prefix) if design == "per-value" else _DelayLevels(ch, prefix)
     ch.confirm_delivery()
     hist, early, got, lock = new_histogram(), [0], [0], threading.Lock()
 
@@ -134,7 +191,7 @@ def _per_value_queues(url: str, instance: Any, delays: list[int], spread_s: floa
         c = pika.BlockingConnection(pika.URLParameters(url))
         cc = c.channel()
         deadline = time.time() + spread_s + max(delays) / 1000 + 30
-        for _method, props, _body in cc.consume(target, auto_ack=True, inactivity_timeout=0.5):
+        for _method, props, _body in cc.consume(impl.target, auto_ack=True, inactivity_timeout=0.5):
             if props is not None:
                 now = time.time()
                 due = props.headers["due_ms"] / 1000
@@ -147,34 +204,24 @@ def _per_value_queues(url: str, instance: Any, delays: list[int], spread_s: floa
         cc.cancel()
         c.close()
 
+    beam = psutil.Process(instance.pid)
+    cpu_before = sum(beam.cpu_times()[:2])
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
-    declared: set[int] = set()
-    declare_s = 0.0
     started = time.monotonic()
     for i, delay in enumerate(delays):
         wait = started + spread_s * i / len(delays) - time.monotonic()
         if wait > 0:
             conn.process_data_events(time_limit=wait)
-        if delay not in declared:  # one queue and one binding per distinct value
-            t = time.monotonic()
-            queue = f"{prefix}.delay.{delay}"
-            ch.queue_declare(queue, durable=True, arguments={"x-message-ttl": delay, "x-dead-letter-exchange": "",
-                                                             "x-dead-letter-routing-key": target})
-            ch.queue_bind(queue, exchange, arguments={"x-match": "all", "bb-delay": str(delay)})
-            declared.add(delay)
-            declare_s += time.monotonic() - t
-        ch.basic_publish(exchange, "", b"{}", pika.BasicProperties(
-            delivery_mode=2, headers={"bb-delay": str(delay), "due_ms": int(time.time() * 1000) + delay}))
+        impl.publish(delay, pika.BasicProperties(delivery_mode=2, headers={"due_ms": int(time.time() * 1000) + delay}))
     consumer.join(timeout=spread_s + max(delays) / 1000 + 60)
+    broker_cpu = sum(beam.cpu_times()[:2]) - cpu_before
     objects = _broker_objects(instance, prefix + ".delay")
-    for delay in declared:
-        ch.queue_delete(f"{prefix}.delay.{delay}")
-    ch.queue_delete(target)
-    ch.exchange_delete(exchange)
+    impl.delete()
     conn.close()
-    return {"lateness_ms": summary(hist), "early": early[0], "jobs": len(delays), "completed": got[0],
-            "distinct_delays": len(declared), "declare_seconds": round(declare_s, 2), "objects": objects}
+    return {"design": design, "lateness_ms": summary(hist), "early": early[0], "jobs": len(delays),
+            "completed": got[0], "distinct_delays": len(set(delays)), "declare_seconds": round(impl.declare_s, 2),
+            "objects": objects, "broker_cpu_s": round(broker_cpu, 2)}
 
 
 def _naive_ttl_queue(url: str, short: int) -> dict[str, Any]:
@@ -245,17 +292,25 @@ def run_scenario(session: Session) -> list[Row]:
             rows.append(Row("delays at scale", kind, what, n - figures["completed"], None, None, expectation,
                             met, note, path))
         if amqp:
-            started = time.time()
-            per_value = _per_value_queues(url, instance, delays, spread)
-            lat = per_value["lateness_ms"]
-            expectation = "a queue and a binding per distinct delay: the broker's objects grow with the delays"
-            met = per_value["objects"]["queues"] == per_value["distinct_delays"] and per_value["early"] == 0
-            note = (f"{per_value['objects']['queues']:,} queues and {per_value['objects']['bindings']:,} bindings for "
-                    f"{per_value['distinct_delays']:,} distinct delays (declared in {per_value['declare_seconds']} s); "
-                    f"lateness p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms")
-            path = _write(session, kind, "per-value-queues", per_value, started, expectation, met)
-            rows.append(Row("delays at scale", kind, f"a queue per delay value (teaching variant), {n:,} delays",
-                            per_value["jobs"] - per_value["completed"], None, None, expectation, met, note, path))
+            for design in ("levels", "per-value"):
+                started = time.time()
+                found = _delay_design(design, url, instance, delays, spread)
+                lat, objects = found["lateness_ms"], found["objects"]
+                if design == "levels":
+                    what = f"the 28 delay levels, raw client, {n:,} delays"
+                    expectation = "at most 28 queues, whatever the delays; none early"
+                    met = objects["queues"] <= 28 and found["early"] == 0 and found["completed"] == n
+                else:
+                    what = f"a queue per delay value (teaching variant), raw client, {n:,} delays"
+                    expectation = "a queue and a binding per distinct delay: the broker's objects grow with the delays"
+                    met = objects["queues"] == found["distinct_delays"] and found["early"] == 0
+                note = (f"{objects['queues']:,} queues and {objects['bindings']:,} bindings for "
+                        f"{found['distinct_delays']:,} distinct delays (declared in {found['declare_seconds']} s); "
+                        f"lateness p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; broker CPU "
+                        f"{found['broker_cpu_s']} s")
+                path = _write(session, kind, f"design-{design}", found, started, expectation, met)
+                rows.append(Row("delays at scale", kind, what, found["jobs"] - found["completed"], None, None,
+                                expectation, met, note, path))
 
             started = time.time()
             short = int(session.size(200, 50))
