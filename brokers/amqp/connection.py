@@ -63,8 +63,7 @@ def enable_async_confirms(connection: pika.BlockingConnection, channel: Blocking
     done: list[bool] = []
     channel._impl.confirm_delivery(ack_nack_callback=on_confirm,  # noqa: SLF001
                                    callback=lambda _frame: done.append(True))
-    while not done:
-        connection.process_data_events(time_limit=0.1)
+    pump(connection, lambda: bool(done))  # returns on Confirm.SelectOk (process_data_events would sit out its limit)
 
 
 def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool]) -> None:
