@@ -76,15 +76,35 @@ class SharedFlag:
 
 
 class Control:
-    """Signals between the runner and its roles (multiprocessing or threading objects)."""
+    """Signals between the runner and one role (multiprocessing or threading objects).
 
-    def __init__(self, messages: Any, start: Any, stop: Any, t0: Any, consume: Any, throttle: Any) -> None:
-        self.messages, self.start, self.stop, self.t0 = messages, start, stop, t0
+    ``outbox`` is where this role's messages go: a pipe of its own when roles are processes (a
+    role SIGKILLed in the middle of a write then breaks only its own pipe; with one queue shared
+    by every role, the lock it held would block every other role for good), or the runner's
+    queue when roles are threads.
+    """
+
+    def __init__(self, outbox: Any, start: Any, stop: Any, t0: Any, consume: Any, throttle: Any) -> None:
+        self.outbox, self.start, self.stop, self.t0 = outbox, start, stop, t0
         self.consume = consume    # drain mode: consumers start when this is set
         self.throttle = throttle  # closed loop: producers pause while this is set (backlog too big)
+        self._lock: threading.Lock | None = None
+
+    def for_role(self, outbox: Any) -> "Control":
+        """The same signals, with another outbox."""
+        return Control(outbox, self.start, self.stop, self.t0, self.consume, self.throttle)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_lock": None}  # a lock is per process
 
     def send(self, *message: Any) -> None:
-        self.messages.put(message)
+        if self._lock is None:
+            self._lock = threading.Lock()
+        with self._lock:  # a role sends from two threads (its work and its progress reports)
+            if hasattr(self.outbox, "put"):
+                self.outbox.put(message)
+            else:
+                self.outbox.send(message)
 
 
 def open_role_broker(spec: RoleSpec, scenario: Scenario, shared: Broker | None) -> Broker:

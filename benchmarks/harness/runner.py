@@ -38,7 +38,7 @@ from .metrics import Recorder, SequenceCounts, read_seen_log
 from .resources import CpuMeter, broker_pid
 from .roles import Control, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
-from .supervision import Action, Events, RoleMessages, RunContext, Sampler, drain_messages
+from .supervision import Action, Events, Inbox, RoleMessages, RunContext, Sampler, drain_messages
 
 Progress = Callable[[dict[str, Any]], None]
 TICK_S = 0.25
@@ -88,20 +88,29 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
     specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue,
                        os.path.join(logs, f"consumer-{i}.seen") if logs else None) for i in range(scenario.consumers)]
     if scenario.threads:
-        control = Control(queue_module.SimpleQueue(), threading.Event(), threading.Event(), ThreadValue(),
-                          threading.Event(), threading.Event())
+        shared: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
+        control = Control(shared, threading.Event(), threading.Event(), ThreadValue(), threading.Event(),
+                          threading.Event())
+        inbox = Inbox(shared=shared)
         runners: list[Any] = [threading.Thread(target=role_main, args=(s, control, admin), daemon=True)
                               for s in specs]
     else:
         ctx = multiprocessing.get_context("spawn")
-        control = Control(ctx.Queue(), SharedFlag(ctx), SharedFlag(ctx), ctx.Value("q", 0), SharedFlag(ctx),
+        control = Control(None, SharedFlag(ctx), SharedFlag(ctx), ctx.Value("q", 0), SharedFlag(ctx),
                           SharedFlag(ctx))
-        runners = [ctx.Process(target=role_main, args=(s, control), daemon=True) for s in specs]
+        pipes = [ctx.Pipe(duplex=False) for _ in specs]  # (reader, writer): one per role
+        inbox = Inbox(readers=[reader for reader, _ in pipes])
+        runners = [ctx.Process(target=role_main, args=(s, control.for_role(writer)), daemon=True)
+                   for s, (_, writer) in zip(specs, pipes, strict=True)]
     for r in runners:
         r.start()
+    if not scenario.threads:
+        for _, writer in pipes:
+            writer.close()  # the roles hold their write ends: a dead role's pipe then reads EOF
     messages = RoleMessages(scenario, {"producer": scenario.producers, "consumer": scenario.consumers},
                             seen_logs=[s.seen_log for s in specs if s.seen_log])
-    live = LiveRun(scenario, url, admin, control, runners, specs, messages, described, progress, list(actions))
+    live = LiveRun(scenario, url, admin, control, inbox, runners, specs, messages, described, progress,
+                   list(actions))
     try:
         return live.supervise()
     finally:
@@ -131,6 +140,7 @@ class LiveRun:
     url: str
     admin: Broker
     control: Control
+    inbox: Inbox
     runners: list[Any]
     specs: list[RoleSpec]
     messages: RoleMessages
@@ -145,7 +155,7 @@ class LiveRun:
         everyone = scenario.producers + scenario.consumers
         deadline = time.monotonic() + 120
         while len(messages.ready) < everyone and time.monotonic() < deadline and not messages.errors:
-            drain_messages(self.control, messages, TICK_S)
+            drain_messages(self.inbox, messages, TICK_S)
             if not all(r.is_alive() for r in self.runners) and len(messages.ready) < everyone \
                     and not messages.reports:
                 messages.errors.append("a role exited before it was ready")
@@ -187,7 +197,7 @@ class LiveRun:
         hard_end = time.monotonic() + scenario.warmup_s + scenario.duration_s + scenario.drain_timeout_s + 60 \
             + max((a.at_s for a in actions), default=0)
         while True:
-            drain_messages(control, watch, TICK_S)
+            drain_messages(self.inbox, watch, TICK_S)
             now_ns, now = time.monotonic_ns(), time.monotonic()
             if watch.errors:
                 break
@@ -238,9 +248,9 @@ class LiveRun:
         self.events.join(timeout=30)
         deadline = time.monotonic() + 30
         while watch.missing() > 0 and time.monotonic() < deadline:
-            drain_messages(control, watch, TICK_S)
+            drain_messages(self.inbox, watch, TICK_S)
             if not any(r.is_alive() for r in self.runners):
-                drain_messages(control, watch, 0.5)
+                drain_messages(self.inbox, watch, 0.5)
                 break
         if watch.missing() > 0:
             watch.errors.append(f"{watch.missing()} role(s) sent no results (they died or hung)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue as queue_module
 import signal
@@ -14,6 +15,7 @@ from .roles import Control
 from .scenario import Scenario
 
 SAMPLE_EVERY_S = 0.5
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,15 +58,49 @@ class RoleMessages:
         return sum(self.expected.values()) - len(self.reports) - len(self.killed)
 
 
-def drain_messages(control: Control, watch: RoleMessages, timeout: float) -> None:
+class Inbox:
+    """Where the runner reads the roles' messages: the read ends of one pipe per role process
+    (a role that dies mid-message closes or garbles only its own pipe, which is then dropped),
+    or one queue for roles that are threads."""
+
+    def __init__(self, readers: list[Any] | None = None, shared: Any = None) -> None:
+        self.readers = list(readers or [])
+        self.shared = shared
+
+    def receive(self, timeout: float) -> list[tuple[Any, ...]]:
+        """The messages that arrive within ``timeout`` seconds (at least one wait)."""
+        if self.shared is not None:
+            try:
+                return [self.shared.get(timeout=max(timeout, 0.001))]
+            except queue_module.Empty:
+                return []
+        from multiprocessing.connection import wait
+
+        out = []
+        for reader in wait(self.readers, timeout=max(timeout, 0.001)) if self.readers else ():
+            try:
+                out.append(reader.recv())
+            except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError) as exc:
+                self.readers.remove(reader)  # its role died (maybe mid-message): nothing more will come
+                if not isinstance(exc, EOFError):
+                    log.warning("dropped a garbled message from a role (%r)", exc)
+            except Exception as exc:  # noqa: BLE001 - an unpickling error of a cut message
+                self.readers.remove(reader)
+                log.warning("dropped a garbled message from a role (%r)", exc)
+        if not out and not self.readers:
+            time.sleep(max(timeout, 0.001))
+        return out
+
+
+def drain_messages(inbox: Inbox, watch: RoleMessages, timeout: float) -> None:
     """Take the roles' messages for ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            message = control.messages.get(timeout=max(deadline - time.monotonic(), 0.001))
-        except (queue_module.Empty, EOFError, OSError):
+        left = deadline - time.monotonic()
+        for message in inbox.receive(left):
+            watch.take(message)
+        if deadline - time.monotonic() <= 0:
             return
-        watch.take(message)
 
 
 def backlog_of(admin: Any) -> int | None:

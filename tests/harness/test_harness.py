@@ -210,3 +210,45 @@ def test_cli_run_and_compare(tmp_path, capsys):
     assert main(["compare", str(files[0])]) == 0
     out = capsys.readouterr().out
     assert "memory" in out and "user_variables_update" in out
+
+
+def _cut_writer(conn):
+    """A role that dies in the middle of a message: a length header for 1,000 bytes, then 10."""
+    import os
+    import struct
+
+    os.write(conn.fileno(), struct.pack("!i", 1000) + b"0123456789")
+    os._exit(0)
+
+
+def _good_writer(conn):
+    for n in range(3):
+        conn.send(("progress", "consumer", 1, n))
+    conn.send(("result", "consumer", 1, {}, None, {}))
+
+
+def test_a_role_that_dies_mid_message_breaks_only_its_own_pipe():
+    """Each role writes to a pipe of its own: one killed in the middle of a write (a SIGKILLed
+    consumer) cannot block or garble what the others send, as it could with one shared queue
+    whose lock it held."""
+    import multiprocessing
+
+    from benchmarks.harness.supervision import Inbox, RoleMessages, drain_messages
+
+    ctx = multiprocessing.get_context("spawn")
+    pipes = [ctx.Pipe(duplex=False) for _ in range(2)]
+    children = [ctx.Process(target=target, args=(writer,)) for target, (_, writer) in
+                zip((_cut_writer, _good_writer), pipes, strict=True)]
+    for child in children:
+        child.start()
+    for _, writer in pipes:
+        writer.close()
+    inbox = Inbox(readers=[reader for reader, _ in pipes])
+    watch = RoleMessages(Scenario(broker="memory"), {"producer": 0, "consumer": 2})
+    deadline = time.monotonic() + 20
+    while ("consumer", 1) not in watch.reports and time.monotonic() < deadline:
+        drain_messages(inbox, watch, 0.2)
+    for child in children:
+        child.join(10)
+    assert ("consumer", 1) in watch.reports and watch.progress[("consumer", 1)] == 2
+    assert len(inbox.readers) <= 1, "the cut pipe was dropped"
