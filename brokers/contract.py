@@ -85,14 +85,23 @@ class AuthenticationFailed(BrokerUnavailable):
 
 
 class PublishRejected(BrokerError):
-    """The broker refused a job (negative confirm, out of memory, queue full).
+    """The broker refused jobs (negative confirm, out of memory, queue full, a closed channel).
 
-    ``job_ids`` lists the jobs that were NOT accepted; the caller still owns them.
+    ``job_ids``: jobs NOT accepted that the caller owns now; the producer will never send them
+    again. With windowed confirms they may include jobs of earlier calls that were still waiting
+    for their confirm.
+
+    ``accepted``: for the call that raised, one entry per job in input order: the job's id when
+    the producer keeps it (accepted, or in flight: ``on_accepted`` or a later error's ``job_ids``
+    will say which), None when it was refused or never sent (the caller owns it; refused jobs of
+    a Redis call have no id yet). None when the adapter cannot tell.
     """
 
-    def __init__(self, message: str, job_ids: Sequence[str] = ()):
+    def __init__(self, message: str, job_ids: Sequence[str] = (),
+                 accepted: Sequence[str | None] | None = None):
         super().__init__(message)
         self.job_ids = list(job_ids)
+        self.accepted = None if accepted is None else list(accepted)
 
 
 class InvalidJob(ValueError):

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .contract import JSON, Handler, Hooks, Job, Outcome, UnrecoverableError, resolve_handler
 
 MAX_REASON_CHARS = 2000
+_WAKE = object()  # posted by JobRunner.wake: not a settlement
 
 
 @dataclass
@@ -123,8 +124,13 @@ class JobRunner:
         if was_empty and self._wake is not None:
             self._wake()
 
+    def wake(self) -> None:
+        """Make a waiting :meth:`collect` return now (from any thread): new work may be ready."""
+        self._done.put(_WAKE)  # type: ignore[arg-type]
+
     def collect(self, timeout: float | None = None) -> list[Settlement]:
-        """Every finished settlement; waits up to ``timeout`` for the first one if none is ready."""
+        """Every finished settlement; waits up to ``timeout`` for the first one (or a
+        :meth:`wake`) if none is ready."""
         out: list[Settlement] = []
         try:
             if timeout is not None and timeout > 0:
@@ -139,6 +145,7 @@ class JobRunner:
                     out.append(self._done.get_nowait())
                 except queue.Empty:
                     break
+        out = [s for s in out if s is not _WAKE]
         self.in_flight -= len(out)
         return out
 

@@ -150,6 +150,10 @@ class PollingWorker(Worker):
     def _release(self) -> None:
         """Close what :meth:`_begin` opened."""
 
+    def _watch_for_work(self, runner: JobRunner, on: bool) -> None:
+        """While jobs run and slots are free, an adapter that can tell when new work is ready
+        wakes the loop (``runner.wake()``) instead of letting it wait ``busy_poll_s``."""
+
     def _where(self) -> str:
         """The broker, for messages (no secrets)."""
         return type(self).__name__
@@ -190,7 +194,14 @@ class PollingWorker(Worker):
                         limits.touch()
                         continue
                 if runner.in_flight:
-                    pending += runner.collect(timeout=self.busy_poll_s)
+                    wait = self.busy_poll_s
+                    if next_due_ms:
+                        wait = min(wait, max((next_due_ms - time.time() * 1000) / 1000, 0.001))
+                    self._watch_for_work(runner, want > 0)
+                    try:
+                        pending += runner.collect(timeout=wait)
+                    finally:
+                        self._watch_for_work(runner, False)
                     limits.touch()
                     continue
                 # Nothing held, nothing fetched: end, or sleep until there may be work.

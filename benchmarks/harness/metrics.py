@@ -6,8 +6,9 @@ so a send time taken in a producer and a start time taken in a consumer can be s
 
 Sequence numbers: each producer numbers its jobs 0, 1, 2... A job is *accepted* when the
 broker acknowledged it (publish returned, or its confirm arrived). Consumers count how many
-times they ran each (producer, number). Lost = accepted but never run; duplicated = runs
-beyond the first.
+times each (producer, number) ended its chain: it completed, or its last attempt failed (a job
+retried after a failure is settled only by its final run). Lost = accepted but never settled;
+duplicated = settling runs beyond the first.
 """
 
 from __future__ import annotations
@@ -169,25 +170,30 @@ class Recorder:
                 self._add("publish", latency_ns)
 
     def ran(self, job_type: str, trace: Trace, start_ns: int, end_ns: int, redelivered: bool,
-            attempts_made: int = 0) -> None:
-        """A job ran. Retries (attempts_made > 0) are counted apart: they are not duplicates."""
+            attempts_made: int = 0, final: bool = True) -> None:
+        """A job ran. ``final``: this run ends its chain (it completed, or its last attempt
+        failed); only such runs settle a job, so a chain cut after a failed attempt shows as
+        lost. Runs before the final one (retries) are counted apart: they are not duplicates.
+        Latency is that of the first attempt."""
         producer, seq, intended_ns, sent_ns = trace
         second = (end_ns - self.t0_ns) // 1_000_000_000
         counters = self.counters
         with self.lock:
-            if attempts_made > 0:
-                counters["retry_runs"] = counters.get("retry_runs", 0) + 1
-                return
-            before = self.seen.add(producer, seq)
-            self.done_per_s[second] = self.done_per_s.get(second, 0) + 1
-            counters["ran"] = counters.get("ran", 0) + 1
-            if self.window_start_ns <= end_ns < self.window_end_ns:
-                counters["done_in_window"] = counters.get("done_in_window", 0) + 1
-            if before:
-                counters["duplicate_runs"] = counters.get("duplicate_runs", 0) + 1
             if redelivered:
                 counters["redelivered"] = counters.get("redelivered", 0) + 1
                 self.redelivered_at.append(start_ns)
+            if attempts_made > 0:
+                counters["retry_runs"] = counters.get("retry_runs", 0) + 1
+            if final:
+                before = self.seen.add(producer, seq)
+                self.done_per_s[second] = self.done_per_s.get(second, 0) + 1
+                counters["ran"] = counters.get("ran", 0) + 1
+                if self.window_start_ns <= end_ns < self.window_end_ns:
+                    counters["done_in_window"] = counters.get("done_in_window", 0) + 1
+                if before:
+                    counters["duplicate_runs"] = counters.get("duplicate_runs", 0) + 1
+            if attempts_made > 0:
+                return
             reference = intended_ns or sent_ns
             if not self.window_start_ns <= reference < self.window_end_ns:
                 return

@@ -161,33 +161,60 @@ def _wait_start(spec: RoleSpec, scenario: Scenario, recorder: Recorder, control:
 
 
 def _sleep_until(t_ns: int, producer: Any) -> None:
-    """Wait for an intended send time: idle (reading confirms) until 1 ms before, then spin."""
+    """Wait for an intended send time: idle (reading confirms as they come, so their times are
+    the broker's, not the next publish's) until 0.2 ms before, then spin."""
     delay = (t_ns - time.monotonic_ns()) / 1e9
-    if delay > 0.002:
-        producer.idle(delay - 0.001)
+    if delay > 0.0005:
+        producer.idle(delay - 0.0002)
     while time.monotonic_ns() < t_ns:
         pass
+
+
+class Acceptances:
+    """Which of a producer's jobs the broker accepted, and how long each took.
+
+    ``sent(ids, seqs, started)`` records a call's jobs once it returned (or raised, with the
+    ids the producer still keeps); acceptances reported by ``on_accepted`` (during the call, or
+    later with windowed confirms) are matched against those. An id that matches nothing (a job
+    the producer gave back, or one of a call that failed outright) is counted and skipped, never
+    waited for: one refused call must not freeze the count of every later one.
+    """
+
+    def __init__(self, producer_index: int, recorder: Recorder) -> None:
+        self.producer_index, self.recorder = producer_index, recorder
+        self.pending: dict[str, tuple[int, int]] = {}      # job id -> seq, publish start
+        self.reported: list[tuple[list[str], int]] = []    # (ids, when) from on_accepted
+
+    def on_accepted(self, ids: list[str]) -> None:
+        self.reported.append((ids, time.monotonic_ns()))
+
+    def sent(self, ids: list[str | None], seqs: list[int], started: int) -> None:
+        for job_id, s in zip(ids, seqs, strict=True):
+            if job_id is not None:
+                self.pending[job_id] = (s, started)
+        self.settle()
+
+    def given_back(self, ids: list[str]) -> int:
+        """Jobs the producer handed back (never accepted): forget them; how many were ours."""
+        return sum(1 for job_id in ids if self.pending.pop(job_id, None) is not None)
+
+    def settle(self) -> None:
+        reported, self.reported = self.reported, []
+        for ids, when in reported:
+            for job_id in ids:
+                found = self.pending.pop(job_id, None)
+                if found is None:
+                    self.recorder.count("accepted_unknown")
+                    continue
+                seq, started = found
+                self.recorder.accepted(self.producer_index, seq, when - started, started)
 
 
 def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recorder, control: Control) -> None:
     producer = broker.producer()
     bank = PayloadBank(scenario.seed * 1000 + spec.index, ServiceModel(scenario.time_scale, scenario.service_factor))
-    pending: dict[str, tuple[int, int]] = {}              # job id -> seq, publish start
-    confirmed: list[tuple[list[str], int]] = []            # (ids, when) from on_accepted
-    producer.on_accepted = lambda ids: confirmed.append((ids, time.monotonic_ns()))
-
-    def settle_accepts() -> None:
-        while confirmed:
-            ids, when = confirmed[0]
-            missing = [job_id for job_id in ids if job_id not in pending]
-            for job_id in ids:
-                if job_id in pending:
-                    seq, started = pending.pop(job_id)
-                    recorder.accepted(spec.index, seq, when - started, started)
-            if missing:  # accepted inside publish(), before we learnt the ids: retry after
-                confirmed[0] = (missing, when)
-                return
-            confirmed.pop(0)
+    accepts = Acceptances(spec.index, recorder)
+    producer.on_accepted = accepts.on_accepted
 
     seq = 0
     last_progress = 0.0
@@ -216,18 +243,21 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             recorder.sent_job(intended_ns, started)
             seq += 1
         try:
-            ids = producer.publish_many(specs)
+            ids: list[str | None] = list(producer.publish_many(specs))
         except PublishRejected as exc:
-            # A full queue (Redis maxmemory, a blocked RabbitMQ): these jobs were refused, the
-            # producer knows it, nothing accepted is lost. Count, back off, go on.
-            recorder.count("rejected", len(specs))
+            # A full queue (Redis maxmemory, a blocked RabbitMQ), a nack, a closed channel: the
+            # producer says which jobs of this call it keeps and which it gives back (and may
+            # give back jobs of earlier calls still awaiting their confirm). Count, back off, go on.
+            kept = exc.accepted if exc.accepted is not None else [None] * len(specs)
+            refused = set(exc.job_ids)
+            accepts.sent([None if j in refused else j for j in kept], seqs, started)
+            recorder.count("rejected", kept.count(None) + sum(1 for j in kept if j in refused)
+                           + accepts.given_back(exc.job_ids))
             control.send("progress", spec.role, spec.index, seq)
             log.info("publish refused: %s", exc)
             control.stop.wait(0.05)
             return
-        for job_id, s in zip(ids, seqs, strict=True):
-            pending[job_id] = (s, started)
-        settle_accepts()
+        accepts.sent(ids, seqs, started)
 
     def progress() -> None:
         nonlocal last_progress
@@ -246,7 +276,8 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
                 if scenario.mode == "closed" and time.monotonic_ns() >= end_ns:
                     break
                 if scenario.mode == "closed" and control.throttle.is_set():
-                    control.stop.wait(0.005)
+                    producer.idle(0.005)  # reading confirms meanwhile: their times stay true
+                    accepts.settle()
                     progress()
                     continue
                 n = scenario.batch if scenario.mode == "closed" else min(scenario.batch, quota - seq)
@@ -271,9 +302,9 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
                 progress()
         producer.flush()
     finally:
-        settle_accepts()
+        accepts.settle()
         recorder.counters["sent"] = seq
-        recorder.counters["unconfirmed_at_end"] = len(pending)
+        recorder.counters["unconfirmed_at_end"] = len(accepts.pending)
         control.send("progress", spec.role, spec.index, seq)
         try:
             producer.close()
@@ -288,15 +319,19 @@ def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
     def handle(job: Job) -> Any:
         start = time.monotonic_ns()
         data = job.data
-        result = None if job.name == POISON else perform(job.name, data)
+        poison = job.name == POISON
+        result = None if poison else perform(job.name, data)
         end = time.monotonic_ns()
         raw = data.get(TRACE_KEY) if isinstance(data, dict) else None
         if raw:
             trace = Trace(*raw)
-            if seen_fd is not None and not job.attempts_made:
+            # The run that ends the job's chain: it completed, or its last attempt failed. A job
+            # is settled (not lost) once such a run happened, whatever came before.
+            final = not poison or job.attempts_made + 1 >= job.options.attempts
+            if seen_fd is not None and final:
                 os.write(seen_fd, SEEN_RECORD.pack(trace.producer, trace.seq))  # unbuffered: survives a SIGKILL
-            recorder.ran(job.name, trace, start, end, job.redelivered, job.attempts_made)
-        if job.name == POISON:
+            recorder.ran(job.name, trace, start, end, job.redelivered, job.attempts_made, final)
+        if poison:
             raise RuntimeError("poison job: this handler always fails")
         return result
 

@@ -303,9 +303,13 @@ class AmqpProducer(Producer):
         try:
             self._guarded(lambda: self._send(item))
         except PublishRejected as exc:  # refused before it was sent: it is the caller's too
-            raise PublishRejected(str(exc), exc.job_ids + [item.job_id]) from None
+            raise PublishRejected(str(exc), exc.job_ids + [item.job_id], [None]) from None
         if self.confirms != "off":
-            self._guarded(lambda: self._wait(self.window - 1))
+            try:
+                self._guarded(lambda: self._wait(self.window - 1))
+            except PublishRejected as exc:
+                raise PublishRejected(str(exc), exc.job_ids,
+                                      [None if item.job_id in exc.job_ids else item.job_id]) from None
         return item.job_id
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
@@ -318,13 +322,25 @@ class AmqpProducer(Producer):
                 if self.confirms != "off" and len(self._unconfirmed) >= self.window:
                     self._guarded(lambda: self._wait(self.window - 1))
             except PublishRejected as exc:
-                unsent = [i.job_id for i in items[n + sent:]]
-                raise PublishRejected(str(exc), exc.job_ids + unsent) from None
-        if self.confirms == "off":
-            self.flush()  # push buffered frames out; nothing more can be known without confirms
-        else:
-            self._guarded(lambda: self._wait(self.window - 1))  # push frames out, read confirms
+                raise self._rejected(exc, items, items[:n + sent]) from None
+        try:
+            if self.confirms == "off":
+                self.flush()  # push buffered frames out; nothing more can be known without confirms
+            else:
+                self._guarded(lambda: self._wait(self.window - 1))  # push frames out, read confirms
+        except PublishRejected as exc:
+            raise self._rejected(exc, items, items) from None
         return [item.job_id for item in items]
+
+    @staticmethod
+    def _rejected(exc: PublishRejected, items: list[Outgoing], sent: list[Outgoing]) -> PublishRejected:
+        """The error of a publish_many call: the ids given back, the unsent ones, and per job
+        whether the producer keeps it."""
+        refused = set(exc.job_ids)
+        kept = {item.job_id for item in sent if item.job_id not in refused}
+        unsent = [item.job_id for item in items if item not in sent]
+        return PublishRejected(str(exc), exc.job_ids + unsent,
+                               [item.job_id if item.job_id in kept else None for item in items])
 
     def flush(self) -> None:
         if self.confirms != "off":

@@ -184,6 +184,21 @@ class Topology:
             ch.queue_bind(self.lane_queue(lane), self.exchange, routing_key=job_type)
         self.declare_delay_levels(ch)
 
+    def delay_arguments(self, level: int) -> dict[str, Any]:
+        """A delay level queue: one TTL, dead-lettering to the level below (or the main exchange).
+
+        Dead-lettering is at-most-once by default: a message that cannot enter its target is
+        dropped, unconfirmed. With bounded lanes (``max_length``, reject-publish) a full lane
+        would so drop delayed and retried jobs without a word; the levels are then quorum queues
+        with at-least-once dead-lettering (RabbitMQ 3.10+), which keep a message until its target
+        took it, and retry meanwhile."""
+        below = self.delay_level(level - 1) if level > FIRST_LEVEL else self.exchange
+        args: dict[str, Any] = {"x-message-ttl": 2**level, "x-dead-letter-exchange": below}
+        if self.max_length is not None:
+            args.update({"x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+                         "x-overflow": "reject-publish"})
+        return args
+
     def declare_delay_levels(self, ch: BlockingChannel) -> None:
         """The delay levels, lowest first (each level's dead-letter target exists before it)."""
         for level in LEVELS:
@@ -191,8 +206,7 @@ class Topology:
             below = self.delay_level(level - 1) if level > FIRST_LEVEL else self.exchange
             bit = f"{DELAY_BIT_HEADER}{level}"
             ch.exchange_declare(name, "headers", durable=True)
-            ch.queue_declare(name, durable=True, arguments={"x-message-ttl": 2**level,
-                                                            "x-dead-letter-exchange": below})
+            ch.queue_declare(name, durable=True, arguments=self.delay_arguments(level))
             ch.queue_bind(name, name, arguments={"x-match": "all", bit: "1"})
             ch.exchange_bind(destination=below, source=name, arguments={"x-match": "all", bit: "0"})
 

@@ -84,12 +84,16 @@ class AmqpWorker(Worker):
         prefetch / 2.
     :param ack_interval_s: longest time a settled delivery waits for its ack.
     :param reconnect_for_s: how long a dropped connection is retried before the run gives up.
+    :param copy_timeout_s: how long a retry or dead-letter copy may wait for its confirm before
+        its original goes back to the queue (not counted while an alarm blocks the copies'
+        connection: those wait, their originals held).
     """
 
     def __init__(self, broker: "RabbitMQBroker", handlers: Mapping[str, Handler] | Handler, *,
                  concurrency: int = 1, prefetch: int | None = None, lanes: Sequence[str] | None = None,
                  hooks: Sequence[Hooks] = (), ack_batch: int | None = None,
-                 ack_interval_s: float = 0.05, reconnect_for_s: float = 30.0) -> None:
+                 ack_interval_s: float = 0.05, reconnect_for_s: float = 30.0,
+                 copy_timeout_s: float = 30.0) -> None:
         super().__init__()
         unknown = set(lanes or ()) - set(broker.lanes)
         if unknown:
@@ -103,8 +107,12 @@ class AmqpWorker(Worker):
         self.ack_batch = ack_batch or max(self.prefetch // 2, 1)
         self.ack_interval_s = ack_interval_s
         self.reconnect_for_s = reconnect_for_s
+        self.copy_timeout_s = copy_timeout_s
         self.generation = 0
         self._conn: pika.BlockingConnection | None = None
+        self._pub_conn: pika.BlockingConnection | None = None
+        self._awaiting: dict[int, tuple[Settlement, float]] = {}  # copy ticket -> settlement, sent at
+        self._parked: list[Settlement] = []   # copies not sent: an alarm blocks the copies' connection
         self._runner: JobRunner | None = None
         self._limits = RunLimits()
         self._consuming = False
@@ -145,9 +153,20 @@ class AmqpWorker(Worker):
         self._consuming = True
 
     def _open_copies(self) -> None:
-        assert self._conn is not None
-        self._pub = self._conn.channel()
-        self._copies = CopyPublisher(self._conn, self._pub)  # retries and dead letters, confirmed
+        """The copies' own connection (see :mod:`.copies`: an alarm then blocks copies, not acks)."""
+        self._close_copies()
+        broker = self.broker
+        self._pub_conn = connect(broker.url, role="worker-copies", connect_timeout=broker.connect_timeout)
+        self._pub = self._pub_conn.channel()
+        self._copies = CopyPublisher(self._pub_conn, self._pub)  # retries and dead letters, confirmed
+
+    def _close_copies(self) -> None:
+        try:
+            if self._pub_conn is not None and self._pub_conn.is_open:
+                self._pub_conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+        self._pub_conn = None
 
     def _on_channel_close(self, _ch: Any, reason: BaseException) -> None:
         if isinstance(reason, pe.ChannelClosedByBroker):
@@ -156,6 +175,8 @@ class AmqpWorker(Worker):
     def _reopen(self, error: BaseException) -> None:
         self._connection_lost(error)
         log.warning("worker lost RabbitMQ at %s (%r); reconnecting", redact(self.broker.url), error)
+        self._forget_copies()  # their originals went back with the connection
+        self._close_copies()
         try:
             if self._conn is not None and self._conn.is_open:
                 self._conn.close()
@@ -212,6 +233,7 @@ class AmqpWorker(Worker):
             timeout: float | None = None) -> WorkerReport:
         self._runner = runner = JobRunner(self.handlers, self.concurrency, self.hooks, wake=self._wake)
         self._limits = limits = RunLimits(max_jobs, idle_timeout, timeout)
+        self._stop_seen: float | None = None
         self._open()
         assert self._conn is not None
         try:
@@ -219,11 +241,17 @@ class AmqpWorker(Worker):
                 now = time.monotonic()
                 if self._consuming and not limits.may_take(self.stopping, self.report, runner.in_flight, now):
                     self._guard(self._stop_consuming)
-                if not self._consuming and runner.in_flight == 0:
+                copies = len(self._awaiting) + len(self._parked)
+                if copies and self.stopping and now - self._stopping_since(now) > self.copy_timeout_s:
+                    self._forget_copies()  # the originals go back to the queue when we disconnect
+                    copies = 0
+                if not self._consuming and runner.in_flight == 0 and not copies:
                     break
-                if runner.in_flight == 0 and limits.idle_expired(now):
+                if runner.in_flight == 0 and not copies and limits.idle_expired(now):
                     break
-                wait = 0.0 if runner.in_flight and runner.inline else 0.5
+                if copies:
+                    self._guard(lambda: self._resolve_copies(0.0))
+                wait = 0.0 if runner.in_flight and runner.inline else 0.05 if copies else 0.5
                 left = limits.idle_left(now)
                 if left is not None:
                     wait = min(wait, left)
@@ -244,12 +272,22 @@ class AmqpWorker(Worker):
             try:
                 if leftovers:
                     self._settle(leftovers)
+                if self._awaiting and not self._copies.blocked:
+                    self._resolve_copies(min(self.copy_timeout_s, 10.0))
                 self._flush_acks(force=True)
                 if self._conn is not None and self._conn.is_open:
                     self._conn.close()
             except CONNECTION_ERRORS as exc:
                 log.warning("worker could not ack its last jobs (%r): RabbitMQ redelivers them", exc)
+            finally:
+                self._forget_copies()
+                self._close_copies()
         return self.report
+
+    def _stopping_since(self, now: float) -> float:
+        if self._stop_seen is None:
+            self._stop_seen = now
+        return self._stop_seen
 
     def _guard(self, action: Any) -> bool:
         """Run a step on the connection; report False after a failure it repaired. A channel
@@ -276,48 +314,85 @@ class AmqpWorker(Worker):
         return False
 
     def _close_channels(self) -> None:
-        for channel in (self._ch, self._pub):
-            try:
-                if channel.is_open:
-                    channel.close()
-            except Exception:  # noqa: BLE001 - closing what is already half gone
-                pass
+        try:
+            if self._ch.is_open:
+                self._ch.close()
+        except Exception:  # noqa: BLE001 - closing what is already half gone
+            pass
+        self._forget_copies()
+        self._close_copies()
 
     # ----------------------------------------------------------------------------- settling
     def _settle(self, settlements: list[Settlement]) -> None:
-        copies: dict[int, Settlement] = {}
+        """Record outcomes: an ack for a completed job; for a retry or a dead letter, first its
+        copy, and the ack once the copy is confirmed (see :meth:`_resolve_copies`)."""
         for s in settlements:
             d: Delivery = s.ref
             if d.generation != self.generation:
                 self._count(s, Outcome.LOST_LOCK)  # its connection is gone: RabbitMQ requeued it
-                continue
-            ticket = self._republish(s, d)
-            if ticket is None:
+            elif not self._needs_copy(s):
                 self._done.add(d.tag)
                 self._count(s, s.outcome)
             else:
-                copies[ticket] = s
-        if not copies:
-            return
+                self._parked.append(s)
+        if self._parked:
+            self._resolve_copies(5.0)
+
+    def _needs_copy(self, s: Settlement) -> bool:
+        return s.outcome is Outcome.RETRIED or (s.outcome is Outcome.FAILED and not s.job.options.remove_on_fail)
+
+    def _resolve_copies(self, wait_s: float) -> None:
+        """Send parked copies (unless an alarm blocks the copies' connection), take the confirms
+        that came, and act on them: ack the original of a confirmed copy; hand back (nack,
+        requeue) the original of a refused one, or of one unconfirmed for ``copy_timeout_s``."""
+        if self._pub_conn is None or not self._copies.usable:
+            self._forget_copies(requeue=True)
+            self._open_copies()
+            self.broker.topology.declare(self._pub, again=True)
+        if self._parked and not self._copies.blocked:
+            parked, self._parked = self._parked, []
+            for s in parked:
+                self._awaiting[self._republish(s, s.ref)] = (s, time.monotonic())
         refused = False
-        for ticket, accepted in self._copies.wait().items():
-            s = copies[ticket]
-            d = s.ref
+        for ticket, accepted in self._copies.results(wait_s).items():
+            s, _ = self._awaiting.pop(ticket)
             if accepted:
-                self._done.add(d.tag)  # the copy is safe: now the original may be acked
+                self._done.add(s.ref.tag)  # the copy is safe: now the original may be acked
                 self._count(s, s.outcome)
             else:
-                # The copy was refused: keep the original by handing it back to the queue.
                 refused = True
-                log.error("RabbitMQ refused the %s copy of job %s%s; requeueing the original", s.outcome.value,
-                          s.job.id, f" ({self._copies.closed_by[0]} {self._copies.closed_by[1]})"
-                          if self._copies.closed_by else "")
-                self._ch.basic_nack(d.tag, requeue=True)
-                self._singled.add(d.tag)
+                self._hand_back(s, "refused the %s copy" % s.outcome.value)
+        if not self._copies.blocked:
+            now = time.monotonic()
+            for ticket, (s, sent) in list(self._awaiting.items()):
+                if now - sent > self.copy_timeout_s:  # no confirm, and no alarm to explain it
+                    del self._awaiting[ticket]
+                    self._hand_back(s, f"sent no confirm in {self.copy_timeout_s:.0f} s for the "
+                                       f"{s.outcome.value} copy")
         if refused:  # something was deleted under us, or the channel is gone: declare, reopen
             if not self._copies.usable:
                 self._open_copies()
             self.broker.topology.declare(self._pub, again=True)
+
+    def _hand_back(self, s: Settlement, what: str) -> None:
+        """Keep a job whose copy did not make it: its original goes back to the queue."""
+        d: Delivery = s.ref
+        why = f" ({self._copies.closed_by[0]} {self._copies.closed_by[1]})" if self._copies.closed_by else ""
+        log.error("RabbitMQ %s of job %s%s; requeueing the original", what, s.job.id, why)
+        if d.generation == self.generation:
+            self._ch.basic_nack(d.tag, requeue=True)
+            self._singled.add(d.tag)
+
+    def _forget_copies(self, requeue: bool = False) -> None:
+        """Copies whose fate is unknown (their connection is going): their originals go back,
+        now (``requeue``) or with the consuming connection."""
+        pending = [s for s, _ in self._awaiting.values()] + self._parked
+        self._awaiting, self._parked = {}, []
+        for s in pending:
+            if requeue:
+                self._hand_back(s, "lost the connection before it confirmed the copy")
+            else:
+                self._count(s, Outcome.LOST_LOCK)
 
     def _count(self, s: Settlement, outcome: Outcome) -> None:
         self._tally(s.job, outcome, s.reason)

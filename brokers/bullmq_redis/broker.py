@@ -24,7 +24,7 @@ from ..contract import (
 )
 from .connection import connect, guarded
 from .driver import KIND
-from .keys import QueueKeys, lane_queue_name
+from .keys import PREFIX, QueueKeys, lane_queue_name
 from .producer import RedisProducer
 from .scripts import Scripts
 from .worker import RedisWorker
@@ -32,11 +32,11 @@ from .worker import RedisWorker
 CAPABILITIES = Capabilities(
     delivery=("at-least-once. A job is accepted once Redis ran addJobs.lua. A worker holds a job "
               "under a lock it renews; if the worker dies, the lock expires and the stalled check "
-              "puts the job back in wait (after lockDuration, at most stalledInterval more), "
+              "puts the job back in wait (after lockDuration, at most two stalledIntervals more), "
               "up to maxStalledCount times, then fails it."),
     ordering=("FIFO per lane for jobs without priority; those run before prioritized jobs, which "
-              "run lowest number first and FIFO within a number. Stalled jobs go back to the head, "
-              "retried jobs to the tail."),
+              "run lowest number first and FIFO within a number. Stalled jobs go back to the head "
+              "of wait (prioritized or not, as in BullMQ), retried jobs to the tail."),
     durability=("as durable as Redis is configured: nothing survives a restart without "
                 "persistence; AOF everysec may lose about a second of accepted jobs; AOF always "
                 "loses none that were acknowledged."),
@@ -67,6 +67,9 @@ class BullMQRedisBroker(Broker):
     :param routes: job type -> lane.
     :param connect_timeout: seconds to wait for Redis to answer when connecting.
     :param reconnect_for_s: how long commands on a dropped connection are retried.
+    :param prefix: the key prefix (BullMQ's ``prefix``, default "bull"). On Redis Cluster use a
+        hash tag, e.g. "{bull}", so that every key of a queue lives in one slot (BullMQ's advice).
+    :param socket_timeout_s: how long one command may wait for its reply before it is retried.
     :param max_job_bytes: largest job data (JSON bytes) a producer sends; larger raises
         InvalidJob at once (default: the same 128 MiB as the AMQP adapter, RabbitMQ's default,
         so both accept the same jobs; None: no check).
@@ -78,15 +81,18 @@ class BullMQRedisBroker(Broker):
     capabilities = CAPABILITIES
 
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
-                 *, connect_timeout: float = 3.0, reconnect_for_s: float = 30.0,
-                 max_job_bytes: int | None = MAX_JOB_BYTES, **worker_defaults: Any) -> None:
+                 *, connect_timeout: float = 3.0, reconnect_for_s: float = 30.0, prefix: str = PREFIX,
+                 socket_timeout_s: float = 10.0, max_job_bytes: int | None = MAX_JOB_BYTES,
+                 **worker_defaults: Any) -> None:
         super().__init__(queue, routes)
+        if not prefix or ":" in prefix:
+            raise ValueError(f"prefix must be non-empty and without ':', got {prefix!r}")
         self.url = url
         self.max_job_bytes = max_job_bytes
         self.client = connect(url, role="client", connect_timeout=connect_timeout,
-                              reconnect_for=reconnect_for_s)
+                              socket_timeout=socket_timeout_s, reconnect_for=reconnect_for_s)
         self.scripts = Scripts(self.client)
-        self.lane_keys = {lane: QueueKeys(lane_queue_name(queue, lane)) for lane in self.lanes}
+        self.lane_keys = {lane: QueueKeys(lane_queue_name(queue, lane), prefix) for lane in self.lanes}
         self.worker_defaults = {"reconnect_for_s": reconnect_for_s, **worker_defaults}
 
     def producer(self) -> RedisProducer:
@@ -103,15 +109,15 @@ class BullMQRedisBroker(Broker):
             # Not MULTI/EXEC: Redis refuses transactions when it is full, and stats matter most then.
             pipe = self.client.pipeline(transaction=False)
             for keys in self.lane_keys.values():
-                pipe.llen(keys.wait).zcard(keys.prioritized).llen(keys.active)
+                pipe.llen(keys.wait).zcard(keys.prioritized).llen(keys.paused).llen(keys.active)
                 pipe.zcard(keys.delayed).zcard(keys.completed).zcard(keys.failed)
             return pipe.execute()
 
         counts = guarded(self.url, read, "stats")
         total = QueueStats(0, 0, 0, 0, 0)
-        for i in range(0, len(counts), 6):
-            wait, prioritized, active, delayed, completed, failed = counts[i:i + 6]
-            total.waiting += wait + prioritized  # type: ignore[operator]
+        for i in range(0, len(counts), 7):
+            wait, prioritized, paused, active, delayed, completed, failed = counts[i:i + 7]
+            total.waiting += wait + prioritized + paused  # type: ignore[operator]
             total.active += active  # type: ignore[operator]
             total.delayed += delayed  # type: ignore[operator]
             total.completed += completed  # type: ignore[operator]

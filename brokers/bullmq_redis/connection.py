@@ -2,11 +2,13 @@
 
 Each command that fails on a broken connection is retried on a fresh one with exponential
 backoff for about ``reconnect_for`` seconds (redis-py's Retry), so a killed client connection
-or a broker restart is survived. A Lua script whose reply was lost is run again, with these
-effects: addJobs adds the job a second time (a duplicate, never a loss; a custom job id
-prevents it), moveToFinished finds the jobs already settled and says so, and moveToActive
-leaves the jobs of the lost reply locked by no running worker, so the stalled check hands
-them out again after the lock expires.
+or a broker restart is survived. A Lua script whose reply was lost is then sent again, the same
+call: the scripts that must not act twice (addJobs, moveToActive, moveToFinished) carry a call
+key and answer a second run from what the first did (lua/include/queue.lua), so a retried
+addJobs adds nothing twice and a retried settle neither counts a settled job as lost nor strands
+the jobs the lost reply handed out.
+
+The version is checked at connect: the scripts use Redis 7's ``#!lua flags=`` header.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
+    BusyLoadingError,
     ConnectionError,
     OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
     ResponseError,
     TimeoutError,
 )
 from redis.retry import Retry
 
-from ..contract import AuthenticationFailed, BrokerUnavailable, PublishRejected
+from ..contract import AuthenticationFailed, BrokerError, BrokerUnavailable, PublishRejected
 from ..urls import redact
 
 T = TypeVar("T")
@@ -63,6 +68,7 @@ def check(url: str, timeout: float = 3.0) -> None:
                                  retry=Retry(ExponentialBackoff(), 0))
     try:
         probe.ping()
+        check_version(url, probe.info("server").get("redis_version", "0"))
     except AuthenticationError as exc:
         raise AuthenticationFailed(f"Redis at {redact(url)} refused the credentials: {exc}") from None
     except ResponseError as exc:
@@ -75,8 +81,37 @@ def check(url: str, timeout: float = 3.0) -> None:
         probe.close()
 
 
+# Replies that say "not now" rather than "no": a replica after a failover, a primary that lost
+# its replicas (min-replicas-to-write), a Redis loading its data, a cluster moving slots.
+UNAVAILABLE_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN", "BUSY")
+
+
+def unavailable_reply(exc: BaseException) -> bool:
+    """True for an error reply that means Redis cannot serve writes for now."""
+    return isinstance(exc, (ReadOnlyError, BusyLoadingError)) or (
+        isinstance(exc, ResponseError) and str(exc).split(" ", 1)[0] in UNAVAILABLE_REPLIES)
+
+
+MIN_VERSION = (7, 0)
+
+
+def check_version(url: str, version: str) -> None:
+    """Raise BrokerError if Redis is older than 7.0 (our scripts' ``#!lua flags=allow-oom``
+    header, which lets workers drain a full Redis, is a Redis 7 feature)."""
+    try:
+        found = tuple(int(part) for part in str(version).split(".")[:2])
+    except ValueError:
+        return  # an unusual version string (a fork): let it try
+    if found < MIN_VERSION:
+        raise BrokerError(f"Redis at {redact(url)} is version {version}; brokerbench's BullMQ-style adapter "
+                          f"needs Redis {MIN_VERSION[0]}.{MIN_VERSION[1]} or newer (its scripts use the Redis 7 "
+                          "'#!lua flags=' header)")
+
+
 def guarded(url: str, action: Callable[[], T], what: str) -> T:
-    """Run a Redis call, turning redis-py's errors into the contract's."""
+    """Run a Redis call, turning every redis-py error into the contract's: unreachable or not
+    serving writes -> BrokerUnavailable; full -> PublishRejected; any other error reply (a script
+    error) -> PublishRejected with Redis's words. Nothing raw reaches the caller."""
     try:
         return action()
     except AuthenticationError as exc:
@@ -89,4 +124,8 @@ def guarded(url: str, action: Callable[[], T], what: str) -> T:
         if str(exc).startswith("OOM"):
             raise PublishRejected(f"{what}: Redis is out of memory (maxmemory reached with "
                                   f"noeviction): {exc}") from None
-        raise
+        if unavailable_reply(exc):
+            raise BrokerUnavailable(f"{what}: Redis at {redact(url)} cannot take writes now: {exc}") from None
+        raise PublishRejected(f"{what}: Redis refused it: {exc}") from None
+    except RedisError as exc:  # anything else redis-py may raise
+        raise BrokerUnavailable(f"{what}: Redis at {redact(url)}: {exc!r}") from None

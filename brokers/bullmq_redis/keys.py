@@ -18,6 +18,10 @@ meta         HASH    queue settings: ``opts.maxLenEvents``, ``paused``, ``versio
 events       STREAM  queue events (added, waiting, active, completed, failed, ...), trimmed
 marker       ZSET    wake-up for idle workers: member "0" score 0 = jobs are ready;
                      member "1" score = time (ms) of the next delayed job
+paused       LIST    where older BullMQ versions parked waiting jobs while a queue was paused;
+                     workers move it back to wait, as BullMQ's resume does
+call:<token> STRING  what one call of a script that may be sent twice did (our addition, see
+                     lua/include/queue.lua), kept a few minutes
 <id>         HASH    the job: name, data, opts, timestamp, delay, priority, processedOn,
                      finishedOn, returnvalue, failedReason, stacktrace, atm (attempts made),
                      ats (attempts started), stc (stalled counter), pb (processed by)
@@ -107,6 +111,12 @@ class QueueKeys:
     def events(self) -> str: return self.key("events")
     @property
     def marker(self) -> str: return self.key("marker")
+    @property
+    def paused(self) -> str: return self.key("paused")
+
+    def call(self, token: str) -> str:
+        """The key that records what the call with ``token`` did (never a job id: it has ':')."""
+        return self.key(f"call:{token}")
 
     def job(self, job_id: str) -> str:
         return self.base + job_id

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import time
+import uuid
 from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ..contract import InvalidJob, JobOptions, JobSpec, Producer, check_job_name, encode_data
+from ..contract import (
+    DEFAULT_LANE,
+    InvalidJob,
+    JobOptions,
+    JobSpec,
+    Producer,
+    PublishRejected,
+    check_job_name,
+    encode_data,
+)
 from .codec import opts_json
 from .connection import guarded
 from .keys import RESERVED_IDS
+from .scripts import Calls
 
 if TYPE_CHECKING:
     from .broker import BullMQRedisBroker
@@ -36,7 +47,8 @@ def _chunks(items: list[tuple[int, list[Any]]]) -> Iterator[list[tuple[int, list
 class RedisProducer(Producer):
     """Adds jobs the way BullMQ's Queue.add/addBulk does; ``publish`` returns after Redis ran
     the script, so an accepted job is in Redis memory (on disk only as far as Redis's AOF
-    settings take it). Thread-safe, since redis-py's client is.
+    settings take it). Each script call carries a call key, so the automatic retry after a
+    lost reply adds nothing twice. Not thread-safe: one producer per thread.
 
     :param broker: the adapter (its client, scripts and lanes); the producer has no options of
         its own: batches of up to ``BATCH`` jobs per script call.
@@ -44,6 +56,7 @@ class RedisProducer(Producer):
 
     def __init__(self, broker: "BullMQRedisBroker") -> None:
         self._broker = broker
+        self._calls = Calls(f"p-{uuid.uuid4().hex[:10]}")
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
         if options is not None and not isinstance(options, JobOptions):
@@ -69,7 +82,8 @@ class RedisProducer(Producer):
         for index, spec in enumerate(jobs):  # every job is checked before anything is sent
             by_lane.setdefault(broker.lane_for(spec.name), []).append((index, self._encode(spec)))
             count = index + 1
-        ids: list[str] = [""] * count
+        ids: list[str | None] = [None] * count
+        shared_id = broker.lane_keys[DEFAULT_LANE].id
         for lane, items in by_lane.items():
             keys = broker.lane_keys[lane]
             for chunk in _chunks(items):
@@ -77,13 +91,18 @@ class RedisProducer(Producer):
                 for _, job_args in chunk:
                     args += job_args
                 now = int(time.time() * 1000)
-                result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args),
-                                 "publish")
+                call = self._calls.new(keys)
+                try:
+                    result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args,
+                                                         call=call, shared_id=shared_id), "publish")
+                except PublishRejected as exc:  # this chunk and the ones after it were refused
+                    raise PublishRejected(str(exc), [], ids) from None
+                self._calls.answered(call)
                 accepted = [job_id.decode() for job_id in result]
                 for (index, _), job_id in zip(chunk, accepted):
                     ids[index] = job_id
                 self._accepted(accepted)
-        return ids
+        return ids  # type: ignore[return-value]  # every entry is set once every chunk went through
 
     def close(self) -> None:
         """Nothing to release: the producer shares the broker's connection pool."""

@@ -13,7 +13,9 @@ error: the full queue pushes back on producers and drains, and nothing accepted 
 
 from __future__ import annotations
 
+import itertools
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Sequence
@@ -37,10 +39,32 @@ def script_source(name: str) -> str:
 
 
 def queue_keys(keys: QueueKeys) -> list[str]:
-    """The 13 KEYS every script receives, in the order include/queue.lua names them."""
+    """The 14 KEYS every script receives, in the order include/queue.lua names them."""
     return [keys.wait, keys.active, keys.prioritized, keys.pc, keys.delayed, keys.completed,
             keys.failed, keys.stalled, keys.meta, keys.events, keys.marker, keys.id,
-            keys.stalled_check]
+            keys.stalled_check, keys.paused]
+
+
+class Calls:
+    """Call keys of one client (a producer, a worker): each call of a script that may be sent
+    twice gets a key of its own, and names the previous one, whose reply arrived, to forget."""
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self._n = itertools.count(1)
+        self._done: str | None = None
+
+    def new(self, keys: QueueKeys) -> "Call":
+        return Call(keys.call(f"{self.client_id}:{next(self._n)}"), self._done)
+
+    def answered(self, call: "Call") -> None:
+        self._done = call.key
+
+
+@dataclass(frozen=True)
+class Call:
+    key: str
+    forget: str | None
 
 
 class Scripts:
@@ -50,5 +74,12 @@ class Scripts:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
     def call(self, name: str, keys: QueueKeys, now_ms: int, args: Sequence[Any],
-             client: redis.Redis | None = None) -> Any:
-        return self._scripts[name](keys=queue_keys(keys), args=[keys.base, now_ms, *args], client=client)
+             client: redis.Redis | None = None, *, call: Call | None = None, shared_id: str | None = None) -> Any:
+        """Run script ``name`` on a lane. With ``call``, the script answers a second run of the
+        same call from what the first did (so redis-py's retry after a lost reply is safe)."""
+        all_keys = queue_keys(keys)
+        if call is not None:
+            all_keys += [call.key, call.forget or call.key]
+            if shared_id is not None:
+                all_keys.append(shared_id)
+        return self._scripts[name](keys=all_keys, args=[keys.base, now_ms, *args], client=client)

@@ -135,3 +135,69 @@ def test_ten_thousand_random_delays_make_no_more_than_a_few_dozen_queues(private
     assert seen == set(range(10_000)), "every delayed job arrived"
     broker.purge()
     broker.close()
+
+
+# ------------------------------------------------------------------------ loss you cannot miss
+
+
+def test_delayed_jobs_wait_for_room_in_a_full_lane_instead_of_vanishing(private_brokers):
+    """Jobs leave a delay level by dead-lettering; into a bounded lane (reject-publish) that is
+    full, at-most-once dead-lettering would drop them unseen. They must wait for room instead.
+    (RabbitMQ offers a refused dead letter again after dead_letter_worker_publisher_confirm_timeout,
+    2 minutes by default; this private node is told 1 s.)"""
+    from brokers.amqp.broker import RabbitMQBroker
+
+    node = private_brokers.default_instance("rabbitmq")
+    node.ctl("eval", "application:set_env(rabbit, dead_letter_worker_publisher_confirm_timeout, 1000).")
+    broker = RabbitMQBroker(node.url, queue="full-lane", max_length=5)
+    try:
+        with broker.producer() as producer:
+            ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}, JobOptions(delay_ms=50))
+                                         for i in range(30)])
+        time.sleep(1.0)  # every delay is over: 5 jobs fit the lane, 25 must still be somewhere
+        assert broker.stats().waiting == 5
+        rec = Recorder()
+        broker.worker(rec.handler(), concurrency=4).run(max_jobs=30, timeout=60)
+        assert sorted(rec.ids()) == sorted(ids), "no delayed job vanished"
+    finally:
+        broker.purge()
+        broker.close()
+        node.ctl("eval", "application:set_env(rabbit, dead_letter_worker_publisher_confirm_timeout, 120000).")
+
+
+def test_an_alarm_blocks_retry_copies_not_the_acks_of_other_jobs(private_brokers):
+    """Copies go out on a connection of their own: under a memory alarm RabbitMQ blocks it (the
+    copy waits, its original held), while the consuming connection keeps acknowledging jobs
+    that completed. On one shared connection the acks would stop behind the blocked publish."""
+    from brokers.amqp.broker import RabbitMQBroker
+
+    node = private_brokers.default_instance("rabbitmq")
+    broker = RabbitMQBroker(node.url, queue="alarm-copies")
+    rec = Recorder()
+    try:
+        with broker.producer() as producer:
+            retried = producer.publish("user_variables_update", {"fail": True}, JobOptions(attempts=2))
+            others = [producer.publish("user_variables_update", {"fail": False}) for _ in range(5)]
+        node.ctl("set_vm_memory_high_watermark", "absolute", "1")  # an alarm now: publishers are blocked
+        worker = broker.worker(rec.handler(fail=lambda job: job.data["fail"] and job.attempts_made == 0),
+                               concurrency=2, prefetch=8)
+        thread = worker.start_in_thread(max_jobs=7, timeout=60)
+        deadline = time.monotonic() + 15
+        unacked = None
+        while time.monotonic() < deadline:
+            rows = dict(line.split("\t")[:2] for line in node.ctl(
+                "list_queues", "name", "messages_unacknowledged", "-q", "--no-table-headers").stdout.splitlines()
+                if line.startswith("alarm-copies.default"))
+            unacked = int(rows.get("alarm-copies.default", "-1"))
+            if set(others) <= set(rec.ids()) and unacked == 1:
+                break
+            time.sleep(0.2)
+        assert set(others) <= set(rec.ids()) and unacked == 1, \
+            f"jobs that completed were acked during the alarm; only the retried one is held ({unacked} unacked)"
+        node.ctl("set_vm_memory_high_watermark", "0.4")  # the alarm clears: the copy is confirmed
+        thread.join(timeout=40)
+        assert rec.ids().count(retried) == 2 and worker.report.completed == 6 and worker.report.retried == 1
+    finally:
+        node.ctl("set_vm_memory_high_watermark", "0.4")
+        broker.purge()
+        broker.close()

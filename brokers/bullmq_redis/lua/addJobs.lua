@@ -12,10 +12,35 @@
   list, and set the marker so that an idle worker wakes up. A custom id that already exists
   is not added again (BullMQ's rule) and its existing id is returned.
 
+  Generated ids come from the lane's own counter (BullMQ's `id` key) and from the counter
+  shared by every lane of the logical queue (KEYS[17]), both left at the id used: ids are
+  unique across lanes, and an official client adding to a lane continues above them.
+  Sent twice with the same call key (KEYS[15]), it adds nothing twice: it returns the ids of
+  the first run.
+
   Returns: the list of job ids, in input order.
 ]]
 -- @include queue
 
+local function nextId()
+  local counter = rcall("INCR", K.id)
+  if K.sharedId and K.sharedId ~= K.id then
+    local shared = rcall("INCR", K.sharedId)
+    if shared > counter then
+      counter = shared
+      rcall("SET", K.id, counter)
+    elseif counter > shared then
+      rcall("SET", K.sharedId, counter)
+    end
+  end
+  return counter
+end
+
+local saved = savedCall()
+if saved then
+  forgetPreviousCall()
+  return saved
+end
 local n = tonumber(ARGV[3])
 local cap = eventsCap()
 local paused = isPaused()
@@ -25,7 +50,7 @@ for i = 1, n do
   local customId, name, data, opts = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local delay, priority = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   a = a + 6
-  local counter = rcall("INCR", K.id)
+  local counter = nextId()
   local jobId = customId
   if jobId == "" then
     jobId = tostring(counter)
@@ -46,4 +71,9 @@ for i = 1, n do
   end
   ids[i] = jobId
 end
+saveCall(ids)
+-- Last, not first: on a full Redis (noeviction) a script is refused only at its first write,
+-- and that first write must be one that adds (refused), not this DEL (which would let the rest
+-- of the script past the limit).
+forgetPreviousCall()
 return ids

@@ -11,15 +11,24 @@
   sets <id>:lock = token with a TTL, records processedOn and the worker name, counts the
   start in "ats" and emits "active". The worker must renew each lock (extendLocks.lua)
   while the job runs, or the stalled check will hand the job to another worker.
+  Sent twice with the same call key (KEYS[15]), it hands out the same jobs again, not others.
 
   Returns: { next delayed due time in ms when no job was taken (else 0),
              id1, {field, value, ...}, id2, {...}, ... }
 ]]
 -- @include queue
 
+forgetPreviousCall()
+local saved = savedCall()
+if saved then
+  local again = {saved[1]}
+  appendHeld(again, saved[2], ARGV[4])
+  return again
+end
 local out = {0}
 local taken = takeJobs(out, tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], eventsCap())
 if taken == 0 then
   out[1] = nextDelayedMs()
 end
+saveCall({out[1], handedOut(out, 2)})
 return out

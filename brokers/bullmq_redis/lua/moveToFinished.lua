@@ -21,6 +21,9 @@
   active and its lock is either ours or gone (expired, not taken over): BullMQ refuses a missing
   lock and lets the stalled check re-run the job; we finish it, since no one else holds it.
 
+  Sent twice with the same call key (KEYS[15]), it settles nothing twice: it returns the codes
+  of the first run and hands out the jobs that run took.
+
   Returns: { {code per settled job}, next delayed due ms (0 if jobs were fetched),
              id1, {fields}, ... fetched jobs as in moveToActive.lua }
   codes: 0 settled, -1 job gone, -3 job not active (the stalled check moved it),
@@ -45,17 +48,6 @@ local function appendStacktrace(jobKey, text)
     table.remove(list, 1)
   end
   rcall("HSET", jobKey, "stacktrace", cjson.encode(list))
-end
-
--- Keep only the newest `keep` ids of a completed/failed set, deleting the others' hashes.
-local function trimFinished(setKey, keep)
-  local old = rcall("ZREVRANGE", setKey, keep, -1)
-  for _, oldId in ipairs(old) do
-    removeJobKeys(PREFIX .. oldId)
-  end
-  if #old > 0 then
-    rcall("ZREMRANGEBYRANK", setKey, 0, -(keep + 1))
-  end
 end
 
 local function settle(jobId, token, outcome, value, keep, delay, stack, paused, cap)
@@ -104,6 +96,13 @@ local function settle(jobId, token, outcome, value, keep, delay, stack, paused, 
   return 0
 end
 
+forgetPreviousCall()
+local saved = savedCall()
+if saved then
+  local again = {saved[1], saved[2]}
+  appendHeld(again, saved[3], ARGV[5])
+  return again
+end
 local n = tonumber(ARGV[3])
 local cap = eventsCap()
 local paused = isPaused()
@@ -127,4 +126,5 @@ if taken == 0 then
     emit(cap, "event", "drained")
   end
 end
+saveCall({codes, out[2], handedOut(out, 3)})
 return out

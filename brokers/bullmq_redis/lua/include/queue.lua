@@ -6,7 +6,10 @@
     KEYS[1] wait         KEYS[2] active        KEYS[3] prioritized   KEYS[4] pc
     KEYS[5] delayed      KEYS[6] completed     KEYS[7] failed        KEYS[8] stalled
     KEYS[9] meta         KEYS[10] events       KEYS[11] marker       KEYS[12] id
-    KEYS[13] stalled-check
+    KEYS[13] stalled-check                     KEYS[14] paused (BullMQ's legacy list)
+  then, for scripts that may be sent twice (see "Calls sent twice" below):
+    KEYS[15] this call's key   KEYS[16] the caller's previous call key, to forget
+    KEYS[17] addJobs only: the id counter shared by every lane of the logical queue
   and starts its ARGV with:
     ARGV[1] key prefix of the queue ("bull:<queue>:"), job hashes are prefix .. id
     ARGV[2] now, in ms since the epoch (the client's clock, as BullMQ does)
@@ -15,10 +18,60 @@ local rcall = redis.call
 local K = {
   wait = KEYS[1], active = KEYS[2], prioritized = KEYS[3], pc = KEYS[4], delayed = KEYS[5],
   completed = KEYS[6], failed = KEYS[7], stalled = KEYS[8], meta = KEYS[9], events = KEYS[10],
-  marker = KEYS[11], id = KEYS[12], stalledCheck = KEYS[13]
+  marker = KEYS[11], id = KEYS[12], stalledCheck = KEYS[13], paused = KEYS[14],
+  call = KEYS[15], forget = KEYS[16], sharedId = KEYS[17]
 }
 local PREFIX = ARGV[1]
 local NOW = tonumber(ARGV[2])
+
+--[[ Calls sent twice. A reply lost on its way back (a timeout, a dropped connection) makes the
+  client send the same call again, same KEYS and ARGV. A script that must not act twice stores
+  what it did under its call key (for CALL_TTL_MS) and, run again with that key, answers from
+  it instead of acting. A client names its previous call key once it got that call's reply, so
+  that at most one such key per client lives on. ]]
+local CALL_TTL_MS = 300000
+
+local function forgetPreviousCall()
+  if K.forget and K.forget ~= K.call then
+    rcall("DEL", K.forget)
+  end
+end
+
+local function savedCall()
+  if K.call then
+    local saved = rcall("GET", K.call)
+    if saved then
+      return cmsgpack.unpack(saved)
+    end
+  end
+  return nil
+end
+
+local function saveCall(record)
+  if K.call then
+    rcall("SET", K.call, cmsgpack.pack(record), "PX", CALL_TTL_MS)
+  end
+end
+
+-- The ids of the jobs a reply hands out: every other element of out from position first.
+local function handedOut(out, first)
+  local ids = {}
+  for i = first, #out, 2 do
+    ids[#ids + 1] = out[i]
+  end
+  return ids
+end
+
+-- Append, for a call answered again, the jobs it handed out that still hold its lock.
+local function appendHeld(out, ids, token)
+  for _, jobId in ipairs(ids) do
+    local jobKey = PREFIX .. jobId
+    if rcall("GET", jobKey .. ":lock") == token then
+      out[#out + 1] = jobId
+      out[#out + 1] = rcall("HGETALL", jobKey)
+    end
+  end
+end
 
 -- Length cap of the events stream: meta's opts.maxLenEvents, 10000 when unset (BullMQ's default).
 local function eventsCap()
@@ -100,6 +153,23 @@ local function promoteDue(paused, cap)
   markReady(paused)
 end
 
+-- Jobs an older BullMQ parked in its `paused` list (it renamed wait to paused on pause) go
+-- back to wait, as BullMQ's resume does: the whole list if wait is empty, else 1000 at a time
+-- to the head of wait.
+local function resumeLegacyPaused()
+  if rcall("EXISTS", K.paused) == 0 then
+    return
+  end
+  if rcall("EXISTS", K.wait) == 0 then
+    rcall("RENAME", K.paused, K.wait)
+  else
+    local jobs = rcall("LRANGE", K.paused, 0, 999)
+    rcall("RPUSH", K.wait, unpack(jobs))
+    rcall("LTRIM", K.paused, #jobs, -1)
+  end
+  markReady(false)
+end
+
 -- Take up to `count` ready jobs (wait first, then by priority), lock each with `token` for
 -- `lockDuration` ms, and append id and HGETALL fields of each to `out`. Returns how many.
 local function takeJobs(out, count, token, lockDuration, workerName, cap)
@@ -108,6 +178,7 @@ local function takeJobs(out, count, token, lockDuration, workerName, cap)
   if paused then
     return 0
   end
+  resumeLegacyPaused()
   local taken = 0
   while taken < count do
     local jobId = rcall("RPOPLPUSH", K.wait, K.active)
@@ -150,4 +221,15 @@ end
 
 local function removeJobKeys(jobKey)
   rcall("DEL", jobKey, jobKey .. ":lock", jobKey .. ":logs")
+end
+
+-- Keep only the newest `keep` ids of a completed/failed set, deleting the others' hashes.
+local function trimFinished(setKey, keep)
+  local old = rcall("ZREVRANGE", setKey, keep, -1)
+  for _, oldId in ipairs(old) do
+    removeJobKeys(PREFIX .. oldId)
+  end
+  if #old > 0 then
+    rcall("ZREMRANGEBYRANK", setKey, 0, -(keep + 1))
+  end
 end
