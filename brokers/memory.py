@@ -35,6 +35,7 @@ from .contract import (
     JobSpec,
     Outcome,
     Producer,
+    PublishRejected,
     QueueStats,
     Support,
     check_job_name,
@@ -65,21 +66,30 @@ CAPABILITIES = Capabilities(
 @dataclass
 class MemoryFaults:
     """Planned misbehaviour, by 0-based counts: publishes to drop after accepting them,
-    deliveries to make a second time, and one publish call to stall for ``stall_s`` seconds
-    (the call that carries publish number ``stall_at``), as a broker pause would."""
+    deliveries to make a second time, retries to lose (a retry copy that never arrives), one
+    publish call to stall for ``stall_s`` seconds (the call that carries publish number
+    ``stall_at``), as a broker pause would, and publish calls to refuse half of (``refuse_calls``:
+    the first half of the call is accepted, the rest refused with PublishRejected); and, with
+    ``confirm_on_idle``, acceptances told only when the producer idles or flushes, as a
+    windowed-confirm producer learns of its confirms only when it reads its socket."""
 
     drop: frozenset[int] = frozenset()
     duplicate: frozenset[int] = frozenset()
     stall_at: int | None = None
     stall_s: float = 0.0
+    drop_retry: frozenset[int] = frozenset()
+    refuse_calls: frozenset[int] = frozenset()
+    confirm_on_idle: bool = False  # acceptance told only in idle()/flush(), as windowed confirms are read
 
     @classmethod
     def coerce(cls, raw: "MemoryFaults | dict[str, Any] | None") -> "MemoryFaults":
-        """From a scenario file's dict: {"drop": [..], "duplicate": [..], "stall_at": n, "stall_s": s}."""
+        """From a scenario file's dict: {"drop": [..], "duplicate": [..], "stall_at": n, "stall_s": s,
+        "drop_retry": [..], "refuse_calls": [..]}."""
         if raw is None or isinstance(raw, MemoryFaults):
             return raw or cls()
         return cls(frozenset(raw.get("drop", ())), frozenset(raw.get("duplicate", ())), raw.get("stall_at"),
-                   float(raw.get("stall_s", 0.0)))
+                   float(raw.get("stall_s", 0.0)), frozenset(raw.get("drop_retry", ())),
+                   frozenset(raw.get("refuse_calls", ())), bool(raw.get("confirm_on_idle", False)))
 
 
 @dataclass(order=True)
@@ -119,6 +129,8 @@ class MemoryBroker(Broker):
         self._seq = itertools.count()
         self._published = itertools.count()
         self._published_count = 0
+        self._calls = itertools.count()
+        self._retries = itertools.count()
         self._delivered = itertools.count()
         self._redeliver: deque[tuple[str, tuple[str, bytes, JobOptions, int, int]]] = deque()
 
@@ -151,6 +163,9 @@ class MemoryBroker(Broker):
         if stall is not None and self._published_count <= stall < self._published_count + len(encoded):
             time.sleep(self.faults.stall_s)
         self._published_count += len(encoded)
+        refused = next(self._calls) in self.faults.refuse_calls
+        if refused:
+            encoded, cut = encoded[:len(encoded) // 2], len(encoded) - len(encoded) // 2
         with self._cv:
             for name, data, options in encoded:
                 job_id = options.job_id or f"m{next(self._seq)}"
@@ -164,6 +179,8 @@ class MemoryBroker(Broker):
                 else:
                     self._push_ready(job_id)
             self._cv.notify_all()
+        if refused:
+            raise PublishRejected(f"refused {cut} job(s) of this call (planned fault)", [], ids + [None] * cut)
         return ids
 
     def add_raw(self, name: str, raw: bytes) -> str:
@@ -242,6 +259,9 @@ class MemoryBroker(Broker):
             del self._jobs[job_id]
         else:
             self._jobs[job_id] = (name, data, options, made + 1, created)
+            if next(self._retries) in self.faults.drop_retry:
+                del self._jobs[job_id]  # the retry copy never arrives: the harness must see a loss
+                return s.outcome
             if s.delay_ms:
                 heapq.heappush(self._delayed, (time.monotonic() + s.delay_ms / 1000, next(self._seq), job_id))
             else:
@@ -295,6 +315,7 @@ class MemoryProducer(Producer):
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
+        self._untold: list[str] = []  # confirm_on_idle: accepted, not yet told
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
         if options is not None and not isinstance(options, JobOptions):
@@ -302,9 +323,27 @@ class MemoryProducer(Producer):
         return self.publish_many([JobSpec(name, data, options or JobOptions())])[0]
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
-        ids = self._broker.add(jobs)
-        self._accepted(ids)
+        try:
+            ids = self._broker.add(jobs)
+        except PublishRejected as exc:
+            self._tell([job_id for job_id in exc.accepted or () if job_id is not None])
+            raise
+        self._tell(ids)
         return ids
+
+    def _tell(self, ids: list[str]) -> None:
+        if self._broker.faults.confirm_on_idle:
+            self._untold += ids
+        else:
+            self._accepted(ids)
+
+    def idle(self, seconds: float) -> None:
+        time.sleep(max(seconds, 0.0))
+        self.flush()
+
+    def flush(self) -> None:
+        untold, self._untold = self._untold, []
+        self._accepted(untold)
 
     def close(self) -> None:
         pass

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+SECRET_PARAMS = ("password", "passwd", "pass", "pwd", "secret", "token", "key", "auth", "credentials")
 
 
 def redact(url: str) -> str:
-    """``scheme://user:***@host:port/path``: the URL with its password hidden."""
+    """The URL with every secret hidden: ``scheme://user:***@host:port/path?password=***``.
+
+    Never raises: what cannot be parsed comes back as "<unparsable url>" (a message about a bad
+    URL must not fail while it is being written)."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
+        parts = urlsplit(str(url))
+        netloc = parts.netloc
+        if parts.password is not None or "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, "***" if any(s in k.lower() for s in SECRET_PARAMS) else v) for k, v in pairs],
+                              safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except Exception:  # noqa: BLE001 - whatever is wrong with it, say so without the URL
         return "<unparsable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    user = parts.username or ""
-    netloc = f"{user}:***@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -243,7 +243,7 @@ class PollingWorker(Worker):
             log.warning("worker lost %s (%s); reconnecting", self._where(), exc)
         if now - failing_since > self.reconnect_for_s:
             self._broker_lost = True
-            raise BrokerUnavailable(f"{self._where()} unreachable for {self.reconnect_for_s:.0f} s: "
-                                    f"{exc}") from None
+            raise BrokerUnavailable(f"{self._where()} failed for {self.reconnect_for_s:.0f} s (unreachable, or "
+                                    f"refusing): {type(exc).__name__}: {exc}") from None
         time.sleep(0.2)
         return failing_since

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,8 @@ from brokers.provision import find
 from ..harness import environment
 
 SCHEMA = "brokerbench.drain/1"
+CHILD_URL = "BROKERBENCH_CHILD_URL"  # the broker URL reaches a child through its environment, not
+#                                       its command line, which every user of the host can read (ps)
 CONTENDERS = ("bullmq-official", "redis-ours", "pika-plain", "amqp-ours")
 QUEUE = {"bullmq-official": "bb-drain-redis", "redis-ours": "bb-drain-redis",
          "pika-plain": "bb-drain-amqp", "amqp-ours": "bb-drain-amqp"}
@@ -157,9 +160,10 @@ def run_one(name: str, url: str, jobs: int, concurrency: int, prefetch: int) -> 
     fill(KIND[name], url, QUEUE[name], jobs)
     time.sleep(0.5)  # let the broker settle after the fill
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.commands.drain", "--child", name, "--url", url, "--queue", QUEUE[name],
+        [sys.executable, "-m", "benchmarks.commands.drain", "--child", name, "--queue", QUEUE[name],
          "--jobs", str(jobs), "--concurrency", str(concurrency), "--prefetch", str(prefetch)],
-        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[2])
+        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, CHILD_URL: url})
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -188,11 +192,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--out", type=Path, default=Path("reports/drain"), help="folder for the results")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--queue", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child_main(args.child, args.url, args.queue, args.jobs, args.concurrency, args.prefetch)
+        child_main(args.child, os.environ[CHILD_URL], args.queue, args.jobs, args.concurrency, args.prefetch)
         return {}
     names = [n for n in args.contenders.split(",") if n]
     unknown = set(names) - set(CONTENDERS)

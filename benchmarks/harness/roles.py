@@ -75,6 +75,30 @@ class SharedFlag:
         return True
 
 
+class Credit:
+    """Closed loop: how many more jobs the producers may send. The backlog sampler sets it to
+    ``max_backlog`` minus the broker's backlog every few tens of ms; each producer takes its
+    batch from it before publishing. The backlog then stays near ``max_backlog`` (over it by at
+    most the jobs in transit when the broker was read), however fast the producers are.
+
+    ``value`` is a ``multiprocessing.Value("q")`` (roles are processes) or a :class:`ThreadValue`."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def take(self, n: int) -> int:
+        """Up to ``n`` jobs' worth of credit (0 when there is none)."""
+        with self.value.get_lock():
+            granted = min(n, self.value.value)
+            if granted > 0:
+                self.value.value -= granted
+            return max(granted, 0)
+
+    def refill(self, amount: int) -> None:
+        with self.value.get_lock():
+            self.value.value = max(amount, 0)
+
+
 class Control:
     """Signals between the runner and one role (multiprocessing or threading objects).
 
@@ -84,15 +108,15 @@ class Control:
     queue when roles are threads.
     """
 
-    def __init__(self, outbox: Any, start: Any, stop: Any, t0: Any, consume: Any, throttle: Any) -> None:
+    def __init__(self, outbox: Any, start: Any, stop: Any, t0: Any, consume: Any, credit: Credit) -> None:
         self.outbox, self.start, self.stop, self.t0 = outbox, start, stop, t0
         self.consume = consume    # drain mode: consumers start when this is set
-        self.throttle = throttle  # closed loop: producers pause while this is set (backlog too big)
+        self.credit = credit      # closed loop: how many more jobs producers may send
         self._lock: threading.Lock | None = None
 
     def for_role(self, outbox: Any) -> "Control":
         """The same signals, with another outbox."""
-        return Control(outbox, self.start, self.stop, self.t0, self.consume, self.throttle)
+        return Control(outbox, self.start, self.stop, self.t0, self.consume, self.credit)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_lock": None}  # a lock is per process
@@ -157,6 +181,9 @@ def _wait_start(spec: RoleSpec, scenario: Scenario, recorder: Recorder, control:
     recorder.window_end_ns = recorder.window_start_ns + int(scenario.duration_s * 1e9)
     if scenario.mode == "drain":  # everything drained counts
         recorder.window_start_ns, recorder.window_end_ns = 0, 2**62
+    wait_s = (t0 - time.monotonic_ns()) / 1e9  # t0 is a moment ahead (one monotonic clock for all roles)
+    if wait_s > 0:
+        control.stop.wait(wait_s)
     return t0
 
 
@@ -275,14 +302,17 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             while not control.stop.is_set():
                 if scenario.mode == "closed" and time.monotonic_ns() >= end_ns:
                     break
-                if scenario.mode == "closed" and control.throttle.is_set():
-                    producer.idle(0.005)  # reading confirms meanwhile: their times stay true
-                    accepts.settle()
-                    progress()
-                    continue
-                n = scenario.batch if scenario.mode == "closed" else min(scenario.batch, quota - seq)
-                if n <= 0:
-                    break
+                if scenario.mode == "closed":
+                    n = control.credit.take(scenario.batch)
+                    if n <= 0:  # the backlog is at max_backlog: wait for the consumers
+                        producer.idle(0.005)  # reading confirms meanwhile: their times stay true
+                        accepts.settle()
+                        progress()
+                        continue
+                else:
+                    n = min(scenario.batch, quota - seq)
+                    if n <= 0:
+                        break
                 publish([(next(types), 0) for _ in range(n)])
                 progress()
         else:

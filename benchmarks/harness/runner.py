@@ -36,7 +36,7 @@ from ..results import files
 from . import environment
 from .metrics import Recorder, SequenceCounts, read_seen_log
 from .resources import CpuMeter, broker_pid
-from .roles import Control, RoleSpec, SharedFlag, role_main
+from .roles import Control, Credit, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
 from .supervision import Action, Events, Inbox, RoleMessages, RunContext, Sampler, drain_messages
 
@@ -48,8 +48,12 @@ QUIET_S = 2.0  # nothing left in the broker and no progress for this long: the r
 class ThreadValue:
     """Stands in for ``multiprocessing.Value`` when the roles are threads of this process."""
 
-    def __init__(self) -> None:
-        self.value = 0
+    def __init__(self, value: int = 0) -> None:
+        self.value = value
+        self._lock = threading.Lock()
+
+    def get_lock(self) -> threading.Lock:
+        return self._lock
 
 
 @dataclass
@@ -74,8 +78,9 @@ def resolve_url(scenario: Scenario, url: str | None) -> str:
 
 def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
              actions: Sequence[Action] = ()) -> RunOutcome:
-    """One run. ``actions`` inject faults; with them, consumers also log every completed run to
-    a file, so jobs finished by a consumer that is then SIGKILLed are not counted as lost."""
+    """One run. ``actions`` inject faults. Consumers log every settling run to a file of their
+    own as it happens, so jobs finished by a consumer that is then SIGKILLed still count, and
+    the end of the run is decided on distinct jobs settled, not on runs (duplicates)."""
     if not scenario.broker:
         raise ValueError("the scenario names no broker: bind it with scenario.on(kind)")
     queue = f"bb-{scenario.broker}-{uuid.uuid4().hex[:8]}"
@@ -83,21 +88,21 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
     admin = registry.get(scenario.broker).open(url, queue=queue,
                                                **{**scenario.broker_options, "reconnect_for_s": 1.0})
     described = admin.describe()
-    logs = tempfile.mkdtemp(prefix="bb-seen-") if actions else None
+    logs = tempfile.mkdtemp(prefix="bb-seen-")
     specs = [RoleSpec("producer", i, scenario.to_dict(), url, queue) for i in range(scenario.producers)]
     specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue,
                        os.path.join(logs, f"consumer-{i}.seen") if logs else None) for i in range(scenario.consumers)]
     if scenario.threads:
         shared: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
         control = Control(shared, threading.Event(), threading.Event(), ThreadValue(), threading.Event(),
-                          threading.Event())
+                          Credit(ThreadValue(scenario.max_backlog)))
         inbox = Inbox(shared=shared)
         runners: list[Any] = [threading.Thread(target=role_main, args=(s, control, admin), daemon=True)
                               for s in specs]
     else:
         ctx = multiprocessing.get_context("spawn")
         control = Control(None, SharedFlag(ctx), SharedFlag(ctx), ctx.Value("q", 0), SharedFlag(ctx),
-                          SharedFlag(ctx))
+                          Credit(ctx.Value("q", scenario.max_backlog)))
         pipes = [ctx.Pipe(duplex=False) for _ in specs]  # (reader, writer): one per role
         inbox = Inbox(readers=[reader for reader, _ in pipes])
         runners = [ctx.Process(target=role_main, args=(s, control.for_role(writer)), daemon=True)
@@ -225,7 +230,9 @@ class LiveRun:
                 if finish_by is None:
                     finish_by = now + scenario.drain_timeout_s
                 backlog = sampler.latest
-                everything_ran = ran >= watch.accepted()
+                accepted = watch.accepted()
+                # The runs counted may include duplicates: check distinct jobs before ending.
+                everything_ran = ran >= accepted and distinct_settled(watch.seen_logs) >= accepted
                 quiet = backlog == 0 and now - last_change >= QUIET_S
                 if (everything_ran and backlog == 0) or quiet or now >= finish_by:
                     if now >= finish_by and not (everything_ran and backlog == 0):
@@ -276,6 +283,16 @@ def _phase(scenario: Scenario, now_ns: int, window_start: int, window_end: int, 
     return "measuring" if now_ns < window_end else "finishing"
 
 
+def distinct_settled(seen_logs: list[str]) -> int:
+    """How many distinct jobs the consumers' logs say were settled (each (producer, sequence)
+    once, however often it ran)."""
+    counts = SequenceCounts()
+    for path in seen_logs:
+        if os.path.exists(path):
+            counts.merge(read_seen_log(path))
+    return sum(1 for arr in counts.counts.values() for n in arr if n)
+
+
 def _merge(watch: RoleMessages) -> tuple[Recorder, dict[str, int]]:
     merged = Recorder()
     worker: dict[str, int] = {}
@@ -307,9 +324,10 @@ def _assemble(scenario: Scenario, watch: RoleMessages, samples: list[tuple[float
                  "fill_seconds": round(fill_s, 3), "fill_jobs_per_s": round(accepted / fill_s, 1) if fill_s else 0.0}
     else:
         window_s = scenario.duration_s
-    seconds = sorted(set(merged.sent_per_s) | set(merged.done_per_s))
+    seconds = sorted(set(merged.sent_per_s) | set(merged.accepted_per_s) | set(merged.done_per_s))
     span = range(0, (seconds[-1] + 1) if seconds else 0)
     timeline = {"t_s": [float(s) for s in span], "sent_per_s": [merged.sent_per_s.get(s, 0) for s in span],
+                "accepted_per_s": [merged.accepted_per_s.get(s, 0) for s in span],
                 "done_per_s": [merged.done_per_s.get(s, 0) for s in span],
                 "backlog_t_s": [round(t, 2) for t, _ in samples], "backlog": [b for _, b in samples]}
     figures = files.figures(merged, window_s=window_s, cpu=cpu, timeline=timeline, worker_counts=worker)

@@ -24,7 +24,8 @@ class Scenario:
               ``brokerbench run`` runs each on every selected broker (:meth:`on`).
 
     mode      closed: producers publish as fast as they can while the backlog stays under
-                      ``max_backlog`` (they pause above it); throughput is what consumers finish.
+                      ``max_backlog``: every 50 ms the harness reads the broker's backlog and lets
+                      them send the difference; throughput is what consumers finish.
                       This measures maximum throughput; its latencies are mostly queueing.
               open:   each producer sends at ``rate / producers`` jobs/s on a fixed schedule; latency
                       is measured from each job's intended send time as well as its actual one.

@@ -15,6 +15,7 @@ from .roles import Control
 from .scenario import Scenario
 
 SAMPLE_EVERY_S = 0.5
+CLOSED_LOOP_EVERY_S = 0.05  # closed loop: how often producers' credit is topped up from the backlog
 log = logging.getLogger(__name__)
 
 
@@ -114,8 +115,9 @@ def backlog_of(admin: Any) -> int | None:
 
 class Sampler(threading.Thread):
     """Samples the broker's backlog every SAMPLE_EVERY_S in the background (a dead broker makes
-    stats() slow to fail; the runner's own loop must not wait for it). In closed loop it also
-    pauses producers while the backlog is above ``max_backlog``."""
+    stats() slow to fail; the runner's own loop must not wait for it). In closed loop it reads
+    the backlog every CLOSED_LOOP_EVERY_S and gives the producers ``max_backlog`` minus it as
+    credit (:class:`~benchmarks.harness.roles.Credit`)."""
 
     def __init__(self, scenario: Scenario, admin: Any, control: Control, t0: int) -> None:
         super().__init__(daemon=True, name="backlog-sampler")
@@ -125,16 +127,19 @@ class Sampler(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
+        closed = self.scenario.mode == "closed"
+        every = CLOSED_LOOP_EVERY_S if closed else SAMPLE_EVERY_S
+        next_sample = 0.0
         while not self.halt.is_set():
             backlog = backlog_of(self.admin)
             self.latest = backlog
-            self.samples.append(((time.monotonic_ns() - self.t0) / 1e9, backlog))
-            if self.scenario.mode == "closed" and backlog is not None:
-                if backlog > self.scenario.max_backlog:
-                    self.control.throttle.set()
-                elif backlog < self.scenario.max_backlog // 2:
-                    self.control.throttle.clear()
-            self.halt.wait(SAMPLE_EVERY_S)
+            now = (time.monotonic_ns() - self.t0) / 1e9
+            if now >= next_sample:
+                self.samples.append((now, backlog))
+                next_sample = now + SAMPLE_EVERY_S
+            if closed and backlog is not None:
+                self.control.credit.refill(self.scenario.max_backlog - backlog)
+            self.halt.wait(every)
 
 
 @dataclass

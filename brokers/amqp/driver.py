@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -140,12 +141,16 @@ def declared_objects() -> dict[str, int]:
 
 
 def start_container(image: str) -> tuple[str, Any]:
+    """A RabbitMQ container reachable from this host only (127.0.0.1), with a random user and
+    password (not guest/guest)."""
     from testcontainers.rabbitmq import RabbitMqContainer
 
-    container = RabbitMqContainer(image).start()
+    user, password = f"bb-{secrets.token_hex(4)}", secrets.token_hex(16)
+    container = RabbitMqContainer(image, username=user, password=password)
+    container.ports = {port: ("127.0.0.1", None) for port in container.ports or {"5672": None}}
+    container.start()
     atexit.register(container.stop)
-    return (f"amqp://guest:guest@{container.get_container_host_ip()}:{container.get_exposed_port(5672)}/%2F",
-            container)
+    return f"amqp://{user}:{password}@127.0.0.1:{container.get_exposed_port(5672)}/%2F", container
 
 
 DRIVER = Driver(

@@ -125,14 +125,26 @@ class RabbitMQInstance(LocalInstance):
         except (OSError, ValueError):
             return None
 
+    def _ours(self, pid: int) -> bool:
+        """True if ``pid`` is this node's Erlang VM (the pid file lives in a folder the service
+        user owns: never SIGKILL, as root, whatever process a pid written there names)."""
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            return "beam" in proc.name() and any(self.node in part for part in proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
     def kill(self) -> None:
         pid = self.pid
-        if pid is not None:
+        if pid is not None and self._ours(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             wait_gone(pid, 15)
+        if pid is not None:
             (self.folder / "node.pid").unlink(missing_ok=True)
         if self.proc is not None:
             try:

@@ -125,7 +125,8 @@ def guarded(url: str, action: Callable[[], T], what: str) -> T:
             raise PublishRejected(f"{what}: Redis is out of memory (maxmemory reached with "
                                   f"noeviction): {exc}") from None
         if unavailable_reply(exc):
-            raise BrokerUnavailable(f"{what}: Redis at {redact(url)} cannot take writes now: {exc}") from None
-        raise PublishRejected(f"{what}: Redis refused it: {exc}") from None
+            raise BrokerUnavailable(f"{what}: Redis at {redact(url)} cannot take writes now: "
+                                    f"{type(exc).__name__}: {exc}") from None
+        raise PublishRejected(f"{what}: Redis refused it: {type(exc).__name__}: {exc}") from None
     except RedisError as exc:  # anything else redis-py may raise
         raise BrokerUnavailable(f"{what}: Redis at {redact(url)}: {exc!r}") from None

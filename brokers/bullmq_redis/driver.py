@@ -4,6 +4,7 @@ beyond the contract (see :class:`brokers.registry.Driver`)."""
 from __future__ import annotations
 
 import atexit
+import secrets
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -106,11 +107,15 @@ def drop_connections(url: str, instance: Any = None, *, pid: int | None = None, 
 
 
 def start_container(image: str) -> tuple[str, Any]:
+    """A Redis container reachable from this host only (127.0.0.1), with a random password."""
     from testcontainers.redis import RedisContainer
 
-    container = RedisContainer(image).start()
+    password = secrets.token_hex(16)
+    container = RedisContainer(image, password=password)
+    container.ports = {port: ("127.0.0.1", None) for port in container.ports or {"6379": None}}
+    container.start()
     atexit.register(container.stop)
-    return f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0", container
+    return f"redis://:{password}@127.0.0.1:{container.get_exposed_port(6379)}/0", container
 
 
 DRIVER = Driver(

@@ -201,3 +201,34 @@ def test_an_alarm_blocks_retry_copies_not_the_acks_of_other_jobs(private_brokers
         node.ctl("set_vm_memory_high_watermark", "0.4")
         broker.purge()
         broker.close()
+
+
+def test_jobs_given_back_after_a_confirm_timeout_stay_the_callers(private_brokers):
+    """A memory alarm holds confirms past the producer's timeout: the jobs waiting in the window
+    are given back (PublishRejected.job_ids). When the alarm clears and the broker confirms them
+    after all, the producer neither reports them accepted (the caller owns them now) nor sends
+    them again."""
+    from brokers.amqp.broker import RabbitMQBroker
+    from brokers.contract import PublishRejected
+
+    node = private_brokers.default_instance("rabbitmq")
+    broker = RabbitMQBroker(node.url, queue="given-back")
+    accepted: list[str] = []
+    try:
+        producer = broker.producer(confirm_timeout_s=1.5)
+        producer.on_accepted = accepted.extend
+        node.ctl("set_vm_memory_high_watermark", "absolute", "1")
+        ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(5)])  # in flight
+        with pytest.raises(PublishRejected, match="no publisher confirm") as err:
+            producer.flush()
+        assert err.value.job_ids == ids
+        node.ctl("set_vm_memory_high_watermark", "0.4")
+        later = producer.publish("user_variables_update", {"n": 99})
+        producer.flush()
+        assert accepted == [later], "the given-back jobs are never reported accepted"
+        assert producer.republished == 0
+        producer.close()
+    finally:
+        node.ctl("set_vm_memory_high_watermark", "0.4")
+        broker.purge()
+        broker.close()

@@ -80,9 +80,9 @@ def test_sigkill_mid_job_redelivers_and_loses_nothing(network_kind, make_broker,
         other_ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(10)])
     started, finished = tmp_path / "started", tmp_path / "finished"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.helpers.worker_process", "--kind", kind, "--url",
-         endpoints[kind].url, "--queue", broker.queue, "--started", str(started),
-         "--finished", str(finished)], cwd=ROOT)
+        [sys.executable, "-m", "tests.helpers.worker_process", "--kind", kind, "--queue", broker.queue,
+         "--started", str(started), "--finished", str(finished)], cwd=ROOT,
+        env={**os.environ, "BROKERBENCH_CHILD_URL": endpoints[kind].url})
     try:
         deadline = time.monotonic() + 30
         while not started.exists() and time.monotonic() < deadline:
@@ -450,3 +450,19 @@ def test_a_custom_id_never_corrupts_the_queue(broker, job_id):
     broker.worker(rec.handler()).run(max_jobs=1 + accepted, timeout=20)
     assert set(rec.ids()) == {ok} | ({job_id} if accepted else set())
     producer.close()
+
+
+def test_any_client_counts_and_purges_the_delayed_jobs_of_another(network_kind, make_broker):
+    """Delayed jobs held by the broker are seen by every client of the queue (the runner's own
+    reads the backlog), and a purge by any client removes them: none runs later."""
+    publisher = make_broker(network_kind)
+    other = make_broker(network_kind, queue=publisher.queue)
+    with publisher.producer() as producer:
+        producer.publish_many([JobSpec("user_variables_update", {"n": i}, JobOptions(delay_ms=300 + 200 * i))
+                               for i in range(3)])
+    assert other.stats().delayed == 3
+    other.purge()
+    time.sleep(1.2)
+    rec = Recorder()
+    other.worker(rec.handler()).run(idle_timeout=0.5, timeout=10)
+    assert rec.ids() == [], "purged delayed jobs never ran"

@@ -288,7 +288,21 @@ class BadInputMachine(RuleBasedStateMachine):
             while stats.delayed != state.held and time.monotonic() < deadline:
                 time.sleep(0.05)  # a delayed message may be between two delay levels for a moment
                 stats = state.broker.stats()
-            assert stats.delayed == state.held, "long-delayed jobs are held, none lost, none early"
+            assert stats.delayed == state.held, (f"long-delayed jobs are held, none lost, none early; "
+                                                 f"delayed now: {_delayed_jobs(state.broker)}")
+
+
+def _delayed_jobs(broker: Broker) -> list[dict[str, str]]:
+    """What the delayed set holds, for the failure message (Redis: the job hashes, shortened)."""
+    lanes = getattr(broker, "lane_keys", None)
+    if lanes is None:
+        return []
+    out = []
+    for lane, keys in lanes.items():
+        for raw_id in broker.client.zrange(keys.delayed, 0, 9):  # type: ignore[attr-defined]
+            job = broker.job_hash(raw_id.decode(), lane)  # type: ignore[attr-defined]
+            out.append({"id": raw_id.decode(), **{k: v[:120] for k, v in job.items()}})
+    return out
 
 
 def _is_json(raw: bytes) -> bool:

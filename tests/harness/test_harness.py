@@ -252,3 +252,59 @@ def test_a_role_that_dies_mid_message_breaks_only_its_own_pipe():
         child.join(10)
     assert ("consumer", 1) in watch.reports and watch.progress[("consumer", 1)] == 2
     assert len(inbox.readers) <= 1, "the cut pipe was dropped"
+
+
+def test_a_half_refused_call_leaves_the_accepted_count_moving(tmp_path):
+    """The third publish call is half refused. Its accepted half is still counted as accepted,
+    its refused half as rejected, and every later call is counted too: one refusal does not
+    freeze the count (which would hide any later loss)."""
+    scenario = Scenario(mode="drain", drain_jobs=500, publish_batch=50,
+                        broker_options={"faults": {"refuse_calls": [2]}},
+                        **{k: v for k, v in FAST.items() if k not in ("duration_s", "warmup_s")})
+    result, _ = run(scenario, out=tmp_path)
+    f = result["figures"]
+    assert f["rejected"] == 25
+    assert (f["accepted"], f["completed"], f["lost"], f["unexpected"]) == (475, 475, 0, 0), f
+
+
+def test_a_retry_that_vanishes_is_counted_lost(tmp_path):
+    """Poison jobs fail three times; the broker loses three of their retries. A job is settled by
+    the run that ends its chain, so those three chains show as lost although their first
+    attempts ran."""
+    scenario = Scenario(mode="drain", drain_jobs=300, poison_share=0.3,
+                        broker_options={"faults": {"drop_retry": [0, 5, 9]}},
+                        **{k: v for k, v in FAST.items() if k not in ("duration_s", "warmup_s")})
+    result, _ = run(scenario, out=tmp_path)
+    f = result["figures"]
+    assert f["poison_sent"] > 10 and f["lost"] == 3, f
+    assert f["completed"] == f["accepted"] - 3
+
+
+def test_a_run_ends_on_distinct_jobs_settled_not_on_runs_counted(tmp_path):
+    """Duplicated runs must not make a run look finished while jobs are still to run."""
+    from benchmarks.harness.runner import distinct_settled
+
+    logs = []
+    for index, records in enumerate(([(0, 1), (0, 2), (0, 2)], [(0, 2), (0, 3)])):
+        path = tmp_path / f"c{index}.seen"
+        from benchmarks.harness.metrics import SEEN_RECORD
+
+        path.write_bytes(b"".join(SEEN_RECORD.pack(p, s) for p, s in records))
+        logs.append(str(path))
+    assert distinct_settled(logs) == 3, "5 runs, 3 distinct jobs"
+
+
+def test_publish_latency_leaves_out_the_producers_own_pauses(tmp_path):
+    """A producer paused by the backlog (closed loop) goes on reading its confirms: their times
+    are the broker's, not the end of the pause. Here acceptance is told only when the producer
+    idles or flushes, as with windowed confirms; publish latency must stay far under the time
+    jobs spend queued, which the pauses follow."""
+    scenario = Scenario(mode="closed", profile="statistics_aggregation", duration_s=2.0, warmup_s=0.3,
+                        producers=1, consumers=1, concurrency=1, max_backlog=300, service_factor=0.5,
+                        broker_options={"faults": {"confirm_on_idle": True}}, drain_timeout_s=20,
+                        broker="memory")  # ~2.5 ms a job: a job waits ~0.8 s behind the 300 queued
+    result, _ = run(scenario, out=tmp_path)
+    lat = result["figures"]["latency_ms"]
+    assert result["figures"]["lost"] == 0
+    assert lat["publish"].get("count", 0) >= 20, "acceptances were timed inside the window"
+    assert lat["publish"]["p99"] < lat["queue_wait"]["p50"] / 10, (lat["publish"], lat["queue_wait"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -19,18 +20,20 @@ from brokers.contract import Job
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kind", required=True)
-    parser.add_argument("--url", required=True)
     parser.add_argument("--queue", required=True)
     parser.add_argument("--started", required=True, type=Path)
     parser.add_argument("--finished", required=True, type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     driver = registry.get(args.kind)
-    broker = driver.open(args.url, queue=args.queue, **driver.priority_options)
+    url = os.environ["BROKERBENCH_CHILD_URL"]  # not on the command line: anyone can read that
+    broker = driver.open(url, queue=args.queue, **driver.priority_options)
 
     def handle(job: Job) -> str:
         if job.name == "slow":
-            args.started.write_text(job.id)
+            partial = args.started.with_suffix(".partial")
+            partial.write_text(job.id)
+            os.replace(partial, args.started)  # the test never reads a half-written file
             time.sleep(60)
         with args.finished.open("a") as out:
             out.write(job.id + "\n")

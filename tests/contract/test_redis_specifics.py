@@ -1,0 +1,237 @@
+"""Redis-only behaviour of the BullMQ-style adapter: calls sent twice, ids across lanes, errors
+that must never escape raw, and fidelity to BullMQ's stalled and paused handling."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from brokers.bullmq_redis.broker import BullMQRedisBroker
+from brokers.bullmq_redis.connection import check_version
+from brokers.contract import BrokerError, BrokerUnavailable, JobOptions, JobSpec, PublishRejected
+from tests.helpers.proxy import ReplyDropProxy
+from tests.helpers.recorder import Recorder
+
+FAST = {"lock_duration_ms": 1000, "stalled_interval_ms": 500}
+
+
+@pytest.fixture
+def private_redis(private_brokers):
+    return private_brokers.instance("redis", {"appendonly": "no"})
+
+
+@pytest.fixture
+def direct(private_redis):
+    broker = BullMQRedisBroker(private_redis.url, queue=f"r-{uuid.uuid4().hex[:8]}")
+    yield broker
+    broker.purge()
+    broker.close()
+
+
+def _sha(broker: BullMQRedisBroker, script: str) -> bytes:
+    """The script's SHA, once Redis has it (else the lost reply would be a NOSCRIPT, nothing done)."""
+    for registered in broker.scripts._scripts.values():  # noqa: SLF001
+        broker.client.script_load(registered.script)
+    return broker.scripts._scripts[script].sha.encode()  # noqa: SLF001
+
+
+def test_a_settle_whose_reply_was_lost_is_answered_again_not_done_twice(private_redis, direct):
+    """The proxy lets moveToFinished run in Redis but loses its reply; redis-py sends the same
+    call again. Answered from the first run: the settled jobs count as completed (not as lost
+    locks), and the jobs the first run handed out run once (not stranded, then recovered as
+    stalled and run again)."""
+    proxy = ReplyDropProxy(private_redis.port)
+    through = BullMQRedisBroker(proxy.url, queue=direct.queue)
+    try:
+        with direct.producer() as producer:
+            ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(20)])
+        proxy.arm(_sha(through, "moveToFinished"))
+        rec = Recorder()
+        report = through.worker(rec.handler(), concurrency=4, **FAST).run(max_jobs=20, timeout=30)
+        assert proxy.dropped == 1, "the fault happened"
+        assert report.completed == 20 and report.lost_lock == 0, report
+        time.sleep(1.6)  # a stranded job would now be stalled and handed out again
+        direct.worker(rec.handler(), **FAST).run(idle_timeout=1.0, timeout=10)
+        assert sorted(rec.ids()) == sorted(ids), "each job ran exactly once"
+        assert direct.stats().failed == 0
+    finally:
+        through.close()
+        proxy.close()
+
+
+def test_an_add_whose_reply_was_lost_adds_nothing_twice(private_redis, direct):
+    proxy = ReplyDropProxy(private_redis.port)
+    through = BullMQRedisBroker(proxy.url, queue=direct.queue)
+    try:
+        proxy.arm(_sha(through, "addJobs"))
+        ids = through.producer().publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(10)])
+        assert proxy.dropped == 1
+        assert len(set(ids)) == 10 and direct.stats().waiting == 10, "no job added twice"
+    finally:
+        through.close()
+        proxy.close()
+
+
+def test_job_ids_are_unique_across_lanes(private_redis):
+    broker = BullMQRedisBroker(private_redis.url, queue=f"lanes-{uuid.uuid4().hex[:6]}",
+                               routes={"heavy_workflow_execution": "heavy"})
+    try:
+        with broker.producer() as producer:
+            ids = [producer.publish(name, {"n": i}) for i in range(5)
+                   for name in ("heavy_workflow_execution", "user_variables_update")]
+        assert len(set(ids)) == len(ids), ids
+    finally:
+        broker.purge()
+        broker.close()
+
+
+@pytest.fixture
+def replica(private_brokers, private_redis):
+    """A replica of the private Redis: it answers writes with READONLY, as an old primary does
+    after a failover."""
+    node = private_brokers.instance("redis", {"replicaof": f"127.0.0.1 {private_redis.port}",
+                                              "replica-read-only": "yes"})
+    return node
+
+
+def test_a_read_only_redis_gives_a_clear_error_not_a_raw_one(replica, direct):
+    broker = BullMQRedisBroker(replica.url, queue=direct.queue, reconnect_for_s=1.0)
+    try:
+        with pytest.raises(BrokerUnavailable, match="ReadOnlyError.*read only replica"):
+            broker.producer().publish("user_variables_update", {})
+        with pytest.raises(BrokerUnavailable, match="ReadOnlyError.*read only replica"):
+            broker.worker(lambda job: None).run(timeout=10)
+    finally:
+        broker.close()
+
+
+def test_a_script_error_never_escapes_raw(direct):
+    """A queue key of the wrong type (written by hand, or another program) makes the scripts
+    fail: the producer is refused with Redis's words, the worker ends with BrokerUnavailable."""
+    direct.client.set(direct.lane_keys["default"].wait, "not a list")
+    with pytest.raises(PublishRejected, match="WRONGTYPE"):
+        direct.producer().publish("user_variables_update", {})
+    worker = BullMQRedisBroker(direct.url, queue=direct.queue, reconnect_for_s=1.0).worker(lambda job: None)
+    with pytest.raises(BrokerUnavailable, match="WRONGTYPE"):
+        worker.run(timeout=10)
+
+
+def test_redis_older_than_7_is_refused_with_a_clear_error():
+    with pytest.raises(BrokerError, match="version 6.2.14.*needs Redis 7.0"):
+        check_version("redis://:secret@host:1/0", "6.2.14")
+    check_version("redis://host:1/0", "7.0.15")
+    check_version("redis://host:1/0", "unknown")
+
+
+def _stall(broker: BullMQRedisBroker, lane: str = "default") -> None:
+    """A worker takes every ready job and dies: locks of 100 ms, never renewed; two stalled
+    checks later, the jobs are recovered."""
+    keys = broker.lane_keys[lane]
+    broker.scripts.call("moveToActive", keys, int(time.time() * 1000), [100, "dead:1", 100, "dead"])
+    for _ in range(2):
+        time.sleep(0.25)
+        broker.scripts.call("moveStalledJobsToWait", keys, int(time.time() * 1000), [0, 100])
+
+
+def test_a_job_failed_for_stalling_follows_its_remove_on_fail(direct):
+    with direct.producer() as producer:
+        gone = producer.publish("user_variables_update", {}, JobOptions(remove_on_fail=True))
+    _stall(direct)
+    assert direct.stats().failed == 0 and not direct.job_hash(gone), "removed, as removeOnFail says"
+    with direct.producer() as producer:
+        kept = producer.publish("user_variables_update", {})
+    _stall(direct)
+    assert [f.id for f in direct.failed_jobs()] == [kept]
+
+
+def test_a_stalled_prioritized_job_goes_to_the_head_as_in_bullmq(direct):
+    with direct.producer() as producer:
+        first = producer.publish("user_variables_update", {"n": 0}, JobOptions(priority=5))
+    keys = direct.lane_keys["default"]
+    direct.scripts.call("moveToActive", keys, int(time.time() * 1000), [1, "dead:1", 100, "dead"])
+    with direct.producer() as producer:
+        later = [producer.publish("user_variables_update", {"n": i}, JobOptions(priority=5)) for i in (1, 2)]
+    for _ in range(2):
+        time.sleep(0.25)
+        direct.scripts.call("moveStalledJobsToWait", keys, int(time.time() * 1000), [1, 100])
+    rec = Recorder()
+    direct.worker(rec.handler()).run(max_jobs=3, timeout=10)
+    assert rec.ids() == [first] + later, "the stalled job runs first: it has waited long enough"
+
+
+def test_jobs_an_older_bullmq_parked_in_its_paused_list_are_run(direct):
+    with direct.producer() as producer:
+        ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(3)])
+    keys = direct.lane_keys["default"]
+    direct.client.rename(keys.wait, keys.paused)  # what BullMQ's pause did before v5
+    assert direct.stats().waiting == 3, "parked jobs still count as waiting"
+    rec = Recorder()
+    direct.worker(rec.handler()).run(max_jobs=3, timeout=10)
+    assert sorted(rec.ids()) == sorted(ids)
+
+
+def _slot(key: str) -> int:
+    """Redis Cluster's hash slot of a key (CRC16/XMODEM of its hash tag, mod 16384)."""
+    start = key.find("{")
+    if start != -1:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    crc = 0
+    for byte in key.encode():
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
+def test_a_hash_tag_prefix_puts_every_key_of_a_call_in_one_slot(private_redis):
+    from brokers.bullmq_redis.scripts import Calls, queue_keys
+
+    broker = BullMQRedisBroker(private_redis.url, queue="tagged", prefix="{bull}",
+                               routes={"heavy_workflow_execution": "heavy"})
+    try:
+        calls = Calls("w")
+        for lane, keys in broker.lane_keys.items():
+            call = calls.new(keys)
+            every = queue_keys(keys) + [call.key, broker.lane_keys["default"].id, keys.job("7"), keys.lock("7")]
+            assert {_slot(k) for k in every} == {_slot("bull")}, lane
+        rec = Recorder()
+        with broker.producer() as producer:
+            producer.publish("heavy_workflow_execution", {"n": 1})
+        broker.worker(rec.handler()).run(max_jobs=1, timeout=10)
+        assert len(rec.ids()) == 1
+    finally:
+        broker.purge()
+        broker.close()
+
+
+def test_a_busy_worker_takes_new_jobs_the_moment_they_come(direct):
+    """While a long job runs and a slot is free, the worker blocks on the marker (as BullMQ's
+    does): a job published meanwhile starts at once, not at the next poll."""
+    starts: dict[str, float] = {}
+
+    def handle(job):
+        starts[job.id] = time.monotonic()
+        if job.data.get("long"):
+            time.sleep(3)
+
+    worker = direct.worker(handle, concurrency=2)
+    thread = worker.start_in_thread(max_jobs=6, timeout=30)
+    lags = []
+    with direct.producer() as producer:
+        producer.publish("user_variables_update", {"long": True})
+        time.sleep(0.3)
+        for i in range(5):
+            sent = time.monotonic()
+            job_id = producer.publish("user_variables_update", {"n": i})
+            deadline = time.monotonic() + 2
+            while job_id not in starts and time.monotonic() < deadline:
+                time.sleep(0.001)
+            lags.append(starts.get(job_id, 99) - sent)
+            time.sleep(0.06)
+    thread.join(timeout=30)
+    assert max(lags) < 0.05, f"each new job started within 50 ms, not at a 200 ms poll: {lags}"
