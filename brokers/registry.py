@@ -98,10 +98,13 @@ class MemoryAlarm:
     :param server: settings of the private instance it needs.
     :param arm: ``arm(instance, headroom_mb)`` sets the alarm at the broker's idle memory +
         ``headroom_mb``; returns the idle memory in MB.
+    :param hold: ``hold(instance)`` raises the alarm now, whatever the memory; returns a function
+        that clears it (a long alarm in the middle of a run).
     """
 
     server: Mapping[str, str]
     arm: Callable[["PrivateInstance", float], float]
+    hold: Callable[["PrivateInstance"], Callable[[], None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,17 @@ Part B, Redis full: maxmemory reached under load, with the policy BullMQ asks fo
 (``noeviction``: writes are refused, the producer is told, workers go on) and with
 ``volatile-lru`` (Redis frees memory by evicting keys that have a TTL: the job locks; a job whose
 lock is evicted looks stalled while it still runs, and runs again).
+
+Part C, a long alarm (brokers that have one): a memory alarm held past the producer's confirm
+timeout in the middle of an open-loop run; the jobs it could not get confirmed are given back,
+and acceptances are counted again once the alarm clears.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import psutil
 
@@ -23,6 +28,7 @@ from brokers import registry
 from ..harness.resources import broker_pid
 from ..harness.runner import run
 from ..harness.scenario import Scenario
+from ..harness.supervision import Action
 from .common import Row, Session, attach
 
 HEADROOM_MB = 70
@@ -126,5 +132,56 @@ def _memory_full(session: Session) -> list[Row]:
     return rows
 
 
+def _held_alarm(session: Session) -> list[Row]:
+    """Part C: a memory alarm held longer than the producer's confirm timeout, mid-window. The
+    producer is blocked; after the timeout it gives its unconfirmed jobs back (counted refused,
+    never resent by the adapter); when the alarm clears, acceptances resume and are counted:
+    lost and duplicated stay true after the alarm."""
+    rows = []
+    timeout_s = session.size(30, 2)            # the producer's confirm timeout (the adapter's default: 30 s)
+    alarm_at, hold_s = 3.0, timeout_s + 5      # a 35 s alarm in a full run
+    base = Scenario(profile="mix", mode="open", rate=200, warmup_s=1.0, duration_s=alarm_at + hold_s + 6,
+                    producers=1, consumers=2, concurrency=4, drain_timeout_s=60)
+    for driver in session.drivers(can_crash=True):
+        alarm = driver.memory_alarm
+        if alarm is None or alarm.hold is None:
+            continue
+        node = session.brokers.fresh(driver.kind, dict(alarm.server))
+        clear: list[Any] = []
+
+        def raise_alarm(_context: Any, node: Any = node, hold: Any = alarm.hold, clear: list[Any] = clear) -> str:
+            clear.append(hold(node))
+            return "memory alarm raised (watermark 1 byte)"
+
+        def clear_alarm(_context: Any, clear: list[Any] = clear) -> str:
+            clear.pop()()
+            return "memory alarm cleared"
+
+        scenario = base.with_(broker=driver.kind, label=f"backpressure-held-alarm-{driver.kind}",
+                              broker_options={"confirm_timeout_s": timeout_s, "reconnect_for_s": 60.0})
+        try:
+            result, path = run(scenario, url=node.url, out=session.out, progress=session.progress,
+                               actions=[Action(alarm_at, raise_alarm), Action(alarm_at + hold_s, clear_alarm)])
+        finally:
+            while clear:
+                clear.pop()()
+        f = result["figures"] or {}
+        accepted = f.get("timeline", {}).get("accepted_per_s", [])
+        before = sum(accepted[:int(alarm_at)])
+        during = sum(accepted[int(alarm_at) + 1:int(alarm_at + hold_s)])
+        after = sum(accepted[int(alarm_at + hold_s) + 1:])
+        refused = f.get("rejected", 0)
+        expectation = (f"a {hold_s:.0f} s memory alarm (confirm timeout {timeout_s:.0f} s): unconfirmed jobs are "
+                       "given back (refused), acceptances resume after it; lost 0, duplicated 0")
+        met = f.get("lost") == 0 and f.get("duplicated") == 0 and refused > 0 and after > 0
+        note = (f"accepted before the alarm {before}, during {during}, after {after}; refused {refused}; "
+                f"accepted in all {f.get('accepted')}")
+        attach(result, path, expectation, met, accepted_before=before, accepted_during=during,
+               accepted_after=after, alarm_at_s=alarm_at, alarm_s=hold_s)
+        rows.append(Row("backpressure", driver.kind, f"memory alarm held {hold_s:.0f} s", f.get("lost"),
+                        f.get("duplicated"), None, expectation, met, note, str(path) if path else None))
+    return rows
+
+
 def run_scenario(session: Session) -> list[Row]:
-    return _growth(session) + _memory_full(session)
+    return _growth(session) + _memory_full(session) + _held_alarm(session)

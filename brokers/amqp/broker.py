@@ -70,6 +70,8 @@ class RabbitMQBroker(Broker):
     :param persistent: persistent (delivery mode 2) or transient messages.
     :param confirms: publisher confirms: "off", "each" or "windowed" (see :mod:`.producer`).
     :param confirm_window: unconfirmed messages a windowed producer may have in flight.
+    :param confirm_timeout_s: how long a producer waits for confirms (a resource alarm holds
+        them) before it gives the jobs back with PublishRejected.
     :param connect_timeout: seconds to wait for RabbitMQ when connecting.
     :param max_job_bytes: largest job data (JSON bytes) a producer sends; larger raises
         InvalidJob at once (default: RabbitMQ's default max_message_size, 128 MiB; set it to
@@ -84,8 +86,9 @@ class RabbitMQBroker(Broker):
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, queue_type: str = "classic", max_priority: int = 0, max_length: int | None = None,
                  persistent: bool = True,
-                 confirms: str = "windowed", confirm_window: int = 256, connect_timeout: float = 3.0,
-                 max_job_bytes: int | None = MAX_JOB_BYTES, **worker_defaults: Any) -> None:
+                 confirms: str = "windowed", confirm_window: int = 256, confirm_timeout_s: float = 30.0,
+                 connect_timeout: float = 3.0, max_job_bytes: int | None = MAX_JOB_BYTES,
+                 **worker_defaults: Any) -> None:
         super().__init__(queue, routes)
         self.url = url
         self.connect_timeout = connect_timeout
@@ -93,7 +96,7 @@ class RabbitMQBroker(Broker):
         self.topology = Topology(queue, self.routes, queue_type=queue_type, max_priority=max_priority,
                                  max_length=max_length)
         self.producer_defaults = {"confirms": confirms, "window": confirm_window,
-                                  "persistent": persistent}
+                                  "confirm_timeout_s": confirm_timeout_s, "persistent": persistent}
         self.worker_defaults = worker_defaults
         self._admin = connect(url, role="admin", connect_timeout=connect_timeout)
         self._admin_ch = self._admin.channel()

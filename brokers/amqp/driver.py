@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..registry import PROTOCOL_AMQP_091, Driver, DurabilityProfile, MemoryAlarm, QueueBound, RecoverySetting
 
@@ -132,6 +132,22 @@ def arm_memory_alarm(instance: Any, headroom_mb: float) -> float:
     return idle
 
 
+def hold_memory_alarm(instance: Any) -> Callable[[], None]:
+    """Raise a memory alarm on the private node now (a watermark of 1 byte: every publishing
+    connection is blocked); returns what clears it (the node's watermark as it was)."""
+    before = instance.ctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().").stdout.strip()
+    instance.ctl("set_vm_memory_high_watermark", "absolute", "1")
+    absolute = re.fullmatch(r"\{absolute,\s*(\d+)\}", before)
+
+    def clear() -> None:
+        if absolute:
+            instance.ctl("set_vm_memory_high_watermark", "absolute", absolute.group(1))
+        else:
+            instance.ctl("set_vm_memory_high_watermark", before or "0.4")
+
+    return clear
+
+
 def declared_objects() -> dict[str, int]:
     """Exchanges, queues and bindings our topology declares before the first job (one routed
     lane, the 28 delay levels included)."""
@@ -183,7 +199,8 @@ DRIVER = Driver(
                           options={"persistent": True, "confirms": "windowed", "queue_type": "quorum"}),
     ),
     restart_pause_s=1.0,
-    memory_alarm=MemoryAlarm(server={"vm_memory_high_watermark_paging_ratio": "0.99"}, arm=arm_memory_alarm),
+    memory_alarm=MemoryAlarm(server={"vm_memory_high_watermark_paging_ratio": "0.99"}, arm=arm_memory_alarm,
+                             hold=hold_memory_alarm),
     server_pid=server_pid,
     inject_raw=inject_raw,
     drop_connections=drop_connections,

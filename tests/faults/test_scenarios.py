@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.faults import broker_crash, dropped_connections, poison, worker_crash
+from benchmarks.faults import backpressure, broker_crash, dropped_connections, poison, worker_crash
 from benchmarks.faults.common import Session
 from benchmarks.results import files as results
 from brokers import registry
@@ -66,4 +66,20 @@ def test_poison_jobs_end_failed_with_reasons_and_workers_go_on(session):
         loaded = results.load(row.results_file)
         assert loaded["fault"]["failed"] == loaded["fault"]["bad_jobs"] > 0
         assert loaded["status"] == "ok"
+    _check_files(rows)
+
+
+def test_a_long_memory_alarm_leaves_the_accepted_count_moving(session):
+    """A memory alarm held past the producer's confirm timeout mid-window: the unconfirmed jobs
+    are given back (refused), and jobs accepted after the alarm are still counted, so lost and
+    duplicated stay true (before the fix the count froze on the given-back ids)."""
+    rows = backpressure._held_alarm(session)
+    assert rows, "no broker kind with a memory alarm to hold"
+    for row in rows:
+        loaded = results.load(row.results_file)
+        fault = loaded["fault"]
+        assert fault["accepted_before"] > 0 and fault["accepted_after"] > 0, row.note
+        assert loaded["figures"]["rejected"] > 0, row.note
+        assert row.lost == 0 and row.duplicated == 0, row.note
+        assert row.met, row.note
     _check_files(rows)
