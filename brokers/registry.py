@@ -119,6 +119,31 @@ class QueueBound:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Replication:
+    """How a kind runs replicated on one machine, and what its replicated settings promise.
+
+    :param cluster_path: ``"module:Class"`` of its private replicated broker (see
+        :mod:`brokers.clusters`: ``start()``, ``url``, ``leader(queue)``, ``follower(queue)``,
+        ``wait_for_failover(node, queue)``, ``heal()``, ``cleanup()``).
+    :param leader: how tables name the node that takes the queue's writes ("primary").
+    :param follower: how they name a node holding a copy ("replica").
+    :param profiles: replicated settings, each a :class:`DurabilityProfile` whose promise is
+        about losing the leader (``options``: adapter options on the replicated broker).
+    :param single_node: one-node settings the cost-of-replication rows set beside them
+        (``server``: a private single instance's settings).
+    """
+
+    cluster_path: str
+    leader: str
+    follower: str
+    profiles: tuple[DurabilityProfile, ...]
+    single_node: tuple[DurabilityProfile, ...] = ()
+
+    def cluster_class(self) -> Any:
+        return _load(self.cluster_path)
+
+
 def _no_worker_options(concurrency: int, prefetch: int | None) -> dict[str, Any]:
     return {}
 
@@ -178,6 +203,7 @@ class Driver:
         close, from the broker's side, every brokerbench client connection (of process ``pid``
         if given, never of ``spare_pid``); returns how many.
     :param declared_objects: objects a job queue must declare before its first job.
+    :param replication: how it runs replicated (None: it does not, here).
     :param packages: its client libraries, whose versions results files record.
     :param colour: its colour in plots (one per broker everywhere).
     :param marker: its marker in plots.
@@ -212,6 +238,7 @@ class Driver:
     inject_raw: Callable[["Broker", str, bytes], str] | None = None
     drop_connections: Callable[..., int] | None = None
     declared_objects: Callable[[], dict[str, int]] = _no_objects
+    replication: Replication | None = None
     packages: tuple[str, ...] = ()
     colour: str = "#999999"
     marker: str = "o"

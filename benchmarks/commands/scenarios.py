@@ -19,12 +19,21 @@ from ..faults.common import PrivateBrokers, Row, Session
 from .progress import ProgressDisplay
 
 
+def _failover_columns(rows: list[Row]) -> bool:
+    """Whether the table needs the replication columns (only when a row has them)."""
+    return any(r.unavailable_s is not None or r.failover_s is not None for r in rows)
+
+
 def table_markdown(rows: list[Row]) -> str:
-    lines = ["| scenario | broker | profile | lost | duplicated | recovery s | expectation | met | note |",
-             "|---|---|---|---:|---:|---:|---|---|---|"]
+    failover = _failover_columns(rows)
+    extra = " unavailable s | failover s |" if failover else ""
+    lines = [f"| scenario | broker | profile | lost | duplicated | recovery s |{extra} expectation | met | note |",
+             "|---|---|---|---:|---:|---:|" + ("---:|---:|" if failover else "") + "---|---|---|"]
     for r in rows:
-        cells = [r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.recovery_s), r.expectation,
-                 "yes" if r.met else "**no**", r.note]
+        cells = [r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.recovery_s)]
+        if failover:
+            cells += [_n(r.unavailable_s), _n(r.failover_s)]
+        cells += [r.expectation, "yes" if r.met else "**no**", r.note]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -37,11 +46,16 @@ def print_table(rows: list[Row], console: Any) -> None:
     from rich.table import Table
 
     table = Table(title="brokerbench fault scenarios (private brokers, this machine)", show_lines=True)
-    for name in ("scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation", "met"):
-        table.add_column(name, justify="right" if name in ("lost", "dup", "recovery s") else "left")
+    failover = _failover_columns(rows)
+    numbers = ("lost", "dup", "recovery s") + (("unavailable s", "failover s") if failover else ())
+    for name in ("scenario", "broker", "profile", *numbers, "expectation", "met"):
+        table.add_column(name, justify="right" if name in numbers else "left")
     for r in rows:
-        table.add_row(r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.recovery_s),
-                      r.expectation, "[green]yes[/green]" if r.met else "[red]no[/red]")
+        cells = [_n(r.lost), _n(r.duplicated), _n(r.recovery_s)]
+        if failover:
+            cells += [_n(r.unavailable_s), _n(r.failover_s)]
+        table.add_row(r.scenario, r.broker, r.profile, *cells, r.expectation,
+                      "[green]yes[/green]" if r.met else "[red]no[/red]")
     console.print(table)
     for r in rows:
         console.print(f"[bold]{r.scenario} / {r.broker} / {r.profile}[/bold]: {r.note}")

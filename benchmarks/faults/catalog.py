@@ -15,6 +15,8 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "delays": ("benchmarks.faults.delays", "10,000 delayed and retried jobs: lateness; the TTL head-of-line pitfall"),
     "priorities": ("benchmarks.faults.priorities", "wait of high- vs low-priority jobs behind a backlog"),
     "backpressure": ("benchmarks.faults.backpressure", "producers faster than consumers; maxmemory policies"),
+    "replication": ("benchmarks.faults.replication",
+                    "lose the node holding the queue: Redis + Sentinel vs a 3-node RabbitMQ cluster; cost of copies"),
 }
 
 

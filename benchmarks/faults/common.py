@@ -37,6 +37,8 @@ class Row:
     met: bool
     note: str = ""
     results_file: str | None = None
+    unavailable_s: float | None = None   # replication rows: longest stretch with no job accepted
+    failover_s: float | None = None      # replication rows: until the broker named a new leader
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +51,22 @@ class PrivateBrokers:
     def __init__(self) -> None:
         self._shared: dict[tuple[str, str], PrivateInstance] = {}
         self._own: list[PrivateInstance] = []
+        self._clusters: dict[str, Any] = {}
+
+    def cluster(self, kind: str) -> Any:
+        """The session's replicated broker of ``kind`` (see :mod:`brokers.clusters`): started on
+        first use, made whole again (killed nodes restarted, paused ones resumed) on each later one."""
+        replication = registry.get(kind).replication
+        if replication is None:
+            raise ValueError(f"{registry.get(kind).label} has no replicated setting")
+        cluster = self._clusters.get(kind)
+        if cluster is None:
+            cluster = replication.cluster_class()()
+            self._clusters[kind] = cluster
+            cluster.start()
+        else:
+            cluster.heal()
+        return cluster
 
     def instance(self, kind: str, config: dict[str, str] | None = None) -> PrivateInstance:
         """The session's instance of ``kind`` with ``config`` (started, or restarted if a
@@ -76,10 +94,11 @@ class PrivateBrokers:
         return instance
 
     def close(self) -> None:
-        for instance in [*self._own, *self._shared.values()]:
+        for instance in [*self._own, *self._shared.values(), *self._clusters.values()]:
             instance.cleanup()
         self._own.clear()
         self._shared.clear()
+        self._clusters.clear()
 
 
 @dataclass

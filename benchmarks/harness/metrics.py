@@ -120,6 +120,7 @@ class Recorder:
         self._pending_type: dict[str, array] = {}
         self.sent_per_s: dict[int, int] = {}
         self.accepted_per_s: dict[int, int] = {}  # by when the broker's acceptance was learnt
+        self.accepted_per_tenth: dict[int, int] = {}  # the same by 100 ms: how long acceptances stopped
         self.done_per_s: dict[int, int] = {}
         self.sent = SequenceCounts()      # producer side: accepted
         self.seen = SequenceCounts()      # consumer side: ran
@@ -164,10 +165,12 @@ class Recorder:
                 self._add("send_delay", max(sent_ns - intended_ns, 0))
 
     def accepted(self, producer: int, seq: int, latency_ns: int, sent_ns: int) -> None:
-        second = (sent_ns + latency_ns - self.t0_ns) // 1_000_000_000
+        tenth = (sent_ns + latency_ns - self.t0_ns) // 100_000_000
+        second = tenth // 10
         with self.lock:
             self.sent.add(producer, seq)
             self.accepted_per_s[second] = self.accepted_per_s.get(second, 0) + 1
+            self.accepted_per_tenth[tenth] = self.accepted_per_tenth.get(tenth, 0) + 1
             self.counters["accepted"] = self.counters.get("accepted", 0) + 1
             if self.in_window(sent_ns):
                 self._add("publish", latency_ns)
@@ -219,6 +222,7 @@ class Recorder:
                 "by_type": {k: encode(h) for k, h in self.by_type.items()},
                 "sent_per_s": {str(k): v for k, v in self.sent_per_s.items()},
                 "accepted_per_s": {str(k): v for k, v in self.accepted_per_s.items()},
+                "accepted_per_tenth": {str(k): v for k, v in self.accepted_per_tenth.items()},
                 "done_per_s": {str(k): v for k, v in self.done_per_s.items()},
                 "sent": self.sent.to_json(), "seen": self.seen.to_json(), "counters": dict(self.counters),
                 "redelivered_at": list(self.redelivered_at),
@@ -230,7 +234,8 @@ class Recorder:
         for k, text in raw["by_type"].items():
             self.by_type.setdefault(k, new_histogram()).add(decode(text))
         for name, target in (("sent_per_s", self.sent_per_s), ("done_per_s", self.done_per_s),
-                             ("accepted_per_s", self.accepted_per_s)):
+                             ("accepted_per_s", self.accepted_per_s),
+                             ("accepted_per_tenth", self.accepted_per_tenth)):
             for k, v in raw.get(name, {}).items():
                 target[int(k)] = target.get(int(k), 0) + v
         self.sent.merge(SequenceCounts.from_json(raw["sent"]))

@@ -330,6 +330,9 @@ def _assemble(scenario: Scenario, watch: RoleMessages, samples: list[tuple[float
                 "accepted_per_s": [merged.accepted_per_s.get(s, 0) for s in span],
                 "done_per_s": [merged.done_per_s.get(s, 0) for s in span],
                 "backlog_t_s": [round(t, 2) for t, _ in samples], "backlog": [b for _, b in samples]}
+    if merged.accepted_per_tenth:
+        tenths = range(0, max(merged.accepted_per_tenth) + 1)
+        timeline["accepted_per_100ms"] = [merged.accepted_per_tenth.get(t, 0) for t in tenths]
     figures = files.figures(merged, window_s=window_s, cpu=cpu, timeline=timeline, worker_counts=worker)
     return RunOutcome(figures, files.histograms(merged), watch.errors, described, drain,
                       redelivered_at_s=sorted(round((t - t0) / 1e9, 3) for t in merged.redelivered_at))

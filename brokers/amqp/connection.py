@@ -2,12 +2,18 @@
 
 pika's BlockingConnection is not thread-safe: each producer and worker owns its connection and
 uses it from one thread; other threads reach it only through ``add_callback_threadsafe``.
+
+A cluster: ``amqp://user:pass@host1:port1,host2:port2,host3:port3/vhost`` names several nodes
+of one cluster (same credentials and vhost). Each connect tries them in a random order, so
+clients spread over the nodes and a reconnect after a node is lost lands on a live one.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.exceptions as pe
@@ -22,8 +28,19 @@ CONNECTION_ERRORS = (pe.AMQPConnectionError, pe.ConnectionClosed, pe.StreamLostE
                      ConnectionError, OSError)
 
 
+def node_urls(url: str) -> list[str]:
+    """One URL per node of ``amqp://user:pass@h1:p1,h2:p2/vhost`` (a one-node URL: itself)."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return [url]
+    return [urlunsplit((parts.scheme, f"{userinfo}{at}{host.strip()}", parts.path, parts.query, parts.fragment))
+            for host in hosts.split(",") if host.strip()]
+
+
 def parameters(url: str, *, role: str, connect_timeout: float = 3.0, heartbeat: int = 30,
                blocked_timeout: float = 60.0) -> pika.URLParameters:
+    """pika's parameters for a one-node URL."""
     params = pika.URLParameters(url)
     params.connection_attempts = 1
     params.retry_delay = 0
@@ -38,10 +55,13 @@ def parameters(url: str, *, role: str, connect_timeout: float = 3.0, heartbeat: 
 
 def connect(url: str, *, role: str, connect_timeout: float = 3.0,
             **kwargs: Any) -> pika.BlockingConnection:
-    """Open a connection, or raise BrokerUnavailable / AuthenticationFailed saying why."""
+    """Open a connection (to one live node of a cluster URL, tried in random order), or raise
+    BrokerUnavailable / AuthenticationFailed saying why."""
+    nodes = node_urls(url)
+    random.shuffle(nodes)
     try:
-        return pika.BlockingConnection(parameters(url, role=role, connect_timeout=connect_timeout,
-                                                  **kwargs))
+        return pika.BlockingConnection([parameters(node, role=role, connect_timeout=connect_timeout, **kwargs)
+                                        for node in nodes])
     except (pe.ProbableAuthenticationError, pe.AuthenticationError) as exc:
         raise AuthenticationFailed(f"RabbitMQ at {redact(url)} refused the credentials: "
                                    f"{exc!r}") from None

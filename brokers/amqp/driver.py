@@ -13,7 +13,15 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..registry import PROTOCOL_AMQP_091, Driver, DurabilityProfile, MemoryAlarm, QueueBound, RecoverySetting
+from ..registry import (
+    PROTOCOL_AMQP_091,
+    Driver,
+    DurabilityProfile,
+    MemoryAlarm,
+    QueueBound,
+    RecoverySetting,
+    Replication,
+)
 
 if TYPE_CHECKING:
     from ..contract import Broker
@@ -35,12 +43,15 @@ def worker_options(concurrency: int, prefetch: int | None) -> dict[str, Any]:
 
 
 def server_pid(url: str) -> int | None:
-    """The Erlang VM listening on the AMQP port, when it runs on this host."""
+    """The Erlang VM listening on the AMQP port, when it runs on this host (a cluster URL: its
+    first node's)."""
     from urllib.parse import urlsplit
 
     import psutil
 
-    parts = urlsplit(url)
+    from .connection import node_urls
+
+    parts = urlsplit(node_urls(url)[0])
     if parts.hostname not in LOCAL_HOSTS:
         return None
     port = parts.port or 5672
@@ -68,10 +79,12 @@ def inject_raw(broker: "Broker", name: str, raw: bytes) -> str:
     slow the injecting producer down more than the fault it injects)."""
     import pika
 
+    from .connection import connect
+
     job_id = f"raw{uuid.uuid4().hex[:8]}"
     conn, ch = _RAW.get(id(broker), (None, None))
     if conn is None or not conn.is_open or not ch.is_open:
-        conn = pika.BlockingConnection(pika.URLParameters(broker.url))  # type: ignore[attr-defined]
+        conn = connect(broker.url, role="inject")  # type: ignore[attr-defined]
         ch = conn.channel()
         ch.confirm_delivery()
         _RAW[id(broker)] = (conn, ch)
@@ -201,6 +214,23 @@ DRIVER = Driver(
     restart_pause_s=1.0,
     memory_alarm=MemoryAlarm(server={"vm_memory_high_watermark_paging_ratio": "0.99"}, arm=arm_memory_alarm,
                              hold=hold_memory_alarm),
+    replication=Replication(
+        cluster_path="brokers.clusters:RabbitMQCluster",
+        leader="quorum leader",
+        follower="quorum follower",
+        profiles=(
+            DurabilityProfile("quorum queue + confirms (3 replicas)",
+                              "a message is confirmed once a majority of the queue's 3 replicas has it on disk: "
+                              "losing a minority of nodes loses none (RabbitMQ docs: Quorum Queues)", True,
+                              options={"persistent": True, "confirms": "windowed", "queue_type": "quorum"}),
+        ),
+        single_node=(
+            DurabilityProfile("one node, classic + confirms", "one copy", False,
+                              options={"persistent": True, "confirms": "windowed", "queue_type": "classic"}),
+            DurabilityProfile("one node, quorum + confirms", "one copy (a quorum queue of one member)", False,
+                              options={"persistent": True, "confirms": "windowed", "queue_type": "quorum"}),
+        ),
+    ),
     server_pid=server_pid,
     inject_raw=inject_raw,
     drop_connections=drop_connections,

@@ -40,6 +40,11 @@ the head is always the first to expire: the pitfall cannot happen by constructio
 Lane queues are durable, classic by default (``x-queue-type: quorum`` on request), and carry
 ``x-dead-letter-exchange`` so that anything the broker itself rejects or expires from them
 (a quorum queue's delivery limit, a length limit) also ends in the dead-letter queue.
+
+With ``queue_type="quorum"`` (the replicated profile on a cluster) EVERY queue is a quorum
+queue: lanes, delay levels (with at-least-once dead-lettering) and the dead-letter queue. A
+classic queue lives on one node: on a 3-node cluster, losing that node would make delayed,
+retried or dead jobs unreachable (and a reconnecting client could not even declare it).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from typing import Any, Mapping
 import pika.exceptions as pe
 from pika.adapters.blocking_connection import BlockingChannel
 
-from ..contract import DEFAULT_LANE, MAX_DELAY_MS, MAX_NAME_BYTES, MAX_PRIORITY, BrokerError
+from ..contract import DEFAULT_LANE, MAX_DELAY_MS, MAX_NAME_BYTES, MAX_PRIORITY, BrokerError, BrokerUnavailable
 from .codec import H_DELAY_BITS as DELAY_BIT_HEADER  # + level: "1" or "0"
 
 FIRST_LEVEL, LAST_LEVEL = 4, 31            # 16 ms .. 2^31 ms
@@ -166,6 +171,9 @@ class Topology:
             self._declare(ch)
             self._declared = True
         except pe.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404 and "down or inaccessible" in str(exc.reply_text):
+                raise BrokerUnavailable(f"RabbitMQ cannot reach a queue of {self.queue!r} now: {exc.reply_text} "
+                                        "(a classic queue whose node is down)") from None
             raise TopologyConflict(f"RabbitMQ refused to declare the objects of queue {self.queue!r}: "
                                    f"{exc.reply_code} {exc.reply_text} (purge that queue, or use "
                                    "another queue name)") from None
@@ -175,7 +183,8 @@ class Topology:
         ch.exchange_declare(self.exchange, "topic", durable=True,
                             arguments={"alternate-exchange": self.unrouted_exchange})
         ch.exchange_declare(self.dead_exchange, "fanout", durable=True)
-        ch.queue_declare(self.dead_queue, durable=True)
+        ch.queue_declare(self.dead_queue, durable=True,
+                         arguments={"x-queue-type": "quorum"} if self.queue_type == "quorum" else None)
         ch.queue_bind(self.dead_queue, self.dead_exchange)
         for lane in self.lanes:
             ch.queue_declare(self.lane_queue(lane), durable=True, arguments=self.lane_arguments())
@@ -191,10 +200,11 @@ class Topology:
         dropped, unconfirmed. With bounded lanes (``max_length``, reject-publish) a full lane
         would so drop delayed and retried jobs without a word; the levels are then quorum queues
         with at-least-once dead-lettering (RabbitMQ 3.10+), which keep a message until its target
-        took it, and retry meanwhile."""
+        took it, and retry meanwhile. So they are too when the lanes are quorum queues (a node
+        lost mid-hop must not drop a delayed job)."""
         below = self.delay_level(level - 1) if level > FIRST_LEVEL else self.exchange
         args: dict[str, Any] = {"x-message-ttl": 2**level, "x-dead-letter-exchange": below}
-        if self.max_length is not None:
+        if self.max_length is not None or self.queue_type == "quorum":
             args.update({"x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
                          "x-overflow": "reject-publish"})
         return args

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
+import redis
+
 from ..contract import (
     MAX_JOB_BYTES,
     Broker,
@@ -73,6 +75,10 @@ class BullMQRedisBroker(Broker):
     :param max_job_bytes: largest job data (JSON bytes) a producer sends; larger raises
         InvalidJob at once (default: the same 128 MiB as the AMQP adapter, RabbitMQ's default,
         so both accept the same jobs; None: no check).
+    :param wait_replicas: 0 (BullMQ's way: a job is accepted once the primary ran the script),
+        or N: a producer also waits until N replicas acknowledged each call (Redis ``WAIT``);
+        see :class:`RedisProducer`.
+    :param wait_timeout_ms: how long that WAIT may take before the call is refused.
     :param worker_defaults: options every :meth:`worker` gets unless it is given others
         (``lock_duration_ms``, ``stalled_interval_ms``... see :class:`RedisWorker`).
     """
@@ -83,17 +89,25 @@ class BullMQRedisBroker(Broker):
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, connect_timeout: float = 3.0, reconnect_for_s: float = 30.0, prefix: str = PREFIX,
                  socket_timeout_s: float = 10.0, max_job_bytes: int | None = MAX_JOB_BYTES,
-                 **worker_defaults: Any) -> None:
+                 wait_replicas: int = 0, wait_timeout_ms: int = 1000, **worker_defaults: Any) -> None:
         super().__init__(queue, routes)
         if not prefix or ":" in prefix:
             raise ValueError(f"prefix must be non-empty and without ':', got {prefix!r}")
         self.url = url
         self.max_job_bytes = max_job_bytes
-        self.client = connect(url, role="client", connect_timeout=connect_timeout,
-                              socket_timeout=socket_timeout_s, reconnect_for=reconnect_for_s)
+        if wait_replicas < 0 or wait_timeout_ms <= 0:
+            raise ValueError("wait_replicas must be >= 0 and wait_timeout_ms > 0")
+        self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
+        self._connect_options = {"connect_timeout": connect_timeout, "socket_timeout": socket_timeout_s,
+                                 "reconnect_for": reconnect_for_s}
+        self.client = connect(url, role="client", **self._connect_options)
         self.scripts = Scripts(self.client)
         self.lane_keys = {lane: QueueKeys(lane_queue_name(queue, lane), prefix) for lane in self.lanes}
         self.worker_defaults = {"reconnect_for_s": reconnect_for_s, **worker_defaults}
+
+    def own_connection(self, role: str) -> "redis.Redis":
+        """A client of one connection of its own (for WAIT, which counts that connection's writes)."""
+        return connect(self.url, role=role, max_connections=1, **self._connect_options)
 
     def producer(self) -> RedisProducer:
         return RedisProducer(self)

@@ -9,12 +9,23 @@ addJobs adds nothing twice and a retried settle neither counts a settled job as 
 the jobs the lost reply handed out.
 
 The version is checked at connect: the scripts use Redis 7's ``#!lua flags=`` header.
+
+Sentinel: a URL ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`` names
+the Sentinels (comma-separated) and the monitored service; every new connection asks a Sentinel
+for the current primary (redis-py's SentinelConnectionPool), so after a failover the retry above
+lands on the promoted replica. A connection still open to a demoted primary gets READONLY, which
+redis-py turns into a ConnectionError, retried the same way. The password (if any) is the Redis
+nodes' (``requirepass``); the Sentinels are asked without one, or with the query parameter
+``sentinel_password``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Callable, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -46,12 +57,98 @@ def _retry(reconnect_for: float) -> Retry:
     return Retry(ExponentialBackoff(cap=1.0, base=0.05), max(retries, 1))
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """What a ``redis+sentinel://`` URL names."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    password: str | None
+    sentinel_password: str | None
+
+
+def parse_sentinel_url(url: str) -> SentinelAddress:
+    """``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``; ValueError if malformed."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        raise ValueError(f"not a {SENTINEL_SCHEME}:// URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    password = unquote(userinfo.split(":", 1)[1]) if ":" in userinfo else None
+    sentinels = []
+    for host_port in hosts.split(","):
+        host, _, port = host_port.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"a Sentinel address must be host:port, got {host_port!r}")
+        sentinels.append((host.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("the URL must name the Sentinel service: redis+sentinel://host:port/<service>")
+    db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
+    query = parse_qs(parts.query)
+    return SentinelAddress(tuple(sentinels), unquote(path[0]), db, password,
+                           query.get("sentinel_password", [None])[0])
+
+
+@functools.cache
+def _following_connection() -> type:
+    """redis-py's Sentinel connection, made to ask Sentinel again on EVERY reconnect.
+
+    In redis-py 8.1 a command retried after a dropped connection reconnects through
+    ``send_packed_command -> connect_check_health``, which reuses the host and port the
+    connection had, skipping the Sentinel lookup in ``connect()``: after a failover such a
+    connection knocks on the dead primary until its retries run out (seen here: 90 s). This
+    subclass sends that path through ``connect()``, which asks Sentinel for the primary first."""
+    from redis.sentinel import SentinelManagedConnection
+
+    class FollowingConnection(SentinelManagedConnection):
+        _connecting = False
+
+        def connect_to(self, address: Any) -> None:
+            self._connecting = True
+            try:
+                super().connect_to(address)
+            finally:
+                self._connecting = False
+
+        def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+            if self._sock or self._connecting:
+                return super().connect_check_health(check_health, retry_socket_connect)
+            self.connect()
+
+    return FollowingConnection
+
+
+def client_for(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``
+    (the primary of the service, re-discovered on every new connection). ``options`` are
+    redis-py connection options (socket timeouts, retry, client_name...)."""
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        return redis.Redis.from_url(url, **options)
+    from redis.sentinel import Sentinel, SentinelConnectionPool
+
+    address = parse_sentinel_url(url)
+    timeout = options.get("socket_connect_timeout") or 2.0
+    sentinel = Sentinel(list(address.sentinels), socket_timeout=timeout,
+                        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                                         "password": address.sentinel_password})
+    pool = SentinelConnectionPool(address.service, sentinel, is_master=True, check_connection=False,
+                                  db=address.db, password=address.password,
+                                  connection_class=_following_connection(), **options)
+    return redis.Redis(connection_pool=pool)
+
+
 def connect(url: str, *, role: str, connect_timeout: float = 3.0, socket_timeout: float | None = 10.0,
-            reconnect_for: float = 20.0) -> redis.Redis:
-    """A client for ``url``, checked with PING; raises BrokerUnavailable/AuthenticationFailed."""
+            reconnect_for: float = 20.0, max_connections: int | None = None) -> redis.Redis:
+    """A client for ``url``, checked with PING; raises BrokerUnavailable/AuthenticationFailed.
+    ``max_connections=1``: every command on one connection (what WAIT needs)."""
     check(url, connect_timeout)
-    return redis.Redis.from_url(
+    return client_for(
         url,
+        max_connections=max_connections,
         socket_connect_timeout=connect_timeout,
         socket_timeout=socket_timeout,
         socket_keepalive=True,
@@ -64,8 +161,11 @@ def connect(url: str, *, role: str, connect_timeout: float = 3.0, socket_timeout
 
 def check(url: str, timeout: float = 3.0) -> None:
     """PING once, no retries: fail within ``timeout`` seconds with a message that says why."""
-    probe = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                 retry=Retry(ExponentialBackoff(), 0))
+    try:
+        probe = client_for(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                           retry=Retry(ExponentialBackoff(), 0))
+    except ValueError as exc:
+        raise BrokerError(f"{redact(url)} is not a Redis URL brokerbench can use: {exc}") from None
     try:
         probe.ping()
         check_version(url, probe.info("server").get("redis_version", "0"))
@@ -75,7 +175,7 @@ def check(url: str, timeout: float = 3.0) -> None:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             raise AuthenticationFailed(f"Redis at {redact(url)} refused the credentials: {exc}") from None
         raise BrokerUnavailable(f"Redis at {redact(url)} answered PING with an error: {exc}") from None
-    except (ConnectionError, TimeoutError, OSError) as exc:
+    except (ConnectionError, TimeoutError, OSError) as exc:  # MasterNotFoundError is a ConnectionError
         raise BrokerUnavailable(f"Redis at {redact(url)} is unreachable: {exc}") from None
     finally:
         probe.close()

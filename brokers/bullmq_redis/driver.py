@@ -9,7 +9,15 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..registry import PROTOCOL_REDIS, Driver, DurabilityProfile, MemoryPolicy, QueueBound, RecoverySetting
+from ..registry import (
+    PROTOCOL_REDIS,
+    Driver,
+    DurabilityProfile,
+    MemoryPolicy,
+    QueueBound,
+    RecoverySetting,
+    Replication,
+)
 
 if TYPE_CHECKING:
     from ..contract import Broker
@@ -29,12 +37,13 @@ def server_pid(url: str) -> int | None:
     from urllib.parse import urlsplit
 
     import psutil
-    import redis
+
+    from .connection import client_for
 
     if urlsplit(url).hostname not in LOCAL_HOSTS:
         return None
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client = client_for(url, socket_connect_timeout=2)
         try:
             pid = int(client.info("server").get("process_id", 0))
         finally:
@@ -46,9 +55,9 @@ def server_pid(url: str) -> int | None:
 
 def memory_used_mb(url: str) -> float | None:
     """Redis's own figure for the memory its data takes (INFO memory: used_memory)."""
-    import redis
+    from .connection import client_for
 
-    client = redis.Redis.from_url(url, socket_timeout=2)
+    client = client_for(url, socket_timeout=2)
     try:
         return client.info("memory")["used_memory"] / 1e6
     finally:
@@ -59,7 +68,9 @@ def evicted_keys(url: str) -> int | None:
     """Keys Redis evicted so far (INFO stats: evicted_keys)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=2)
+    from .connection import client_for
+
+    client = client_for(url, socket_timeout=2)
     try:
         return int(client.info("stats").get("evicted_keys", 0))
     except redis.RedisError:
@@ -88,9 +99,9 @@ def drop_connections(url: str, instance: Any = None, *, pid: int | None = None, 
                      name_prefix: str = "brokerbench:") -> int:
     """CLIENT KILL every connection named ``name_prefix...`` (of process ``pid`` if given, and
     not of ``spare_pid``). Returns how many were killed."""
-    import redis
+    from .connection import client_for
 
-    admin = redis.Redis.from_url(url)
+    admin = client_for(url)
     killed = 0
     try:
         for client in admin.client_list():
@@ -162,6 +173,22 @@ DRIVER = Driver(
     memory_used_mb=memory_used_mb,
     inject_raw=inject_raw,
     drop_connections=drop_connections,
+    replication=Replication(
+        cluster_path="brokers.clusters:RedisSentinelGroup",
+        leader="primary",
+        follower="replica",
+        profiles=(
+            DurabilityProfile("async replication (BullMQ's way)",
+                              "a job is accepted once the primary has it; replication is asynchronous, so jobs "
+                              "the primary accepted but had not yet sent to a replica are lost when Sentinel "
+                              "promotes that replica (Redis docs: Replication, Sentinel)", False),
+            DurabilityProfile("WAIT 1", "a job is accepted once 1 replica has it; Sentinel promotes the replica "
+                              "with the most data, so losing the primary loses none of them (Redis docs: WAIT "
+                              "narrows the loss window, it does not make failover strongly consistent)", True,
+                              options={"wait_replicas": 1}),
+        ),
+        single_node=(DurabilityProfile("one node, no replicas", "everything is on one node", False),),
+    ),
     packages=("redis", "hiredis", "bullmq"),
     colour="#D55E00",
     marker="o",

@@ -98,6 +98,8 @@ class LockKeeper:
         for lane, pairs in by_lane.items():
             lost = self.broker.scripts.call("extendLocks", self.broker.lane_keys[lane],
                                             int(time.time() * 1000), [self.lock_duration_ms, *pairs])
+            if lost:
+                self.release(lane, [job_id.decode() for job_id in lost])  # gone for good: say it once
             for job_id in lost:
                 log.warning("worker %s lost the lock of job %s (lane %s): another worker may run it",
                             self.worker_id, job_id.decode(), lane)

@@ -7,6 +7,9 @@ import uuid
 from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from ..contract import (
     DEFAULT_LANE,
     InvalidJob,
@@ -50,13 +53,27 @@ class RedisProducer(Producer):
     settings take it). Each script call carries a call key, so the automatic retry after a
     lost reply adds nothing twice. Not thread-safe: one producer per thread.
 
-    :param broker: the adapter (its client, scripts and lanes); the producer has no options of
-        its own: batches of up to ``BATCH`` jobs per script call.
+    With the broker's ``wait_replicas`` = N > 0, each script call is followed by ``WAIT N
+    timeout`` on the same connection, and a job counts as accepted only once N replicas
+    acknowledged it (Redis replication is asynchronous: without WAIT, a job the primary accepted
+    is lost if the primary dies before a replica copied it, and Sentinel promotes that replica).
+    BullMQ itself never calls WAIT. A call whose WAIT saw fewer than N replicas, or lost its
+    connection, raises PublishRejected with that call's ids in ``job_ids``: the jobs are on the
+    primary and may still run, but were not confirmed on N replicas; the caller decides whether
+    to send them again (at-least-once: a resend may run twice). WAIT is never retried on a new
+    connection, where it would wait for nothing. One gap remains: a call whose reply was lost
+    and that the retry finds already done (its call key) wrote nothing on the new connection, so
+    its WAIT returns at once; such a call's jobs count as accepted on the primary's word.
+
+    :param broker: the adapter (its client, scripts, lanes and ``wait_replicas``); batches of up
+        to ``BATCH`` jobs per script call.
     """
 
     def __init__(self, broker: "BullMQRedisBroker") -> None:
         self._broker = broker
         self._calls = Calls(f"p-{uuid.uuid4().hex[:10]}")
+        self._wait = broker.wait_replicas
+        self._client = broker.own_connection("producer-wait") if self._wait else None
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
         if options is not None and not isinstance(options, JobOptions):
@@ -94,15 +111,40 @@ class RedisProducer(Producer):
                 call = self._calls.new(keys)
                 try:
                     result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args,
-                                                         call=call, shared_id=shared_id), "publish")
+                                                         self._client, call=call, shared_id=shared_id), "publish")
                 except PublishRejected as exc:  # this chunk and the ones after it were refused
                     raise PublishRejected(str(exc), [], ids) from None
                 self._calls.answered(call)
                 accepted = [job_id.decode() for job_id in result]
+                if self._wait:
+                    self._wait_for_replicas(accepted, ids)
                 for (index, _), job_id in zip(chunk, accepted):
                     ids[index] = job_id
                 self._accepted(accepted)
         return ids  # type: ignore[return-value]  # every entry is set once every chunk went through
 
+    def _wait_for_replicas(self, accepted: list[str], ids: list[str | None]) -> None:
+        """WAIT on the connection that ran the script (no retry: see the class docstring)."""
+        assert self._client is not None
+        wait_ms = self._broker.wait_timeout_ms
+        pool = self._client.connection_pool  # of one connection: the one the script ran on
+        connection = pool.get_connection()
+        try:
+            connection.send_command("WAIT", self._wait, wait_ms)
+            replicas = int(connection.read_response())
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            connection.disconnect()
+            raise PublishRejected(f"publish: {len(accepted)} jobs reached the primary but the connection was lost "
+                                  f"before {self._wait} replica(s) confirmed them ({exc}); they may run, or be "
+                                  "lost at a failover", accepted, ids) from None
+        finally:
+            pool.release(connection)
+        if replicas < self._wait:
+            raise PublishRejected(f"publish: only {replicas} of {self._wait} replica(s) confirmed {len(accepted)} "
+                                  f"jobs within {wait_ms} ms; they are on the primary and may run, or be lost at "
+                                  "a failover", accepted, ids)
+
     def close(self) -> None:
-        """Nothing to release: the producer shares the broker's connection pool."""
+        """Closes the WAIT connection, if any; otherwise the producer shares the broker's pool."""
+        if self._client is not None:
+            self._client.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.faults import backpressure, broker_crash, dropped_connections, poison, worker_crash
+from benchmarks.faults import backpressure, broker_crash, dropped_connections, poison, replication, worker_crash
 from benchmarks.faults.common import Session
 from benchmarks.results import files as results
 from brokers import registry
@@ -82,4 +82,19 @@ def test_a_long_memory_alarm_leaves_the_accepted_count_moving(session):
         assert loaded["figures"]["rejected"] > 0, row.note
         assert row.lost == 0 and row.duplicated == 0, row.note
         assert row.met, row.note
+    _check_files(rows)
+
+
+def test_replication_one_failover_per_broker_loses_no_accepted_job(session):
+    """The small replication scenario: the leader (Redis primary, quorum leader) SIGKILLed under
+    load on the replicated broker, with each kind's no-loss profile."""
+    rows = replication.run_scenario(session)
+    assert {r.broker for r in rows} == {d.kind for d in session.drivers(can_crash=True) if d.replication}
+    for row in rows:
+        assert row.lost == 0, row.note
+        assert row.failover_s is not None and row.failover_s > 0, f"a new leader was named: {row.note}"
+        assert row.unavailable_s is not None, row.note
+        assert row.met, row.note
+        fault = results.load(row.results_file)["fault"]
+        assert fault["failover_s"] == row.failover_s and "topology" in fault["topology"]
     _check_files(rows)

@@ -1,0 +1,213 @@
+"""Scenario: replication and failover. What survives losing the node that holds the queue?
+
+Each kind that can run replicated here (:attr:`brokers.registry.Driver.replication`) runs on a
+private replicated broker (:mod:`brokers.clusters`): a Redis primary with 2 replicas and 3
+Sentinels, a 3-node RabbitMQ cluster with quorum queues. Under closed-loop load (producers as
+fast as the backlog allows, so a failover has jobs in flight to lose):
+
+* **kill the leader**: SIGKILL the Redis primary (Sentinel promotes a replica) or the node
+  leading the quorum queue (the other two elect a new leader); per replicated profile;
+* **kill a follower** (a replica, a quorum follower): nothing should change but the load;
+* **hang the leader**: SIGSTOP for ``hold_s``, then SIGCONT. To its peers a stopped node looks
+  cut off: they fail over, while clients still connected to it wait. When it wakes, a Redis
+  primary takes the writes its clients sent meanwhile until Sentinel demotes it (a split
+  brain); a RabbitMQ leader finds a newer term and steps down.
+
+Every row counts lost accepted jobs, duplicates, the longest stretch with no job accepted
+(``unavailable_s``, from the producers' 100 ms acceptance counts) and the time until the broker
+named a new leader (``failover_s``, polled by the scenario: Sentinel's answer for Redis,
+``rabbitmqctl list_queues leader`` for RabbitMQ, which adds up to about a second). The no-loss
+profiles run 3 times (1 with ``--small``).
+
+The cost of replication: the mix in closed loop (throughput) and open loop (p50/p99) on one
+node vs the replicated profiles, each side's settings named in its row.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from brokers import registry
+from brokers.clusters import ClusterError, pause, resume
+from brokers.registry import DurabilityProfile
+
+from ..harness.runner import run
+from ..harness.scenario import Scenario
+from ..harness.supervision import Action, RunContext
+from .common import Row, Session, attach
+
+FAULT_AT_S = 3.0       # seconds into the run, after warm-up
+RESTART_AFTER_S = 2.0  # a killed node is started again this long after the failover
+TENTH_S = 0.1
+
+
+def _load(session: Session) -> Scenario:
+    """Closed loop on light jobs: a backlog of up to 2,000 jobs and a stream of acceptances."""
+    return Scenario(profile="user_variables_update", mode="closed", duration_s=session.size(14, 10), warmup_s=1,
+                    producers=1, consumers=2, concurrency=4, max_backlog=2000, drain_timeout_s=90)
+
+
+def _kill(cluster: Any, which: str, words: registry.Replication, record: dict[str, Any]) -> Any:
+    def do(context: RunContext) -> str:
+        queue = context.admin.queue
+        node = cluster.leader(queue) if which == "leader" else cluster.follower(queue)
+        name, word = cluster.name(node), words.leader if which == "leader" else words.follower
+        node.kill()
+        said = f"SIGKILL {word} {name}"
+        if which == "leader":
+            try:
+                record["failover_s"] = round(cluster.wait_for_failover(node, queue), 2)
+                said += f"; new {word} after {record['failover_s']:.1f} s"
+            except ClusterError as exc:
+                said += f"; no new {word}: {exc}"
+        time.sleep(RESTART_AFTER_S)  # then the node comes back, as a supervisor would start it
+        started = time.monotonic()
+        cluster.heal()
+        return said + f"; restarted, back in after {time.monotonic() - started:.1f} s"
+    return do
+
+
+def _hang(cluster: Any, hold_s: float, words: registry.Replication, record: dict[str, Any]) -> Any:
+    def do(context: RunContext) -> str:
+        queue = context.admin.queue
+        node = cluster.leader(queue)
+        pid, started = node.pid, time.monotonic()
+        pause(pid)
+        try:
+            try:
+                record["failover_s"] = round(cluster.wait_for_failover(node, queue, timeout=hold_s), 2)
+            except ClusterError:
+                record["failover_s"] = None
+            time.sleep(max(0.0, hold_s - (time.monotonic() - started)))
+        finally:
+            resume(pid)
+        after = ("no new " + words.leader if record["failover_s"] is None
+                 else f"new {words.leader} after {record['failover_s']:.1f} s")
+        return f"SIGSTOP {words.leader} {cluster.name(node)} for {hold_s:.0f} s ({after}), SIGCONT"
+    return do
+
+
+def unavailable_s(result: dict[str, Any], fault_at_s: float) -> float | None:
+    """The longest stretch after ``fault_at_s`` with no job accepted (100 ms steps), up to the
+    last acceptance: how long producers could not get a job in."""
+    tenths = (result.get("figures") or {}).get("timeline", {}).get("accepted_per_100ms")
+    if not tenths:
+        return None
+    start = int(fault_at_s / TENTH_S)
+    last = max((i for i, n in enumerate(tenths) if n), default=-1)
+    longest = run_ = 0
+    for n in tenths[start:last + 1]:
+        run_ = run_ + 1 if n == 0 else 0
+        longest = max(longest, run_)
+    return round(longest * TENTH_S, 1)
+
+
+def _expectation(fault: str, profile: DurabilityProfile) -> str:
+    if fault == "follower":
+        return "lost 0: a copy is gone, the leader goes on"
+    if profile.no_loss:
+        return "lost 0 (" + profile.promise.split(":")[0].split("(")[0].strip() + ")"
+    return "may lose accepted jobs (asynchronous replication)"
+
+
+def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str, attempt: int = 0,
+             runs: int = 1, hold_s: float = 8.0) -> Row:
+    """One failover: ``fault`` is "leader" (SIGKILL), "follower" (SIGKILL) or "hang" (SIGSTOP)."""
+    driver = registry.get(kind)
+    words = driver.replication
+    assert words is not None
+    cluster = session.brokers.cluster(kind)
+    record: dict[str, Any] = {"failover_s": None}
+    do = _hang(cluster, hold_s, words, record) if fault == "hang" else _kill(cluster, fault, words, record)
+    base = _load(session)
+    if fault == "hang":
+        base = base.with_(duration_s=base.duration_s + hold_s)
+    # Workers with short locks (as the tests' fast recovery): a job a Redis worker settled on a
+    # primary that died before replicating it is back in "active" on the new primary, and
+    # comes back only when its lock expires (BullMQ's 30 s default would hold it up to ~60 s).
+    scenario = base.with_(broker=kind, label=f"replication-{fault}-{kind}",
+                          broker_options={**profile.options, **driver.fast_recovery, "reconnect_for_s": 90.0})
+    result, path = run(scenario, url=cluster.url, out=session.out, progress=session.progress,
+                       actions=[Action(scenario.warmup_s + FAULT_AT_S, do)])
+    f = result["figures"] or {}
+    lost, dup = f.get("lost"), f.get("duplicated")
+    gap = unavailable_s(result, scenario.warmup_s + FAULT_AT_S)
+    expectation = _expectation(fault, profile)
+    met = lost == 0 if (fault == "follower" or profile.no_loss) else lost is not None
+    errors = [e for e in result["errors"] if "drain_timeout_s" not in e]
+    what = {"leader": f"kill {words.leader}", "follower": f"kill {words.follower}",
+            "hang": f"SIGSTOP {words.leader} {hold_s:.0f} s"}[fault]
+    note = (f"run {attempt + 1}/{runs}; accepted {f.get('accepted')}, refused {f.get('rejected', 0)}, "
+            f"redelivered {f.get('redelivered')}; no job accepted for {gap} s; "
+            f"new {words.leader} after {record['failover_s']} s")
+    if errors:
+        note += "; errors: " + "; ".join(errors)
+        met = False
+    attach(result, path, expectation, met, profile=profile.name, fault=what, failover_s=record["failover_s"],
+           unavailable_s=gap, topology=cluster.describe())
+    return Row("replication", kind, f"{profile.name}: {what}", lost, dup, None, expectation, met, note,
+               str(path) if path else None, unavailable_s=gap, failover_s=record["failover_s"])
+
+
+def failover_rows(session: Session) -> list[Row]:
+    repeats = 1 if session.small else 3
+    rows: list[Row] = []
+    for driver in session.drivers(can_crash=True):
+        replication = driver.replication
+        if replication is None:
+            continue
+        faults = ("leader",) if session.small else ("leader", "follower", "hang")
+        for profile in replication.profiles:
+            if session.small and not profile.no_loss:
+                continue
+            for fault in faults:
+                if fault == "follower" and not profile.no_loss:
+                    continue
+                runs = repeats if profile.no_loss else 1
+                rows += [run_case(session, driver.kind, profile, fault, i, runs) for i in range(runs)]
+    return rows
+
+
+def cost_rows(session: Session) -> list[Row]:
+    """The mix on one node vs replicated: closed-loop jobs/s and open-loop p50/p99, one run each."""
+    rows: list[Row] = []
+    closed = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 4), warmup_s=1, producers=1,
+                      consumers=2, concurrency=8, max_backlog=2000, drain_timeout_s=60)
+    open_ = closed.with_(mode="open", rate=300)
+    for driver in session.drivers(can_crash=True):
+        replication = driver.replication
+        if replication is None:
+            continue
+        sides = [(p, None) for p in replication.single_node] + [(p, "cluster") for p in replication.profiles]
+        for profile, where in sides:
+            if where is None:
+                url = session.brokers.fresh(driver.kind, dict(profile.server)).url
+                topology = "one node"
+            else:
+                cluster = session.brokers.cluster(driver.kind)
+                url, topology = cluster.url, cluster.describe()["topology"]
+            figures = {}
+            paths = []
+            for mode, scenario in (("closed", closed), ("open", open_)):
+                result, path = run(scenario.with_(broker=driver.kind, label=f"replication-cost-{mode}-{driver.kind}",
+                                                  broker_options=dict(profile.options)),
+                                   url=url, out=session.out, progress=session.progress)
+                figures[mode] = result["figures"] or {}
+                paths.append(path)
+                attach(result, path, "the price of the copies, measured", True, profile=profile.name,
+                       topology=topology, cost_mode=mode)
+            jobs_s = figures["closed"].get("throughput", {}).get("out_per_s")
+            e2e = figures["open"].get("latency_ms", {}).get("end_to_end_intended", {})
+            note = (f"{topology}; closed loop {jobs_s} jobs/s; open loop {open_.rate:.0f}/s: p50 {e2e.get('p50')} ms, "
+                    f"p99 {e2e.get('p99')} ms")
+            lost = sum(f.get("lost", 0) for f in figures.values())
+            dup = sum(f.get("duplicated", 0) for f in figures.values())
+            rows.append(Row("replication cost", driver.kind, profile.name, lost, dup, None,
+                            "the price of the copies, measured (no fault)", lost == 0, note,
+                            str(paths[0]) if paths[0] else None))
+    return rows
+
+
+def run_scenario(session: Session) -> list[Row]:
+    return failover_rows(session) + ([] if session.small else cost_rows(session))
