@@ -56,9 +56,10 @@ def resume(pid: int) -> None:
 
 @dataclass
 class SentinelInstance(RedisInstance):
-    """One ``redis-server --sentinel`` watching ``service`` on 127.0.0.1:``primary_port``."""
+    """One ``redis-server --sentinel`` watching ``service`` on ``primary_host``:``primary_port``."""
 
     service: str = "brokerbench"
+    primary_host: str = "127.0.0.1"
     primary_port: int = 0
     quorum: int = 2
     down_after_ms: int = 1000
@@ -71,13 +72,18 @@ class SentinelInstance(RedisInstance):
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt install redis-server / brew install redis)")
         conf = self.folder / "sentinel.conf"
+        own = [f"bind-source-addr {self.host}", "protected-mode no"] if self.namespace is not None else []
         conf.write_text("\n".join([
-            f"port {self.port}", "bind 127.0.0.1", f"dir {self.folder}", f"logfile {self.folder / 'sentinel.log'}",
-            f"sentinel monitor {self.service} 127.0.0.1 {self.primary_port} {self.quorum}",
+            f"port {self.port}", f"bind {self.host}", *own, f"dir {self.folder}",
+            f"logfile {self.folder / 'sentinel.log'}",
+            f"sentinel monitor {self.service} {self.primary_host} {self.primary_port} {self.quorum}",
             f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
             f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}",
             f"sentinel parallel-syncs {self.service} 1", ""]))
-        self.proc = subprocess.Popen([binary, str(conf), "--sentinel"], stdin=subprocess.DEVNULL,
+        args = [binary, str(conf), "--sentinel"]
+        if self.namespace is not None:
+            args = self.namespace.command(args)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.folder)
         self._wait_port(timeout, "redis-sentinel")
         return self
@@ -88,47 +94,68 @@ class RedisSentinelGroup:
     """A Redis primary, ``replicas`` replicas and ``sentinels`` Sentinels on loopback.
 
     ``url`` is ``redis+sentinel://127.0.0.1:s1,127.0.0.1:s2,.../<service>``: clients ask the
-    Sentinels for the primary. ``config``: settings of every data node (e.g. AOF)."""
+    Sentinels for the primary. ``config``: settings of every data node (e.g. AOF).
+
+    ``partitionable``: every process runs in a network namespace of our own (see
+    :mod:`brokers.netns`, root only) on an address of its own, so :meth:`partition` can cut one
+    node off from the others while clients on the host still reach it. None (the default):
+    when this machine allows it."""
 
     replicas: int = 2
     sentinels: int = 3
     service: str = "brokerbench"
     config: dict[str, str] = field(default_factory=dict)
     down_after_ms: int = 1000
+    partitionable: bool | None = None
     nodes: list[RedisInstance] = field(default_factory=list)
     watchers: list[SentinelInstance] = field(default_factory=list)
+    namespace: Any = None
 
     def __post_init__(self) -> None:
         WEAKREFS.append(self)  # type: ignore[arg-type]  # cleaned up at exit like an instance
 
     @property
     def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.watchers)
+        hosts = ",".join(f"{s.host}:{s.port}" for s in self.watchers)
         return f"redis+sentinel://{hosts}/{self.service}"
 
+    def _placed(self, index: int) -> dict[str, Any]:
+        """Where process ``index`` runs: loopback, or its own address in the namespace."""
+        if self.namespace is None:
+            return {}
+        return {"namespace": self.namespace, "host": self.namespace.address(index)}
+
     def start(self, timeout: float = 30.0) -> "RedisSentinelGroup":
+        from .netns import Namespace, why_not
+
+        if self.partitionable is None:
+            self.partitionable = why_not() is None
+        if self.partitionable:
+            self.namespace = Namespace(1 + self.replicas + self.sentinels).create()
         # Redis 7 waits 5 s before a diskless full sync (to serve several replicas at once): not here.
         config = {"repl-diskless-sync-delay": "0", **self.config}
-        primary = RedisInstance(config=dict(config)).start()
+        primary = RedisInstance(config=dict(config), **self._placed(0)).start()
         self.nodes = [primary]
-        for _ in range(self.replicas):
-            self.nodes.append(RedisInstance(config={**config, "replicaof": f"127.0.0.1 {primary.port}"}).start())
-        _until(lambda: self._replicas_online(primary.port), timeout,
+        for i in range(self.replicas):
+            self.nodes.append(RedisInstance(config={**config, "replicaof": f"{primary.host} {primary.port}"},
+                                            **self._placed(1 + i)).start())
+        _until(lambda: self._replicas_online(primary), timeout,
                f"the {self.replicas} Redis replicas did not sync with the primary", primary.folder / "redis.log")
-        for _ in range(self.sentinels):
-            self.watchers.append(SentinelInstance(service=self.service, primary_port=primary.port,
-                                                  quorum=self.sentinels // 2 + 1,
-                                                  down_after_ms=self.down_after_ms).start())
+        for i in range(self.sentinels):
+            self.watchers.append(SentinelInstance(service=self.service, primary_host=primary.host,
+                                                  primary_port=primary.port, quorum=self.sentinels // 2 + 1,
+                                                  down_after_ms=self.down_after_ms,
+                                                  **self._placed(1 + self.replicas + i)).start())
         for watcher in self.watchers:
             _until(lambda w=watcher: self._sees_all(w), timeout,
                    f"Sentinel on port {watcher.port} did not see the replicas and the other Sentinels",
                    watcher.folder / "sentinel.log")
         return self
 
-    def _replicas_online(self, port: int) -> bool:
+    def _replicas_online(self, node: RedisInstance) -> bool:
         import redis
 
-        client = redis.Redis(port=port, socket_timeout=1)
+        client = redis.Redis(host=node.host, port=node.port, socket_timeout=1)
         try:
             replication = client.info("replication")
             return (replication["role"] == "master" and int(replication["connected_slaves"]) == self.replicas
@@ -139,7 +166,7 @@ class RedisSentinelGroup:
     def _sees_all(self, watcher: SentinelInstance) -> bool:
         import redis
 
-        client = redis.Redis(port=watcher.port, socket_timeout=1)
+        client = redis.Redis(host=watcher.host, port=watcher.port, socket_timeout=1)
         try:
             state = client.sentinel_master(self.service)
             return (int(state["num-slaves"]) >= self.replicas
@@ -152,9 +179,9 @@ class RedisSentinelGroup:
         import redis
 
         for watcher in self.watchers:
-            if watcher.pid is None or not port_open(watcher.port):
+            if watcher.pid is None or not port_open(watcher.port, watcher.host):
                 continue
-            client = redis.Redis(port=watcher.port, socket_timeout=1)
+            client = redis.Redis(host=watcher.host, port=watcher.port, socket_timeout=1)
             try:
                 found = client.sentinel_get_master_addr_by_name(self.service)
                 if found:
@@ -180,7 +207,8 @@ class RedisSentinelGroup:
             port = self.primary_port()
             if port is None or port == old_port:
                 return False
-            client = redis.Redis(port=port, socket_timeout=1)
+            node = next(n for n in self.nodes if n.port == port)
+            client = redis.Redis(host=node.host, port=port, socket_timeout=1)
             try:
                 return client.info("replication")["role"] == "master"
             finally:
@@ -205,7 +233,12 @@ class RedisSentinelGroup:
 
     def describe(self) -> dict[str, Any]:
         return {"topology": f"Redis primary + {self.replicas} replicas, {self.sentinels} Sentinels",
-                "down_after_ms": self.down_after_ms}
+                "down_after_ms": self.down_after_ms,
+                "network": "own network namespace, an address per process" if self.namespace else "loopback"}
+
+    def can_partition(self) -> str | None:
+        """None if :meth:`partition` works on this group, else why not."""
+        return None if self.namespace is not None else "started on loopback (a partition needs root and ip netns)"
 
     def wait_for_failover(self, old: RedisInstance, queue: str, timeout: float = 60.0) -> float:
         return self.wait_for_new_primary(old.port, timeout)
@@ -217,10 +250,12 @@ class RedisSentinelGroup:
         for node in self.nodes:
             if node.proc is not None and node.proc.poll() is None:
                 resume(node.proc.pid)
+        if self.namespace is not None:
+            self.namespace.heal()
         primary = self.primary()
         for node in self.nodes:
             if node.pid is None:
-                node.config = {**node.config, "replicaof": f"127.0.0.1 {primary.port}"}
+                node.config = {**node.config, "replicaof": f"{primary.host} {primary.port}"}
                 node.start()
         _until(self._settled, timeout, "the Redis group did not settle (one primary named by every Sentinel, "
                "no failover in progress, every replica online)", self.watchers[0].folder / "sentinel.log")
@@ -233,7 +268,7 @@ class RedisSentinelGroup:
 
         named = set()
         for watcher in self.watchers:
-            client = redis.Redis(port=watcher.port, socket_timeout=1)
+            client = redis.Redis(host=watcher.host, port=watcher.port, socket_timeout=1)
             try:
                 state = client.sentinel_master(self.service)
             finally:
@@ -241,7 +276,10 @@ class RedisSentinelGroup:
             if state["flags"] != "master" or int(state["num-slaves"]) < self.replicas:
                 return False
             named.add(int(state["port"]))
-        return len(named) == 1 and self._replicas_online(named.pop())
+        if len(named) != 1:
+            return False
+        port = named.pop()
+        return self._replicas_online(next(n for n in self.nodes if n.port == port))
 
     def cleanup(self) -> None:
         for instance in [*self.watchers, *self.nodes]:
@@ -252,6 +290,20 @@ class RedisSentinelGroup:
                 pass
             instance.cleanup()
         self.watchers, self.nodes = [], []
+        if self.namespace is not None:
+            self.namespace.remove()
+            self.namespace = None
+
+    def partition(self, node: RedisInstance) -> None:
+        """Cut ``node`` off from every other node and Sentinel (both ways); clients on the host
+        still reach it. Undone by :meth:`unpartition` or :meth:`heal`."""
+        if self.namespace is None:
+            raise ClusterError("this Redis group was not started partitionable")
+        self.namespace.cut(node.host, [p.host for p in [*self.nodes, *self.watchers] if p is not node])
+
+    def unpartition(self) -> None:
+        if self.namespace is not None:
+            self.namespace.heal()
 
     def stop(self) -> None:
         self.cleanup()
@@ -331,11 +383,25 @@ class RabbitMQCluster:
                 return row.get("leader") or None, list(members if isinstance(members, list) else [members])
         raise ClusterError(f"queue {queue!r} not found")
 
+    def leader_seen_by(self, node: RabbitMQInstance, queue: str) -> str | None:
+        """The leader of quorum queue ``queue`` in ``node``'s own metadata (one local read: it
+        answers while another node hangs, where list_queues would wait for it)."""
+        import re
+
+        escaped = queue.replace("\\", "\\\\").replace('"', '\\"')
+        done = node.ctl("eval", f'{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"{escaped}">>)), '
+                        "amqqueue:get_pid(Q).", timeout=5)
+        found = re.search(r",\s*'?([^,}']+@[^}']+)'?\}\s*$", done.stdout.strip()) if done.returncode == 0 else None
+        return found.group(1) if found else None
+
     def wait_for_leader(self, queue: str, not_on: str, timeout: float = 60.0) -> float:
-        """Seconds until ``queue`` has a leader other than ``not_on``."""
+        """Seconds until the other nodes record a leader of ``queue`` other than ``not_on``."""
         def moved() -> bool:
-            leader, _ = self.queue_members(queue)
-            return leader is not None and leader != not_on and self.by_name(leader).pid is not None
+            for node in self.nodes:
+                if node.node != not_on and node.pid is not None:
+                    leader = self.leader_seen_by(node, queue)
+                    return leader is not None and leader != not_on
+            return False
 
         return _until(moved, timeout, f"quorum queue {queue} elected no leader besides {not_on}",
                       self.nodes[0].folder / "log")

@@ -91,6 +91,7 @@ class LocalInstance:
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="brokerbench-")))
     proc: subprocess.Popen | None = None
     config: Mapping[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"   # the address it listens on (loopback, or its own in a namespace)
 
     program = "?"  # the program's name, for messages ("redis-server is not installed")
 
@@ -137,7 +138,7 @@ class LocalInstance:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None and not self._detached():
                 raise RuntimeError(f"{what} exited with code {self.proc.returncode}; see {self.folder}")
-            if port_open(self.port):
+            if port_open(self.port, self.host):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{what} did not open port {self.port} within {timeout:.0f} s; see {self.folder}")

@@ -335,8 +335,8 @@ def claims_nb() -> list:
 
 The explainer this project grew from says, about a workflow service on Bull/BullMQ:
 enqueueing takes **50 ms**; BullMQ handles **10,000+ jobs per minute**; RabbitMQ handles
-**more than 100,000 tasks per second**; you need **RabbitMQ for delivery guarantees**; BullMQ
-is **simpler to set up**. Each claim below gets the number measured, the setting it was
+**more than 100,000 tasks per second**; you need **RabbitMQ for delivery guarantees** (and for
+clustering and replication); BullMQ is **simpler to set up**. Each claim below gets the number measured, the setting it was
 measured in, and a one-line verdict."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
@@ -381,8 +381,76 @@ if collected.setup:
     ]
 
 
+def replication_nb() -> list:
+    return [
+        new_markdown_cell("""# 05 · Replication: what survives losing the node that holds the queue
+
+The seed's strongest argument for RabbitMQ is "clustering, replication and delivery
+guarantees". Here both brokers run replicated, on private processes on this machine:
+
+* **Redis**: a primary with 2 replicas and 3 Sentinels (a primary silent for 1 s is declared
+  down; 2 of 3 Sentinels agree and promote the replica with the most data). Replication is
+  **asynchronous**: the primary answers before any replica has the write. BullMQ adds jobs this
+  way. A producer can also ask for `WAIT 1`: the call returns once one replica has the jobs.
+* **RabbitMQ**: a 3-node cluster; every queue is a **quorum queue** (Raft, 3 replicas) and
+  producers use publisher confirms: a confirm means a majority of the replicas has the message.
+
+The load is closed loop (a backlog of up to 2,000 light jobs), so a failover always has jobs in
+flight. *Lost* = accepted (reply or confirm received) and never run; *unavailable* = the longest
+stretch with no job accepted; *failover* = until the broker named a new leader."""),
+        new_code_cell(SETUP),
+        new_code_cell('''from IPython.display import Markdown, display
+from benchmarks.commands.scenarios import table_markdown
+from benchmarks.faults.common import Row
+from benchmarks.results import plots, report
+collected = report.collect([RESULTS])
+rows = [r for r in collected.rows if r["scenario"].startswith("replication")]
+print(len(rows), "replication rows in", RESULTS.name)
+display(Markdown(table_markdown([Row(**r) for r in rows if r["scenario"] == "replication"])))'''),
+        new_markdown_cell("""## A failover, second by second
+
+Grey: jobs accepted, counted per 100 ms (scaled to jobs/s); colour: jobs finished per second.
+The dashed line is the fault, the dotted one the moment the broker named a new leader."""),
+        new_code_cell('''leaders = {}
+for r in collected.faults:
+    if r["name"].startswith("replication-leader") and r.get("figures"):
+        leaders.setdefault(r["scenario"]["broker"], r)
+figs = [plots.failover_timeline(r) for r in leaders.values()]
+figs[0] if figs else None'''),
+        new_code_cell("figs[1] if len(figs) > 1 else None"),
+        new_markdown_cell("""## What the copies cost
+
+The mix on one node against the replicated settings: closed-loop throughput and open-loop
+latency. Each bar names its setting."""),
+        new_code_cell('''cost = [r for r in collected.faults if r.get("fault", {}).get("cost_mode")]
+plots.replication_cost(collected.faults) if cost else print("no cost runs in these results")'''),
+        new_markdown_cell("""## Try it live
+
+With `LIVE = True` (CI does, on the small profile) this starts both replicated brokers (about
+30 s for the three RabbitMQ nodes), kills each leader once under load, and stops everything."""),
+        new_code_cell('''LIVE = SMALL
+live_figs = []
+if LIVE:
+    import tempfile
+    from benchmarks.faults import replication
+    from benchmarks.faults.common import PrivateBrokers, Session
+    brokers = PrivateBrokers()
+    out = Path(tempfile.mkdtemp())
+    try:
+        live_rows = replication.failover_rows(Session(brokers, small=True, out=out))
+    finally:
+        brokers.close()
+    display(Markdown(table_markdown(live_rows)))
+    live = report.collect([out])
+    live_figs = [plots.failover_timeline(r) for r in live.faults if r.get("figures")]
+live_figs[0] if live_figs else None'''),
+        new_code_cell("live_figs[1] if len(live_figs) > 1 else None"),
+    ]
+
+
 NOTEBOOKS = {"01_concepts.ipynb": concepts, "02_throughput_latency.ipynb": throughput,
-             "03_reliability.ipynb": reliability, "04_claims.ipynb": claims_nb}
+             "03_reliability.ipynb": reliability, "04_claims.ipynb": claims_nb,
+             "05_replication.ipynb": replication_nb}
 
 
 def write() -> list[Path]:

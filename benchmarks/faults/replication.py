@@ -53,6 +53,7 @@ def _kill(cluster: Any, which: str, words: registry.Replication, record: dict[st
         queue = context.admin.queue
         node = cluster.leader(queue) if which == "leader" else cluster.follower(queue)
         name, word = cluster.name(node), words.leader if which == "leader" else words.follower
+        record["fault_at_s"] = round(context.elapsed(), 3)
         node.kill()
         said = f"SIGKILL {word} {name}"
         if which == "leader":
@@ -73,6 +74,7 @@ def _hang(cluster: Any, hold_s: float, words: registry.Replication, record: dict
         queue = context.admin.queue
         node = cluster.leader(queue)
         pid, started = node.pid, time.monotonic()
+        record["fault_at_s"] = round(context.elapsed(), 3)
         pause(pid)
         try:
             try:
@@ -85,6 +87,28 @@ def _hang(cluster: Any, hold_s: float, words: registry.Replication, record: dict
         after = ("no new " + words.leader if record["failover_s"] is None
                  else f"new {words.leader} after {record['failover_s']:.1f} s")
         return f"SIGSTOP {words.leader} {cluster.name(node)} for {hold_s:.0f} s ({after}), SIGCONT"
+    return do
+
+
+def _partition(cluster: Any, hold_s: float, words: registry.Replication, record: dict[str, Any]) -> Any:
+    def do(context: RunContext) -> str:
+        queue = context.admin.queue
+        node = cluster.leader(queue)
+        record["fault_at_s"] = round(context.elapsed(), 3)
+        started = time.monotonic()
+        cluster.partition(node)
+        try:
+            try:
+                record["failover_s"] = round(cluster.wait_for_failover(node, queue, timeout=hold_s), 2)
+            except ClusterError:
+                record["failover_s"] = None
+            time.sleep(max(0.0, hold_s - (time.monotonic() - started)))
+        finally:
+            cluster.unpartition()
+        after = ("no new " + words.leader if record["failover_s"] is None
+                 else f"new {words.leader} after {record['failover_s']:.1f} s")
+        return (f"partition: {words.leader} {cluster.name(node)} cut off from its peers for {hold_s:.0f} s "
+                f"({after}), healed")
     return do
 
 
@@ -111,18 +135,27 @@ def _expectation(fault: str, profile: DurabilityProfile) -> str:
     return "may lose accepted jobs (asynchronous replication)"
 
 
+HOLD_S = {"hang": 8.0, "partition": 20.0}
+
+
 def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str, attempt: int = 0,
-             runs: int = 1, hold_s: float = 8.0) -> Row:
-    """One failover: ``fault`` is "leader" (SIGKILL), "follower" (SIGKILL) or "hang" (SIGSTOP)."""
+             runs: int = 1) -> Row:
+    """One failover: ``fault`` is "leader" (SIGKILL), "follower" (SIGKILL), "hang" (SIGSTOP)
+    or "partition" (the leader cut off from its peers, its clients still reaching it)."""
+    hold_s = HOLD_S.get(fault, 0.0)
     driver = registry.get(kind)
     words = driver.replication
     assert words is not None
     cluster = session.brokers.cluster(kind)
-    record: dict[str, Any] = {"failover_s": None}
-    do = _hang(cluster, hold_s, words, record) if fault == "hang" else _kill(cluster, fault, words, record)
-    base = _load(session)
+    record: dict[str, Any] = {"failover_s": None, "fault_at_s": None}
     if fault == "hang":
-        base = base.with_(duration_s=base.duration_s + hold_s)
+        do = _hang(cluster, hold_s, words, record)
+    elif fault == "partition":
+        do = _partition(cluster, hold_s, words, record)
+    else:
+        do = _kill(cluster, fault, words, record)
+    base = _load(session)
+    base = base.with_(duration_s=base.duration_s + hold_s)
     # Workers with short locks (as the tests' fast recovery): a job a Redis worker settled on a
     # primary that died before replicating it is back in "active" on the new primary, and
     # comes back only when its lock expires (BullMQ's 30 s default would hold it up to ~60 s).
@@ -132,19 +165,23 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
                        actions=[Action(scenario.warmup_s + FAULT_AT_S, do)])
     f = result["figures"] or {}
     lost, dup = f.get("lost"), f.get("duplicated")
-    gap = unavailable_s(result, scenario.warmup_s + FAULT_AT_S)
+    gap = unavailable_s(result, record["fault_at_s"] or scenario.warmup_s + FAULT_AT_S)
     expectation = _expectation(fault, profile)
     met = lost == 0 if (fault == "follower" or profile.no_loss) else lost is not None
     errors = [e for e in result["errors"] if "drain_timeout_s" not in e]
     what = {"leader": f"kill {words.leader}", "follower": f"kill {words.follower}",
-            "hang": f"SIGSTOP {words.leader} {hold_s:.0f} s"}[fault]
+            "hang": f"SIGSTOP {words.leader} {hold_s:.0f} s",
+            "partition": f"partition {words.leader} {hold_s:.0f} s"}[fault]
     note = (f"run {attempt + 1}/{runs}; accepted {f.get('accepted')}, refused {f.get('rejected', 0)}, "
-            f"redelivered {f.get('redelivered')}; no job accepted for {gap} s; "
-            f"new {words.leader} after {record['failover_s']} s")
+            f"redelivered {f.get('redelivered')}; no job accepted for {gap} s")
+    if fault != "follower":
+        note += (f"; new {words.leader} after {record['failover_s']} s" if record["failover_s"] is not None
+                 else f"; no new {words.leader} seen")
     if errors:
         note += "; errors: " + "; ".join(errors)
         met = False
     attach(result, path, expectation, met, profile=profile.name, fault=what, failover_s=record["failover_s"],
+           fault_at_s=record["fault_at_s"],
            unavailable_s=gap, topology=cluster.describe())
     return Row("replication", kind, f"{profile.name}: {what}", lost, dup, None, expectation, met, note,
                str(path) if path else None, unavailable_s=gap, failover_s=record["failover_s"])
@@ -157,7 +194,13 @@ def failover_rows(session: Session) -> list[Row]:
         replication = driver.replication
         if replication is None:
             continue
-        faults = ("leader",) if session.small else ("leader", "follower", "hang")
+        faults = ["leader"] if session.small else ["leader", "follower", "hang", "partition"]
+        cluster = session.brokers.cluster(driver.kind)
+        can_partition = getattr(cluster, "can_partition", lambda: "no partition for this kind here")()
+        if "partition" in faults and can_partition is not None:
+            faults.remove("partition")
+            rows.append(Row("replication", driver.kind, f"partition {replication.leader}: not run", None, None, None,
+                            "a real partition of the leader", False, f"not run here: {can_partition}"))
         for profile in replication.profiles:
             if session.small and not profile.no_loss:
                 continue

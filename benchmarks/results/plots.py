@@ -239,3 +239,60 @@ def reliability_table(rows: list[dict[str, Any]]) -> Figure:
     fig.suptitle("Fault scenarios: lost and duplicated jobs, recovery time, expectation met", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def replication_cost(results: list[dict[str, Any]]) -> Figure:
+    """The price of copies: closed-loop jobs/s and open-loop p50/p99 of the mix, one node vs
+    replicated, per broker and setting (results of the replication scenario's cost runs)."""
+    cost = [r for r in results if r.get("fault", {}).get("cost_mode") and r.get("figures")]
+    sides = sorted({(r["scenario"]["broker"], r["fault"]["profile"], r["fault"]["topology"]) for r in cost})
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 0.5 * len(sides) + 1.8))
+    names = [f"{label(b)}: {p}" for b, p, _ in sides]
+    for i, (broker, profile, _topology) in enumerate(sides):
+        runs = {r["fault"]["cost_mode"]: r["figures"] for r in cost
+                if r["scenario"]["broker"] == broker and r["fault"]["profile"] == profile}
+        if "closed" in runs:
+            left.barh(i, runs["closed"]["throughput"]["out_per_s"], color=colour(broker))
+        if "open" in runs:
+            e2e = runs["open"]["latency_ms"]["end_to_end_intended"]
+            right.barh(i + 0.2, e2e.get("p99") or 0, height=0.4, color=colour(broker), label="p99" if i == 0 else None)
+            right.barh(i - 0.2, e2e.get("p50") or 0, height=0.4, color=colour(broker), alpha=0.45,
+                       label="p50" if i == 0 else None)
+    for ax in (left, right):
+        ax.set_yticks(range(len(sides)))
+        ax.grid(True, axis="x", alpha=0.3)
+    left.set_yticklabels(names, fontsize=8)
+    right.set_yticklabels([])
+    left.set_xlabel("jobs finished per second (closed loop, mix)")
+    right.set_xlabel("end-to-end ms (open loop, mix)")
+    right.legend(frameon=False, fontsize=8)
+    return _finish(fig, "The cost of replication: one node vs copies", cost)
+
+
+def failover_timeline(result: dict[str, Any]) -> Figure:
+    """Jobs accepted (per 100 ms, as a rate) and finished per second around a failover, with the
+    fault and the moment the broker named a new leader marked."""
+    f, fault = result["figures"], result.get("fault", {})
+    broker = result["scenario"]["broker"]
+    t = f["timeline"]
+    tenths = t.get("accepted_per_100ms", [])
+    fig, ax = _subplots(figsize=(8, 3.6))
+    ax.plot([i / 10 for i in range(len(tenths))], [n * 10 for n in tenths], color="#999999", linewidth=0.8,
+            label="accepted (per 100 ms, as jobs/s)")
+    ax.plot(t["t_s"], t["done_per_s"], color=colour(broker), label="finished per second")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("jobs per second")
+    for event in result.get("events", []):
+        ax.axvline(event["t_s"], color="#CC79A7", linestyle="--")
+        ax.annotate(event["what"].split(";")[0][:40], (event["t_s"], 0.97), xycoords=("data", "axes fraction"),
+                    fontsize=7, color="#CC79A7", xytext=(3, -10), textcoords="offset points")
+        if fault.get("failover_s") is not None:
+            promoted = (fault.get("fault_at_s") or event["t_s"]) + fault["failover_s"]
+            ax.axvline(promoted, color="#009E73", linestyle=":")
+            ax.annotate(f"new leader (+{fault['failover_s']} s)", (promoted, 0.85), xycoords=("data", "axes fraction"),
+                        fontsize=7, color="#009E73", xytext=(3, -10), textcoords="offset points")
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    title = (f"{label(broker)}: {fault.get('fault', 'failover')} ({fault.get('profile', '')}); lost {f.get('lost')}, "
+             f"duplicated {f.get('duplicated')}, refused {f.get('rejected', 0)}")
+    return _finish(fig, title, [result])

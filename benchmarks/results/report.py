@@ -135,7 +135,9 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     if collected.scaling:
         out.append(Block("heading", "Scaling with consumers"))
         figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
-    if collected.rows:
+    replication_rows = [r for r in collected.rows if r["scenario"].startswith("replication")]
+    general_rows = [r for r in collected.rows if not r["scenario"].startswith("replication")]
+    if general_rows:
         out += [Block("heading", "Reliability: fault scenarios"),
                 Block("text", "Lost: accepted by the broker (the producer got its reply or confirm) and never run. "
                               "Duplicated: run more than once. Each scenario ran on private brokers."),
@@ -143,8 +145,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                                        "met", "note"],
                       rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
                              fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
-                             "yes" if r["met"] else "NO", r["note"]] for r in collected.rows])]
-        figure("reliability", plots.reliability_table(collected.rows), "Fault scenarios table")
+                             "yes" if r["met"] else "NO", r["note"]] for r in general_rows])]
+        figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
     for result in collected.faults:
         if result["name"].startswith(("worker-crash", "broker-crash")) and result.get("events") and result["figures"]:
             profile = result["fault"].get("profile", "")
@@ -154,6 +156,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
             if (plot_dir / f"{name}.png").exists():
                 continue
             figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
+    if replication_rows:
+        out += replication_blocks(collected, replication_rows, figure)
     found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
     if found:
         out += [Block("heading", "The seed's claims, measured"),
@@ -170,6 +174,38 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                       rows=[[name, fmt(rate), fmt(s["median_jobs_per_cpu_s"][name])]
                             for name, rate in s["median_jobs_per_s"].items()]),
                 Block("text", "; ".join(f"{label}: {r['of_medians']:.2f}x" for label, r in s["ratios"].items()))]
+    return out
+
+
+def replication_blocks(collected: Collected, rows: list[dict[str, Any]], figure: Any) -> list[Block]:
+    """Replication and failover: the failover rows, the cost of copies, a failover timeline
+    per broker (the first leader kill)."""
+    failovers = [r for r in rows if r["scenario"] == "replication"]
+    cost = [r for r in rows if r["scenario"] == "replication cost"]
+    out = [Block("heading", "Replication and failover: losing the node that holds the queue"),
+           Block("text", "Redis: a primary with 2 replicas and 3 Sentinels (down after 1 s); RabbitMQ: a 3-node "
+                         "cluster, every queue a quorum queue (3 replicas). Private brokers on one machine, closed-"
+                         "loop load. Unavailable: the longest stretch in which no job was accepted (100 ms steps). "
+                         "Failover: until Sentinel named a new primary, or rabbitmqctl a new queue leader (polled; "
+                         "one rabbitmqctl call takes about 0.8 s, so RabbitMQ's figure is an upper bound).")]
+    if failovers:
+        out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "unavailable s", "failover s",
+                                          "expectation", "met", "note"],
+                         rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]),
+                                fmt(r.get("unavailable_s"), "{}"), fmt(r.get("failover_s"), "{}"), r["expectation"],
+                                "yes" if r["met"] else "NO", r["note"]] for r in failovers]))
+    if cost:
+        out += [Block("heading", "The cost of replication", level=3),
+                Block("table", header=["broker", "setting", "lost", "dup", "measured"],
+                      rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]), r["note"]]
+                            for r in cost])]
+        figure("replication-cost", plots.replication_cost(collected.faults), "The cost of replication")
+    drawn: set[str] = set()
+    for result in collected.faults:
+        broker = result["scenario"]["broker"]
+        if (result["name"].startswith("replication-leader") and broker not in drawn and result.get("figures")):
+            drawn.add(broker)
+            figure(f"failover-{broker}", plots.failover_timeline(result), f"A failover on {plots.label(broker)}")
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from ..instances import LocalInstance, find_binary
 
@@ -12,8 +13,12 @@ from ..instances import LocalInstance, find_binary
 @dataclass
 class RedisInstance(LocalInstance):
     """``redis-server`` with the settings you pass, e.g. {"appendonly": "yes",
-    "appendfsync": "always"} or {"maxmemory": "20mb", "maxmemory-policy": "noeviction"}."""
+    "appendfsync": "always"} or {"maxmemory": "20mb", "maxmemory-policy": "noeviction"}.
 
+    ``namespace`` (a :class:`brokers.netns.Namespace`): run inside it, on ``host`` (its address
+    there), which is also the source of its own connections (so a partition can cut them)."""
+
+    namespace: Any = None
     program = "redis-server"
 
     @classmethod
@@ -23,7 +28,7 @@ class RedisInstance(LocalInstance):
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -33,12 +38,17 @@ class RedisInstance(LocalInstance):
         binary = self.binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt install redis-server / brew install redis)")
-        settings = {"bind": "127.0.0.1", "port": str(self.port), "dir": str(self.folder),
+        settings = {"bind": self.host, "port": str(self.port), "dir": str(self.folder),
                     "save": "", "appendonly": "no", "protected-mode": "yes", "daemonize": "no",
-                    "logfile": str(self.folder / "redis.log"), **self.config}
+                    "logfile": str(self.folder / "redis.log")}
+        if self.namespace is not None:  # reached over our own veth only; its own address as source
+            settings.update({"protected-mode": "no", "bind-source-addr": self.host})
+        settings.update(self.config)
         args = [binary]
         for key, value in settings.items():
             args += [f"--{key}", value]
+        if self.namespace is not None:
+            args = self.namespace.command(args)
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, cwd=self.folder)
         self._wait_port(timeout, "redis-server")

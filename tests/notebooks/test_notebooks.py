@@ -12,9 +12,9 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_four_notebooks_with_outputs_committed():
+def test_there_are_five_notebooks_with_outputs_committed():
     assert [p.name for p in NOTEBOOKS] == ["01_concepts.ipynb", "02_throughput_latency.ipynb",
-                                           "03_reliability.ipynb", "04_claims.ipynb"]
+                                           "03_reliability.ipynb", "04_claims.ipynb", "05_replication.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
