@@ -215,7 +215,7 @@ DRIVER = Driver(
     memory_alarm=MemoryAlarm(server={"vm_memory_high_watermark_paging_ratio": "0.99"}, arm=arm_memory_alarm,
                              hold=hold_memory_alarm),
     replication=Replication(
-        cluster_path="brokers.clusters:RabbitMQCluster",
+        cluster_path="brokers.amqp.cluster:RabbitMQCluster",
         leader="quorum leader",
         follower="quorum follower",
         profiles=(
