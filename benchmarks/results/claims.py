@@ -124,7 +124,8 @@ def replication(rows: list[dict[str, Any]]) -> Claim | None:
         return "?" if value[0] is None else f"at most {value[0]:,} lost in {value[1]} runs"
 
     async_, waited, quorum = worst(redis, wait=False), worst(redis, wait=True), worst(rabbitmq)
-    measured = (f"leader SIGKILLed or SIGSTOPped under load: Redis + Sentinel, asynchronous replication (BullMQ's "
+    measured = (f"leader killed, hung (SIGSTOP) or, on Redis, cut off by a partition, under load: Redis + "
+                f"Sentinel, asynchronous replication (BullMQ's "
                 f"way): {said(async_)}; with WAIT 1: {said(waited)}; RabbitMQ 3-node cluster, quorum queues + "
                 f"confirms: {said(quorum)}")
     if quorum[0] == 0 and (async_[0] or 0) > 0:

@@ -276,23 +276,24 @@ def failover_timeline(result: dict[str, Any]) -> Figure:
     broker = result["scenario"]["broker"]
     t = f["timeline"]
     tenths = t.get("accepted_per_100ms", [])
-    fig, ax = _subplots(figsize=(8, 3.6))
+    fig, ax = _subplots(figsize=(8, 3.9))
     ax.plot([i / 10 for i in range(len(tenths))], [n * 10 for n in tenths], color="#999999", linewidth=0.8,
             label="accepted (per 100 ms, as jobs/s)")
     ax.plot(t["t_s"], t["done_per_s"], color=colour(broker), label="finished per second")
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("jobs per second")
     for event in result.get("events", []):
-        ax.axvline(event["t_s"], color="#CC79A7", linestyle="--")
-        ax.annotate(event["what"].split(";")[0][:40], (event["t_s"], 0.97), xycoords=("data", "axes fraction"),
+        at = fault.get("fault_at_s") or event["t_s"]  # the action may look the leader up first
+        ax.axvline(at, color="#CC79A7", linestyle="--")
+        ax.annotate(event["what"].split(";")[0].split(" (")[0][:40], (at, 0.97), xycoords=("data", "axes fraction"),
                     fontsize=7, color="#CC79A7", xytext=(3, -10), textcoords="offset points")
         if fault.get("failover_s") is not None:
-            promoted = (fault.get("fault_at_s") or event["t_s"]) + fault["failover_s"]
+            promoted = at + fault["failover_s"]
             ax.axvline(promoted, color="#009E73", linestyle=":")
             ax.annotate(f"new leader (+{fault['failover_s']} s)", (promoted, 0.85), xycoords=("data", "axes fraction"),
                         fontsize=7, color="#009E73", xytext=(3, -10), textcoords="offset points")
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False, fontsize=8, loc="lower right")
-    title = (f"{label(broker)}: {fault.get('fault', 'failover')} ({fault.get('profile', '')}); lost {f.get('lost')}, "
-             f"duplicated {f.get('duplicated')}, refused {f.get('rejected', 0)}")
+    title = (f"{label(broker)}: {fault.get('fault', 'failover')} ({fault.get('profile', '')})\n"
+             f"lost {f.get('lost')}, duplicated {f.get('duplicated')}, refused {f.get('rejected', 0)}")
     return _finish(fig, title, [result])

@@ -157,7 +157,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                 continue
             figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
     if replication_rows:
-        out += replication_blocks(collected, replication_rows, figure)
+        out += replication_blocks(collected, replication_rows, plot_dir)
     found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
     if found:
         out += [Block("heading", "The seed's claims, measured"),
@@ -177,9 +177,13 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     return out
 
 
-def replication_blocks(collected: Collected, rows: list[dict[str, Any]], figure: Any) -> list[Block]:
+def replication_blocks(collected: Collected, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
     """Replication and failover: the failover rows, the cost of copies, a failover timeline
     per broker (the first leader kill)."""
+    def figure(name: str, fig: Any, alt: str) -> None:
+        fig.savefig(plot_dir / f"{name}.png", dpi=110)
+        out.append(Block("image", alt, image=f"{name}.png"))
+
     failovers = [r for r in rows if r["scenario"] == "replication"]
     cost = [r for r in rows if r["scenario"] == "replication cost"]
     out = [Block("heading", "Replication and failover: losing the node that holds the queue"),
@@ -187,7 +191,9 @@ def replication_blocks(collected: Collected, rows: list[dict[str, Any]], figure:
                          "cluster, every queue a quorum queue (3 replicas). Private brokers on one machine, closed-"
                          "loop load. Unavailable: the longest stretch in which no job was accepted (100 ms steps). "
                          "Failover: until Sentinel named a new primary, or rabbitmqctl a new queue leader (polled; "
-                         "one rabbitmqctl call takes about 0.8 s, so RabbitMQ's figure is an upper bound).")]
+                         "one rabbitmqctl call takes about 0.8 s, so RabbitMQ's figure is an upper bound). Every "
+                         "node of a replicated broker shares this machine's cores with the others and the load: "
+                         "the cost rows show what copies cost on one box, not on three.")]
     if failovers:
         out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "unavailable s", "failover s",
                                           "expectation", "met", "note"],

@@ -3,6 +3,7 @@ every replicated broker offers)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +34,8 @@ class RabbitMQCluster:
         if find_binary("/usr/lib/rabbitmq/bin/rabbitmqctl", "rabbitmqctl", "/usr/sbin/rabbitmqctl") is None:
             raise RuntimeError("rabbitmqctl is not installed (apt install rabbitmq-server / brew install rabbitmq)")
         self.nodes = [RabbitMQInstance(config=dict(self.config)) for _ in range(self.size)]
-        for node in self.nodes:  # all start at once: a node boots in about 5-10 s here
-            node.start(timeout)
+        with ThreadPoolExecutor(len(self.nodes)) as pool:  # all boot at once (5-10 s each here)
+            list(pool.map(lambda node: node.start(timeout), self.nodes))
         first = self.nodes[0]
         for node in self.nodes[1:]:
             for step in (("stop_app",), ("join_cluster", first.node), ("start_app",)):
