@@ -85,7 +85,7 @@ def test_killing_the_leader_under_load_loses_no_accepted_job(cluster_broker, rep
     producer = cluster_broker.producer()
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 12:
+        while time.monotonic() - started < 8:
             numbers = list(range(n, n + 20))
             try:
                 ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in numbers])
