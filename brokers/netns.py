@@ -1,8 +1,9 @@
 """A network namespace of our own, to cut one broker node off from its peers: a real partition.
 
 Needs root and iproute2's ``ip`` (no iptables: the cut is made with policy-routing rules). The
-namespace gets one veth pair to the host: the host side holds ``<prefix>.1``, the namespace side
-one address per node (``<prefix>.2``, ``.3``...). Nodes started with :meth:`Namespace.command`
+namespace gets one veth pair to the host: the host side holds ``<prefix>.1`` (a /24 of
+198.18.0.0/15, the range set aside for benchmarks), the namespace side one address per node
+(``<prefix>.2``, ``.3``...). Nodes started with :meth:`Namespace.command`
 bind their own address (and use it as the source of their own connections: Redis's
 ``bind-source-addr``), so a rule ``from A to B blackhole`` drops exactly what node A sends to
 node B. Clients stay on the host and keep reaching every node, as clients on the leader's side
@@ -55,7 +56,8 @@ class Namespace:
 
     size: int
     name: str = field(default_factory=lambda: f"bb{uuid.uuid4().hex[:8]}")
-    prefix: str = field(default_factory=lambda: f"10.{random.randint(200, 250)}.{random.randint(0, 255)}")
+    # 198.18.0.0/15 is set aside for benchmarking networks (RFC 2544): no real network uses it
+    prefix: str = field(default_factory=lambda: f"198.{random.randint(18, 19)}.{random.randint(0, 255)}")
     cuts: list[tuple[str, str]] = field(default_factory=list)
     made: bool = False
 
