@@ -8,15 +8,18 @@ fast as the backlog allows, so a failover has jobs in flight to lose):
 * **kill the leader**: SIGKILL the Redis primary (Sentinel promotes a replica) or the node
   leading the quorum queue (the other two elect a new leader); per replicated profile;
 * **kill a follower** (a replica, a quorum follower): nothing should change but the load;
-* **hang the leader**: SIGSTOP for ``hold_s``, then SIGCONT. To its peers a stopped node looks
-  cut off: they fail over, while clients still connected to it wait. When it wakes, a Redis
+* **hang the leader**: SIGSTOP for 8 s, then SIGCONT. To its peers a stopped node looks cut
+  off: they may fail over, while clients still connected to it wait. When it wakes, a Redis
   primary takes the writes its clients sent meanwhile until Sentinel demotes it (a split
-  brain); a RabbitMQ leader finds a newer term and steps down.
+  brain); a RabbitMQ leader finds a newer term and steps down;
+* **partition the leader** (where the kind has it and the machine allows it: Redis, as root):
+  cut off from its peers for 20 s while its clients still reach it, then healed.
 
 Every row counts lost accepted jobs, duplicates, the longest stretch with no job accepted
 (``unavailable_s``, from the producers' 100 ms acceptance counts) and the time until the broker
-named a new leader (``failover_s``, polled by the scenario: Sentinel's answer for Redis,
-``rabbitmqctl list_queues leader`` for RabbitMQ, which adds up to about a second). The no-loss
+named a new leader (``failover_s``, polled by the scenario: Sentinel's answer for Redis, a live
+node's own record of the queue's leader for RabbitMQ, through ``rabbitmqctl eval``, which adds
+up to about a second). The no-loss
 profiles run 3 times (1 with ``--small``).
 
 The cost of replication: the mix in closed loop (throughput) and open loop (p50/p99) on one
@@ -26,6 +29,7 @@ node vs the replicated profiles, each side's settings named in its row.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from brokers import registry
@@ -69,34 +73,21 @@ def _kill(cluster: Any, which: str, words: registry.Replication, record: dict[st
     return do
 
 
-def _hang(cluster: Any, hold_s: float, words: registry.Replication, record: dict[str, Any]) -> Any:
-    def do(context: RunContext) -> str:
-        queue = context.admin.queue
-        node = cluster.leader(queue)
-        pid, started = node.pid, time.monotonic()
-        record["fault_at_s"] = round(context.elapsed(), 3)
-        pause(pid)
-        try:
-            try:
-                record["failover_s"] = round(cluster.wait_for_failover(node, queue, timeout=hold_s), 2)
-            except ClusterError:
-                record["failover_s"] = None
-            time.sleep(max(0.0, hold_s - (time.monotonic() - started)))
-        finally:
-            resume(pid)
-        after = ("no new " + words.leader if record["failover_s"] is None
-                 else f"new {words.leader} after {record['failover_s']:.1f} s")
-        return f"SIGSTOP {words.leader} {cluster.name(node)} for {hold_s:.0f} s ({after}), SIGCONT"
-    return do
-
-
-def _partition(cluster: Any, hold_s: float, words: registry.Replication, record: dict[str, Any]) -> Any:
+def _held(cluster: Any, fault: str, hold_s: float, words: registry.Replication, record: dict[str, Any]) -> Any:
+    """A fault held ``hold_s`` seconds on the leader, then undone: "hang" (SIGSTOP, then
+    SIGCONT) or "partition" (cut off from its peers, then healed). Meanwhile the peers may fail
+    over: ``record`` gets when the fault began and when a new leader was named."""
     def do(context: RunContext) -> str:
         queue = context.admin.queue
         node = cluster.leader(queue)
         record["fault_at_s"] = round(context.elapsed(), 3)
         started = time.monotonic()
-        cluster.partition(node)
+        if fault == "hang":
+            pause(node.pid)
+            undo = partial(resume, node.pid)
+        else:
+            cluster.partition(node)
+            undo = cluster.unpartition
         try:
             try:
                 record["failover_s"] = round(cluster.wait_for_failover(node, queue, timeout=hold_s), 2)
@@ -104,11 +95,13 @@ def _partition(cluster: Any, hold_s: float, words: registry.Replication, record:
                 record["failover_s"] = None
             time.sleep(max(0.0, hold_s - (time.monotonic() - started)))
         finally:
-            cluster.unpartition()
+            undo()
         after = ("no new " + words.leader if record["failover_s"] is None
                  else f"new {words.leader} after {record['failover_s']:.1f} s")
-        return (f"partition: {words.leader} {cluster.name(node)} cut off from its peers for {hold_s:.0f} s "
-                f"({after}), healed")
+        name = f"{words.leader} {cluster.name(node)}"
+        if fault == "hang":
+            return f"SIGSTOP {name} for {hold_s:.0f} s ({after}), SIGCONT"
+        return f"partition: {name} cut off from its peers for {hold_s:.0f} s ({after}), healed"
     return do
 
 
@@ -148,10 +141,8 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
     assert words is not None
     cluster = session.brokers.cluster(kind)
     record: dict[str, Any] = {"failover_s": None, "fault_at_s": None}
-    if fault == "hang":
-        do = _hang(cluster, hold_s, words, record)
-    elif fault == "partition":
-        do = _partition(cluster, hold_s, words, record)
+    if fault in HOLD_S:
+        do = _held(cluster, fault, hold_s, words, record)
     else:
         do = _kill(cluster, fault, words, record)
     base = _load(session)
@@ -194,14 +185,13 @@ def failover_rows(session: Session) -> list[Row]:
         replication = driver.replication
         if replication is None:
             continue
-        faults = ["leader"] if session.small else ["leader", "follower", "hang", "partition"]
+        faults = ["leader"] if session.small else ["leader", "follower", "hang"]
         cluster = session.brokers.cluster(driver.kind)
-        can_partition = getattr(cluster, "can_partition", None)  # kinds without it: not built (README)
-        if "partition" in faults:
-            why_not = can_partition() if can_partition else "not built"
-            if why_not is not None:
-                faults.remove("partition")
-            if why_not not in (None, "not built"):  # it could be, but not on this machine: say so
+        if not session.small and hasattr(cluster, "partition"):  # kinds without it: not built (README)
+            why_not = cluster.can_partition()
+            if why_not is None:
+                faults.append("partition")
+            else:  # it could be, but not on this machine: say so
                 rows.append(Row("replication", driver.kind, f"partition {replication.leader}: not run", None, None,
                                 None, "a real partition of the leader", False, f"not run here: {why_not}"))
         for profile in replication.profiles:

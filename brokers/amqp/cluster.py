@@ -44,7 +44,7 @@ class RabbitMQCluster:
                     raise ClusterError(f"rabbitmqctl -n {node.node} {' '.join(step)} failed: "
                                        f"{(done.stderr or done.stdout).strip()[-400:]}; read {node.folder / 'log'}")
         until(lambda: len(self.running_nodes()) == self.size, timeout,
-               f"the {self.size} RabbitMQ nodes did not all run in one cluster", first.folder / "log")
+              f"the {self.size} RabbitMQ nodes did not all run in one cluster", first.folder / "log")
         return self
 
     def running_nodes(self, via: RabbitMQInstance | None = None) -> list[str]:
@@ -104,7 +104,7 @@ class RabbitMQCluster:
             return False
 
         return until(moved, timeout, f"quorum queue {queue} elected no leader besides {not_on}",
-                      self.nodes[0].folder / "log")
+                     self.nodes[0].folder / "log")
 
     # The API scenarios use on every replicated broker ------------------------------------------
 
@@ -144,7 +144,7 @@ class RabbitMQCluster:
             else:
                 node.start(timeout)
         until(lambda: len(self.running_nodes()) == self.size, timeout,
-               "the RabbitMQ nodes did not all run in one cluster again", self.nodes[0].folder / "log")
+              "the RabbitMQ nodes did not all run in one cluster again", self.nodes[0].folder / "log")
 
     def cleanup(self) -> None:
         for node in self.nodes:

@@ -3,7 +3,6 @@ namespace of our own (see :mod:`brokers.clusters` for what every replicated brok
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,12 +37,7 @@ class SentinelInstance(RedisInstance):
             f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
             f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}",
             f"sentinel parallel-syncs {self.service} 1", ""]))
-        args = [binary, str(conf), "--sentinel"]
-        if self.namespace is not None:
-            args = self.namespace.command(args)
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.folder)
-        self._wait_port(timeout, "redis-sentinel")
+        self._launch([binary, str(conf), "--sentinel"], timeout)
         return self
 
 
@@ -98,7 +92,7 @@ class RedisSentinelGroup:
             self.nodes.append(RedisInstance(config={**config, "replicaof": f"{primary.host} {primary.port}"},
                                             **self._placed(1 + i)).start())
         until(lambda: self._replicas_online(primary), timeout,
-               f"the {self.replicas} Redis replicas did not sync with the primary", primary.folder / "redis.log")
+              f"the {self.replicas} Redis replicas did not sync with the primary", primary.folder / "redis.log")
         for i in range(self.sentinels):
             self.watchers.append(SentinelInstance(service=self.service, primary_host=primary.host,
                                                   primary_port=primary.port, quorum=self.sentinels // 2 + 1,
@@ -106,8 +100,8 @@ class RedisSentinelGroup:
                                                   **self._placed(1 + self.replicas + i)).start())
         for watcher in self.watchers:
             until(lambda w=watcher: self._sees_all(w), timeout,
-                   f"Sentinel on port {watcher.port} did not see the replicas and the other Sentinels",
-                   watcher.folder / "sentinel.log")
+                  f"Sentinel on port {watcher.port} did not see the replicas and the other Sentinels",
+                  watcher.folder / "sentinel.log")
         return self
 
     def _replicas_online(self, node: RedisInstance) -> bool:
@@ -173,7 +167,7 @@ class RedisSentinelGroup:
                 client.close()
 
         return until(promoted, timeout, f"Sentinel promoted no replica after the primary on port {old_port} "
-                      "went down", self.watchers[0].folder / "sentinel.log")
+                     "went down", self.watchers[0].folder / "sentinel.log")
 
     # The API scenarios use on every replicated broker ------------------------------------------
 
@@ -216,7 +210,7 @@ class RedisSentinelGroup:
                 node.config = {**node.config, "replicaof": f"{primary.host} {primary.port}"}
                 node.start()
         until(self._settled, timeout, "the Redis group did not settle (one primary named by every Sentinel, "
-               "no failover in progress, every replica online)", self.watchers[0].folder / "sentinel.log")
+              "no failover in progress, every replica online)", self.watchers[0].folder / "sentinel.log")
 
     def _settled(self) -> bool:
         """Every Sentinel names the same primary, none is failing over, its replicas are online

@@ -47,12 +47,16 @@ class RedisInstance(LocalInstance):
         args = [binary]
         for key, value in settings.items():
             args += [f"--{key}", value]
+        self._launch(args, timeout)
+        return self
+
+    def _launch(self, args: list[str], timeout: float) -> None:
+        """Run ``args`` (inside the namespace, if any) and wait for the port."""
         if self.namespace is not None:
             args = self.namespace.command(args)
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, cwd=self.folder)
-        self._wait_port(timeout, "redis-server")
-        return self
+        self._wait_port(timeout, self.program)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
