@@ -6,7 +6,8 @@ Sentinels (:mod:`brokers.bullmq_redis.sentinel`), a 3-node RabbitMQ cluster
 temporary folders, torn down at exit, like the single private instances of
 :mod:`brokers.instances`. Each offers what the replication scenario uses: ``start()``, ``url``,
 ``leader(queue)``, ``follower(queue)``, ``name(node)``, ``wait_for_failover(node, queue)``,
-``heal()``, ``describe()``, ``cleanup()`` (and, where built, ``partition(node)``).
+``heal()``, ``describe()``, ``cleanup()``, and for a real partition ``can_partition()``,
+``partition(node)``, ``unpartition()``.
 
 What they take here (RSS, measured idle): each RabbitMQ node about 110-150 MB (three: about
 0.4 GB); each redis-server (data node or Sentinel) 3-10 MB plus its data.

@@ -3,13 +3,13 @@
 Needs root and iproute2's ``ip`` (no iptables: the cut is made with policy-routing rules). The
 namespace gets one veth pair to the host: the host side holds ``<prefix>.1`` (a /24 of
 198.18.0.0/15, the range set aside for benchmarks), the namespace side one address per node
-(``<prefix>.2``, ``.3``...). Nodes started with :meth:`Namespace.command`
-bind their own address (and use it as the source of their own connections: Redis's
-``bind-source-addr``), so a rule ``from A to B blackhole`` drops exactly what node A sends to
-node B. Clients stay on the host and keep reaching every node, as clients on the leader's side
-of a real partition do.
+(``<prefix>.2``, ``.3``...) and ``<prefix>.254`` for connections no program binds. Nodes started
+with :meth:`Namespace.command` bind their own address and use it as the source of their own
+connections (Redis's ``bind-source-addr``, Erlang's ``inet_dist_connect_options``), so a rule
+``from A to B blackhole`` drops exactly what node A sends to node B. Clients stay on the host and
+keep reaching every node, as clients on the leader's side of a real partition do.
 
-The namespace, its veth pair and its rules are the only things touched: nothing in the host's
+The namespace, its veth pair, its rules and its processes are the only things touched: nothing in the host's
 own network changes, and :meth:`Namespace.remove` (also run at exit) deletes them, even after a
 failure.
 """
@@ -20,9 +20,11 @@ import atexit
 import os
 import random
 import shutil
+import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 RULE_PREF = 10          # our blackhole rules come before the local table (moved to LOCAL_PREF)
 LOCAL_PREF = 100
@@ -69,6 +71,11 @@ class Namespace:
         """The address of node ``index`` (0-based)."""
         return f"{self.prefix}.{index + 2}"
 
+    @property
+    def tools_address(self) -> str:
+        """The namespace's own address, for connections that bind none (never cut)."""
+        return f"{self.prefix}.254"
+
     def create(self) -> "Namespace":
         reason = why_not()
         if reason is not None:
@@ -81,6 +88,9 @@ class Namespace:
         _ip("link", "set", inner, "netns", self.name)
         _ip("addr", "add", f"{self.prefix}.1/24", "dev", self.host_side)
         _ip("link", "set", self.host_side, "up")
+        # The first address on the link is the source of connections no program binds (e.g.
+        # rabbitmqctl's to epmd): one that belongs to no node, so no cut drops them.
+        _ip("addr", "add", f"{self.tools_address}/24", "dev", inner, ns=self.name)
         for i in range(self.size):
             _ip("addr", "add", f"{self.address(i)}/24", "dev", inner, ns=self.name)
         _ip("link", "set", inner, "up", ns=self.name)
@@ -91,9 +101,17 @@ class Namespace:
         _ip("rule", "del", "pref", "0", ns=self.name)
         return self
 
-    def command(self, args: list[str]) -> list[str]:
-        """``args`` run inside the namespace."""
-        return ["ip", "netns", "exec", self.name, *args]
+    def command(self, args: list[str], user: Any = None) -> list[str]:
+        """``args`` run inside the namespace; as ``user`` (a :mod:`pwd` entry) if given."""
+        if user is None:
+            return ["ip", "netns", "exec", self.name, *args]
+        return ["nsenter", f"--net=/run/netns/{self.name}", f"--setgid={user.pw_gid}",
+                f"--setuid={user.pw_uid}", *args]
+
+    def pids(self) -> list[int]:
+        """The processes running in the namespace."""
+        done = _ip("netns", "pids", self.name, check=False)
+        return [int(p) for p in done.stdout.split() if p.isdigit()]
 
     def cut(self, address: str, others: list[str]) -> None:
         """Drop everything between ``address`` and each of ``others``, both ways."""
@@ -109,10 +127,16 @@ class Namespace:
             _ip("rule", "del", "pref", str(RULE_PREF), "from", a, "to", b, "blackhole", ns=self.name, check=False)
 
     def remove(self) -> None:
-        """Delete the namespace (its processes must be gone) and the host side of the veth."""
+        """Kill what still runs in the namespace (e.g. the ``epmd`` an Erlang node started),
+        delete it and the host side of the veth."""
         if not self.made:
             return
         self.cuts.clear()
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         _ip("netns", "del", self.name, check=False)
         _ip("link", "del", self.host_side, check=False)  # usually gone with the namespace
         self.made = False

@@ -12,14 +12,14 @@ fast as the backlog allows, so a failover has jobs in flight to lose):
   off: they may fail over, while clients still connected to it wait. When it wakes, a Redis
   primary takes the writes its clients sent meanwhile until Sentinel demotes it (a split
   brain); a RabbitMQ leader finds a newer term and steps down;
-* **partition the leader** (where the kind has it and the machine allows it: Redis, as root):
+* **partition the leader** (where the machine allows it: as root, see :mod:`brokers.netns`):
   cut off from its peers for 20 s while its clients still reach it, then healed.
 
 Every row counts lost accepted jobs, duplicates, the longest stretch with no job accepted
 (``unavailable_s``, from the producers' 100 ms acceptance counts) and the time until the broker
 named a new leader (``failover_s``, polled by the scenario: Sentinel's answer for Redis, a live
-node's own record of the queue's leader for RabbitMQ, through ``rabbitmqctl eval``, which adds
-up to about a second). The no-loss
+follower's own Raft state for RabbitMQ, through ``rabbitmqctl eval``, which adds up to about a
+second). The no-loss
 profiles run 3 times (1 with ``--small``).
 
 The cost of replication: the mix in closed loop (throughput) and open loop (p50/p99) on one
@@ -187,7 +187,7 @@ def failover_rows(session: Session) -> list[Row]:
             continue
         faults = ["leader"] if session.small else ["leader", "follower", "hang"]
         cluster = session.brokers.cluster(driver.kind)
-        if not session.small and hasattr(cluster, "partition"):  # kinds without it: not built (README)
+        if not session.small:
             why_not = cluster.can_partition()
             if why_not is None:
                 faults.append("partition")

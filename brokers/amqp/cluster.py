@@ -3,6 +3,7 @@ every replicated broker offers)."""
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,24 +17,37 @@ from .server import RabbitMQInstance
 class RabbitMQCluster:
     """``size`` RabbitMQ nodes joined into one cluster (``rabbitmqctl join_cluster``), each with
     its own node name, ports and data folder; one Erlang cookie (the service user's).
-    ``url`` names every node: ``amqp://guest:guest@127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/%2F``."""
+    ``url`` names every node: ``amqp://guest:guest@127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/%2F``.
+
+    ``partitionable``: the nodes run in a network namespace of our own (see :mod:`brokers.netns`,
+    root only), each on an address of its own, so :meth:`partition` can cut one off from the
+    others while clients on the host still reach it. None (the default): when this machine
+    allows it."""
 
     size: int = 3
     config: dict[str, str] = field(default_factory=dict)
+    partitionable: bool | None = None
     nodes: list[RabbitMQInstance] = field(default_factory=list)
+    namespace: Any = None
 
     def __post_init__(self) -> None:
         WEAKREFS.append(self)  # type: ignore[arg-type]
 
     @property
     def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        hosts = ",".join(f"{n.host}:{n.port}" for n in self.nodes)
         return f"amqp://guest:guest@{hosts}/%2F"
 
     def start(self, timeout: float = 120.0) -> "RabbitMQCluster":
         if find_binary("/usr/lib/rabbitmq/bin/rabbitmqctl", "rabbitmqctl", "/usr/sbin/rabbitmqctl") is None:
             raise RuntimeError("rabbitmqctl is not installed (apt install rabbitmq-server / brew install rabbitmq)")
-        self.nodes = [RabbitMQInstance(config=dict(self.config)) for _ in range(self.size)]
+        from ..netns import Namespace, why_not
+
+        if self.partitionable is None:
+            self.partitionable = why_not() is None and shutil.which("nsenter") is not None
+        if self.partitionable:
+            self.namespace = Namespace(self.size).create()
+        self.nodes = [RabbitMQInstance(config=dict(self.config), **self._placed(i)) for i in range(self.size)]
         with ThreadPoolExecutor(len(self.nodes)) as pool:  # all boot at once (5-10 s each here)
             list(pool.map(lambda node: node.start(timeout), self.nodes))
         first = self.nodes[0]
@@ -46,6 +60,12 @@ class RabbitMQCluster:
         until(lambda: len(self.running_nodes()) == self.size, timeout,
               f"the {self.size} RabbitMQ nodes did not all run in one cluster", first.folder / "log")
         return self
+
+    def _placed(self, index: int) -> dict[str, Any]:
+        """Where node ``index`` runs: loopback, or its own address in the namespace."""
+        if self.namespace is None:
+            return {}
+        return {"namespace": self.namespace, "host": self.namespace.address(index)}
 
     def running_nodes(self, via: RabbitMQInstance | None = None) -> list[str]:
         import json
@@ -60,7 +80,7 @@ class RabbitMQCluster:
 
     def live_node(self) -> RabbitMQInstance:
         for node in self.nodes:
-            if node.pid is not None and port_open(node.port):
+            if node.pid is not None and port_open(node.port, node.host):
                 return node
         raise ClusterError("no RabbitMQ node of the cluster is running")
 
@@ -84,13 +104,15 @@ class RabbitMQCluster:
         raise ClusterError(f"queue {queue!r} not found")
 
     def leader_seen_by(self, node: RabbitMQInstance, queue: str) -> str | None:
-        """The leader of quorum queue ``queue`` in ``node``'s own metadata (one local read: it
-        answers while another node hangs, where list_queues would wait for it)."""
+        """The leader of quorum queue ``queue`` as ``node``'s own Raft member knows it (Ra's
+        leaderboard, one local read). It answers at once while another node hangs or is cut
+        off; the queue record (which ``list_queues`` reads) is rewritten by a cluster-wide
+        transaction, which waits for the silent node (seen here: unchanged through a 20 s cut)."""
         import re
 
         escaped = queue.replace("\\", "\\\\").replace('"', '\\"')
         done = node.ctl("eval", f'{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"{escaped}">>)), '
-                        "amqqueue:get_pid(Q).", timeout=5)
+                        "{Name, _} = amqqueue:get_pid(Q), ra_leaderboard:lookup_leader(Name).", timeout=5)
         found = re.search(r",\s*'?([^,}']+@[^}']+)'?\}\s*$", done.stdout.strip()) if done.returncode == 0 else None
         return found.group(1) if found else None
 
@@ -130,14 +152,31 @@ class RabbitMQCluster:
         return node.node
 
     def describe(self) -> dict[str, Any]:
-        return {"topology": f"{self.size}-node RabbitMQ cluster", "nodes": [n.node for n in self.nodes]}
+        return {"topology": f"{self.size}-node RabbitMQ cluster", "nodes": [n.node for n in self.nodes],
+                "network": "own network namespace, an address per node" if self.namespace else "loopback"}
+
+    def can_partition(self) -> str | None:
+        """None if :meth:`partition` works on this cluster, else why not."""
+        return None if self.namespace is not None else "started on loopback (a partition needs root, ip netns, nsenter)"
+
+    def partition(self, node: RabbitMQInstance) -> None:
+        """Cut ``node`` off from the other nodes (both ways); clients on the host still reach it.
+        Undone by :meth:`unpartition` or :meth:`heal`."""
+        if self.namespace is None:
+            raise ClusterError("this RabbitMQ cluster was not started partitionable")
+        self.namespace.cut(node.host, [n.host for n in self.nodes if n is not node])
+
+    def unpartition(self) -> None:
+        if self.namespace is not None:
+            self.namespace.heal()
 
     def wait_for_failover(self, old: RabbitMQInstance, queue: str, timeout: float = 60.0) -> float:
         return self.wait_for_leader(self.quorum_queue(queue), old.node, timeout)
 
     def heal(self, timeout: float = 120.0) -> None:
         """Resume paused nodes, start killed ones (each rejoins: its data folder remembers the
-        cluster), and wait until every node runs in the cluster again."""
+        cluster), remove any cut, and wait until every node runs in the cluster again."""
+        self.unpartition()
         for node in self.nodes:
             if node.pid is not None:
                 resume(node.pid)
@@ -160,6 +199,9 @@ class RabbitMQCluster:
             finally:
                 node.cleanup()
         self.nodes = []
+        if self.namespace is not None:
+            self.namespace.remove()
+            self.namespace = None
 
     def stop(self) -> None:
         self.cleanup()

@@ -6,7 +6,11 @@ Notes for this kind of machine (Debian packages, running as root):
   cookie in its home folder with ``rabbitmqctl``;
 * ``rabbitmq-server`` runs the Erlang VM as a child and does not pass SIGKILL on, so a crash is
   simulated by killing the VM itself (its pid is in RABBITMQ_PID_FILE), and a clean stop is
-  ``rabbitmqctl -n NODE stop``.
+  ``rabbitmqctl -n NODE stop``;
+* in a network namespace of our own (:mod:`brokers.netns`, for partitions) a node is named after
+  its own address (a long name, ``brokerbench<port>@198.18.x.y``), listens and opens its
+  distribution connections from that address only, and finds its peers through the ``epmd``
+  the first node starts in the namespace; ``rabbitmqctl`` runs in the namespace too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pwd
 import signal
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..instances import LocalInstance, find_binary, free_port, wait_gone
 from .driver import SERVICE_USER
@@ -32,9 +37,11 @@ def rabbitmq_binaries() -> tuple[str, str] | None:
 
 @dataclass
 class RabbitMQInstance(LocalInstance):
-    """A RabbitMQ node of our own. ``config`` holds rabbitmq.conf lines (key = value)."""
+    """A RabbitMQ node of our own. ``config`` holds rabbitmq.conf lines (key = value).
+    ``namespace``: run inside it, on ``host`` (its address there)."""
 
     dist_port: int = field(default_factory=free_port)
+    namespace: Any = None
 
     program = "rabbitmq-server"
 
@@ -45,11 +52,11 @@ class RabbitMQInstance(LocalInstance):
 
     @property
     def node(self) -> str:
-        return f"brokerbench{self.port}@localhost"
+        return f"brokerbench{self.port}@{self.host if self.namespace is not None else 'localhost'}"
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
 
     def _user(self) -> pwd.struct_passwd | None:
         if os.geteuid() != 0:
@@ -66,7 +73,7 @@ class RabbitMQInstance(LocalInstance):
             env.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
         env.update(
             RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_IP_ADDRESS=self.host,
             RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_CONF_ENV_FILE=str(self.folder / "rabbitmq-env.conf"),
@@ -75,14 +82,28 @@ class RabbitMQInstance(LocalInstance):
             RABBITMQ_MNESIA_BASE=str(self.folder / "mnesia"),
             RABBITMQ_LOG_BASE=str(self.folder / "log"),
             RABBITMQ_PID_FILE=str(self.folder / "node.pid"),
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
-            ERL_EPMD_ADDRESS="127.0.0.1",
         )
+        address = "{" + self.host.replace(".", ",") + "}"
+        if self.namespace is None:
+            env.update(RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=f"-kernel inet_dist_use_interface {address}",
+                       ERL_EPMD_ADDRESS="127.0.0.1")
+        else:  # own address for distribution both ways (a cut drops it); epmd on the namespace's
+            env.update(RABBITMQ_USE_LONGNAME="true", RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=(
+                f"-kernel inet_dist_use_interface {address} -kernel inet_dist_connect_options [{{ip,{address}}}]"))
         return env
 
+    def _command(self, args: list[str]) -> tuple[list[str], dict[str, Any]]:
+        """``args`` as the service user (and in the namespace, if any): the command and the
+        keyword arguments for :mod:`subprocess`."""
+        user = self._user()
+        if self.namespace is not None:
+            return self.namespace.command(args, user=user), {}
+        return args, {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+
     def _prepare(self) -> None:
-        lines = {"listeners.tcp.local": f"127.0.0.1:{self.port}", "loopback_users.guest": "true",
-                 **self.config}
+        # In a namespace clients come from the host's end of our own veth, not from loopback.
+        guest = {"loopback_users.guest": "true"} if self.namespace is None else {"loopback_users": "none"}
+        lines = {"listeners.tcp.local": f"{self.host}:{self.port}", **guest, **self.config}
         (self.folder / "rabbitmq.conf").write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
         (self.folder / "rabbitmq-env.conf").write_text("")
         (self.folder / "enabled_plugins").write_text("[].\n")
@@ -97,10 +118,9 @@ class RabbitMQInstance(LocalInstance):
         binaries = rabbitmq_binaries()
         if binaries is None:
             raise RuntimeError("rabbitmqctl is not installed")
-        user = self._user()
-        return subprocess.run([binaries[1], "-n", self.node, *args], env=self._env(), capture_output=True,
-                              text=True, timeout=timeout, cwd=self.folder,
-                              user=user.pw_uid if user else None, group=user.pw_gid if user else None)
+        command, as_user = self._command([binaries[1], "-n", self.node, *args])
+        return subprocess.run(command, env=self._env(), capture_output=True, text=True, timeout=timeout,
+                              cwd=self.folder, **as_user)
 
     def start(self, timeout: float = 90.0) -> "RabbitMQInstance":
         binaries = rabbitmq_binaries()
@@ -108,12 +128,10 @@ class RabbitMQInstance(LocalInstance):
             raise RuntimeError("rabbitmq-server is not installed (apt install rabbitmq-server / "
                                "brew install rabbitmq)")
         self._prepare()
-        user = self._user()
+        command, as_user = self._command([binaries[0]])
         log = open(self.folder / "server.out", "ab")
-        self.proc = subprocess.Popen(
-            [binaries[0]], env=self._env(), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True,
-            user=user.pw_uid if user else None, group=user.pw_gid if user else None)
+        self.proc = subprocess.Popen(command, env=self._env(), stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True, **as_user)
         self._wait_port(timeout, f"rabbitmq-server (node {self.node})")
         return self
 

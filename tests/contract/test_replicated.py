@@ -118,3 +118,31 @@ def test_killing_the_leader_under_load_loses_no_accepted_job(cluster_broker, rep
     missing = sorted(wanted - set(ran))
     assert killed and len(wanted) > 100, (killed, len(wanted))
     assert not missing, f"{len(missing)} accepted jobs never ran after the leader was killed: {missing[:10]}"
+
+
+def test_a_leader_cut_off_from_its_peers_is_replaced_and_the_cluster_heals(cluster_broker, replicated_kind,
+                                                                            private_brokers):
+    """A real partition (root only: the cluster runs in a network namespace of its own): the
+    leader is cut off from its peers, the others name a new leader; once healed, every node is
+    back and the queue takes and runs jobs again. The cut is undone even if the test fails."""
+    from brokers.clusters import until
+
+    cluster = private_brokers.cluster(replicated_kind)
+    why_not = cluster.can_partition()
+    if why_not is not None:  # not root here (CI runs as root: this runs there)
+        pytest.skip(why_not)
+    producer = cluster_broker.producer()
+    producer.publish("user_variables_update", {"n": 0})  # the queue exists
+    producer.close()
+    cluster_broker.purge()
+    old = cluster.leader(cluster_broker.queue)
+    old_name = cluster.name(old)
+    cluster.partition(old)
+    try:
+        failover_s = cluster.wait_for_failover(old, cluster_broker.queue, timeout=30)
+    finally:
+        cluster.heal()
+    assert failover_s > 0
+    until(lambda: cluster.name(cluster.leader(cluster_broker.queue)) != old_name, 30,
+          f"the cluster still names {old_name} its leader after the heal", "the nodes' logs")
+    contract.test_publish_consume_ack(cluster_broker)
