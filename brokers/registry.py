@@ -40,6 +40,18 @@ PROTOCOL_REDIS = "resp"  # the Redis serialization protocol
 PROTOCOL_AMQP_091 = "amqp-0-9-1"
 PROTOCOL_IN_PROCESS = "in-process"
 
+# Durability levels: each kind names the profile that gives each one (DurabilityProfile.level),
+# so that a comparison sets like against like. The default comparison runs "durable".
+DURABILITY_LEVELS = {
+    "in-memory": "nothing on disk: a broker crash loses the backlog; accepted means in the broker's memory "
+                 "(Redis without persistence / RabbitMQ transient messages, confirmed)",
+    "durable": "every job written to disk as it is accepted (Redis AOF, fsync every second, BullMQ's "
+               "production advice / RabbitMQ persistent messages, confirmed once on disk)",
+    "strict": "nothing accepted is lost even to an OS crash (Redis AOF, fsync before each reply / "
+              "RabbitMQ quorum queue, confirmed once in the Raft log)",
+}
+DEFAULT_DURABILITY = "durable"
+
 
 @dataclass(frozen=True)
 class DurabilityProfile:
@@ -52,6 +64,7 @@ class DurabilityProfile:
     :param options: adapter options (publisher confirms, persistence, queue type).
     :param own_instance: runs need a broker instance of their own (server settings differ,
         or the run must start from an empty broker).
+    :param level: the durability level it gives (a key of :data:`DURABILITY_LEVELS`), if any.
     """
 
     name: str
@@ -60,6 +73,7 @@ class DurabilityProfile:
     server: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     own_instance: bool = False
+    level: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +209,10 @@ class Driver:
     :param memory_alarm: how a private instance is made to block publishers (None: it has no
         such alarm and accepts jobs until it is full).
     :param memory_policies: bounds of memory and what happens when they are reached.
+    :param read_settings: ``read_settings(url, keys)``: the broker's current values of server
+        settings ``keys`` (to tell whether a found broker already runs a durability profile);
+        None when it cannot say (a private instance is then started for a profile that has
+        server settings).
     :param server_pid: ``server_pid(url)``: the broker's pid when it runs on this host.
     :param memory_used_mb: ``memory_used_mb(url)``: the broker's own memory figure, if it has one.
     :param inject_raw: ``inject_raw(broker, name, raw)``: put a job whose payload is ``raw``
@@ -233,6 +251,7 @@ class Driver:
     restart_pause_s: float = 0.5
     memory_alarm: MemoryAlarm | None = None
     memory_policies: tuple[MemoryPolicy, ...] = ()
+    read_settings: Callable[[str, tuple[str, ...]], dict[str, str]] | None = None
     server_pid: Callable[[str], int | None] = _no_pid
     memory_used_mb: Callable[[str], float | None] = _unknown_memory
     inject_raw: Callable[["Broker", str, bytes], str] | None = None
@@ -270,6 +289,17 @@ class Driver:
                 return profile
         raise ValueError(f"{self.label} has no durability profile {name!r}; it has "
                          f"{', '.join(p.name for p in self.durability) or 'none'}")
+
+    def at_level(self, level: str) -> DurabilityProfile:
+        """Its profile for durability ``level`` (see :data:`DURABILITY_LEVELS`)."""
+        if level not in DURABILITY_LEVELS:
+            raise ValueError(f"unknown durability {level!r}; known: {', '.join(DURABILITY_LEVELS)}")
+        for profile in self.durability:
+            if profile.level == level:
+                return profile
+        have = [p.level for p in self.durability if p.level]
+        raise ValueError(f"{self.label} has no {level!r} durability profile; it has "
+                         f"{', '.join(have) or 'none (nothing of it survives its process)'}")
 
 
 def _load(path: str) -> Any:

@@ -13,7 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:function taking argv, one-line help)
     "run": ("benchmarks.commands.run:main",
             "run scenarios; with no arguments, the default Redis vs RabbitMQ comparison"),
-    "compare": ("benchmarks.results.compare:main", "a table of results files side by side"),
+    "compare": ("benchmarks.results.compare:main",
+                "A B: does B differ beyond the noise, per figure; one folder: its runs"),
     "scenario": ("benchmarks.commands.scenarios:main", "one fault scenario on private brokers (see `scenarios`)"),
     "scenarios": ("benchmarks.commands.scenarios:main_all", "every fault scenario, ending with one table"),
     "report": ("benchmarks.results.report:main", "results files -> Markdown and HTML report with plots"),

@@ -185,12 +185,16 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="brokerbench drain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=50, help="Redis workers' concurrency")
-    parser.add_argument("--prefetch", type=int, default=50, help="AMQP consumers' prefetch")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
-    parser.add_argument("--out", type=Path, default=Path("reports/drain"), help="folder for the results")
+    parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs per round (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per contender, alternating (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=50,
+                        help="Redis workers' concurrency, jobs at once (default %(default)s)")
+    parser.add_argument("--prefetch", type=int, default=50,
+                        help="AMQP consumers' prefetch, messages (default %(default)s)")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help="comma-separated, of " + ", ".join(CONTENDERS) + " (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("reports/drain"),
+                        help="folder for the results (default %(default)s)")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--queue", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -4,7 +4,11 @@ The default comparison is the product's main job: every compared broker, the mix
 type alone, each measured twice: closed loop (maximum throughput, backlog bounded) and open
 loop at a fixed rate (latency without coordinated omission); see
 :mod:`benchmarks.harness.suite`. Scenario files name workloads; each runs on every selected
-broker. It ends with a summary table and the folder of its results files.
+broker. Every broker runs at one durability level (``--durability``, default "durable": see
+:mod:`benchmarks.harness.durability`), and every cell runs ``--repeat`` times, interleaved
+across brokers and workloads (A B A B..., so drift hits all alike). It ends with a summary
+table (medians with min-max, noisy cells flagged, the ratio between the brokers per repetition
+pair), the folder of its results files, and a report (report.md, report.html) in that folder.
 """
 
 from __future__ import annotations
@@ -20,26 +24,62 @@ from typing import Any
 
 from brokers import registry
 
+from ..harness.durability import DurabilityUnavailable, Placement, place
 from ..harness.runner import run
 from ..harness.scenario import MODES, Scenario, load_scenarios
-from ..harness.suite import default_workloads, on_brokers
+from ..harness.suite import default_workloads
 from ..harness.workloads import PROFILES
-from ..results.summary import SUMMARY_HEADER, summary_cells, summary_rows
+from ..results.summary import NOISY_NOTE, SUMMARY_HEADER, ratio_rows, ratio_text, summary_cells, summary_rows
 from .progress import ProgressDisplay
 
+DEFAULT_REPEAT = 3
 
-def print_summary(rows: list[dict[str, Any]], folder: Path | None, console: Any) -> None:
+# Help for the scenario's own fields (one line each: what, unit, default).
+FIELD_HELP = {
+    "rate": "open loop and sweeps: jobs/s offered in all (default %(default)s)",
+    "duration_s": "measured window, seconds (default: 10, or the default comparison's)",
+    "warmup_s": "seconds before the window, not counted (default 2)",
+    "producers": "producer processes (default 1)",
+    "consumers": "consumer (worker) processes (default 2)",
+    "concurrency": "jobs each consumer runs at once (default 16)",
+    "prefetch": "AMQP prefetch per consumer (default: the concurrency)",
+    "publish_batch": "jobs per publish call (default: 1 open loop, 50 closed loop)",
+    "time_scale": "job durations x this (default 0.01: a 2 s heavy job takes 20 ms)",
+    "service_factor": "x the job's work; 0 makes no-op jobs (default 1)",
+    "seed": "random seed of the workload (default 1)",
+    "drain_jobs": "drain mode: jobs pre-filled before consumers start (default 5000)",
+    "max_backlog": "closed loop: jobs allowed in the broker at once (default 2000)",
+    "drain_timeout_s": "seconds consumers get to finish after the window (default 30)",
+    "sweep_factor": "sweep: rate x this each step (default 1.5)",
+    "sweep_max_steps": "sweep: at most this many steps (default 8)",
+    "p99_limit_ms": "sweep: a step whose p99 is above this, in ms, is not sustainable (default 1000)",
+    "burst_every_s": "open loop: a burst of jobs every this many seconds (default 2)",
+    "poison_share": "share of jobs that always fail, 0-1 (default 0)",
+    "malformed_share": "share of raw non-JSON messages written past the producer, 0-1 (default 0)",
+    "repetition": "(set by --repeat)",
+}
+
+
+def print_summary(results: list[dict[str, Any]], folder: Path | None, console: Any) -> None:
     from rich.table import Table
 
-    table = Table(title="brokerbench: " + " vs ".join(registry.get(k).label for k in registry.compared_kinds())
+    rows = summary_rows(results)
+    kinds = list(dict.fromkeys(r["broker"] for r in rows))
+    table = Table(title="brokerbench: " + " vs ".join(registry.get(k).label for k in kinds)
                   + " (this machine, this run)")
     for name in SUMMARY_HEADER:
-        table.add_column(name, justify="left" if name in ("job type", "broker") else "right")
+        table.add_column(name, justify="left" if name in ("job type", "broker", "durability") else "right")
     for row in rows:
         table.add_row(*summary_cells(row, row["broker"], rate_unit="/s"))
     console.print(table)
     console.print("closed loop: as fast as producers can while the backlog stays bounded (throughput); "
                   "open loop: fixed rate, latency measured from each job's intended send time.")
+    if any(r.get("repetitions", 0) > 1 for r in rows):
+        console.print(NOISY_NOTE)
+    if len(kinds) == 2:
+        labels = [registry.get(k).label for k in kinds]
+        for line in ratio_text(ratio_rows(results, *kinds), *labels):
+            console.print(line)
     for row in rows:
         if row.get("error"):
             console.print(f"[red]{row['profile']} on {row['broker']}: {row['error']}[/red]")
@@ -50,31 +90,42 @@ def print_summary(rows: list[dict[str, Any]], folder: Path | None, console: Any)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brokerbench run", description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", action="append", choices=registry.kinds(),
-                   help=f"repeat for several; default: {' and '.join(registry.compared_kinds())}")
-    p.add_argument("--profile", choices=tuple(PROFILES), help="job type alone, or mix")
-    p.add_argument("--mode", choices=MODES)
-    p.add_argument("--scenario", type=Path, help="a JSON or TOML file of scenarios (overrides the rest)")
+                   help=f"broker kind; repeat for several (default: {' and '.join(registry.compared_kinds())})")
+    p.add_argument("--profile", choices=tuple(PROFILES),
+                   help="one job type alone, or mix (default: the default comparison's four)")
+    p.add_argument("--mode", choices=MODES, help="closed, open, sweep or drain (default: closed and open)")
+    p.add_argument("--durability", choices=tuple(registry.DURABILITY_LEVELS), default=registry.DEFAULT_DURABILITY,
+                   help="durability level of every broker: " + "; ".join(
+                       f"{k}: {v.split(':')[0]}" for k, v in registry.DURABILITY_LEVELS.items())
+                   + " (default %(default)s)")
+    p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, metavar="K",
+                   help="runs of every cell, interleaved across brokers (default %(default)s)")
+    p.add_argument("--scenario", type=Path, help="a JSON or TOML file of scenarios (overrides the rest; default none)")
     p.add_argument("--out", type=Path, help="results folder (default reports/runs/<time>)")
-    p.add_argument("--url", help="broker URL (default: found by brokers.provision)")
-    p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.add_argument("--url", help="broker URL (default: found by brokers.provision, or a private broker that "
+                                 "runs the durability level)")
+    p.add_argument("--quiet", action="store_true", help="no live progress display (default: shown)")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write report.md and report.html into the results folder (default: written)")
     for f in fields(Scenario):
-        if f.name in ("broker", "profile", "mode", "broker_options", "sweep_rates", "label", "execution"):
+        if f.name in ("broker", "profile", "mode", "broker_options", "sweep_rates", "label", "execution",
+                      "durability", "repetition"):
             continue
         kind = type(f.default) if f.default is not None else int
         p.add_argument("--" + f.name.replace("_", "-"), type=kind if kind in (int, float) else str,
-                       dest=f.name, default=None)
-    p.add_argument("--sweep-rates", help="comma-separated rates for a sweep")
+                       dest=f.name, default=None, help=FIELD_HELP.get(f.name, "(see Scenario)").replace(
+                           "%(default)s", str(f.default)))
+    p.add_argument("--sweep-rates", help="sweep: comma-separated rates in jobs/s (default: rate x sweep-factor)")
     p.add_argument("--broker-option", action="append", default=[], metavar="KEY=JSON",
-                   help="adapter option, e.g. confirms=\"each\" or queue_type=\"quorum\"")
+                   help="adapter option over the durability level's, e.g. confirms=\"each\" (default none)")
     return p
 
 
-def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
-    """What to run: a file's workloads, the default comparison, or one workload from the options,
-    each on every selected broker."""
-    kinds = args.broker or registry.compared_kinds()
+def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
+    """What to run: a file's workloads, the default comparison, or one workload from the options
+    (bound to no broker yet, unless a file's workload names one)."""
     if args.scenario:
-        return on_brokers(load_scenarios(args.scenario), kinds)
+        return load_scenarios(args.scenario)
     overrides = {f.name: getattr(args, f.name) for f in fields(Scenario)
                  if getattr(args, f.name, None) is not None and f.name not in ("broker", "profile", "mode")}
     if args.sweep_rates:
@@ -82,24 +133,61 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
     if args.broker_option:
         overrides["broker_options"] = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.broker_option)}
     if not (args.profile or args.mode or overrides):
-        return on_brokers(default_workloads(), kinds)
-    return on_brokers([Scenario(profile=args.profile or "mix", mode=args.mode or "closed", **overrides)], kinds)
+        return default_workloads()
+    return [Scenario(profile=args.profile or "mix", mode=args.mode or "closed", **overrides)]
+
+
+def plan(workloads: list[Scenario], placements: dict[str, Placement], repeat: int) -> list[Scenario]:
+    """Every workload on every placed broker, ``repeat`` times: repetition 1 of everything, then
+    2, ... and within one, the brokers alternate (A B A B...)."""
+    out = []
+    for rep in range(1, repeat + 1):
+        for workload in workloads:
+            kinds = [workload.broker] if workload.broker else list(placements)
+            for kind in kinds:
+                scenario = placements[kind].bind(workload) if kind in placements else workload
+                out.append(scenario.with_(repetition=rep if repeat > 1 else 0))
+    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from rich.console import Console
 
     args = build_parser().parse_args(argv)
-    scenarios = scenarios_from_args(args)
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
+    workloads = workloads_from_args(args)
+    unbound = any(not w.broker for w in workloads)
+    kinds = list(dict.fromkeys([*((args.broker or registry.compared_kinds()) if unbound else []),
+                                *(w.broker for w in workloads if w.broker)]))
     folder = args.out or Path("reports/runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     console = Console(width=None if sys.stdout.isatty() else 150)
+    placements: dict[str, Placement] = {}
     results, started = [], time.monotonic()
-    with ProgressDisplay(console, len(scenarios), enabled=not args.quiet) as display:
-        for scenario in scenarios:
-            display.begin(scenario)
-            result, path = run(scenario, url=args.url, out=folder, progress=display.update)
-            display.end(result, path)
-            results.append(result)
-    print_summary(summary_rows(results), folder, console)
+    try:
+        for kind in kinds:
+            try:
+                placements[kind] = place(kind, args.durability, args.url)
+            except DurabilityUnavailable as exc:
+                raise SystemExit(f"brokerbench run: {exc}") from exc
+            console.print(f"{registry.get(kind).label}: durability {placements[kind].label}; {placements[kind].how}")
+        scenarios = plan(workloads, placements, args.repeat)
+        with ProgressDisplay(console, len(scenarios), enabled=not args.quiet) as display:
+            for scenario in scenarios:
+                display.begin(scenario)
+                where = placements.get(scenario.broker)
+                result, path = run(scenario, url=where.url if where else args.url, out=folder,
+                                   progress=display.update, extra={"durability": where.describe()} if where else None)
+                display.end(result, path)
+                results.append(result)
+    finally:
+        for where in placements.values():
+            where.close()
+    print_summary(results, folder, console)
     console.print(f"{len(results)} runs in {time.monotonic() - started:.0f} s")
+    if results and not args.no_report:
+        from ..results import report
+
+        path = report.build([folder], folder)
+        console.print(f"report: {path} and {path.with_suffix('.html')}")
     return results

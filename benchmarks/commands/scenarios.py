@@ -66,10 +66,11 @@ def main(argv: list[str] | None = None, *, names: list[str] | None = None) -> li
 
     parser = argparse.ArgumentParser(prog="brokerbench scenario(s)", description=__doc__)
     if names is None:
-        parser.add_argument("name", choices=list(SCENARIOS))
-    parser.add_argument("--small", action="store_true", help="small N: what CI runs")
+        parser.add_argument("name", choices=list(SCENARIOS), help="the scenario (see `brokerbench scenarios --help`)")
+    parser.add_argument("--small", action="store_true",
+                        help="small sizes and one run per profile: what CI runs (default: full sizes)")
     parser.add_argument("--out", type=Path, help="folder (default reports/scenarios/<time>)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no live progress display (default: shown)")
     parser.add_argument("--broker", action="append", choices=registry.kinds(),
                         help=f"repeat for several; default: {' and '.join(registry.compared_kinds())}")
     args = parser.parse_args(argv)

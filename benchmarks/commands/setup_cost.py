@@ -39,8 +39,9 @@ def start_times(rounds: int, kinds: list[str]) -> dict[str, list[float]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="brokerbench setup-cost", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("reports/setup"))
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per broker (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("reports/setup"),
+                        help="folder for the results (default %(default)s)")
     args = parser.parse_args(argv)
     kinds = [d.kind for d in registry.drivers() if d.compared and d.can_crash]
     times = start_times(args.rounds, kinds)

@@ -35,6 +35,11 @@ class Scenario:
               drain:  producers pre-fill ``drain_jobs`` jobs, then consumers drain them.
     A run lasts ``warmup_s`` (not counted) + ``duration_s``, then consumers get up to
     ``drain_timeout_s`` to finish what was sent; every run stops by itself.
+
+    durability  the durability level the run was bound to (a key of
+                ``brokers.registry.DURABILITY_LEVELS``; see :mod:`benchmarks.harness.durability`),
+                "" when the adapter options were given as they are.
+    repetition  which repetition of its cell this run is (1..k), 0 when not repeated.
     """
 
     broker: str = ""
@@ -64,6 +69,8 @@ class Scenario:
     broker_options: dict[str, Any] = field(default_factory=dict)
     execution: str = "auto"               # processes, threads (memory broker), or auto
     label: str = ""
+    durability: str = ""
+    repetition: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -87,6 +94,10 @@ class Scenario:
             problems.append("duration_s and drain_timeout_s must be > 0, warmup_s >= 0")
         if not (0 <= self.poison_share < 1 and 0 <= self.malformed_share < 1):
             problems.append("poison_share and malformed_share must be in [0, 1)")
+        if self.durability and self.durability not in registry.DURABILITY_LEVELS:
+            problems.append(f"durability must be one of {tuple(registry.DURABILITY_LEVELS)} or empty")
+        if self.repetition < 0:
+            problems.append("repetition must be >= 0")
         if self.execution not in ("auto", "processes", "threads"):
             problems.append("execution must be auto, processes or threads")
         if problems:
@@ -112,7 +123,8 @@ class Scenario:
 
     @property
     def name(self) -> str:
-        return self.label or f"{self.broker}-{self.profile}-{self.mode}"
+        base = self.label or f"{self.broker}-{self.profile}-{self.mode}"
+        return base + (f"-r{self.repetition}" if self.repetition else "")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

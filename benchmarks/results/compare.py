@@ -1,12 +1,137 @@
-"""``brokerbench compare FILE...``: results files side by side (a folder means every file in it)."""
+"""``brokerbench compare A B``: does B differ from A beyond the noise of both, figure by figure?
+
+A and B are results files or folders (say two ``brokerbench run`` folders, before and after a
+change). Runs are matched by cell: broker, job type, mode, durability level (and the offered
+rate in open loop); the repetitions of a cell are its samples. For each figure each side gets an
+interval:
+
+* throughput and jobs per CPU-second: min-max over the repetitions (one run gives no interval:
+  the verdict is then "cannot tell");
+* latency percentiles: for each repetition, the distribution-free 95 % interval of the
+  percentile from its HDR histogram (the order statistics around rank n*q, +-1.96 sqrt(n q (1-q))),
+  then the span of those over the repetitions: noise within a run and between runs both count.
+
+Intervals that do not overlap: B differs ("higher" / "lower", with the change of the medians);
+intervals that overlap: "within noise". Lost and duplicated jobs are counts, not samples: any
+difference is reported as it is. With one path (or more than two) it lists the files side by side.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..harness.metrics import decode
 from . import files as results
+
+Z95 = 1.96
+LATENCY = {"p50 ms": ("end_to_end_intended", 50.0), "p99 ms": ("end_to_end_intended", 99.0),
+           "publish p99 ms": ("publish", 99.0)}
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's samples of one figure: the median and the interval the noise allows."""
+
+    median: float
+    low: float
+    high: float
+    runs: int
+    interval: bool  # False: one run of a figure that has no interval of its own
+
+
+@dataclass(frozen=True)
+class Verdict:
+    cell: str
+    figure: str
+    a: Side | None
+    b: Side | None
+    verdict: str
+
+
+def cell_of(result: dict[str, Any]) -> str:
+    sc = result["scenario"]
+    rate = f" at {sc['rate']:g}/s" if sc["mode"] in ("open", "sweep") else ""
+    level = sc.get("durability") or "as given"
+    return f"{sc['broker']} {sc['profile']} {sc['mode']}{rate} [{level}]"
+
+
+def percentile_interval(encoded: str, q: float) -> tuple[float, float, float] | None:
+    """(low, value, high) in ms of percentile ``q`` (0-100) of an encoded HDR histogram."""
+    hist = decode(encoded)
+    n = hist.get_total_count()
+    if not n:
+        return None
+    p = q / 100
+    half = Z95 * math.sqrt(n * p * (1 - p))
+    lo_rank, hi_rank = max(0.0, n * p - half), min(float(n), n * p + half)
+    at = hist.get_value_at_percentile
+    return at(100 * lo_rank / n) / 1000, at(q) / 1000, at(min(100.0, 100 * hi_rank / n)) / 1000
+
+
+def _samples(runs: list[dict[str, Any]]) -> dict[str, Side | int]:
+    """Every figure of one side of one cell."""
+    out: dict[str, Side | int] = {}
+    figures = [r["figures"] for r in runs if r["figures"]]
+    mode = runs[0]["scenario"]["mode"]
+    plain = {"closed": {"jobs/s": lambda f: f["throughput"]["out_per_s"], "jobs/CPU-s": lambda f: f["jobs_per_cpu_s"]},
+             "drain": {"jobs/s": lambda f: f["throughput"]["out_per_s"]}}.get(mode, {})
+    for name, get in plain.items():
+        values = [v for v in (get(f) for f in figures) if v is not None]
+        if values:
+            out[name] = Side(statistics.median(values), min(values), max(values), len(values), len(values) > 1)
+    if mode in ("open", "sweep"):
+        for name, (hist, q) in LATENCY.items():
+            found = [percentile_interval(h, q) for r in runs
+                     if (h := ((r.get("histograms") or {}).get("overall") or {}).get(hist))]
+            found = [f for f in found if f is not None]
+            if found:
+                out[name] = Side(statistics.median(v for _, v, _ in found), min(lo for lo, _, _ in found),
+                                 max(hi for _, _, hi in found), len(found), True)
+    out["lost"] = sum(f["lost"] for f in figures)
+    out["duplicated"] = sum(f["duplicated"] for f in figures)
+    return out
+
+
+def judge(a: Side, b: Side) -> str:
+    change = (b.median - a.median) / a.median * 100 if a.median else float("inf")
+    if not (a.interval and b.interval):
+        return f"cannot tell: one run {'each' if not (a.interval or b.interval) else 'on one side'} ({change:+.0f} %)"
+    if b.low > a.high:
+        return f"B higher ({change:+.0f} %)"
+    if b.high < a.low:
+        return f"B lower ({change:+.0f} %)"
+    return f"within noise ({change:+.0f} %)"
+
+
+def verdicts(a_paths: list[Path], b_paths: list[Path]) -> list[Verdict]:
+    """Per cell found on both sides, per figure: A, B and the verdict."""
+    def cells(paths: list[Path]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for path in expand(paths):
+            r = results.load(path)
+            if "fault" not in r:
+                found.setdefault(cell_of(r), []).append(r)
+        return found
+
+    a_cells, b_cells = cells(a_paths), cells(b_paths)
+    out: list[Verdict] = []
+    for cell in [c for c in a_cells if c in b_cells]:
+        a, b = _samples(a_cells[cell]), _samples(b_cells[cell])
+        for name in [n for n in a if n in b]:
+            x, y = a[name], b[name]
+            if isinstance(x, Side) and isinstance(y, Side):
+                out.append(Verdict(cell, name, x, y, judge(x, y)))
+            elif isinstance(x, int) and isinstance(y, int):
+                said = "same" if x == y else f"B {'more' if y > x else 'fewer'} ({x} -> {y})"
+                out.append(Verdict(cell, name, None, None, said))
+    for cell in sorted(set(a_cells) ^ set(b_cells)):
+        out.append(Verdict(cell, "-", None, None, "only in " + ("A" if cell in a_cells else "B")))
+    return out
 
 
 def rows(paths: list[Path]) -> list[dict[str, Any]]:
@@ -18,6 +143,7 @@ def rows(paths: list[Path]) -> list[dict[str, Any]]:
         e2e = lat.get("end_to_end_intended" if sc["mode"] in ("open", "sweep") else "end_to_end", {})
         out.append({
             "file": path.name, "broker": sc["broker"], "profile": sc["profile"], "mode": sc["mode"],
+            "durability": sc.get("durability") or "-", "repetition": sc.get("repetition", 0),
             "rate": sc["rate"] if sc["mode"] in ("open", "sweep") else None, "status": r["status"],
             "out_per_s": f.get("throughput", {}).get("out_per_s"), "p50": e2e.get("p50"), "p99": e2e.get("p99"),
             "p99_9": e2e.get("p99_9"), "publish_p99": lat.get("publish", {}).get("p99"),
@@ -34,21 +160,40 @@ def expand(paths: list[Path]) -> list[Path]:
     return [f for f in files if f.name != "summary.json"]
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def _side(s: Side | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s.median:,.1f}" + (f" [{s.low:,.1f}-{s.high:,.1f}]" if s.interval else "") + f" ({s.runs} run)"
+
+
+def main(argv: list[str] | None = None) -> list[Any]:
     from rich.console import Console
     from rich.table import Table
 
-    parser = argparse.ArgumentParser(prog="brokerbench compare", description=__doc__)
-    parser.add_argument("paths", nargs="+", type=Path)
+    parser = argparse.ArgumentParser(prog="brokerbench compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path,
+                        help="A B: two results files or folders to judge; one or more than two: listed side by side")
     args = parser.parse_args(argv)
+    console = Console()
+    if len(args.paths) == 2:
+        found = verdicts([args.paths[0]], [args.paths[1]])
+        table = Table(title=f"A = {args.paths[0]}, B = {args.paths[1]}")
+        for c in ("cell", "figure", "A: median [interval] (runs)", "B", "verdict"):
+            table.add_column(c)
+        for v in found:
+            table.add_row(v.cell, v.figure, _side(v.a), _side(v.b), v.verdict)
+        console.print(table)
+        console.print("interval: min-max over repetitions; for percentiles also each run's 95 % interval from "
+                      "its histogram. Intervals apart: a difference beyond the noise of both.")
+        return found
     table_rows = rows(expand(args.paths))
     table = Table(title="brokerbench runs")
-    columns = ["broker", "profile", "mode", "rate", "status", "out_per_s", "p50", "p99", "p99_9", "publish_p99",
-               "lost", "duplicated", "jobs_per_cpu_s", "max_sustainable_rate", "created"]
+    columns = ["broker", "profile", "mode", "durability", "repetition", "rate", "status", "out_per_s", "p50", "p99",
+               "p99_9", "publish_p99", "lost", "duplicated", "jobs_per_cpu_s", "max_sustainable_rate", "created"]
     for c in columns:
         table.add_column(c.replace("_", " "))
     for row in table_rows:
         table.add_row(*("-" if row[c] is None else f"{row[c]:,.1f}" if isinstance(row[c], float) else str(row[c])
                         for c in columns))
-    Console().print(table)
+    console.print(table)
     return table_rows

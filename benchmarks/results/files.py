@@ -5,6 +5,9 @@ runs can be compared or merged later), and the environment. Reports and notebook
 files only. Schema history:
 
   brokerbench.run/1   first version
+  brokerbench.run/2   the scenario's durability level and repetition; the durability profile
+                      used (level, profile, promise, how its broker was chosen). run/1 files
+                      still load (read as durability "" and repetition 0).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import jsonschema
 
 from ..harness.metrics import Recorder, loss_and_duplicates, summary
 
-SCHEMA_ID = "brokerbench.run/1"
+SCHEMA_ID = "brokerbench.run/2"
+READABLE = ("brokerbench.run/1", SCHEMA_ID)
 
 
 def schema() -> dict[str, Any]:
@@ -78,7 +82,8 @@ def build(scenario: dict[str, Any], *, status: str, errors: list[str], environme
           steps: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     result = {
         "schema": SCHEMA_ID,
-        "name": scenario.get("label") or f"{scenario['broker']}-{scenario['profile']}-{scenario['mode']}",
+        "name": (scenario.get("label") or f"{scenario['broker']}-{scenario['profile']}-{scenario['mode']}")
+        + (f"-r{scenario['repetition']}" if scenario.get("repetition") else ""),
         "created": started.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "status": status,
         "errors": errors,
@@ -109,7 +114,7 @@ def write(result: dict[str, Any], folder: Path) -> Path:
 
 def load(path: Path) -> dict[str, Any]:
     result = json.loads(Path(path).read_text())
-    if result.get("schema") != SCHEMA_ID:
-        raise ValueError(f"{path}: schema {result.get('schema')!r}, this brokerbench reads {SCHEMA_ID!r}")
+    if result.get("schema") not in READABLE:
+        raise ValueError(f"{path}: schema {result.get('schema')!r}, this brokerbench reads {' and '.join(READABLE)}")
     validate(result)
     return result

@@ -6,6 +6,7 @@ a title, axis units and a caption with the environment it was measured in.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Iterable
 
 from matplotlib.figure import Figure
@@ -76,61 +77,96 @@ def _short(profile: str) -> str:
             "statistics_aggregation": "statistics"}.get(profile, profile)
 
 
-def _by(results: list[dict[str, Any]], mode: str) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["scenario"]["profile"], r["scenario"]["broker"]): r for r in results
-            if r["scenario"]["mode"] == mode and r.get("figures")}
+def _groups(results: list[dict[str, Any]], mode: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Runs of ``mode`` by (job type, broker): a cell's repetitions together."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        if r["scenario"]["mode"] == mode and r.get("figures"):
+            out.setdefault((r["scenario"]["profile"], r["scenario"]["broker"]), []).append(r)
+    return out
+
+
+def side_label(runs: list[dict[str, Any]]) -> str:
+    """The broker, with the durability profile its runs used (every plot names it)."""
+    said = (runs[0].get("durability") or {}) if runs else {}
+    kind = runs[0]["scenario"]["broker"] if runs else "?"
+    return label(kind) + (f" ({said['profile']})" if said.get("profile") else "")
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
 
 
 def throughput_by_type(results: list[dict[str, Any]]) -> Figure:
-    """Closed-loop throughput (jobs finished per second) per job type and broker."""
-    runs = _by(results, "closed")
+    """Closed-loop throughput (jobs finished per second) per job type and broker: the median of
+    the repetitions, the bar's whisker their min-max."""
+    runs = _groups(results, "closed")
     profiles = [p for p in PROFILE_ORDER if any(k[0] == p for k in runs)]
     brokers = sorted({b for _, b in runs})
     fig, ax = _subplots(figsize=(8, 4.2))
     width = 0.8 / max(len(brokers), 1)
     for i, broker in enumerate(brokers):
         xs = [j + (i - (len(brokers) - 1) / 2) * width for j in range(len(profiles))]
-        ys = [runs[(p, broker)]["figures"]["throughput"]["out_per_s"] if (p, broker) in runs else 0 for p in profiles]
-        bars = ax.bar(xs, ys, width, color=colour(broker), label=label(broker))
+        values = [[r["figures"]["throughput"]["out_per_s"] for r in runs.get((p, broker), [])] for p in profiles]
+        ys = [_median(v) for v in values]
+        err = [[y - min(v, default=y) for y, v in zip(ys, values)], [max(v, default=y) - y for y, v in zip(ys, values)]]
+        some = next((runs[(p, broker)] for p in profiles if (p, broker) in runs), [])
+        bars = ax.bar(xs, ys, width, color=colour(broker), label=side_label(some),
+                      yerr=err if any(len(v) > 1 for v in values) else None, capsize=3, ecolor="#333333")
         ax.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=8, padding=2)
     ax.set_xticks(range(len(profiles)), [_short(p) for p in profiles])
     ax.set_ylabel("jobs finished per second")
+    ax.set_ylim(bottom=0)
     ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    return _finish(fig, "Maximum throughput (closed loop, backlog bounded)", list(runs.values()))
+    every = [r for group in runs.values() for r in group]
+    reps = max((len(g) for g in runs.values()), default=1)
+    return _finish(fig, "Maximum throughput (closed loop, backlog bounded)"
+                   + (f": median of {reps} runs, whiskers min-max" if reps > 1 else ""), every)
 
 
 def latency_percentiles(results: list[dict[str, Any]], metric: str = "end_to_end_intended") -> Figure:
-    """Open-loop latency percentiles (log scale) per job type, one line per broker."""
-    runs = _by(results, "open")
+    """Open-loop latency percentiles (log scale) per job type, one line per broker (the median of
+    the repetitions; the band their min-max)."""
+    runs = _groups(results, "open")
     profiles = [p for p in PROFILE_ORDER if any(k[0] == p for k in runs)]
     fig, axes = _subplots(1, max(len(profiles), 1), figsize=(3.2 * max(len(profiles), 1), 3.8), sharey=True,
                              squeeze=False)
     for ax, profile in zip(axes[0], profiles, strict=False):
         for broker in sorted({b for p, b in runs if p == profile}):
-            lat = runs[(profile, broker)]["figures"]["latency_ms"][metric]
-            xs = [name.replace("p99_9", "p99.9") for name, _ in PERCENTILES if name in lat]
-            ax.plot(xs, [lat[n] for n, _ in PERCENTILES if n in lat], marker=marker(broker),
-                    color=colour(broker), label=label(broker))
-        rate = next(r["scenario"]["rate"] for (p, _), r in runs.items() if p == profile)
+            group = runs[(profile, broker)]
+            names = [n for n, _ in PERCENTILES if n in group[0]["figures"]["latency_ms"][metric]]
+            per = [[r["figures"]["latency_ms"][metric][n] for r in group if n in r["figures"]["latency_ms"][metric]]
+                   for n in names]
+            xs = [n.replace("p99_9", "p99.9") for n in names]
+            ax.plot(xs, [_median(v) for v in per], marker=marker(broker), color=colour(broker),
+                    label=side_label(group))
+            if len(group) > 1:
+                ax.fill_between(xs, [min(v) for v in per], [max(v) for v in per], color=colour(broker), alpha=0.15)
+        rate = next(g[0]["scenario"]["rate"] for (p, _), g in runs.items() if p == profile)
         ax.set_title(f"{_short(profile)} at {rate:,.0f}/s", fontsize=10)
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("end-to-end latency, ms (log)")
     axes[0][0].legend(frameon=False, fontsize=8)
-    return _finish(fig, "Latency percentiles, open loop (from each job's intended send time)", list(runs.values()))
+    every = [r for group in runs.values() for r in group]
+    return _finish(fig, "Latency percentiles, open loop (from each job's intended send time)", every)
 
 
 def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
                 metric: str = "end_to_end_intended") -> Figure:
-    """Cumulative distribution of end-to-end latency from the encoded HDR histograms."""
-    runs = _by(results, "open")
+    """Cumulative distribution of end-to-end latency from the encoded HDR histograms (the
+    repetitions of a cell merged into one histogram)."""
+    runs = _groups(results, "open")
     fig, ax = _subplots(figsize=(7, 4))
     used = []
-    for (p, broker), r in sorted(runs.items()):
-        if p != profile or not r.get("histograms"):
+    for (p, broker), group in sorted(runs.items()):
+        found = [r for r in group if r.get("histograms")]
+        if p != profile or not found:
             continue
-        hist = decode(r["histograms"]["overall"][metric])
+        hist = decode(found[0]["histograms"]["overall"][metric])
+        for r in found[1:]:
+            hist.add(decode(r["histograms"]["overall"][metric]))
         total = hist.get_total_count()
         if not total:
             continue
@@ -139,8 +175,8 @@ def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
             seen += item.count_at_value_iterated_to
             xs.append(item.value_iterated_to / 1000)
             ys.append(seen / total)
-        ax.plot(xs, ys, color=colour(broker), label=label(broker))
-        used.append(r)
+        ax.plot(xs, ys, color=colour(broker), label=side_label(found))
+        used += found
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end latency, ms (log)")
     ax.set_ylabel("share of jobs at or below")

@@ -18,7 +18,9 @@ from typing import Any
 
 from . import claims, plots
 from . import files as results
-from .summary import SUMMARY_HEADER, fmt, summary_cells, summary_rows
+from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
+
+REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/results/scenarios/summary.json"
 
 
 @dataclass
@@ -43,7 +45,7 @@ def collect(paths: list[Path]) -> Collected:
     for path in sorted(files):
         raw = json.loads(path.read_text())
         schema = raw.get("schema") if isinstance(raw, dict) else None
-        if schema == results.SCHEMA_ID:
+        if schema in results.READABLE:
             raw = results.load(path)
             if "fault" in raw:
                 out.faults.append(raw)
@@ -78,6 +80,48 @@ class Block:
 def summary_table(runs: list[dict[str, Any]]) -> Block:
     rows = [summary_cells(r, plots.label(r["broker"])) for r in summary_rows(runs)]
     return Block("table", header=list(SUMMARY_HEADER), rows=rows)
+
+
+def spread_blocks(runs: list[dict[str, Any]]) -> list[Block]:
+    """The noise note and the ratio between the two brokers, per repetition pair."""
+    out = []
+    rows = summary_rows(runs)
+    if any(r.get("repetitions", 0) > 1 for r in rows):
+        out.append(Block("text", "Each figure: " + NOISY_NOTE + "."))
+    kinds = list(dict.fromkeys(r["broker"] for r in rows))
+    if len(kinds) == 2:
+        lines = ratio_text(ratio_rows(runs, *kinds), *(plots.label(k) for k in kinds))
+        if lines:
+            out.append(Block("text", "Ratios, each taken between runs of the same repetition (side by side in "
+                                     "time), then summarised: " + "; ".join(lines) + "."))
+    return out
+
+
+def durability_table(collected: Collected) -> Block | None:
+    """What each side of the comparison was set to keep, its promise, and what the broker-crash
+    scenario measured for that profile (process SIGKILL under load), with the file."""
+    used: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in collected.runs:
+        said = r.get("durability")
+        if said and said.get("profile"):
+            used.setdefault((r["scenario"]["broker"], said["profile"]), said)
+    if not used:
+        return None
+    crashes = [row for row in collected.rows if row["scenario"] == "broker crash"]
+    source = ""
+    if not crashes and REFERENCE_SCENARIOS.exists():  # a run's own folder: cite the committed reference
+        crashes = [r for r in json.loads(REFERENCE_SCENARIOS.read_text())["rows"] if r["scenario"] == "broker crash"]
+        source = "reference run: "
+    rows = []
+    for (kind, profile), said in used.items():
+        found = [c for c in crashes if c["broker"] == kind and c["profile"] == profile]
+        measured = "; ".join(f"lost {fmt(c['lost'])}, dup {fmt(c['duplicated'])} "
+                             f"({source}{Path(str(c['results_file'])).name})" for c in found) \
+            or "not measured in these results"
+        rows.append([plots.label(kind), said["level"], profile, said.get("promise", ""), said.get("how", ""),
+                     measured])
+    return Block("table", header=["broker", "durability", "profile", "what it promises", "broker used",
+                                  "after a broker crash (SIGKILL under load)"], rows=rows)
 
 
 def environment_table(collected: Collected) -> Block:
@@ -123,6 +167,14 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               "measures throughput. Open loop: a fixed rate; latency is measured from each job's "
                               "intended send time, so a stalled producer cannot hide it."),
                 summary_table(collected.runs)]
+        out += spread_blocks(collected.runs)
+        kept = durability_table(collected)
+        if kept is not None:
+            out += [Block("heading", "What each side keeps", level=3),
+                    Block("text", "Both sides run the same durability level. A process SIGKILL leaves the page "
+                                  "cache alone, so it cannot tell fsync every second from fsync before each reply; "
+                                  "only an OS crash or power loss would."),
+                    kept]
         figure("throughput", plots.throughput_by_type(collected.runs), "Maximum throughput per job type")
         figure("latency-percentiles", plots.latency_percentiles(collected.runs), "Latency percentiles, open loop")
         figure("latency-cdf", plots.latency_cdf(collected.runs), "Latency CDF, mix")
@@ -270,8 +322,8 @@ def build(paths: list[Path], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="brokerbench report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="results files or folders")
-    parser.add_argument("--out", type=Path, required=True, help="folder for report.md, report.html, plots/")
+    parser.add_argument("paths", nargs="+", type=Path, help="results files or folders (searched recursively)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md, report.html, plots/ (required)")
     args = parser.parse_args(argv)
     path = build(args.paths, args.out)
     print(f"report: {path} (and {path.with_suffix('.html')})")

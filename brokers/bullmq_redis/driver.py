@@ -79,6 +79,30 @@ def evicted_keys(url: str) -> int | None:
         client.close()
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_settings(url: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """The server's current values of ``keys`` (CONFIG GET); keys it will not tell are left out
+    (a managed Redis may refuse CONFIG)."""
+    import redis
+
+    from .connection import client_for
+
+    client = client_for(url, socket_timeout=2)
+    found: dict[str, str] = {}
+    try:
+        for key in keys:
+            try:
+                found.update({_text(k): _text(v) for k, v in client.config_get(key).items()})
+            except redis.RedisError:
+                pass
+    finally:
+        client.close()
+    return found
+
+
 def inject_raw(broker: "Broker", name: str, raw: bytes) -> str:
     """Write a job hash whose data is ``raw`` and push its id to the default lane's wait list,
     as a client that skips our producer could."""
@@ -152,11 +176,13 @@ DRIVER = Driver(
         for lock, interval in ((5000, 5000), (2000, 1000), (1000, 500))),
     durability=(
         DurabilityProfile("no persistence", "everything in memory is gone: loses the backlog", False,
-                          server={"appendonly": "no", "save": ""}, own_instance=True),
+                          server={"appendonly": "no", "save": ""}, own_instance=True, level="in-memory"),
         DurabilityProfile("AOF everysec", "fsync once a second: may lose up to about a second of jobs", False,
-                          server={"appendonly": "yes", "appendfsync": "everysec"}, own_instance=True),
+                          server={"appendonly": "yes", "appendfsync": "everysec"}, own_instance=True,
+                          level="durable"),
         DurabilityProfile("AOF always", "fsync before each reply: loses nothing acknowledged", True,
-                          server={"appendonly": "yes", "appendfsync": "always"}, own_instance=True),
+                          server={"appendonly": "yes", "appendfsync": "always"}, own_instance=True,
+                          level="strict"),
     ),
     restart_pause_s=0.5,
     memory_policies=(
@@ -169,6 +195,7 @@ DRIVER = Driver(
                      refuses_producers=False, count_evicted=evicted_keys,
                      worker_options={"lock_duration_ms": 3000, "stalled_interval_ms": 1000}),
     ),
+    read_settings=read_settings,
     server_pid=server_pid,
     memory_used_mb=memory_used_mb,
     inject_raw=inject_raw,

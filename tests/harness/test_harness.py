@@ -203,10 +203,14 @@ def test_cli_run_and_compare(tmp_path, capsys):
 
     code = main(["run", "--broker", "memory", "--profile", "user_variables_update", "--mode", "open",
                  "--rate", "100", "--duration-s", "0.5", "--warmup-s", "0.1", "--service-factor", "0", "--quiet",
-                 "--out", str(tmp_path)])
+                 "--repeat", "2", "--out", str(tmp_path)])
     assert code == 0
-    files = list(tmp_path.glob("*.json"))
-    assert len(files) == 1
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 2, "one file per repetition"
+    assert {results.load(f)["scenario"]["repetition"] for f in files} == {1, 2}
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.html").exists(), "the run ends with its report"
+    out = capsys.readouterr().out
+    assert "report.md" in out and "(min-max)" in out
     assert main(["compare", str(files[0])]) == 0
     out = capsys.readouterr().out
     assert "memory" in out and "user_variables_update" in out

@@ -1,0 +1,113 @@
+"""Durability as an axis of every comparison: which broker, with which settings, a run uses.
+
+Each broker kind names its profile for each level of :data:`brokers.registry.DURABILITY_LEVELS`
+(in-memory, durable, strict), so a comparison sets like against like. A profile's adapter
+options (persistence, confirms, queue type) go into the scenario. Its server settings (Redis's
+AOF) must be the broker's own: a found broker that already runs them (read with
+:attr:`brokers.registry.Driver.read_settings`) is used as it is; otherwise a private instance
+with them is started for the run and stopped after it. A shared broker is never reconfigured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from brokers import registry
+from brokers.provision import find
+from brokers.urls import redact
+
+from .scenario import Scenario
+
+
+class DurabilityUnavailable(RuntimeError):
+    """The level cannot be run here; the message says why and what to do."""
+
+
+@dataclass
+class Placement:
+    """Where and how one broker kind runs at one durability level."""
+
+    kind: str
+    level: str
+    profile: registry.DurabilityProfile | None  # None: the kind has no profiles (in-process)
+    url: str
+    instance: Any = None  # the private instance started for it, if any
+    how: str = ""          # how the broker was chosen, in words
+
+    @property
+    def label(self) -> str:
+        """How tables name it: the level and the kind's own words for it."""
+        return f"{self.level} ({self.profile.name})" if self.profile else "none (one process)"
+
+    def bind(self, workload: Scenario) -> Scenario:
+        """``workload`` on this kind at this level (the workload's own adapter options win)."""
+        options = {**(self.profile.options if self.profile else {}), **workload.broker_options}
+        return workload.on(self.kind).with_(broker_options=options, durability=self.level)
+
+    def describe(self) -> dict[str, Any]:
+        """What results files record beside the figures (no secrets: the URL is redacted)."""
+        out: dict[str, Any] = {"level": self.level, "url": redact(self.url), "how": self.how}
+        if self.profile is not None:
+            out.update(profile=self.profile.name, promise=self.profile.promise, server=dict(self.profile.server),
+                       options=dict(self.profile.options))
+        if self.instance is not None and getattr(self.instance, "folder", None) is not None:
+            out["data_filesystem"] = filesystem_of(str(self.instance.folder))
+        return out
+
+    def close(self) -> None:
+        if self.instance is not None:
+            self.instance.cleanup()
+            self.instance = None
+
+
+def filesystem_of(path: str) -> str | None:
+    """The type of the filesystem holding ``path`` (a tmpfs would make fsync meaningless)."""
+    best, kind = "", None
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                parts = line.split()
+                if len(parts) > 2 and path.startswith(parts[1]) and len(parts[1]) > len(best):
+                    best, kind = parts[1], parts[2]
+    except OSError:
+        return None
+    return kind
+
+
+def place(kind: str, level: str, url: str | None = None) -> Placement:
+    """The broker a run of ``kind`` at ``level`` uses: ``url`` or the found one when it runs the
+    profile's server settings, else a private instance started with them."""
+    driver = registry.get(kind)
+    if not driver.durability:
+        found = url or find(kind).url
+        return Placement(kind, level, None, found, how="in one process: no durability settings")
+    try:
+        profile = driver.at_level(level)
+    except ValueError as exc:
+        raise DurabilityUnavailable(str(exc)) from exc
+    found = url or find(kind).url
+    if not profile.server:
+        return Placement(kind, level, profile, found, how="the found broker (the level is adapter options)")
+    wanted = {k: str(v) for k, v in profile.server.items()}
+    have = driver.read_settings(found, tuple(wanted)) if driver.read_settings else {}
+    differing = {k: have.get(k, "?") for k, v in wanted.items() if have.get(k) != v}
+    if not differing:
+        return Placement(kind, level, profile, found, how="the found broker: it runs these settings")
+    said = ", ".join(f"{k}={v}" for k, v in differing.items())
+    if url is not None:
+        raise DurabilityUnavailable(
+            f"the {driver.label} at {redact(url)} has {said}; durability {level!r} needs "
+            + ", ".join(f"{k}={v}" for k, v in wanted.items())
+            + ": leave out --url to let brokerbench start a private one, or choose another --durability")
+    cls = driver.server_class()
+    if cls is None:
+        raise DurabilityUnavailable(f"the found {driver.label} has {said} and brokerbench cannot start one of its own")
+    try:
+        instance = cls(config=dict(wanted)).start()
+    except Exception as exc:  # noqa: BLE001 - say what is missing, plainly
+        raise DurabilityUnavailable(f"durability {level!r} needs a {driver.label} with "
+                                    + ", ".join(f"{k}={v}" for k, v in wanted.items())
+                                    + f"; the found one has {said} and a private one did not start: {exc}") from exc
+    return Placement(kind, level, profile, instance.url, instance,
+                     how=f"a private instance (the found broker has {said}; it is never reconfigured)")
