@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scenarios": ("benchmarks.commands.scenarios:main_all", "every fault scenario, ending with one table"),
     "report": ("benchmarks.results.report:main", "results files -> Markdown and HTML report with plots"),
     "setup-cost": ("benchmarks.commands.setup_cost:main", "start-up time and declared objects of each broker"),
+    "latency": ("benchmarks.commands.latency:main",
+                "end to end at a fixed rate, one worker: ours vs official BullMQ / plain pika"),
     "drain": ("benchmarks.commands.drain:main",
               "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
 }

@@ -12,6 +12,7 @@ import argparse
 import base64
 import html
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,17 @@ REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/r
 @dataclass
 class Collected:
     runs: list[dict[str, Any]] = field(default_factory=list)        # closed/open runs of the comparison
+    labelled: list[dict[str, Any]] = field(default_factory=list)    # other named runs (a scenario's baseline)
     sweeps: list[dict[str, Any]] = field(default_factory=list)
     scaling: list[dict[str, Any]] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)      # results files with a "fault" section
     rows: list[dict[str, Any]] = field(default_factory=list)        # the scenarios' summary table
     drains: list[dict[str, Any]] = field(default_factory=list)
+    latencies: list[dict[str, Any]] = field(default_factory=list)
     setup: dict[str, Any] | None = None
 
     def everything(self) -> list[dict[str, Any]]:
-        return self.runs + self.sweeps + self.scaling + self.faults
+        return self.runs + self.labelled + self.sweeps + self.scaling + self.faults
 
 
 def collect(paths: list[Path]) -> Collected:
@@ -53,10 +56,14 @@ def collect(paths: list[Path]) -> Collected:
                 out.sweeps.append(raw)
             elif raw["scenario"].get("label", "").startswith("scaling-"):
                 out.scaling.append(raw)
+            elif raw["scenario"].get("label"):  # the comparison's runs are unnamed; a named run is another's
+                out.labelled.append(raw)
             else:
                 out.runs.append(raw)
         elif schema == "brokerbench.drain/1":
             out.drains.append(raw)
+        elif schema == "brokerbench.latency/1":
+            out.latencies.append(raw)
         elif schema == "brokerbench.setup/1":
             out.setup = raw
         elif path.name == "summary.json" and "rows" in raw:
@@ -226,7 +233,30 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                       rows=[[name, fmt(rate), fmt(s["median_jobs_per_cpu_s"][name])]
                             for name, rate in s["median_jobs_per_s"].items()]),
                 Block("text", "; ".join(f"{label}: {r['of_medians']:.2f}x" for label, r in s["ratios"].items()))]
+    for d in collected.latencies:
+        out += latency_blocks(d)
     return out
+
+
+def latency_blocks(d: dict[str, Any]) -> list[Block]:
+    """The latency benchmark: our adapters against the reference clients, end to end."""
+    s, settings = d["summary"], d["settings"]
+
+    def cell(figure: dict[str, Any]) -> str:
+        return f"{figure['median']:.2f} ({figure['min']:.2f}-{figure['max']:.2f})"
+
+    rows = [[name, cell(e2e["p50"]), cell(e2e["p99"]), cell(s["publish_ms"][name]["p99"])]
+            for name, e2e in s["end_to_end_ms"].items()]
+    ratios = "; ".join(f"{label}: p50 x{statistics.median(r['p50']):.2f}, p99 x{statistics.median(r['p99']):.2f}"
+                       for label, r in s["ratios"].items())
+    return [Block("heading", "Our adapters against the reference clients (latency benchmark)"),
+            Block("text", f"One producer at {settings['rate']:,.0f} jobs/s for {settings['seconds']:g} s, one worker "
+                          f"(Redis concurrency / AMQP prefetch {settings['width']}), no-op jobs of "
+                          f"{settings['payload_bytes']} B; median (min-max) of {settings['rounds']} alternating "
+                          f"rounds. {settings['durability']}."),
+            Block("table", header=["contender", "end to end p50 ms", "end to end p99 ms", "publish call p99 ms"],
+                  rows=rows),
+            Block("text", "Ratios (ours / reference, per round, median): " + ratios + ".")]
 
 
 def replication_blocks(collected: Collected, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
@@ -308,7 +338,7 @@ def to_html(items: list[Block], plot_dir: Path) -> str:
 
 def build(paths: list[Path], out: Path) -> Path:
     collected = collect(paths)
-    if not collected.everything() and not collected.drains:
+    if not collected.everything() and not collected.drains and not collected.latencies:
         raise ValueError(f"no results files under {', '.join(map(str, paths))}")
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)

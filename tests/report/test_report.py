@@ -49,6 +49,21 @@ def test_report_numbers_are_the_results_numbers(small_results, tmp_path):
     assert "http://" not in html and "https://" not in html.replace("https://json-schema", "")
 
 
+def test_a_named_run_of_another_scenario_stays_out_of_the_headline(small_results, tmp_path):
+    """A fault scenario's baseline (a named run, other settings) is not a run of the comparison:
+    it must not enter, or overwrite, the headline table."""
+    folder, out = small_results
+    other = tmp_path / "results"
+    other.mkdir()
+    for path in folder.glob("*.json"):
+        (other / path.name).write_text(path.read_text())
+    named, _ = run(Scenario(broker="memory", profile="user_variables_update", mode="closed", concurrency=1,
+                            consumers=1, duration_s=0.3, warmup_s=0.1, label="poison-baseline-memory"), out=other)
+    collected = report.collect([other])
+    assert [r["name"] for r in collected.labelled] == [named["name"]]
+    assert named not in collected.runs and len(collected.runs) == len(out)
+
+
 def test_report_refuses_an_empty_folder(tmp_path):
     with pytest.raises(ValueError, match="no results"):
         report.build([tmp_path], tmp_path / "out")

@@ -1,0 +1,348 @@
+"""Latency benchmark: end to end, one producer at a fixed rate, one worker, no-op jobs; our
+adapters side by side with the reference clients, in alternating rounds.
+
+  bullmq-official  the official BullMQ Python package: Queue.add one at a time, Worker (asyncio),
+                   concurrency C
+  redis-ours       our BullMQ-style Redis producer (one job per call) and worker, concurrency C
+  pika-plain       what most pika users write: basic_publish with confirms (each waited for),
+                   persistent messages, a durable queue; basic_consume with prefetch P, one ack each
+  amqp-ours        our AMQP producer (persistent, windowed confirms) and worker, prefetch P
+
+Each contender runs as two processes (producer, worker) on the same brokers. The producer sends
+job i at t0 + i/rate and writes that intended time (CLOCK_MONOTONIC, one clock for every process
+of a host) into the job; the worker records now - intended when its handler runs, in an HDR
+histogram, so a producer that falls behind cannot hide its delay. The publish call's own
+duration is recorded too. Durability: the brokers as found (say which in the output); both
+Redis contenders share one Redis, both AMQP contenders one RabbitMQ node.
+
+    brokerbench latency --rate 1000 --seconds 10 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from brokers.provision import find
+
+from ..harness import environment
+from ..harness.metrics import decode, encode, new_histogram, record_us, summary
+
+SCHEMA = "brokerbench.latency/1"
+CHILD_URL = "BROKERBENCH_CHILD_URL"  # not on the command line, which every user of the host can read
+CONTENDERS = ("bullmq-official", "redis-ours", "pika-plain", "amqp-ours")
+KIND = {"bullmq-official": "redis", "redis-ours": "redis", "pika-plain": "rabbitmq", "amqp-ours": "rabbitmq"}
+PAIRS = {"redis-ours / bullmq-official": ("redis-ours", "bullmq-official"),
+         "amqp-ours / pika-plain": ("amqp-ours", "pika-plain")}
+PAYLOAD = {"userId": 481516, "projectId": "proj_8c2f4e1a", "chatId": 2342, "source": "telegram",
+           "variables": {"lang": "ru", "step": "checkout", "cart_items": 3, "utm": "tg_channel_spring"}}
+
+
+def _job(i: int, intended_ns: int) -> dict[str, Any]:
+    return {**PAYLOAD, "i": i, "t": intended_ns}
+
+
+def _pace(rate: float, jobs: int, t0: int, send: Callable[[int, int], None]) -> Any:
+    """Call ``send(i, intended_ns)`` at t0 + i/rate; returns the publish-call histogram."""
+    hist = new_histogram()
+    for i in range(jobs):
+        intended = t0 + int(i * 1e9 / rate)
+        wait = (intended - time.monotonic_ns()) / 1e9
+        if wait > 0:
+            time.sleep(wait)
+        start = time.monotonic_ns()
+        send(i, intended)
+        record_us(hist, time.monotonic_ns() - start)
+    return hist
+
+
+# ---------------------------------------------------------------------------------- producers
+def _produce_redis_ours(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
+    from brokers.bullmq_redis.broker import BullMQRedisBroker
+
+    broker = BullMQRedisBroker(url, queue=queue)
+    with broker.producer() as producer:
+        hist = _pace(rate, jobs, t0, lambda i, t: producer.publish("user_variables_update", _job(i, t)))
+    broker.close()
+    return hist
+
+
+def _produce_amqp_ours(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
+    from brokers.amqp.broker import RabbitMQBroker
+
+    broker = RabbitMQBroker(url, queue=queue)
+    with broker.producer() as producer:
+        hist = _pace(rate, jobs, t0, lambda i, t: producer.publish("user_variables_update", _job(i, t)))
+    broker.close()
+    return hist
+
+
+def _produce_pika_plain(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    persistent = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+
+    def send(i: int, intended: int) -> None:
+        channel.basic_publish("", queue, json.dumps(_job(i, intended)).encode(), persistent)
+
+    hist = _pace(rate, jobs, t0, send)
+    connection.close()
+    return hist
+
+
+def _produce_bullmq_official(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
+    from bullmq import Queue
+
+    async def main() -> Any:
+        q = Queue(queue, {"connection": url})
+        hist = new_histogram()
+        for i in range(jobs):
+            intended = t0 + int(i * 1e9 / rate)
+            wait = (intended - time.monotonic_ns()) / 1e9
+            if wait > 0:
+                await asyncio.sleep(wait)
+            start = time.monotonic_ns()
+            await q.add("user_variables_update", _job(i, intended), {"removeOnComplete": True})
+            record_us(hist, time.monotonic_ns() - start)
+        await q.close()
+        return hist
+
+    return asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------------ workers
+def _consume_redis_ours(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
+    from brokers.bullmq_redis.broker import BullMQRedisBroker
+
+    broker = BullMQRedisBroker(url, queue=queue)
+    worker = broker.worker(lambda job: record_us(hist, time.monotonic_ns() - job.data["t"]), concurrency=width)
+    print("ready", flush=True)
+    worker.run(max_jobs=jobs, timeout=120)
+    broker.close()
+
+
+def _consume_amqp_ours(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
+    from brokers.amqp.broker import RabbitMQBroker
+
+    broker = RabbitMQBroker(url, queue=queue)
+    worker = broker.worker(lambda job: record_us(hist, time.monotonic_ns() - job.data["t"]), concurrency=1,
+                           prefetch=width)
+    print("ready", flush=True)
+    worker.run(max_jobs=jobs, timeout=120)
+    broker.close()
+
+
+def _consume_pika_plain(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=width)
+    count = 0
+
+    def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        nonlocal count
+        record_us(hist, time.monotonic_ns() - json.loads(body)["t"])
+        ch.basic_ack(method.delivery_tag)
+        count += 1
+        if count >= jobs:
+            ch.stop_consuming()
+
+    channel.basic_consume(queue, on_message)
+    print("ready", flush=True)
+    channel.start_consuming()
+    connection.close()
+
+
+def _consume_bullmq_official(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
+    from bullmq import Worker
+
+    async def main() -> None:
+        done = asyncio.Event()
+        count = 0
+
+        async def process(job: Any, token: str) -> None:
+            nonlocal count
+            record_us(hist, time.monotonic_ns() - job.data["t"])
+            count += 1
+            if count >= jobs:
+                done.set()
+
+        worker = Worker(queue, process, {"connection": url, "concurrency": width, "removeOnComplete": {"count": 0}})
+        print("ready", flush=True)
+        await asyncio.wait_for(done.wait(), timeout=120)
+        await worker.close()
+
+    asyncio.run(main())
+
+
+PRODUCERS = {"bullmq-official": _produce_bullmq_official, "redis-ours": _produce_redis_ours,
+             "pika-plain": _produce_pika_plain, "amqp-ours": _produce_amqp_ours}
+WORKERS = {"bullmq-official": _consume_bullmq_official, "redis-ours": _consume_redis_ours,
+           "pika-plain": _consume_pika_plain, "amqp-ours": _consume_amqp_ours}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    import logging
+
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    url = os.environ[CHILD_URL]
+    if args.child_role == "worker":
+        hist = new_histogram()
+        WORKERS[args.child](url, args.queue, args.jobs, args.width, hist)
+        print(json.dumps({"end_to_end": encode(hist)}), flush=True)
+    else:
+        hist = PRODUCERS[args.child](url, args.queue, args.rate, args.jobs, args.t0)
+        print(json.dumps({"publish": encode(hist)}), flush=True)
+
+
+# -------------------------------------------------------------------------------------- parent
+def _queue(name: str, round_: int) -> str:
+    return f"bb-latency-{name}-{os.getpid()}-{round_}"
+
+
+def _prepare(name: str, url: str, queue: str) -> None:
+    """Empty queue; for the plain pika pair, the durable queue it publishes to."""
+    if name == "pika-plain":
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        connection.channel().queue_declare(queue, durable=True)
+        connection.close()
+
+
+def _cleanup(name: str, url: str, queue: str) -> None:
+    from brokers import registry
+
+    if name == "pika-plain":
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        connection.channel().queue_delete(queue)
+        connection.close()
+        return
+    broker = registry.get(KIND[name]).open(url, queue=queue)
+    try:
+        broker.purge()
+    finally:
+        broker.close()
+
+
+def _spawn(name: str, role: str, url: str, queue: str, args: argparse.Namespace, t0: int = 0) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.commands.latency", "--child", name, "--child-role", role,
+         "--queue", queue, "--rate", str(args.rate), "--jobs", str(int(args.rate * args.seconds)),
+         "--width", str(args.width), "--t0", str(t0)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, CHILD_URL: url})
+
+
+def run_one(name: str, url: str, args: argparse.Namespace, round_: int) -> dict[str, Any]:
+    queue = _queue(name, round_)
+    _prepare(name, url, queue)
+    worker = _spawn(name, "worker", url, queue, args)
+    try:
+        line = worker.stdout.readline() if worker.stdout else ""
+        if line.strip() != "ready":
+            raise RuntimeError(f"{name} worker did not start: {line}{worker.stderr.read() if worker.stderr else ''}")
+        producer = _spawn(name, "producer", url, queue, args, t0=time.monotonic_ns() + 1_500_000_000)
+        p_out, p_err = producer.communicate(timeout=args.seconds + 120)
+        w_out, w_err = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        _cleanup(name, url, queue)
+    if producer.returncode or worker.returncode:
+        raise RuntimeError(f"{name} failed:\n{p_err[-2000:]}\n{w_err[-2000:]}")
+    e2e = decode(json.loads(w_out.strip().splitlines()[-1])["end_to_end"])
+    publish = decode(json.loads(p_out.strip().splitlines()[-1])["publish"])
+    return {"contender": name, "end_to_end_ms": summary(e2e), "publish_ms": summary(publish)}
+
+
+def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    names = list(rounds[0])
+    out: dict[str, Any] = {"end_to_end_ms": {}, "publish_ms": {}, "ratios": {}}
+    for figure in ("end_to_end_ms", "publish_ms"):
+        for name in names:
+            out[figure][name] = {p: {"median": statistics.median(r[name][figure][p] for r in rounds),
+                                     "min": min(r[name][figure][p] for r in rounds),
+                                     "max": max(r[name][figure][p] for r in rounds)}
+                                 for p in ("p50", "p99")}
+    for label, (a, b) in PAIRS.items():
+        if a in names and b in names:
+            out["ratios"][label] = {p: [r[a]["end_to_end_ms"][p] / r[b]["end_to_end_ms"][p] for r in rounds]
+                                    for p in ("p50", "p99")}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="brokerbench latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=1000.0, help="jobs/s the producer sends (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="seconds of sending per round (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per contender, alternating (default %(default)s)")
+    parser.add_argument("--width", type=int, default=50,
+                        help="Redis workers' concurrency and AMQP consumers' prefetch (default %(default)s)")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help="comma-separated, of " + ", ".join(CONTENDERS) + " (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("reports/latency"),
+                        help="folder for the results (default %(default)s)")
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--child-role", choices=("worker", "producer"), help=argparse.SUPPRESS)
+    parser.add_argument("--queue", help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--t0", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_main(args)
+        return {}
+    chosen = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = set(chosen) - set(CONTENDERS)
+    if unknown:
+        raise SystemExit(f"unknown contenders {sorted(unknown)}; choose from {', '.join(CONTENDERS)}")
+    urls = {kind: find(kind).url for kind in sorted({KIND[c] for c in chosen})}
+    rounds = []
+    for round_ in range(args.rounds):
+        rounds.append({name: run_one(name, urls[KIND[name]], args, round_) for name in chosen})
+        for name, r in rounds[-1].items():
+            e = r["end_to_end_ms"]
+            print(f"round {round_ + 1}: {name:16s} end to end p50 {e['p50']:.2f} ms, p99 {e['p99']:.2f} ms; "
+                  f"publish p99 {r['publish_ms']['p99']:.2f} ms", flush=True)
+    found = summarise(rounds)
+    for label, ratio in found["ratios"].items():
+        print(f"{label}: p50 x{statistics.median(ratio['p50']):.2f} ({min(ratio['p50']):.2f}-{max(ratio['p50']):.2f}), "
+              f"p99 x{statistics.median(ratio['p99']):.2f} ({min(ratio['p99']):.2f}-{max(ratio['p99']):.2f})")
+    described = {}
+    for kind, url in urls.items():
+        from brokers import registry
+
+        broker = registry.get(kind).open(url, queue="bb-latency-describe")
+        described[kind] = broker.describe()
+        broker.close()
+    result = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "settings": {"rate": args.rate, "seconds": args.seconds, "rounds": args.rounds, "width": args.width,
+                           "payload_bytes": len(json.dumps(_job(0, 0))),
+                           "durability": "brokers as found: Redis as configured (see environment), RabbitMQ "
+                                         "persistent messages with publisher confirms on both AMQP contenders"},
+              "rounds": rounds, "summary": found, "environment": environment.capture(described)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"latency-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"results: {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
