@@ -33,6 +33,8 @@ from ..results.summary import NOISY_NOTE, SUMMARY_HEADER, ratio_rows, ratio_text
 from .progress import ProgressDisplay
 
 DEFAULT_REPEAT = 3
+SHORT = {"heavy_workflow_execution": "heavy workflow", "user_variables_update": "user variables",
+         "statistics_aggregation": "statistics"}
 
 # Help for the scenario's own fields (one line each: what, unit, default).
 FIELD_HELP = {
@@ -70,7 +72,8 @@ def print_summary(results: list[dict[str, Any]], folder: Path | None, console: A
     for name in SUMMARY_HEADER:
         table.add_column(name, justify="left" if name in ("job type", "broker", "durability") else "right")
     for row in rows:
-        table.add_row(*summary_cells(row, row["broker"], rate_unit="/s"))
+        cells = summary_cells(row, row["broker"], rate_unit="/s", sep="\n")
+        table.add_row(SHORT.get(cells[0], cells[0]), *cells[1:])
     console.print(table)
     console.print("closed loop: as fast as producers can while the backlog stays bounded (throughput); "
                   "open loop: fixed rate, latency measured from each job's intended send time.")
@@ -127,7 +130,8 @@ def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
     if args.scenario:
         return load_scenarios(args.scenario)
     overrides = {f.name: getattr(args, f.name) for f in fields(Scenario)
-                 if getattr(args, f.name, None) is not None and f.name not in ("broker", "profile", "mode")}
+                 if getattr(args, f.name, None) is not None
+                 and f.name not in ("broker", "profile", "mode", "durability", "repetition")}
     if args.sweep_rates:
         overrides["sweep_rates"] = tuple(float(r) for r in args.sweep_rates.split(","))
     if args.broker_option:
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     kinds = list(dict.fromkeys([*((args.broker or registry.compared_kinds()) if unbound else []),
                                 *(w.broker for w in workloads if w.broker)]))
     folder = args.out or Path("reports/runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     placements: dict[str, Placement] = {}
     results, started = [], time.monotonic()
     try:

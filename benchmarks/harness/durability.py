@@ -108,6 +108,8 @@ def place(kind: str, level: str, url: str | None = None) -> Placement:
     except Exception as exc:  # noqa: BLE001 - say what is missing, plainly
         raise DurabilityUnavailable(f"durability {level!r} needs a {driver.label} with "
                                     + ", ".join(f"{k}={v}" for k, v in wanted.items())
-                                    + f"; the found one has {said} and a private one did not start: {exc}") from exc
+                                    + f"; the found one has {said} and a private one did not start: {exc}. Install "
+                                    "the server, give --url of a broker that runs these settings (docker-compose.yml's "
+                                    "Redis does), or choose --durability in-memory") from exc
     return Placement(kind, level, profile, instance.url, instance,
                      how=f"a private instance (the found broker has {said}; it is never reconfigured)")

@@ -27,6 +27,7 @@ from .scenario import Scenario
 from .workloads import PayloadBank, ServiceModel, closed_loop_types, open_loop_schedule, perform
 
 PROGRESS_EVERY_S = 0.5
+STOP_NOTICE_S = 0.2  # a consumer waiting for work looks at the stop signal at least this often
 log = logging.getLogger(__name__)
 
 
@@ -367,6 +368,8 @@ def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
 
     options = registry.get(scenario.broker).worker_options(scenario.concurrency, scenario.prefetch)
     worker = broker.worker(handle, concurrency=scenario.concurrency, **options)
+    if hasattr(worker, "idle_block_s"):  # notice the runner's stop soon (a delivery ends the wait anyway)
+        worker.idle_block_s = min(worker.idle_block_s, STOP_NOTICE_S)
     done = threading.Event()
 
     def watch() -> None:  # forward the runner's stop, and report progress

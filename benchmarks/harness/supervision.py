@@ -93,14 +93,15 @@ class Inbox:
         return out
 
 
-def drain_messages(inbox: Inbox, watch: RoleMessages, timeout: float) -> None:
-    """Take the roles' messages for ``timeout`` seconds."""
+def drain_messages(inbox: Inbox, watch: RoleMessages, timeout: float,
+                   until: Callable[[], bool] | None = None) -> None:
+    """Take the roles' messages for ``timeout`` seconds, or until ``until()`` holds."""
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         for message in inbox.receive(left):
             watch.take(message)
-        if deadline - time.monotonic() <= 0:
+        if deadline - time.monotonic() <= 0 or (until is not None and until()):
             return
 
 

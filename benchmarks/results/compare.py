@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> list[Any]:
     parser.add_argument("paths", nargs="+", type=Path,
                         help="A B: two results files or folders to judge; one or more than two: listed side by side")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     if len(args.paths) == 2:
         found = verdicts([args.paths[0]], [args.paths[1]])
         table = Table(title=f"A = {args.paths[0]}, B = {args.paths[1]}")
@@ -189,9 +190,11 @@ def main(argv: list[str] | None = None) -> list[Any]:
     table_rows = rows(expand(args.paths))
     table = Table(title="brokerbench runs")
     columns = ["broker", "profile", "mode", "durability", "repetition", "rate", "status", "out_per_s", "p50", "p99",
-               "p99_9", "publish_p99", "lost", "duplicated", "jobs_per_cpu_s", "max_sustainable_rate", "created"]
+               "p99_9", "publish_p99", "lost", "duplicated", "jobs_per_cpu_s"]
+    if any(row["max_sustainable_rate"] is not None for row in table_rows):
+        columns.append("max_sustainable_rate")
     for c in columns:
-        table.add_column(c.replace("_", " "))
+        table.add_column(c.replace("_", " "), no_wrap=c == "profile")
     for row in table_rows:
         table.add_row(*("-" if row[c] is None else f"{row[c]:,.1f}" if isinstance(row[c], float) else str(row[c])
                         for c in columns))

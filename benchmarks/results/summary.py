@@ -86,7 +86,18 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["spread"] = spreads
         row["noisy"] = sorted(name for name, s in spreads.items() if s.noisy)
         row["repetitions"] = max((s.n for s in spreads.values()), default=0)
-    return list(rows.values())
+    return sorted(rows.values(), key=_order)
+
+
+def _order(row: dict[str, Any]) -> tuple[int, int, str]:
+    """Job types in the comparison's order, then brokers in the registry's."""
+    from brokers import registry
+
+    from ..harness.suite import PROFILES_IN_ORDER
+
+    kinds = registry.kinds()
+    profile = PROFILES_IN_ORDER.index(row["profile"]) if row["profile"] in PROFILES_IN_ORDER else 99
+    return profile, kinds.index(row["broker"]) if row["broker"] in kinds else 99, row.get("durability", "")
 
 
 def ratio_rows(results: list[dict[str, Any]], first: str, second: str) -> list[dict[str, Any]]:
@@ -111,30 +122,31 @@ def ratio_rows(results: list[dict[str, Any]], first: str, second: str) -> list[d
     for row in out.values():
         for name, ratios in row.pop("_ratios").items():
             row[name] = Spread.of(ratios)
-    return list(out.values())
+    return sorted(out.values(), key=lambda row: _order({**row, "broker": first}))
 
 
 def fmt(value: Any, pattern: str = "{:,.0f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def fmt_spread(spread: Spread | None, pattern: str = "{:,.0f}", unit: str = "") -> str:
-    """``median (min-max)``, with ``*`` when noisy; the bare value for one repetition."""
+def fmt_spread(spread: Spread | None, pattern: str = "{:,.0f}", unit: str = "", sep: str = " ") -> str:
+    """``median (min-max)``, with ``*`` when noisy; the bare value for one repetition. ``sep``
+    goes between the median and the range (a newline in a console table)."""
     if spread is None:
         return "-"
     text = pattern.format(spread.median) + unit
     if spread.n > 1:
-        text += f" ({pattern.format(spread.low)}-{pattern.format(spread.high)})" + ("*" if spread.noisy else "")
+        text += f"{sep}({pattern.format(spread.low)}-{pattern.format(spread.high)})" + ("*" if spread.noisy else "")
     return text
 
 
-def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "") -> list[str]:
+def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "", sep: str = " ") -> list[str]:
     """One summary row as text, in SUMMARY_HEADER's order (console table and report alike)."""
     spread = row.get("spread") or {}
 
     def cell(key: str, pattern: str, unit: str = "") -> str:
         if key in spread:
-            return fmt_spread(spread[key], pattern, unit)
+            return fmt_spread(spread[key], pattern, unit, sep)
         return fmt(row.get(key), pattern + unit)
 
     return [row["profile"], broker, row.get("durability", "-"), cell("max_jobs_per_s", "{:,.0f}"),

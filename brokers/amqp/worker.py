@@ -68,6 +68,9 @@ class Delivery:
 class AmqpWorker(Worker):
     """Runs jobs from RabbitMQ lane queues (see the module's text for the guarantee).
 
+    ``idle_block_s``: the longest wait for deliveries while idle (a delivery ends it at once):
+    bounds how long ``stop()`` takes to be noticed.
+
     It drives its own loop, because pika hands deliveries to a callback on the connection's
     thread, where inline jobs are also settled; the loop's rules (:class:`RunLimits`) and the
     counting (:meth:`Worker._tally`) are the shared ones.
@@ -88,6 +91,8 @@ class AmqpWorker(Worker):
         its original goes back to the queue (not counted while an alarm blocks the copies'
         connection: those wait, their originals held).
     """
+
+    idle_block_s: float = 0.5
 
     def __init__(self, broker: "RabbitMQBroker", handlers: Mapping[str, Handler] | Handler, *,
                  concurrency: int = 1, prefetch: int | None = None, lanes: Sequence[str] | None = None,
@@ -251,7 +256,7 @@ class AmqpWorker(Worker):
                     break
                 if copies:
                     self._guard(lambda: self._resolve_copies(0.0))
-                wait = 0.0 if runner.in_flight and runner.inline else 0.05 if copies else 0.5
+                wait = 0.0 if runner.in_flight and runner.inline else 0.05 if copies else self.idle_block_s
                 left = limits.idle_left(now)
                 if left is not None:
                     wait = min(wait, left)
