@@ -133,12 +133,15 @@ def replication(rows: list[dict[str, Any]]) -> Claim | None:
         return "?" if value[0] is None else f"at most {value[0]:,} lost in {value[1]} runs"
 
     async_, waited, quorum = worst(redis, wait=False), worst(redis, wait=True), worst(rabbitmq)
-    measured = (f"leader killed, hung (SIGSTOP) or, on Redis, cut off by a partition, under load: Redis + "
+    cut = {r["broker"] for r in failovers if "partition" in r["profile"]}
+    cut_words = ("" if not cut else " or cut off by a partition" if cut >= {redis, rabbitmq}
+                 else f" or, on {' and '.join(sorted(cut))}, cut off by a partition")
+    measured = (f"leader killed, hung (SIGSTOP){cut_words}, under load: Redis + "
                 f"Sentinel, asynchronous replication (BullMQ's "
                 f"way): {said(async_)}; with WAIT 1: {said(waited)}; RabbitMQ 3-node cluster, quorum queues + "
                 f"confirms: {said(quorum)}")
     if quorum[0] == 0 and (async_[0] or 0) > 0:
-        verdict = ("true for replication: quorum queues lost no confirmed job when a node died or hung; "
+        verdict = ("true for replication: quorum queues lost no confirmed job when a node died, hung or was cut off; "
                    "Redis + Sentinel lost acknowledged jobs at failover unless producers WAIT for a replica "
                    "(BullMQ does not)")
     elif quorum[0] == 0 and async_[0] == 0:
