@@ -23,7 +23,8 @@ second). The no-loss
 profiles run 3 times (1 with ``--small``).
 
 The cost of replication: the mix in closed loop (throughput) and open loop (p50/p99) on one
-node vs the replicated profiles, each side's settings named in its row.
+node vs the replicated profiles, each side's settings named in its row; each side runs 3 times
+(1 with ``--small``), the sides interleaved, and each figure is the median with its min-max.
 """
 
 from __future__ import annotations
@@ -206,42 +207,53 @@ def failover_rows(session: Session) -> list[Row]:
 
 
 def cost_rows(session: Session) -> list[Row]:
-    """The mix on one node vs replicated: closed-loop jobs/s and open-loop p50/p99, one run each."""
-    rows: list[Row] = []
+    """The mix on one node vs replicated: closed-loop jobs/s and open-loop p50/p99, each side
+    run ``repeats`` times (3; 1 with ``--small``), the sides interleaved within a repetition so
+    that drift hits them alike; each figure is the median with its min-max."""
+    from ..results.summary import Spread, fmt_spread
+
+    repeats = 1 if session.small else 3
     closed = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 4), warmup_s=1, producers=1,
                       consumers=2, concurrency=8, max_backlog=2000, drain_timeout_s=60)
     open_ = closed.with_(mode="open", rate=300)
+    sides: list[tuple[registry.Driver, DurabilityProfile, str, str]] = []  # driver, profile, url, topology
     for driver in session.drivers(can_crash=True):
         replication = driver.replication
         if replication is None:
             continue
-        sides = [(p, None) for p in replication.single_node] + [(p, "cluster") for p in replication.profiles]
-        for profile, where in sides:
-            if where is None:
-                url = session.brokers.fresh(driver.kind, dict(profile.server)).url
-                topology = "one node"
-            else:
-                cluster = session.brokers.cluster(driver.kind)
-                url, topology = cluster.url, cluster.describe()["topology"]
-            figures = {}
-            paths = []
+        for profile in replication.single_node:
+            single = session.brokers.fresh(driver.kind, dict(profile.server))
+            sides.append((driver, profile, single.url, "one node"))
+        for profile in replication.profiles:
+            cluster = session.brokers.cluster(driver.kind)
+            sides.append((driver, profile, cluster.url, cluster.describe()["topology"]))
+    found: dict[int, dict[str, list[dict[str, Any]]]] = {i: {"closed": [], "open": []} for i in range(len(sides))}
+    paths: dict[int, list[Any]] = {i: [] for i in range(len(sides))}
+    for rep in range(1, repeats + 1):
+        for i, (driver, profile, url, topology) in enumerate(sides):
             for mode, scenario in (("closed", closed), ("open", open_)):
                 result, path = run(scenario.with_(broker=driver.kind, label=f"replication-cost-{mode}-{driver.kind}",
-                                                  broker_options=dict(profile.options)),
+                                                  broker_options=dict(profile.options),
+                                                  repetition=rep if repeats > 1 else 0),
                                    url=url, out=session.out, progress=session.progress)
-                figures[mode] = result["figures"] or {}
-                paths.append(path)
+                found[i][mode].append(result["figures"] or {})
+                paths[i].append(path)
                 attach(result, path, "the price of the copies, measured", True, profile=profile.name,
                        topology=topology, cost_mode=mode)
-            jobs_s = figures["closed"].get("throughput", {}).get("out_per_s")
-            e2e = figures["open"].get("latency_ms", {}).get("end_to_end_intended", {})
-            note = (f"{topology}; closed loop {jobs_s} jobs/s; open loop {open_.rate:.0f}/s: p50 {e2e.get('p50')} ms, "
-                    f"p99 {e2e.get('p99')} ms")
-            lost = sum(f.get("lost", 0) for f in figures.values())
-            dup = sum(f.get("duplicated", 0) for f in figures.values())
-            rows.append(Row("replication cost", driver.kind, profile.name, lost, dup, None,
-                            "the price of the copies, measured (no fault)", lost == 0, note,
-                            str(paths[0]) if paths[0] else None))
+    rows: list[Row] = []
+    for i, (driver, profile, _, topology) in enumerate(sides):
+        jobs = Spread.of([f.get("throughput", {}).get("out_per_s") for f in found[i]["closed"]])
+        e2e = [f.get("latency_ms", {}).get("end_to_end_intended", {}) for f in found[i]["open"]]
+        p50, p99 = Spread.of([e.get("p50") for e in e2e]), Spread.of([e.get("p99") for e in e2e])
+        note = (f"{topology}; closed loop {fmt_spread(jobs)} jobs/s; open loop {open_.rate:.0f}/s: "
+                f"p50 {fmt_spread(p50, '{:.1f}')} ms, p99 {fmt_spread(p99, '{:.0f}')} ms"
+                + (f" (median of {repeats} runs, min-max)" if repeats > 1 else ""))
+        every = found[i]["closed"] + found[i]["open"]
+        lost = sum(f.get("lost", 0) for f in every)
+        dup = sum(f.get("duplicated", 0) for f in every)
+        rows.append(Row("replication cost", driver.kind, profile.name, lost, dup, None,
+                        "the price of the copies, measured (no fault)", lost == 0, note,
+                        str(paths[i][0]) if paths[i] and paths[i][0] else None))
     return rows
 
 

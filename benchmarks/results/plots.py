@@ -285,15 +285,21 @@ def replication_cost(results: list[dict[str, Any]]) -> Figure:
     fig, (left, right) = _subplots(1, 2, figsize=(10, 0.5 * len(sides) + 1.8))
     names = [f"{label(b)}: {p}" for b, p, _ in sides]
     for i, (broker, profile, _topology) in enumerate(sides):
-        runs = {r["fault"]["cost_mode"]: r["figures"] for r in cost
-                if r["scenario"]["broker"] == broker and r["fault"]["profile"] == profile}
-        if "closed" in runs:
-            left.barh(i, runs["closed"]["throughput"]["out_per_s"], color=colour(broker))
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for r in cost:
+            if r["scenario"]["broker"] == broker and r["fault"]["profile"] == profile:
+                runs.setdefault(r["fault"]["cost_mode"], []).append(r["figures"])
+        if "closed" in runs:  # the median of the repetitions, whiskers min-max
+            jobs = [f["throughput"]["out_per_s"] for f in runs["closed"]]
+            mid = _median(jobs)
+            left.barh(i, mid, color=colour(broker), xerr=[[mid - min(jobs)], [max(jobs) - mid]] if len(jobs) > 1
+                      else None, capsize=3, ecolor="#333333")
         if "open" in runs:
-            e2e = runs["open"]["latency_ms"]["end_to_end_intended"]
-            right.barh(i + 0.2, e2e.get("p99") or 0, height=0.4, color=colour(broker), label="p99" if i == 0 else None)
-            right.barh(i - 0.2, e2e.get("p50") or 0, height=0.4, color=colour(broker), alpha=0.45,
-                       label="p50" if i == 0 else None)
+            e2e = [f["latency_ms"]["end_to_end_intended"] for f in runs["open"]]
+            right.barh(i + 0.2, _median([e.get("p99") or 0 for e in e2e]), height=0.4, color=colour(broker),
+                       label="p99" if i == 0 else None)
+            right.barh(i - 0.2, _median([e.get("p50") or 0 for e in e2e]), height=0.4, color=colour(broker),
+                       alpha=0.45, label="p50" if i == 0 else None)
     for ax in (left, right):
         ax.set_yticks(range(len(sides)))
         ax.grid(True, axis="x", alpha=0.3)
