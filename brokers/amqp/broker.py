@@ -23,7 +23,7 @@ from ..contract import (
 from .codec import H_ATTEMPTS_MADE, H_FAILED_REASON
 from .connection import connect
 from .driver import KIND
-from .producer import AmqpProducer
+from .producer import DEFAULT_WINDOW, AmqpProducer
 from .topology import Topology
 from .worker import AmqpWorker
 
@@ -86,7 +86,7 @@ class RabbitMQBroker(Broker):
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, queue_type: str = "classic", max_priority: int = 0, max_length: int | None = None,
                  persistent: bool = True,
-                 confirms: str = "windowed", confirm_window: int = 256, confirm_timeout_s: float = 30.0,
+                 confirms: str = "windowed", confirm_window: int = DEFAULT_WINDOW, confirm_timeout_s: float = 30.0,
                  connect_timeout: float = 3.0, max_job_bytes: int | None = MAX_JOB_BYTES,
                  **worker_defaults: Any) -> None:
         super().__init__(queue, routes)

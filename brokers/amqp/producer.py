@@ -55,6 +55,13 @@ if TYPE_CHECKING:
     from .broker import RabbitMQBroker
 
 log = logging.getLogger(__name__)
+
+# Unconfirmed messages a windowed producer keeps in flight. A larger window publishes batches
+# faster (measured here, batches of 1,000 jobs with confirms, median of 3 rounds: 256 -> 12,900
+# jobs/s, 1,024 -> 15,900, 4,096 -> 17,700), but a producer then learns later that the broker
+# stopped confirming: only once the window is full (at 200 jobs/s one at a time, 1.3 s with 256,
+# 5 s with 1,024) and then after confirm_timeout_s, and it hands back that many jobs at once.
+DEFAULT_WINDOW = 256
 CONFIRM_MODES = ("off", "each", "windowed")
 FLUSH_EVERY = 128  # confirms off: push buffered messages to the socket this often
 
@@ -84,14 +91,15 @@ class AmqpProducer(Producer):
 
     :param broker: the adapter (its URL, topology and ``max_job_bytes``).
     :param confirms: "off", "each" or "windowed" publisher confirms.
-    :param window: unconfirmed messages allowed in flight with windowed confirms.
+    :param window: unconfirmed messages allowed in flight with windowed confirms (default
+        :data:`DEFAULT_WINDOW`).
     :param persistent: persistent (delivery mode 2) or transient messages.
     :param reconnect_for_s: how long a dropped connection is retried before publishing fails
         with BrokerUnavailable.
     :param confirm_timeout_s: how long to wait for outstanding confirms before PublishRejected.
     """
 
-    def __init__(self, broker: "RabbitMQBroker", *, confirms: str = "windowed", window: int = 256,
+    def __init__(self, broker: "RabbitMQBroker", *, confirms: str = "windowed", window: int = DEFAULT_WINDOW,
                  persistent: bool = True, reconnect_for_s: float = 30.0,
                  confirm_timeout_s: float = 30.0) -> None:
         if confirms not in CONFIRM_MODES:
