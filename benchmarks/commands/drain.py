@@ -90,7 +90,11 @@ def _child_redis_ours(url: str, queue: str, jobs: int, concurrency: int, prefetc
     return elapsed
 
 
-def _child_pika_plain(url: str, queue: str, jobs: int, concurrency: int, prefetch: int) -> float:
+def pika_consume(url: str, queue: str, prefetch: int, jobs: int, on_body: Callable[[bytes], Any],
+                 starting: Callable[[], Any] = lambda: None) -> float:
+    """The loop most pika users write: basic_consume with ``prefetch``, ``on_body`` then one ack
+    per message, until ``jobs`` messages; ``starting()`` is called just before consuming begins.
+    Returns the perf_counter time at which the last message was acked."""
     import pika
 
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -100,18 +104,23 @@ def _child_pika_plain(url: str, queue: str, jobs: int, concurrency: int, prefetc
 
     def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
         nonlocal count
-        json.loads(body)
+        on_body(body)
         ch.basic_ack(method.delivery_tag)
         count += 1
         if count >= jobs:
             ch.stop_consuming()
 
-    started = time.perf_counter()
-    channel.basic_consume(f"{queue}.default", on_message)
+    starting()
+    channel.basic_consume(queue, on_message)
     channel.start_consuming()
-    elapsed = time.perf_counter() - started
+    stopped = time.perf_counter()
     connection.close()
-    return elapsed
+    return stopped
+
+
+def _child_pika_plain(url: str, queue: str, jobs: int, concurrency: int, prefetch: int) -> float:
+    started = time.perf_counter()
+    return pika_consume(url, f"{queue}.default", prefetch, jobs, json.loads) - started
 
 
 def _child_amqp_ours(url: str, queue: str, jobs: int, concurrency: int, prefetch: int) -> float:

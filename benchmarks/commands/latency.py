@@ -29,18 +29,24 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from brokers import registry
 from brokers.provision import find
 
 from ..harness import environment
 from ..harness.metrics import decode, encode, new_histogram, record_us, summary
+from .drain import pika_consume
 
 SCHEMA = "brokerbench.latency/1"
 CHILD_URL = "BROKERBENCH_CHILD_URL"  # not on the command line, which every user of the host can read
 CONTENDERS = ("bullmq-official", "redis-ours", "pika-plain", "amqp-ours")
 KIND = {"bullmq-official": "redis", "redis-ours": "redis", "pika-plain": "rabbitmq", "amqp-ours": "rabbitmq"}
+# How our workers take the width, as in the drain benchmark: Redis runs that many jobs at once;
+# the AMQP worker runs them inline and lets RabbitMQ push that many ahead.
+OURS_WIDTH = {"redis-ours": lambda w: {"concurrency": w}, "amqp-ours": lambda w: {"concurrency": 1, "prefetch": w}}
 PAIRS = {"redis-ours / bullmq-official": ("redis-ours", "bullmq-official"),
          "amqp-ours / pika-plain": ("amqp-ours", "pika-plain")}
 PAYLOAD = {"userId": 481516, "projectId": "proj_8c2f4e1a", "chatId": 2342, "source": "telegram",
@@ -66,20 +72,8 @@ def _pace(rate: float, jobs: int, t0: int, send: Callable[[int, int], None]) -> 
 
 
 # ---------------------------------------------------------------------------------- producers
-def _produce_redis_ours(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
-    from brokers.bullmq_redis.broker import BullMQRedisBroker
-
-    broker = BullMQRedisBroker(url, queue=queue)
-    with broker.producer() as producer:
-        hist = _pace(rate, jobs, t0, lambda i, t: producer.publish("user_variables_update", _job(i, t)))
-    broker.close()
-    return hist
-
-
-def _produce_amqp_ours(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
-    from brokers.amqp.broker import RabbitMQBroker
-
-    broker = RabbitMQBroker(url, queue=queue)
+def _produce_ours(name: str, url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
+    broker = registry.get(KIND[name]).open(url, queue=queue)
     with broker.producer() as producer:
         hist = _pace(rate, jobs, t0, lambda i, t: producer.publish("user_variables_update", _job(i, t)))
     broker.close()
@@ -123,47 +117,17 @@ def _produce_bullmq_official(url: str, queue: str, rate: float, jobs: int, t0: i
 
 
 # ------------------------------------------------------------------------------------ workers
-def _consume_redis_ours(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
-    from brokers.bullmq_redis.broker import BullMQRedisBroker
-
-    broker = BullMQRedisBroker(url, queue=queue)
-    worker = broker.worker(lambda job: record_us(hist, time.monotonic_ns() - job.data["t"]), concurrency=width)
-    print("ready", flush=True)
-    worker.run(max_jobs=jobs, timeout=120)
-    broker.close()
-
-
-def _consume_amqp_ours(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
-    from brokers.amqp.broker import RabbitMQBroker
-
-    broker = RabbitMQBroker(url, queue=queue)
-    worker = broker.worker(lambda job: record_us(hist, time.monotonic_ns() - job.data["t"]), concurrency=1,
-                           prefetch=width)
+def _consume_ours(name: str, url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
+    broker = registry.get(KIND[name]).open(url, queue=queue)
+    worker = broker.worker(lambda job: record_us(hist, time.monotonic_ns() - job.data["t"]), **OURS_WIDTH[name](width))
     print("ready", flush=True)
     worker.run(max_jobs=jobs, timeout=120)
     broker.close()
 
 
 def _consume_pika_plain(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=width)
-    count = 0
-
-    def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
-        nonlocal count
-        record_us(hist, time.monotonic_ns() - json.loads(body)["t"])
-        ch.basic_ack(method.delivery_tag)
-        count += 1
-        if count >= jobs:
-            ch.stop_consuming()
-
-    channel.basic_consume(queue, on_message)
-    print("ready", flush=True)
-    channel.start_consuming()
-    connection.close()
+    pika_consume(url, queue, width, jobs, lambda body: record_us(hist, time.monotonic_ns() - json.loads(body)["t"]),
+                 starting=lambda: print("ready", flush=True))
 
 
 def _consume_bullmq_official(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
@@ -188,10 +152,10 @@ def _consume_bullmq_official(url: str, queue: str, jobs: int, width: int, hist: 
     asyncio.run(main())
 
 
-PRODUCERS = {"bullmq-official": _produce_bullmq_official, "redis-ours": _produce_redis_ours,
-             "pika-plain": _produce_pika_plain, "amqp-ours": _produce_amqp_ours}
-WORKERS = {"bullmq-official": _consume_bullmq_official, "redis-ours": _consume_redis_ours,
-           "pika-plain": _consume_pika_plain, "amqp-ours": _consume_amqp_ours}
+PRODUCERS = {"bullmq-official": _produce_bullmq_official, "redis-ours": partial(_produce_ours, "redis-ours"),
+             "pika-plain": _produce_pika_plain, "amqp-ours": partial(_produce_ours, "amqp-ours")}
+WORKERS = {"bullmq-official": _consume_bullmq_official, "redis-ours": partial(_consume_ours, "redis-ours"),
+           "pika-plain": _consume_pika_plain, "amqp-ours": partial(_consume_ours, "amqp-ours")}
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -224,8 +188,6 @@ def _prepare(name: str, url: str, queue: str) -> None:
 
 
 def _cleanup(name: str, url: str, queue: str) -> None:
-    from brokers import registry
-
     if name == "pika-plain":
         import pika
 
@@ -326,8 +288,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"p99 x{statistics.median(ratio['p99']):.2f} ({min(ratio['p99']):.2f}-{max(ratio['p99']):.2f})")
     described = {}
     for kind, url in urls.items():
-        from brokers import registry
-
         broker = registry.get(kind).open(url, queue="bb-latency-describe")
         described[kind] = broker.describe()
         broker.close()

@@ -95,20 +95,19 @@ def place(kind: str, level: str, url: str | None = None) -> Placement:
     if not differing:
         return Placement(kind, level, profile, found, how="the found broker: it runs these settings")
     said = ", ".join(f"{k}={v}" for k, v in differing.items())
+    needs = ", ".join(f"{k}={v}" for k, v in wanted.items())
     if url is not None:
         raise DurabilityUnavailable(
-            f"the {driver.label} at {redact(url)} has {said}; durability {level!r} needs "
-            + ", ".join(f"{k}={v}" for k, v in wanted.items())
-            + ": leave out --url to let brokerbench start a private one, or choose another --durability")
+            f"the {driver.label} at {redact(url)} has {said}; durability {level!r} needs {needs}"
+            ": leave out --url to let brokerbench start a private one, or choose another --durability")
     cls = driver.server_class()
     if cls is None:
         raise DurabilityUnavailable(f"the found {driver.label} has {said} and brokerbench cannot start one of its own")
     try:
         instance = cls(config=dict(wanted)).start()
     except Exception as exc:  # noqa: BLE001 - say what is missing, plainly
-        raise DurabilityUnavailable(f"durability {level!r} needs a {driver.label} with "
-                                    + ", ".join(f"{k}={v}" for k, v in wanted.items())
-                                    + f"; the found one has {said} and a private one did not start: {exc}. Install "
+        raise DurabilityUnavailable(f"durability {level!r} needs a {driver.label} with {needs}"
+                                    f"; the found one has {said} and a private one did not start: {exc}. Install "
                                     "the server, give --url of a broker that runs these settings (docker-compose.yml's "
                                     "Redis does), or choose --durability in-memory") from exc
     return Placement(kind, level, profile, instance.url, instance,
