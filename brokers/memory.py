@@ -71,7 +71,9 @@ class MemoryFaults:
     ``stall_at``), as a broker pause would, and publish calls to refuse half of (``refuse_calls``:
     the first half of the call is accepted, the rest refused with PublishRejected); and, with
     ``confirm_on_idle``, acceptances told only when the producer idles or flushes, as a
-    windowed-confirm producer learns of its confirms only when it reads its socket."""
+    windowed-confirm producer learns of its confirms only when it reads its socket; and publish
+    calls to nack later (``nack_calls``: the call returns its ids, nothing is kept, and the next
+    idle or flush raises PublishRejected with them, as a basic.nack read after the call did)."""
 
     drop: frozenset[int] = frozenset()
     duplicate: frozenset[int] = frozenset()
@@ -80,16 +82,18 @@ class MemoryFaults:
     drop_retry: frozenset[int] = frozenset()
     refuse_calls: frozenset[int] = frozenset()
     confirm_on_idle: bool = False  # acceptance told only in idle()/flush(), as windowed confirms are read
+    nack_calls: frozenset[int] = frozenset()
 
     @classmethod
     def coerce(cls, raw: "MemoryFaults | dict[str, Any] | None") -> "MemoryFaults":
         """From a scenario file's dict: {"drop": [..], "duplicate": [..], "stall_at": n, "stall_s": s,
-        "drop_retry": [..], "refuse_calls": [..]}."""
+        "drop_retry": [..], "refuse_calls": [..], "confirm_on_idle": bool, "nack_calls": [..]}."""
         if raw is None or isinstance(raw, MemoryFaults):
             return raw or cls()
         return cls(frozenset(raw.get("drop", ())), frozenset(raw.get("duplicate", ())), raw.get("stall_at"),
                    float(raw.get("stall_s", 0.0)), frozenset(raw.get("drop_retry", ())),
-                   frozenset(raw.get("refuse_calls", ())), bool(raw.get("confirm_on_idle", False)))
+                   frozenset(raw.get("refuse_calls", ())), bool(raw.get("confirm_on_idle", False)),
+                   frozenset(raw.get("nack_calls", ())))
 
 
 @dataclass(order=True)
@@ -130,6 +134,7 @@ class MemoryBroker(Broker):
         self._published = itertools.count()
         self._published_count = 0
         self._calls = itertools.count()
+        self.nack_pending: list[str] = []  # faults.nack_calls: ids sent, to be nacked at the next flush
         self._retries = itertools.count()
         self._delivered = itertools.count()
         self._redeliver: deque[tuple[str, tuple[str, bytes, JobOptions, int, int]]] = deque()
@@ -163,7 +168,12 @@ class MemoryBroker(Broker):
         if stall is not None and self._published_count <= stall < self._published_count + len(encoded):
             time.sleep(self.faults.stall_s)
         self._published_count += len(encoded)
-        refused = next(self._calls) in self.faults.refuse_calls
+        call = next(self._calls)
+        if call in self.faults.nack_calls:
+            ids = [options.job_id or f"m{next(self._seq)}" for _name, _data, options in encoded]
+            self.nack_pending += ids
+            return ids
+        refused = call in self.faults.refuse_calls
         if refused:
             encoded, cut = encoded[:len(encoded) // 2], len(encoded) - len(encoded) // 2
         with self._cv:
@@ -332,6 +342,8 @@ class MemoryProducer(Producer):
         return ids
 
     def _tell(self, ids: list[str]) -> None:
+        if self._broker.nack_pending:
+            ids = [job_id for job_id in ids if job_id not in self._broker.nack_pending]
         if self._broker.faults.confirm_on_idle:
             self._untold += ids
         else:
@@ -344,6 +356,9 @@ class MemoryProducer(Producer):
     def flush(self) -> None:
         untold, self._untold = self._untold, []
         self._accepted(untold)
+        nacked, self._broker.nack_pending = self._broker.nack_pending, []
+        if nacked:
+            raise PublishRejected(f"refused {len(nacked)} job(s) after the call (planned nack)", nacked)
 
     def close(self) -> None:
         pass

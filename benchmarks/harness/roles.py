@@ -16,6 +16,7 @@ import random
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,6 +288,18 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             return
         accepts.sent(ids, seqs, started)
 
+    def settling(step: Callable[[], None]) -> bool:
+        """Run a step that only reads confirms (idle, the final flush). A refusal it reports (a
+        nack of an earlier call's jobs, say while a quorum leader changes) gives those jobs back:
+        count them as refused, as publish() does, and go on."""
+        try:
+            step()
+            return True
+        except PublishRejected as exc:
+            recorder.count("rejected", accepts.given_back(exc.job_ids))
+            log.info("publish refused while reading confirms: %s", exc)
+            return False
+
     def progress() -> None:
         nonlocal last_progress
         now = time.monotonic()
@@ -306,7 +319,7 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
                 if scenario.mode == "closed":
                     n = control.credit.take(scenario.batch)
                     if n <= 0:  # the backlog is at max_backlog: wait for the consumers
-                        producer.idle(0.005)  # reading confirms meanwhile: their times stay true
+                        settling(lambda: producer.idle(0.005))  # reading confirms: their times stay true
                         accepts.settle()
                         progress()
                         continue
@@ -331,7 +344,9 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
                 publish([(job_type, intended) for intended, job_type in schedule[i:j]])
                 i = j
                 progress()
-        producer.flush()
+        for _ in range(3):  # a flush that gives jobs back may leave others to confirm: read those too
+            if settling(producer.flush):
+                break
     finally:
         accepts.settle()
         recorder.counters["sent"] = seq

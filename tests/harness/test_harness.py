@@ -271,6 +271,20 @@ def test_a_half_refused_call_leaves_the_accepted_count_moving(tmp_path):
     assert (f["accepted"], f["completed"], f["lost"], f["unexpected"]) == (475, 475, 0, 0), f
 
 
+def test_a_nack_read_after_the_call_is_counted_refused_not_an_error(tmp_path):
+    """The third call's jobs are nacked only when the producer next reads its confirms (its final
+    flush here), as a quorum queue nacks in-flight publishes while its leader changes. They are
+    counted refused, the rest accepted and done, and the producer reports no error."""
+    scenario = Scenario(mode="drain", drain_jobs=500, publish_batch=50,
+                        broker_options={"faults": {"nack_calls": [2]}},
+                        **{k: v for k, v in FAST.items() if k not in ("duration_s", "warmup_s")})
+    result, _ = run(scenario, out=tmp_path)
+    f = result["figures"]
+    assert result["errors"] == [] and result["status"] == "ok", result["errors"]
+    assert f["rejected"] == 50
+    assert (f["accepted"], f["completed"], f["lost"], f["unexpected"]) == (450, 450, 0, 0), f
+
+
 def test_a_retry_that_vanishes_is_counted_lost(tmp_path):
     """Poison jobs fail three times; the broker loses three of their retries. A job is settled by
     the run that ends its chain, so those three chains show as lost although their first
