@@ -15,15 +15,19 @@ Notes for this kind of machine (Debian packages, running as root):
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..instances import LocalInstance, find_binary, free_port, wait_gone
 from .driver import SERVICE_USER
+
+log = logging.getLogger(__name__)
 
 
 def rabbitmq_binaries() -> tuple[str, str] | None:
@@ -129,10 +133,22 @@ class RabbitMQInstance(LocalInstance):
                                "brew install rabbitmq)")
         self._prepare()
         command, as_user = self._command([binaries[0]])
-        log = open(self.folder / "server.out", "ab")
-        self.proc = subprocess.Popen(command, env=self._env(), stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True, **as_user)
-        self._wait_port(timeout, f"rabbitmq-server (node {self.node})")
+        for attempt in (1, 2):
+            with open(self.folder / "server.out", "ab") as out:
+                self.proc = subprocess.Popen(command, env=self._env(), stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True,
+                                             **as_user)
+            try:
+                self._wait_port(timeout, f"rabbitmq-server (node {self.node})")
+                return self
+            except RuntimeError as exc:
+                # Seen rarely right after a SIGKILL: the start script exits (code 0) before the
+                # node is up, as if the old node were still registered. One more try, after a
+                # pause; server.out keeps both attempts' output.
+                if attempt == 2 or self.proc.poll() is None:
+                    raise
+                log.warning("%s; starting it once more", exc)
+                time.sleep(3.0)
         return self
 
     @property
