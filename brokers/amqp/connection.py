@@ -92,4 +92,19 @@ def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool]) -> N
     This is pika's own wait loop (what BlockingChannel uses for its confirms); it blocks on the
     socket instead of spinning, and wakes on I/O or pika's timers (heartbeats).
     """
+    coalesce_output(connection)
     connection._flush_output(*waiters)  # noqa: SLF001
+
+
+def coalesce_output(connection: pika.BlockingConnection) -> None:
+    """Join the frames pika has buffered for the socket into one chunk. pika sends each buffered
+    frame with its own ``send`` call (a message is three frames: method, header, body), so a
+    batch of 1,000 messages cost 3,000 system calls; joined, it costs a few. The bytes and their
+    order do not change. Reaches into pika's transport (pika 1.x, pinned in pyproject); where
+    the attribute is missing it does nothing."""
+    transport = getattr(getattr(connection, "_impl", None), "_transport", None)
+    buffers = getattr(transport, "_tx_buffers", None)
+    if buffers is not None and len(buffers) > 1:
+        joined = b"".join(buffers)
+        buffers.clear()
+        buffers.append(joined)
