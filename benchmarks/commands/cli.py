@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "setup-cost": ("benchmarks.commands.setup_cost:main", "start-up time and declared objects of each broker"),
     "latency": ("benchmarks.commands.latency:main",
                 "end to end at a fixed rate, one worker: ours vs official BullMQ / plain pika"),
+    "enqueue": ("benchmarks.commands.enqueue:main",
+                "one producer adds N jobs, one at a time and in batches: ours vs official BullMQ / plain pika"),
     "drain": ("benchmarks.commands.drain:main",
               "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
 }

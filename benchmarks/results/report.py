@@ -1,9 +1,9 @@
 """``brokerbench report PATH... --out DIR``: results files -> a Markdown report, a self-contained
 HTML report and the PNG plots, in ``DIR``.
 
-The report reads results files only (runs, sweeps, fault scenarios, drain and setup-cost
-files, found recursively under the paths given) and prints their numbers as they are: the same
-files always give the same report text.
+The report reads results files only (runs, sweeps, fault scenarios, drain, latency, enqueue and
+setup-cost files, found recursively under the paths given) and prints their numbers as they
+are: the same files always give the same report text.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import argparse
 import base64
 import html
 import json
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import claims, plots
+from . import claims, plots, reference_clients
 from . import files as results
+from .blocks import Block
 from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
 
 REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/results/scenarios/summary.json"
@@ -34,6 +34,7 @@ class Collected:
     rows: list[dict[str, Any]] = field(default_factory=list)        # the scenarios' summary table
     drains: list[dict[str, Any]] = field(default_factory=list)
     latencies: list[dict[str, Any]] = field(default_factory=list)
+    enqueues: list[dict[str, Any]] = field(default_factory=list)
     setup: dict[str, Any] | None = None
 
     def everything(self) -> list[dict[str, Any]]:
@@ -64,6 +65,8 @@ def collect(paths: list[Path]) -> Collected:
             out.drains.append(raw)
         elif schema == "brokerbench.latency/1":
             out.latencies.append(raw)
+        elif schema == "brokerbench.enqueue/1":
+            out.enqueues.append(raw)
         elif schema == "brokerbench.setup/1":
             out.setup = raw
         elif path.name == "summary.json" and "rows" in raw:
@@ -72,18 +75,6 @@ def collect(paths: list[Path]) -> Collected:
 
 
 # ---------------------------------------------------------------------------------- blocks
-@dataclass
-class Block:
-    kind: str            # heading, text, table, image
-    text: str = ""
-    level: int = 2
-    header: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
-    image: str = ""      # file name under plots/
-
-
-
-
 def summary_table(runs: list[dict[str, Any]]) -> Block:
     rows = [summary_cells(r, plots.label(r["broker"])) for r in summary_rows(runs)]
     return Block("table", header=list(SUMMARY_HEADER), rows=rows)
@@ -222,41 +213,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out += [Block("heading", "The seed's claims, measured"),
                 Block("table", header=["claim", "measured", "setting", "verdict"],
                       rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])]
-    for d in collected.drains:
-        s = d["summary"]
-        out += [Block("heading", "Our adapters against the reference clients (drain benchmark)"),
-                Block("text", f"{d['settings']['jobs']:,} no-op jobs of {d['settings']['payload_bytes']} B, one "
-                              f"worker process, median of {d['settings']['rounds']} rounds; Redis workers at "
-                              f"concurrency {d['settings']['concurrency']}, AMQP consumers at prefetch "
-                              f"{d['settings']['prefetch']}."),
-                Block("table", header=["contender", "jobs/s", "jobs per CPU-second"],
-                      rows=[[name, fmt(rate), fmt(s["median_jobs_per_cpu_s"][name])]
-                            for name, rate in s["median_jobs_per_s"].items()]),
-                Block("text", "; ".join(f"{label}: {r['of_medians']:.2f}x" for label, r in s["ratios"].items()))]
-    for d in collected.latencies:
-        out += latency_blocks(d)
+    out += reference_clients.blocks(collected.drains, collected.latencies, collected.enqueues)
     return out
-
-
-def latency_blocks(d: dict[str, Any]) -> list[Block]:
-    """The latency benchmark: our adapters against the reference clients, end to end."""
-    s, settings = d["summary"], d["settings"]
-
-    def cell(figure: dict[str, Any]) -> str:
-        return f"{figure['median']:.2f} ({figure['min']:.2f}-{figure['max']:.2f})"
-
-    rows = [[name, cell(e2e["p50"]), cell(e2e["p99"]), cell(s["publish_ms"][name]["p99"])]
-            for name, e2e in s["end_to_end_ms"].items()]
-    ratios = "; ".join(f"{label}: p50 x{statistics.median(r['p50']):.2f}, p99 x{statistics.median(r['p99']):.2f}"
-                       for label, r in s["ratios"].items())
-    return [Block("heading", "Our adapters against the reference clients (latency benchmark)"),
-            Block("text", f"One producer at {settings['rate']:,.0f} jobs/s for {settings['seconds']:g} s, one worker "
-                          f"(Redis concurrency / AMQP prefetch {settings['width']}), no-op jobs of "
-                          f"{settings['payload_bytes']} B; median (min-max) of {settings['rounds']} alternating "
-                          f"rounds. {settings['durability']}."),
-            Block("table", header=["contender", "end to end p50 ms", "end to end p99 ms", "publish call p99 ms"],
-                  rows=rows),
-            Block("text", "Ratios (ours / reference, per round, median): " + ratios + ".")]
 
 
 def replication_blocks(collected: Collected, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
@@ -338,7 +296,7 @@ def to_html(items: list[Block], plot_dir: Path) -> str:
 
 def build(paths: list[Path], out: Path) -> Path:
     collected = collect(paths)
-    if not collected.everything() and not collected.drains and not collected.latencies:
+    if not (collected.everything() or collected.drains or collected.latencies or collected.enqueues):
         raise ValueError(f"no results files under {', '.join(map(str, paths))}")
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
