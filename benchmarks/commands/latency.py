@@ -49,6 +49,12 @@ KIND = {"bullmq-official": "redis", "redis-ours": "redis", "pika-plain": "rabbit
 OURS_WIDTH = {"redis-ours": lambda w: {"concurrency": w}, "amqp-ours": lambda w: {"concurrency": 1, "prefetch": w}}
 PAIRS = {"redis-ours / bullmq-official": ("redis-ours", "bullmq-official"),
          "amqp-ours / pika-plain": ("amqp-ours", "pika-plain")}
+# A contender fell behind the rate when its producer sent slower than this share of it, or its
+# worker finished its last job later than KEPT_LATE_S after that job was due: its end-to-end
+# figures then measure its own backlog (each job's clock starts at its intended send time);
+# the output and the report say so.
+KEPT_RATE = 0.98
+KEPT_LATE_S = 0.5  # nor may the worker finish later than this after the last job was due
 PAYLOAD = {"userId": 481516, "projectId": "proj_8c2f4e1a", "chatId": 2342, "source": "telegram",
            "variables": {"lang": "ru", "step": "checkout", "cart_items": 3, "utm": "tg_channel_spring"}}
 
@@ -57,8 +63,9 @@ def _job(i: int, intended_ns: int) -> dict[str, Any]:
     return {**PAYLOAD, "i": i, "t": intended_ns}
 
 
-def _pace(rate: float, jobs: int, t0: int, send: Callable[[int, int], None]) -> Any:
-    """Call ``send(i, intended_ns)`` at t0 + i/rate; returns the publish-call histogram."""
+def _pace(rate: float, jobs: int, t0: int, send: Callable[[int, int], None]) -> tuple[Any, int]:
+    """Call ``send(i, intended_ns)`` at t0 + i/rate; returns the publish-call histogram and the
+    time the last call ended (ns)."""
     hist = new_histogram()
     for i in range(jobs):
         intended = t0 + int(i * 1e9 / rate)
@@ -68,16 +75,16 @@ def _pace(rate: float, jobs: int, t0: int, send: Callable[[int, int], None]) -> 
         start = time.monotonic_ns()
         send(i, intended)
         record_us(hist, time.monotonic_ns() - start)
-    return hist
+    return hist, time.monotonic_ns()
 
 
 # ---------------------------------------------------------------------------------- producers
 def _produce_ours(name: str, url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
     broker = registry.get(KIND[name]).open(url, queue=queue)
     with broker.producer() as producer:
-        hist = _pace(rate, jobs, t0, lambda i, t: producer.publish("user_variables_update", _job(i, t)))
+        paced = _pace(rate, jobs, t0, lambda i, t: producer.publish("user_variables_update", _job(i, t)))
     broker.close()
-    return hist
+    return paced
 
 
 def _produce_pika_plain(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
@@ -91,9 +98,9 @@ def _produce_pika_plain(url: str, queue: str, rate: float, jobs: int, t0: int) -
     def send(i: int, intended: int) -> None:
         channel.basic_publish("", queue, json.dumps(_job(i, intended)).encode(), persistent)
 
-    hist = _pace(rate, jobs, t0, send)
+    paced = _pace(rate, jobs, t0, send)
     connection.close()
-    return hist
+    return paced
 
 
 def _produce_bullmq_official(url: str, queue: str, rate: float, jobs: int, t0: int) -> Any:
@@ -110,8 +117,9 @@ def _produce_bullmq_official(url: str, queue: str, rate: float, jobs: int, t0: i
             start = time.monotonic_ns()
             await q.add("user_variables_update", _job(i, intended), {"removeOnComplete": True})
             record_us(hist, time.monotonic_ns() - start)
+        ended = time.monotonic_ns()
         await q.close()
-        return hist
+        return hist, ended
 
     return asyncio.run(main())
 
@@ -166,10 +174,11 @@ def child_main(args: argparse.Namespace) -> None:
     if args.child_role == "worker":
         hist = new_histogram()
         WORKERS[args.child](url, args.queue, args.jobs, args.width, hist)
-        print(json.dumps({"end_to_end": encode(hist)}), flush=True)
+        print(json.dumps({"end_to_end": encode(hist), "finished_ns": time.monotonic_ns()}), flush=True)
     else:
-        hist = PRODUCERS[args.child](url, args.queue, args.rate, args.jobs, args.t0)
-        print(json.dumps({"publish": encode(hist)}), flush=True)
+        hist, ended = PRODUCERS[args.child](url, args.queue, args.rate, args.jobs, args.t0)
+        print(json.dumps({"publish": encode(hist), "sent_per_s": args.jobs / max((ended - args.t0) / 1e9, 1e-9)}),
+              flush=True)
 
 
 # -------------------------------------------------------------------------------------- parent
@@ -219,7 +228,8 @@ def run_one(name: str, url: str, args: argparse.Namespace, round_: int) -> dict[
         line = worker.stdout.readline() if worker.stdout else ""
         if line.strip() != "ready":
             raise RuntimeError(f"{name} worker did not start: {line}{worker.stderr.read() if worker.stderr else ''}")
-        producer = _spawn(name, "producer", url, queue, args, t0=time.monotonic_ns() + 1_500_000_000)
+        t0 = time.monotonic_ns() + 1_500_000_000
+        producer = _spawn(name, "producer", url, queue, args, t0=t0)
         p_out, p_err = producer.communicate(timeout=args.seconds + 120)
         w_out, w_err = worker.communicate(timeout=120)
     finally:
@@ -228,9 +238,15 @@ def run_one(name: str, url: str, args: argparse.Namespace, round_: int) -> dict[
         _cleanup(name, url, queue)
     if producer.returncode or worker.returncode:
         raise RuntimeError(f"{name} failed:\n{p_err[-2000:]}\n{w_err[-2000:]}")
-    e2e = decode(json.loads(w_out.strip().splitlines()[-1])["end_to_end"])
-    publish = decode(json.loads(p_out.strip().splitlines()[-1])["publish"])
-    return {"contender": name, "end_to_end_ms": summary(e2e), "publish_ms": summary(publish)}
+    worked = json.loads(w_out.strip().splitlines()[-1])
+    produced = json.loads(p_out.strip().splitlines()[-1])
+    sent_per_s = produced["sent_per_s"]
+    # How long after the last job's intended send time the worker finished: the backlog left.
+    late_s = (worked["finished_ns"] - t0) / 1e9 - int(args.rate * args.seconds) / args.rate
+    return {"contender": name, "end_to_end_ms": summary(decode(worked["end_to_end"])),
+            "publish_ms": summary(decode(produced["publish"])), "sent_per_s": sent_per_s,
+            "worker_finished_late_s": round(late_s, 3),
+            "kept_rate": sent_per_s >= KEPT_RATE * args.rate and late_s <= KEPT_LATE_S}
 
 
 def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -242,6 +258,10 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
                                      "min": min(r[name][figure][p] for r in rounds),
                                      "max": max(r[name][figure][p] for r in rounds)}
                                  for p in ("p50", "p99")}
+    # Contenders whose producer fell behind the rate in some round (older files lack the field).
+    out["fell_behind"] = {name: {"sent_per_s": min(r[name]["sent_per_s"] for r in rounds),
+                                 "worker_finished_late_s": max(r[name]["worker_finished_late_s"] for r in rounds)}
+                          for name in names if not all(r[name].get("kept_rate", True) for r in rounds)}
     for label, (a, b) in PAIRS.items():
         if a in names and b in names:
             out["ratios"][label] = {p: [r[a]["end_to_end_ms"][p] / r[b]["end_to_end_ms"][p] for r in rounds]
@@ -280,12 +300,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rounds.append({name: run_one(name, urls[KIND[name]], args, round_) for name in chosen})
         for name, r in rounds[-1].items():
             e = r["end_to_end_ms"]
+            behind = "" if r["kept_rate"] else (f"; FELL BEHIND: sent {r['sent_per_s']:,.0f}/s of {args.rate:,.0f}/s,"
+                                                 f" done {r['worker_finished_late_s']:.1f} s after the last was due")
             print(f"round {round_ + 1}: {name:16s} end to end p50 {e['p50']:.2f} ms, p99 {e['p99']:.2f} ms; "
-                  f"publish p99 {r['publish_ms']['p99']:.2f} ms", flush=True)
+                  f"publish p99 {r['publish_ms']['p99']:.2f} ms{behind}", flush=True)
     found = summarise(rounds)
+    for name, b in found["fell_behind"].items():
+        print(f"{name} fell behind the rate (sent as low as {b['sent_per_s']:,.0f} jobs/s of {args.rate:,.0f}; done up "
+              f"to {b['worker_finished_late_s']:.1f} s late): its latency is its own backlog; compare at a rate it "
+              f"keeps (--rate)")
     for label, ratio in found["ratios"].items():
-        print(f"{label}: p50 x{statistics.median(ratio['p50']):.2f} ({min(ratio['p50']):.2f}-{max(ratio['p50']):.2f}), "
-              f"p99 x{statistics.median(ratio['p99']):.2f} ({min(ratio['p99']):.2f}-{max(ratio['p99']):.2f})")
+        print(f"{label}: p50 x{statistics.median(ratio['p50']):.3g} ({min(ratio['p50']):.3g}-{max(ratio['p50']):.3g}), "
+              f"p99 x{statistics.median(ratio['p99']):.3g} ({min(ratio['p99']):.3g}-{max(ratio['p99']):.3g})")
     described = {}
     for kind, url in urls.items():
         broker = registry.get(kind).open(url, queue="bb-latency-describe")
