@@ -61,7 +61,7 @@ def run_scenario(session: Session) -> list[Row]:
             if result["errors"]:
                 note += "; errors: " + "; ".join(result["errors"])
                 met = False
-            attach(result, path, expectation, met, recovery_first_s=first, recovery_last_s=last)
+            attach(result, path, expectation, met, profile=setting.label, recovery_first_s=first, recovery_last_s=last)
             rows.append(Row("worker crash", driver.kind, setting.label, f.get("lost"), f.get("duplicated"), last,
                             expectation, met, note, str(path) if path else None))
     return rows

@@ -17,6 +17,7 @@ import base64
 import struct
 import threading
 from array import array
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
@@ -245,18 +246,32 @@ class Recorder:
         self.redelivered_at += raw.get("redelivered_at", [])
 
 
-SEEN_RECORD = struct.Struct("<iq")  # producer, sequence number: one completed run
+SEEN_RECORD = struct.Struct("<iqq")  # producer, sequence number, end (monotonic ns): one completed run
+
+
+def _seen_records(path: str) -> Iterator[tuple[int, int, int]]:
+    with open(path, "rb") as log:
+        data = log.read()
+    usable = len(data) - len(data) % SEEN_RECORD.size  # a write cut by the kill is dropped
+    return SEEN_RECORD.iter_unpack(data[:usable])
 
 
 def read_seen_log(path: str) -> SequenceCounts:
     """A consumer's append-only log of completed runs (it survives the consumer's SIGKILL)."""
     counts = SequenceCounts()
-    with open(path, "rb") as log:
-        data = log.read()
-    usable = len(data) - len(data) % SEEN_RECORD.size  # a write cut by the kill is dropped
-    for producer, seq in SEEN_RECORD.iter_unpack(data[:usable]):
+    for producer, seq, _end in _seen_records(path):
         counts.add(producer, seq)
     return counts
+
+
+def seen_done_per_s(path: str, t0_ns: int) -> dict[int, int]:
+    """Runs a consumer's log records, per second since ``t0_ns``: the timeline's finished jobs
+    of a consumer that was killed and so never reported its own."""
+    out: dict[int, int] = {}
+    for _producer, _seq, end_ns in _seen_records(path):
+        second = (end_ns - t0_ns) // 1_000_000_000
+        out[second] = out.get(second, 0) + 1
+    return out
 
 
 def loss_and_duplicates(sent: SequenceCounts, seen: SequenceCounts) -> dict[str, int]:

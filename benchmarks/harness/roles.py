@@ -375,7 +375,7 @@ def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             # is settled (not lost) once such a run happened, whatever came before.
             final = not poison or job.attempts_made + 1 >= job.options.attempts
             if seen_fd is not None and final:
-                os.write(seen_fd, SEEN_RECORD.pack(trace.producer, trace.seq))  # unbuffered: survives a SIGKILL
+                os.write(seen_fd, SEEN_RECORD.pack(trace.producer, trace.seq, end))  # unbuffered: survives SIGKILL
             recorder.ran(job.name, trace, start, end, job.redelivered, job.attempts_made, final)
         if poison:
             raise RuntimeError("poison job: this handler always fails")

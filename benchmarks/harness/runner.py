@@ -34,7 +34,7 @@ from brokers.provision import find
 
 from ..results import files
 from . import environment
-from .metrics import Recorder, SequenceCounts, read_seen_log
+from .metrics import Recorder, SequenceCounts, read_seen_log, seen_done_per_s
 from .resources import CpuMeter, broker_pid
 from .roles import Control, Credit, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
@@ -307,7 +307,7 @@ def distinct_settled(seen_logs: list[str]) -> int:
     return sum(1 for arr in counts.counts.values() for n in arr if n)
 
 
-def _merge(watch: RoleMessages) -> tuple[Recorder, dict[str, int]]:
+def _merge(watch: RoleMessages, t0: int) -> tuple[Recorder, dict[str, int]]:
     merged = Recorder()
     worker: dict[str, int] = {}
     for report in watch.reports.values():
@@ -319,13 +319,17 @@ def _merge(watch: RoleMessages) -> tuple[Recorder, dict[str, int]]:
         for path in watch.seen_logs:
             if os.path.exists(path):
                 merged.seen.merge(read_seen_log(path))
+                index = int(Path(path).stem.rpartition("-")[2])
+                if ("consumer", index) not in watch.reports:  # killed: its finished runs, from its log
+                    for second, n in seen_done_per_s(path, t0).items():
+                        merged.done_per_s[second] = merged.done_per_s.get(second, 0) + n
     return merged, worker
 
 
 def _assemble(scenario: Scenario, watch: RoleMessages, samples: list[tuple[float, int | None]],
               cpu: dict[str, float | None], described: dict[str, Any], t0: int, drain_start: int,
               drain_end: int) -> RunOutcome:
-    merged, worker = _merge(watch)
+    merged, worker = _merge(watch, t0)
     cpu = {**cpu, "broker": 0.0 if scenario.threads else cpu.get("broker")}
     drain = None
     if scenario.mode == "drain":

@@ -33,6 +33,11 @@ def test_worker_crash_loses_nothing_and_redelivers(session):
     assert close.recovery_s < lock.recovery_s, "a closed connection returns jobs at once, a lock must expire"
     lock_s = registry.get(lock.broker).recovery_settings[-1].options["lock_duration_ms"] / 1000
     assert lock.recovery_s >= lock_s - 0.1, "not before the lock expired"
+    for row in rows:
+        loaded = results.load(row.results_file)
+        assert loaded["fault"]["profile"] == row.profile
+        # The killed consumer never reports; its finished runs come from its log, with their times.
+        assert sum(loaded["figures"]["timeline"]["done_per_s"]) >= loaded["figures"]["completed"], row
     _check_files(rows)
 
 
