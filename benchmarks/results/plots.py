@@ -6,6 +6,7 @@ a title, axis units and a caption with the environment it was measured in.
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any, Iterable
 
@@ -237,10 +238,14 @@ def timeline(result: dict[str, Any]) -> Figure:
     top.plot(t["t_s"], t["sent_per_s"], color="#999999", label="sent per second")
     top.plot(t["t_s"], t["done_per_s"], color=colour(broker), label="finished per second")
     top.set_ylabel("jobs per second")
+    redelivered = result.get("redelivered_at_s") or []
+    if redelivered:  # one tick per redelivered run, along the top of the rate panel
+        top.plot(redelivered, [1.0] * len(redelivered), "|", color="#D55E00", markersize=10,
+                 transform=top.get_xaxis_transform(), label=f"redelivered ({len(redelivered)} runs)")
     top.legend(frameon=False, fontsize=8)
-    backlog = [(x, y) for x, y in zip(t["backlog_t_s"], t["backlog"], strict=False) if y is not None]
-    bottom.plot([x for x, _ in backlog], [y for _, y in backlog], color=colour(broker))
-    bottom.set_ylabel("backlog, jobs")
+    # An unreadable backlog (the broker was down) is a gap in the line, not a straight line across.
+    bottom.plot(t["backlog_t_s"], [math.nan if y is None else y for y in t["backlog"]], color=colour(broker))
+    bottom.set_ylabel(backlog_label(broker))
     bottom.set_xlabel("seconds since start")
     for event in result.get("events", []):
         for ax in (top, bottom):
@@ -249,11 +254,32 @@ def timeline(result: dict[str, Any]) -> Figure:
                      xytext=(3, -10), textcoords="offset points")
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
-    fault = result.get("fault", {})
-    title = f"{label(broker)}: {result['name']}"
-    if fault.get("profile"):
-        title += f" ({fault['profile']})"
-    return _finish(fig, title, [result])
+    return _finish(fig, f"{label(broker)}: {result['name']} ({setting_words(result)})", [result])
+
+
+def setting_words(result: dict[str, Any]) -> str:
+    """The setting a fault run used, for titles: the scenario's profile where it named one, else
+    its broker options."""
+    profile = result.get("fault", {}).get("profile")
+    if profile:
+        return profile
+    options = {k: v for k, v in result["scenario"].get("broker_options", {}).items() if k != "reconnect_for_s"}
+    if options:
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in options.items())
+    return f"the adapter's defaults, concurrency {result['scenario'].get('concurrency')}"
+
+
+def backlog_label(broker: str) -> str:
+    """What the backlog line counts (the sampler adds what the broker tells): not the same thing
+    on both brokers, so the label says which."""
+    from brokers import registry
+
+    try:
+        stats = registry.get(broker).capabilities.stats
+    except KeyError:
+        return "backlog, jobs"
+    counted = [part for part in ("waiting", "delayed", "active") if part in stats]
+    return "backlog, jobs\n(" + " + ".join(counted) + ("" if "active" in stats else "; not unacked") + ")"
 
 
 def reliability_table(rows: list[dict[str, Any]]) -> Figure:

@@ -199,13 +199,14 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
     for result in collected.faults:
         if result["name"].startswith(("worker-crash", "broker-crash")) and result.get("events") and result["figures"]:
-            profile = result["fault"].get("profile", "")
-            if result["name"].startswith("broker-crash") and profile not in ("no persistence", "persistent + confirms"):
+            profile = plots.setting_words(result)
+            if result["name"].startswith("broker-crash") and profile not in TIMELINE_PROFILES:
                 continue
             name = f"timeline-{result['name']}-{profile}".replace(" ", "-").replace("+", "and").replace(",", "")
             if (plot_dir / f"{name}.png").exists():
                 continue
             figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
+            out.append(Block("text", timeline_takeaway(result)))
     if replication_rows:
         out += replication_blocks(collected, replication_rows, plot_dir)
     found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
@@ -215,6 +216,23 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                       rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])]
     out += reference_clients.blocks(collected.drains, collected.latencies, collected.enqueues)
     return out
+
+
+# Broker-crash timelines shown: the durable pair and the in-memory pair, one run each per broker.
+TIMELINE_PROFILES = ("AOF everysec", "persistent + confirms", "no persistence", "transient messages")
+
+
+def timeline_takeaway(result: dict[str, Any]) -> str:
+    """One or two sentences under a fault timeline, from its own figures."""
+    f, fault = result["figures"], result["fault"]
+    who = f"{plots.label(result['scenario']['broker'])}, {plots.setting_words(result)}"
+    if result["name"].startswith("worker-crash"):
+        return (f"{who}: the killed consumer's jobs ran again {fault.get('recovery_first_s')}-"
+                f"{fault.get('recovery_last_s')} s after the kill ({f.get('redelivered', 0)} redelivered runs, "
+                f"orange ticks); lost {f.get('lost')}, duplicated {f.get('duplicated')}.")
+    return (f"{who}: of {f.get('accepted', 0):,} jobs accepted, {f.get('lost', 0):,} were lost and "
+            f"{f.get('duplicated', 0):,} ran twice; the gap in the backlog line is the time the broker "
+            f"could not be read.")
 
 
 def replication_blocks(collected: Collected, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
