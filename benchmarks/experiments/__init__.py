@@ -1,0 +1,1 @@
+"""One-off experiments that explain a result of the suite (each writes its own results file)."""
