@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import claims, plots, reference_clients
+from . import claims, experiments, plots, reference_clients
 from . import files as results
 from .blocks import Block
 from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
@@ -35,6 +35,7 @@ class Collected:
     drains: list[dict[str, Any]] = field(default_factory=list)
     latencies: list[dict[str, Any]] = field(default_factory=list)
     enqueues: list[dict[str, Any]] = field(default_factory=list)
+    acks: list[dict[str, Any]] = field(default_factory=list)          # experiment: acks before a crash
     setup: dict[str, Any] | None = None
 
     def everything(self) -> list[dict[str, Any]]:
@@ -67,6 +68,8 @@ def collect(paths: list[Path]) -> Collected:
             out.latencies.append(raw)
         elif schema == "brokerbench.enqueue/1":
             out.enqueues.append(raw)
+        elif schema == experiments.ACKS:
+            out.acks.append(raw)
         elif schema == "brokerbench.setup/1":
             out.setup = raw
         elif path.name == "summary.json" and "rows" in raw:
@@ -207,6 +210,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                 continue
             figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
             out.append(Block("text", timeline_takeaway(result)))
+    for d in collected.acks:
+        out += experiments.acks_blocks(d)
     if replication_rows:
         out += replication_blocks(collected, replication_rows, plot_dir)
     found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)

@@ -1,0 +1,47 @@
+"""The claims' verdicts say what their measurement cannot show, from the figures given."""
+
+from __future__ import annotations
+
+from benchmarks.results import claims
+from benchmarks.results.experiments import acks_blocks
+
+
+def _closed_run(rate: float, consumers: int = 2, concurrency: int = 16) -> dict:
+    return {"scenario": {"broker": "redis", "mode": "closed", "profile": claims.HEAVY, "consumers": consumers,
+                         "concurrency": concurrency, "time_scale": 0.01},
+            "figures": {"throughput": {"out_per_s": rate}}, "environment": {}, "durability": {"profile": "AOF"}}
+
+
+def test_the_per_minute_claim_projects_production_length_by_littles_law():
+    claim = claims.bullmq_per_minute([_closed_run(1000.0), _closed_run(1200.0), _closed_run(1100.0)])
+    assert claim is not None
+    assert "66,000 jobs/min" in claim.measured  # the median run, with short jobs
+    assert "960 jobs/min" in claim.measured     # 32 slots / 2 s x 60
+    assert "333 running at once" in claim.verdict and "worker fleet" in claim.verdict
+
+
+def _row(profile: str, dup: int, note: str) -> dict:
+    return {"scenario": "backpressure", "broker": "redis", "profile": profile, "lost": 0, "duplicated": dup,
+            "note": note}
+
+
+def test_the_shared_cache_claim_rests_on_the_eviction_rows():
+    rows = [_row("maxmemory 24mb, volatile-lru", 92, "evicted keys 1273"),
+            _row("maxmemory 24mb, noeviction", 0, "refused 7250")]
+    claim = claims.shared_cache(rows)
+    assert claim is not None and "92 jobs ran twice" in claim.measured and "noeviction" in claim.verdict
+    assert claims.shared_cache(rows[:1]) is None, "no verdict without both rows"
+
+
+def test_the_acks_experiment_table_and_takeaway_come_from_its_trials():
+    trial = {"messages": 10, "acked": 10, "ready_before_kill": 0}
+    d = {"settings": {"messages": 10, "waits_s": [0, 1]},
+         "trials": [{**trial, "queue_type": "classic", "wait_s": 0, "back_after_restart": 10, "count_after_restart": 10},
+                    {**trial, "queue_type": "classic", "wait_s": 1, "back_after_restart": 0, "count_after_restart": 0},
+                    {**trial, "queue_type": "quorum", "wait_s": 0, "back_after_restart": 0, "count_after_restart": 4},
+                    {**trial, "queue_type": "quorum", "wait_s": 1, "back_after_restart": 0, "count_after_restart": 0}]}
+    blocks = acks_blocks(d)
+    table = next(b for b in blocks if b.kind == "table")
+    assert table.rows[0][:4] == ["classic", "0", "10", "10"] and table.rows[2][3] == "0"
+    assert "delivered 10 acknowledged messages again" in blocks[-1].text
+    assert "quorum queue delivered at most 0 again" in blocks[-1].text
