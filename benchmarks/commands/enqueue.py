@@ -36,7 +36,7 @@ from brokers.contract import JobSpec
 from brokers.provision import find
 
 from ..harness import environment
-from .latency import PAYLOAD
+from .latency import PAYLOAD, cleanup_queue
 
 SCHEMA = "brokerbench.enqueue/1"
 CONTENDERS = ("bullmq-official", "redis-ours", "redis-ours-batch", "pika-plain", "amqp-ours", "amqp-ours-batch",
@@ -147,21 +147,6 @@ def _stored(name: str, url: str, queue: str, expected: int, wait_s: float = 5.0)
         time.sleep(0.1)
 
 
-def _cleanup(name: str, url: str, queue: str) -> None:
-    if name == "pika-plain":
-        import pika
-
-        connection = pika.BlockingConnection(pika.URLParameters(url))
-        connection.channel().queue_delete(queue)
-        connection.close()
-        return
-    broker = registry.get(KIND[name]).open(url, queue=queue)
-    try:
-        broker.purge()
-    finally:
-        broker.close()
-
-
 def run_one(name: str, url: str, jobs: int, batch: int, round_: int) -> dict[str, Any]:
     """One contender in one round: its rate, and how many jobs the queue holds afterwards (the
     untimed warm-up ones included)."""
@@ -170,7 +155,7 @@ def run_one(name: str, url: str, jobs: int, batch: int, round_: int) -> dict[str
         seconds = RUN[name](url, queue, jobs, batch)
         stored = _stored(name, url, queue, WARMUP + jobs)
     finally:
-        _cleanup(name, url, queue)
+        cleanup_queue(url, queue, None if name == "pika-plain" else KIND[name])
     return {"jobs_per_s": jobs / seconds, "sent": WARMUP + jobs, "stored": stored}
 
 

@@ -34,12 +34,13 @@ def test_the_shared_cache_claim_rests_on_the_eviction_rows():
 
 
 def test_the_acks_experiment_table_and_takeaway_come_from_its_trials():
-    trial = {"messages": 10, "acked": 10, "ready_before_kill": 0}
+    def trial(queue_type: str, wait_s: float, back: int, reported: int) -> dict:
+        return {"messages": 10, "acked": 10, "ready_before_kill": 0, "queue_type": queue_type, "wait_s": wait_s,
+                "back_after_restart": back, "count_after_restart": reported}
+
     d = {"settings": {"messages": 10, "waits_s": [0, 1]},
-         "trials": [{**trial, "queue_type": "classic", "wait_s": 0, "back_after_restart": 10, "count_after_restart": 10},
-                    {**trial, "queue_type": "classic", "wait_s": 1, "back_after_restart": 0, "count_after_restart": 0},
-                    {**trial, "queue_type": "quorum", "wait_s": 0, "back_after_restart": 0, "count_after_restart": 4},
-                    {**trial, "queue_type": "quorum", "wait_s": 1, "back_after_restart": 0, "count_after_restart": 0}]}
+         "trials": [trial("classic", 0, 10, 10), trial("classic", 1, 0, 0), trial("quorum", 0, 0, 4),
+                    trial("quorum", 1, 0, 0)]}
     blocks = acks_blocks(d)
     table = next(b for b in blocks if b.kind == "table")
     assert table.rows[0][:4] == ["classic", "0", "10", "10"] and table.rows[2][3] == "0"
