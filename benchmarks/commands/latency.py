@@ -125,20 +125,20 @@ def _produce_bullmq_official(url: str, queue: str, rate: float, jobs: int, t0: i
 
 
 # ------------------------------------------------------------------------------------ workers
-def _consume_ours(name: str, url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
+def _consume_ours(name: str, url: str, queue: str, jobs: int, width: int, seen: Callable[[int], None]) -> None:
     broker = registry.get(KIND[name]).open(url, queue=queue)
-    worker = broker.worker(lambda job: record_us(hist, time.monotonic_ns() - job.data["t"]), **OURS_WIDTH[name](width))
+    worker = broker.worker(lambda job: seen(job.data["t"]), **OURS_WIDTH[name](width))
     print("ready", flush=True)
     worker.run(max_jobs=jobs, timeout=120)
     broker.close()
 
 
-def _consume_pika_plain(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
-    pika_consume(url, queue, width, jobs, lambda body: record_us(hist, time.monotonic_ns() - json.loads(body)["t"]),
+def _consume_pika_plain(url: str, queue: str, jobs: int, width: int, seen: Callable[[int], None]) -> None:
+    pika_consume(url, queue, width, jobs, lambda body: seen(json.loads(body)["t"]),
                  starting=lambda: print("ready", flush=True))
 
 
-def _consume_bullmq_official(url: str, queue: str, jobs: int, width: int, hist: Any) -> None:
+def _consume_bullmq_official(url: str, queue: str, jobs: int, width: int, seen: Callable[[int], None]) -> None:
     from bullmq import Worker
 
     async def main() -> None:
@@ -147,7 +147,7 @@ def _consume_bullmq_official(url: str, queue: str, jobs: int, width: int, hist: 
 
         async def process(job: Any, token: str) -> None:
             nonlocal count
-            record_us(hist, time.monotonic_ns() - job.data["t"])
+            seen(job.data["t"])
             count += 1
             if count >= jobs:
                 done.set()
@@ -173,8 +173,16 @@ def child_main(args: argparse.Namespace) -> None:
     url = os.environ[CHILD_URL]
     if args.child_role == "worker":
         hist = new_histogram()
-        WORKERS[args.child](url, args.queue, args.jobs, args.width, hist)
-        print(json.dumps({"end_to_end": encode(hist), "finished_ns": time.monotonic_ns()}), flush=True)
+        last = [0]
+
+        def seen(intended_ns: int) -> None:
+            """A job ran: its latency from its intended send time, and when (the worker's own
+            shutdown afterwards is not the backlog's)."""
+            last[0] = now = time.monotonic_ns()
+            record_us(hist, now - intended_ns)
+
+        WORKERS[args.child](url, args.queue, args.jobs, args.width, seen)
+        print(json.dumps({"end_to_end": encode(hist), "finished_ns": last[0]}), flush=True)
     else:
         hist, ended = PRODUCERS[args.child](url, args.queue, args.rate, args.jobs, args.t0)
         print(json.dumps({"publish": encode(hist), "sent_per_s": args.jobs / max((ended - args.t0) / 1e9, 1e-9)}),
@@ -196,15 +204,17 @@ def _prepare(name: str, url: str, queue: str) -> None:
         connection.close()
 
 
-def _cleanup(name: str, url: str, queue: str) -> None:
-    if name == "pika-plain":
+def cleanup_queue(url: str, queue: str, kind: str | None) -> None:
+    """Remove a benchmark's queue: through the adapter of ``kind``, or (``None``) the plain AMQP
+    queue a plain pika contender declared."""
+    if kind is None:
         import pika
 
         connection = pika.BlockingConnection(pika.URLParameters(url))
         connection.channel().queue_delete(queue)
         connection.close()
         return
-    broker = registry.get(KIND[name]).open(url, queue=queue)
+    broker = registry.get(kind).open(url, queue=queue)
     try:
         broker.purge()
     finally:
@@ -235,13 +245,13 @@ def run_one(name: str, url: str, args: argparse.Namespace, round_: int) -> dict[
     finally:
         if worker.poll() is None:
             worker.kill()
-        _cleanup(name, url, queue)
+        cleanup_queue(url, queue, None if name == "pika-plain" else KIND[name])
     if producer.returncode or worker.returncode:
         raise RuntimeError(f"{name} failed:\n{p_err[-2000:]}\n{w_err[-2000:]}")
     worked = json.loads(w_out.strip().splitlines()[-1])
     produced = json.loads(p_out.strip().splitlines()[-1])
     sent_per_s = produced["sent_per_s"]
-    # How long after the last job's intended send time the worker finished: the backlog left.
+    # How long after the last job's intended send time the worker ran its last job: the backlog left.
     late_s = (worked["finished_ns"] - t0) / 1e9 - int(args.rate * args.seconds) / args.rate
     return {"contender": name, "end_to_end_ms": summary(decode(worked["end_to_end"])),
             "publish_ms": summary(decode(produced["publish"])), "sent_per_s": sent_per_s,
