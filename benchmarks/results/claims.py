@@ -9,10 +9,12 @@ the setting it was measured in, and a verdict that says what the measurement can
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from brokers import registry
+
+from . import sources as source
 
 # The products the seed's claims name; each claim is answered by the driver that stands for it.
 BULLMQ, RABBITMQ = "BullMQ", "RabbitMQ"
@@ -31,6 +33,11 @@ class Claim:
     measured: str
     setting: str
     verdict: str
+    sources: list[str] = field(default_factory=list)  # the results files the measurement came from
+
+
+def _from(items: list[dict[str, Any]]) -> list[str]:
+    return [name for item in items if (name := source.of(item))]
 
 
 def _open(runs: list[dict[str, Any]], broker: str) -> list[dict[str, Any]]:
@@ -62,7 +69,7 @@ def enqueue_latency(runs: list[dict[str, Any]]) -> Claim | None:
                  f"one job per call, open loop, Redis on the same host, {_persistence(opened)}",
                  f"{'faster' if p99 < 50 else 'slower'} than claimed: {50 / max(p50, 1e-9):,.0f}x under 50 ms at p50; "
                  "50 ms would mean a slow network or an overloaded Redis. Limit: client and Redis on one host; "
-                 "across a network add one round trip per job")
+                 "across a network add one round trip per job", _from(opened))
 
 
 def bullmq_per_minute(runs: list[dict[str, Any]]) -> Claim | None:
@@ -87,7 +94,7 @@ def bullmq_per_minute(runs: list[dict[str, Any]]) -> Claim | None:
                  f"{_persistence(closed)}",
                  f"the broker: true, with room ({rate * 60:,.0f}/min with short jobs on 2 cores). The service: "
                  f"10,000 two-second jobs a minute need about {need:,.0f} running at once, so the worker fleet, "
-                 "not the broker, decides whether the seed's service reaches it")
+                 "not the broker, decides whether the seed's service reaches it", _from(closed))
 
 
 def rabbitmq_per_second(runs: list[dict[str, Any]], drains: list[dict[str, Any]]) -> Claim | None:
@@ -108,7 +115,7 @@ def rabbitmq_per_second(runs: list[dict[str, Any]], drains: list[dict[str, Any]]
                  "Python (pika) clients, persistent messages with publisher confirms, one node, 2 cores shared "
                  "by broker and clients",
                  "not here: such figures need many connections, native clients, transient or tiny messages and "
-                 "spare cores; with real jobs the worker, not the broker, sets the pace")
+                 "spare cores; with real jobs the worker, not the broker, sets the pace", _from([best, *drains]))
 
 
 def guarantees(rows: list[dict[str, Any]]) -> Claim | None:
@@ -142,7 +149,7 @@ def guarantees(rows: list[dict[str, Any]]) -> Claim | None:
                  "cache, so it cannot tell AOF everysec (up to ~1 s lost in an OS crash or power loss) from always; "
                  "without confirms 'accepted' only means written to a socket; a classic queue writes acks to disk "
                  "lazily, so jobs acked just before the crash run again (see the acks experiment), a quorum queue "
-                 "does not")
+                 "does not", _from(crash))
 
 
 def replication(rows: list[dict[str, Any]]) -> Claim | None:
@@ -180,7 +187,7 @@ def replication(rows: list[dict[str, Any]]) -> Claim | None:
         verdict = "see the replication rows: the quorum queue did not keep every confirmed job here"
     return Claim("RabbitMQ for clustering, replication and delivery guarantees", measured,
                  "private replicated brokers on one machine: Redis primary + 2 replicas + 3 Sentinels vs 3 RabbitMQ "
-                 "nodes; closed-loop load", verdict)
+                 "nodes; closed-loop load", verdict, _from(failovers))
 
 
 def shared_cache(rows: list[dict[str, Any]]) -> Claim | None:
@@ -198,7 +205,7 @@ def shared_cache(rows: list[dict[str, Any]]) -> Claim | None:
                  "only if that Redis never evicts: a cache's eviction policy (here volatile-lru) removes BullMQ's lock "
                  "keys, so running jobs are taken as stalled and run twice (allkeys-lru could drop jobs outright); "
                  "with noeviction producers get a clear error instead. A cache Redis usually evicts: give the queue "
-                 "its own Redis, or set noeviction")
+                 "its own Redis, or set noeviction", _from([lru, strict]))
 
 
 def simplicity(setup: dict[str, Any] | None) -> Claim | None:
@@ -213,7 +220,7 @@ def simplicity(setup: dict[str, Any] | None) -> Claim | None:
     return Claim("BullMQ is simpler to set up", measured,
                  "the same job queue features (lanes, delays, retries, dead letters) on both",
                  "true for running it: one process, nothing to declare; the queue logic moves into the client "
-                 "library (BullMQ's Lua scripts) instead")
+                 "library (BullMQ's Lua scripts) instead", _from([setup]))
 
 
 def all_claims(runs: list[dict[str, Any]], rows: list[dict[str, Any]], drains: list[dict[str, Any]],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import sources
 from .blocks import Block
 
 ACKS = "brokerbench.experiment.acks/1"
@@ -44,7 +45,8 @@ def acks_blocks(d: dict[str, Any]) -> list[Block]:
     return [Block("heading", "Why classic queues run jobs twice after a crash: acks before a kill (experiment)"),
             Block("text", "A private RabbitMQ node: persistent messages published with confirms, all consumed and "
                           "acked (the queue reports 0 ready), then the node SIGKILLed after a wait and restarted. "
-                          "Each message delivered again was acknowledged before the kill."),
+                          "Each message delivered again was acknowledged before the kill."
+                          + (f" Results file: {sources.of(d)}." if sources.of(d) else "")),
             Block("table", header=["queue type", "wait before the kill, s", "acked", "delivered again (per trial)",
                                    "count the queue reported first"], rows=rows),
             Block("text", takeaway)]

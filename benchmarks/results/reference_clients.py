@@ -9,12 +9,17 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from . import sources
 from .blocks import Block
 from .summary import fmt
 
 HEADING = "Our adapters against the reference clients ({} benchmark)"
 CAVEAT = ("These figures rank our adapters against the reference clients on the same broker; they say "
           "nothing about Redis against RabbitMQ.")
+
+
+def _from(d: dict[str, Any]) -> str:
+    return f" Results file: {sources.of(d)}." if sources.of(d) else ""
 
 
 def _spread(figure: dict[str, Any], form: str = "{:.2f}") -> str:
@@ -30,7 +35,8 @@ def drain_blocks(d: dict[str, Any]) -> list[Block]:
     return [Block("heading", HEADING.format("drain")),
             Block("text", f"{settings['jobs']:,} no-op jobs of {settings['payload_bytes']} B, one worker process, "
                           f"median of {settings['rounds']} rounds; Redis workers at concurrency "
-                          f"{settings['concurrency']}, AMQP consumers at prefetch {settings['prefetch']}. " + CAVEAT),
+                          f"{settings['concurrency']}, AMQP consumers at prefetch {settings['prefetch']}. " + CAVEAT
+                          + _from(d)),
             Block("table", header=["contender", "jobs/s", "jobs per CPU-second"],
                   rows=[[name, fmt(rate), fmt(s["median_jobs_per_cpu_s"][name])]
                         for name, rate in s["median_jobs_per_s"].items()]),
@@ -60,7 +66,7 @@ def latency_blocks(d: dict[str, Any]) -> list[Block]:
             Block("text", f"One producer at {settings['rate']:,.0f} jobs/s for {settings['seconds']:g} s, one worker "
                           f"(Redis concurrency / AMQP prefetch {settings['width']}), no-op jobs of "
                           f"{settings['payload_bytes']} B; median (min-max) of {settings['rounds']} alternating "
-                          f"rounds. {settings['durability']}. " + CAVEAT),
+                          f"rounds. {settings['durability']}. " + CAVEAT + _from(d)),
             Block("table", header=["contender", "end to end p50 ms", "end to end p99 ms", "publish call p99 ms",
                                    "producer kept the rate"], rows=rows),
             Block("text", "Ratios (ours / reference, per round, median): " + ratios + "." + fell)]
@@ -72,7 +78,7 @@ def enqueue_blocks(d: dict[str, Any]) -> list[Block]:
             Block("text", f"One producer adds {settings['jobs']:,} jobs of {settings['payload_bytes']} B per contender "
                           f"and round (after {settings['warmup_jobs']} untimed), nothing consuming; batch contenders "
                           f"send {settings['batch']:,} per call; median (min-max) of {settings['rounds']} alternating "
-                          f"rounds. {settings['durability']}. " + CAVEAT),
+                          f"rounds. {settings['durability']}. " + CAVEAT + _from(d)),
             Block("table", header=["contender", "jobs/s"],
                   rows=[[name, _spread(f, "{:,.0f}")] for name, f in s["jobs_per_s"].items()]),
             Block("text", "Ratios (per round, median (min-max)): " + _ratios(s["ratios"]) + ".")]

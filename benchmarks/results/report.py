@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import claims, experiments, plots, reference_clients
+from . import claims, experiments, plots, reference_clients, sources
 from . import files as results
 from .blocks import Block
 from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
@@ -43,15 +43,18 @@ class Collected:
 
 
 def collect(paths: list[Path]) -> Collected:
-    files: list[Path] = []
+    files: list[tuple[Path, Path]] = []
     for p in paths:
-        files += sorted(p.rglob("*.json")) if p.is_dir() else [p]
+        files += [(f, p) for f in sorted(p.rglob("*.json"))] if p.is_dir() else [(p, p.parent)]
     out = Collected()
-    for path in sorted(files):
+    for path, root in sorted(files):
         raw = json.loads(path.read_text())
         schema = raw.get("schema") if isinstance(raw, dict) else None
         if schema in results.READABLE:
             raw = results.load(path)
+        if isinstance(raw, dict) and schema:
+            raw[sources.SOURCE] = path.relative_to(root).as_posix()
+        if schema in results.READABLE:
             if "fault" in raw:
                 out.faults.append(raw)
             elif raw["scenario"]["mode"] == "sweep":
@@ -81,6 +84,14 @@ def collect(paths: list[Path]) -> Collected:
 def summary_table(runs: list[dict[str, Any]]) -> Block:
     rows = [summary_cells(r, plots.label(r["broker"])) for r in summary_rows(runs)]
     return Block("table", header=list(SUMMARY_HEADER), rows=rows)
+
+
+def sources_table(runs: list[dict[str, Any]]) -> Block:
+    """The results files behind each headline row, in full: closed-loop files give max jobs/s and
+    jobs/CPU-s, open-loop files the rest; each figure is the median over its files."""
+    return Block("table", header=["job type", "broker", "durability", "results files (closed and open loop)"],
+                 rows=[[r["profile"], plots.label(r["broker"]), r.get("durability", "-"), ", ".join(r["sources"])]
+                       for r in summary_rows(runs)])
 
 
 def spread_blocks(runs: list[dict[str, Any]]) -> list[Block]:
@@ -169,6 +180,11 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               "intended send time, so a stalled producer cannot hide it."),
                 summary_table(collected.runs)]
         out += spread_blocks(collected.runs)
+        out += [Block("heading", "Where each row comes from", level=3),
+                Block("text", "Closed-loop files give max jobs/s and jobs/CPU-s, open-loop files the latency "
+                              "columns; each figure is the median over its files. A fault scenario's baseline "
+                              "runs (other settings) are never part of these rows."),
+                sources_table(collected.runs)]
         kept = durability_table(collected)
         if kept is not None:
             out += [Block("heading", "What each side keeps", level=3),
@@ -182,8 +198,9 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     if collected.sweeps:
         out.append(Block("heading", "Latency against load"))
         rows = [[plots.label(r["scenario"]["broker"]), r["scenario"]["profile"],
-                 fmt(r.get("max_sustainable_rate")), _steps(r["steps"])] for r in collected.sweeps]
-        out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps"], rows=rows))
+                 fmt(r.get("max_sustainable_rate")), _steps(r["steps"]), sources.of(r)] for r in collected.sweeps]
+        out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps", "results file"],
+                         rows=rows))
         figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
     if collected.scaling:
         out.append(Block("heading", "Scaling with consumers"))
@@ -195,10 +212,10 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                 Block("text", "Lost: accepted by the broker (the producer got its reply or confirm) and never run. "
                               "Duplicated: run more than once. Each scenario ran on private brokers."),
                 Block("table", header=["scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation",
-                                       "met", "note"],
+                                       "met", "note", "results file"],
                       rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
                              fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
-                             "yes" if r["met"] else "NO", r["note"]] for r in general_rows])]
+                             "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in general_rows])]
         figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
     for result in collected.faults:
         if result["name"].startswith(("worker-crash", "broker-crash")) and result.get("events") and result["figures"]:
@@ -209,7 +226,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
             if (plot_dir / f"{name}.png").exists():
                 continue
             figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
-            out.append(Block("text", timeline_takeaway(result)))
+            out.append(Block("text", timeline_takeaway(result) + f" Results file: {sources.of(result)}."))
     for d in collected.acks:
         out += experiments.acks_blocks(d)
     if replication_rows:
@@ -217,8 +234,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
     if found:
         out += [Block("heading", "The seed's claims, measured"),
-                Block("table", header=["claim", "measured", "setting", "verdict"],
-                      rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])]
+                Block("table", header=["claim", "measured", "setting", "verdict", "results files"],
+                      rows=[[c.claim, c.measured, c.setting, c.verdict, sources.cite(c.sources)] for c in found])]
     out += reference_clients.blocks(collected.drains, collected.latencies, collected.enqueues)
     return out
 
@@ -259,15 +276,15 @@ def replication_blocks(collected: Collected, rows: list[dict[str, Any]], plot_di
                          "the cost rows show what copies cost on one box, not on three.")]
     if failovers:
         out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "unavailable s", "failover s",
-                                          "expectation", "met", "note"],
+                                          "expectation", "met", "note", "results file"],
                          rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]),
                                 fmt(r.get("unavailable_s"), "{}"), fmt(r.get("failover_s"), "{}"), r["expectation"],
-                                "yes" if r["met"] else "NO", r["note"]] for r in failovers]))
+                                "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in failovers]))
     if cost:
         out += [Block("heading", "The cost of replication", level=3),
-                Block("table", header=["broker", "setting", "lost", "dup", "measured"],
-                      rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]), r["note"]]
-                            for r in cost])]
+                Block("table", header=["broker", "setting", "lost", "dup", "measured", "results file"],
+                      rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]), r["note"],
+                             sources.of(r) or "-"] for r in cost])]
         figure("replication-cost", plots.replication_cost(collected.faults), "The cost of replication")
     drawn: set[str] = set()
     for result in collected.faults:

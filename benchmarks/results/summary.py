@@ -64,13 +64,17 @@ def _durability(result: dict[str, Any]) -> str:
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (profile, broker, durability): each figure's median over the repetitions in
-    ``row[key]``, its :class:`Spread` in ``row["spread"][key]``, noisy keys in ``row["noisy"]``."""
+    ``row[key]``, its :class:`Spread` in ``row["spread"][key]``, noisy keys in ``row["noisy"]``,
+    and the results files it was computed from in ``row["sources"]`` (where the runs name them)."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in results:
         sc, f = r["scenario"], r["figures"]
         key = (sc["profile"], sc["broker"], _durability(r))
-        row = rows.setdefault(key, {"profile": key[0], "broker": key[1], "durability": key[2], "repetitions": 0})
+        row = rows.setdefault(key, {"profile": key[0], "broker": key[1], "durability": key[2], "repetitions": 0,
+                                    "sources": []})
+        if r.get("source_file"):
+            row["sources"].append(r["source_file"])
         if f is None:
             row["error"] = "; ".join(r["errors"])
             continue

@@ -77,3 +77,49 @@ def test_brokerbench_report_rebuilds_the_committed_reference_report(tmp_path):
     assert (tmp_path / "report.md").read_text() == (REFERENCE / "report.md").read_text()
     committed = sorted(p.name for p in (REFERENCE / "plots").glob("*.png"))
     assert committed and sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == committed
+
+
+def _table(text: str, header_start: str) -> list[list[str]]:
+    """The rows of the Markdown table whose header line starts with ``header_start``."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[at + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_each_headline_cell_is_the_median_of_the_files_its_row_names(tmp_path):
+    """Repeated runs of two job types, plus a fault scenario's baseline of the same job type and
+    broker (other settings): every headline cell must be the median (min-max) of the files its
+    row names in "Where each row comes from", and the baseline's file must be named by no row."""
+    folder = tmp_path / "results"
+    for profile in ("user_variables_update", "mix"):
+        for repetition in (1, 2):
+            for mode in ("closed", "open"):
+                run(Scenario(broker="memory", profile=profile, mode=mode, rate=200, duration_s=0.4, warmup_s=0.1,
+                             service_factor=0.0, repetition=repetition), out=folder / "runs")
+    baseline, _ = run(Scenario(broker="memory", profile="mix", mode="closed", concurrency=1, consumers=1,
+                               duration_s=0.3, warmup_s=0.1, label="poison-baseline-memory"), out=folder / "scenarios")
+    text = report.build([folder], tmp_path / "out").read_text()
+    headline = _table(text, "| job type | broker | durability | max jobs/s")
+    named = {(r[0], r[1]): r[3].split(", ") for r in _table(text, "| job type | broker | durability | results files")}
+    assert len(headline) == 2 and set(named) == {(r[0], r[1]) for r in headline}
+    assert not any(baseline["name"] in name for names in named.values() for name in names)
+    columns = {3: ("closed", lambda f: f["throughput"]["out_per_s"], "{:,.0f}"),
+               4: ("closed", lambda f: f["jobs_per_cpu_s"], "{:,.0f}"),
+               6: ("open", lambda f: f["latency_ms"]["end_to_end_intended"]["p50"], "{:.1f}"),
+               7: ("open", lambda f: f["latency_ms"]["end_to_end_intended"]["p99"], "{:.1f}"),
+               9: ("open", lambda f: f["latency_ms"]["publish"]["p99"], "{:.2f}")}
+    for row in headline:
+        files = [json.loads((folder / name).read_text()) for name in named[(row[0], row[1])]]
+        assert len(files) == 4 and {f["scenario"]["profile"] for f in files} == {row[0]}
+        for column, (mode, get, form) in columns.items():
+            values = sorted(get(f["figures"]) for f in files if f["scenario"]["mode"] == mode)
+            median = (values[0] + values[1]) / 2
+            expected = f"{form.format(median)} ({form.format(values[0])}-{form.format(values[-1])})"
+            assert row[column].rstrip("*") == expected, (row[0], column)
+        lost = sum(f["figures"]["lost"] for f in files)
+        assert row[10] == f"{lost:,}"
