@@ -141,17 +141,26 @@ def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
     return [Scenario(profile=args.profile or "mix", mode=args.mode or "closed", **overrides)]
 
 
-def plan(workloads: list[Scenario], placements: dict[str, Placement], repeat: int) -> list[Scenario]:
+def plan(workloads: list[Scenario], placements: dict[tuple[str, str], Placement], repeat: int,
+         level: str = registry.DEFAULT_DURABILITY) -> list[Scenario]:
     """Every workload on every placed broker, ``repeat`` times: repetition 1 of everything, then
-    2, ... and within one, the brokers alternate (A B A B...)."""
+    2, ... and within one, the brokers alternate (A B A B...). A workload runs at its own
+    durability level (a scenario file may set one per scenario), else at ``level``."""
+    kinds = list(dict.fromkeys(kind for kind, _ in placements))
     out = []
     for rep in range(1, repeat + 1):
         for workload in workloads:
-            kinds = [workload.broker] if workload.broker else list(placements)
-            for kind in kinds:
-                scenario = placements[kind].bind(workload) if kind in placements else workload
+            for kind in [workload.broker] if workload.broker else kinds:
+                where = placements.get((kind, workload.durability or level))
+                scenario = where.bind(workload) if where else workload.on(kind)
                 out.append(scenario.with_(repetition=rep if repeat > 1 else 0))
     return out
+
+
+def needed(workloads: list[Scenario], kinds: list[str], level: str) -> list[tuple[str, str]]:
+    """The (broker kind, durability level) pairs the workloads run on, in order of first use."""
+    return list(dict.fromkeys((kind, w.durability or level) for w in workloads
+                              for kind in ([w.broker] if w.broker else kinds)))
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -161,25 +170,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
     workloads = workloads_from_args(args)
-    unbound = any(not w.broker for w in workloads)
-    kinds = list(dict.fromkeys([*((args.broker or registry.compared_kinds()) if unbound else []),
-                                *(w.broker for w in workloads if w.broker)]))
+    unbound_kinds = list(args.broker or registry.compared_kinds())
     folder = args.out or Path("reports/runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     console = Console(width=None if sys.stdout.isatty() else 200)
-    placements: dict[str, Placement] = {}
+    placements: dict[tuple[str, str], Placement] = {}
     results, started = [], time.monotonic()
     try:
-        for kind in kinds:
+        for kind, level in needed(workloads, unbound_kinds, args.durability):
             try:
-                placements[kind] = place(kind, args.durability, args.url)
+                where = placements[(kind, level)] = place(kind, level, args.url)
             except DurabilityUnavailable as exc:
                 raise SystemExit(f"brokerbench run: {exc}") from exc
-            console.print(f"{registry.get(kind).label}: durability {placements[kind].label}; {placements[kind].how}")
-        scenarios = plan(workloads, placements, args.repeat)
+            console.print(f"{registry.get(kind).label}: durability {where.label}; {where.how}")
+        scenarios = plan(workloads, placements, args.repeat, args.durability)
         with ProgressDisplay(console, len(scenarios), enabled=not args.quiet) as display:
             for scenario in scenarios:
                 display.begin(scenario)
-                where = placements.get(scenario.broker)
+                where = placements.get((scenario.broker, scenario.durability))
                 result, path = run(scenario, url=where.url if where else args.url, out=folder,
                                    progress=display.update, extra={"durability": where.describe()} if where else None)
                 display.end(result, path)

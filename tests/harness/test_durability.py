@@ -55,3 +55,27 @@ def test_a_given_url_that_does_not_run_the_level_is_refused_with_what_to_do():
 def test_an_unknown_level_names_the_known_ones():
     with pytest.raises(ValueError, match="in-memory, durable, strict"):
         registry.get("redis").at_level("fast")
+
+
+def test_a_scenario_files_own_level_wins_over_the_command_lines():
+    """``brokerbench run --scenario F``: a scenario that names its durability runs at that level
+    (on a broker placed for it); one that does not runs at ``--durability``."""
+    from benchmarks.commands.run import needed, plan
+
+    workloads = [Scenario(profile="mix", mode="closed", durability="in-memory", label="durability-in-memory"),
+                 Scenario(profile="mix", mode="closed", durability="strict", label="durability-strict"),
+                 Scenario(profile="mix", mode="open")]
+    pairs = needed(workloads, ["rabbitmq"], "durable")
+    assert pairs == [("rabbitmq", "in-memory"), ("rabbitmq", "strict"), ("rabbitmq", "durable")]
+    placements = {pair: place(*pair) for pair in pairs}
+    try:
+        planned = plan(workloads, placements, repeat=2, level="durable")
+    finally:
+        for where in placements.values():
+            where.close()
+    assert [(s.durability, s.repetition) for s in planned] == [
+        ("in-memory", 1), ("strict", 1), ("durable", 1), ("in-memory", 2), ("strict", 2), ("durable", 2)]
+    by_level = {s.durability: s.broker_options for s in planned}
+    assert by_level["in-memory"]["persistent"] is False
+    assert by_level["strict"]["queue_type"] == "quorum"
+    assert by_level["durable"]["persistent"] is True and by_level["durable"].get("queue_type") != "quorum"
