@@ -97,6 +97,9 @@ def _growth(session: Session) -> list[Row]:
             met = (publish.get("max") or 0) > 1000
         note = (f"peak backlog {backlog_peak}, memory growth {growth} MB, publish p99 {publish.get('p99')} ms, "
                 f"max {publish.get('max')} ms, refused {f.get('rejected', 0)}")
+        if alarm is not None:  # "refused 0" alone would read as "no harm done"
+            note += (f": the alarm blocks publishers rather than refusing them, so a publish waited up to "
+                     f"{(publish.get('max') or 0) / 1000:,.1f} s (p99 {(publish.get('p99') or 0) / 1000:,.1f} s)")
         attach(result, path, expectation, met, memory_samples=probe.samples, memory_growth_mb=growth,
                idle_rss_mb=idle)
         rows.append(Row("backpressure", kind, "producers faster than consumers", f.get("lost"), f.get("duplicated"),

@@ -34,7 +34,7 @@ import pika
 from brokers import registry
 from brokers.contract import Backoff, BackoffType, Job, JobOptions, JobSpec
 
-from ..harness.metrics import new_histogram, record_us, summary
+from ..harness.metrics import encode, new_histogram, record_us, summary
 from ..harness.scenario import Scenario
 from .common import Row, Session, write_result
 
@@ -97,7 +97,8 @@ def _lateness_run(kind: str, url: str, n: int, retries: bool, delays: list[int] 
                                          options))
                 producer.publish_many(specs)
         thread.join(timeout=150 + spread_s)
-        figures = {"lateness_ms": summary(hist), "early": early, "jobs": n, "completed": worker.report.completed,
+        figures = {"lateness_ms": summary(hist), "lateness_histogram": encode(hist), "early": early, "jobs": n,
+                   "completed": worker.report.completed,
                    "arrivals_over_s": spread_s, "describe": broker.describe()}
         if count is not None:
             figures["objects"] = count(broker.queue)

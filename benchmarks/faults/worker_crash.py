@@ -48,13 +48,14 @@ def run_scenario(session: Session) -> list[Row]:
         settings = driver.recovery_settings[-1:] if session.small else driver.recovery_settings
         for setting in settings:
             url = session.brokers.default_instance(driver.kind).url
+            bound = rule.bound_s(setting.options)
             scenario = base.with_(broker=driver.kind, broker_options=dict(setting.options),
-                                  label=f"worker-crash-{driver.kind}")
+                                  label=f"worker-crash-{driver.kind}",  # wait for the slowest allowed recovery
+                                  drain_timeout_s=max(base.drain_timeout_s, (bound or 0) + 10))
             result, path = run(scenario, url=url, out=session.out, progress=session.progress,
                                actions=[Action(1 + duration / 3, _kill_consumer)])
             first, last = _recovery(result)
             f = result["figures"] or {}
-            bound = rule.bound_s(setting.options)
             expectation = f"lost 0; {rule.describe(setting.options)}"
             met = f.get("lost") == 0 and last is not None and bound is not None and last <= bound + SLACK_S
             note = f"redelivered {f.get('redelivered', 0)} runs, first after {first} s, last after {last} s"

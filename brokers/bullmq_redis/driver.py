@@ -171,9 +171,10 @@ DRIVER = Driver(
     password_config=lambda password: {"requirepass": password},
     queue_bound=QueueBound(server={"maxmemory": "3mb", "maxmemory-policy": "noeviction"}),
     recovery_settings=tuple(
-        RecoverySetting(f"lock {lock} ms, stalled check {interval} ms",
+        RecoverySetting(f"lock {lock} ms, stalled check {interval} ms" + (" (BullMQ's defaults)" if default else ""),
                         {"lock_duration_ms": lock, "stalled_interval_ms": interval})
-        for lock, interval in ((5000, 5000), (2000, 1000), (1000, 500))),
+        for lock, interval, default in ((30000, 30000, True), (5000, 5000, False), (2000, 1000, False),
+                                        (1000, 500, False))),
     durability=(
         DurabilityProfile("no persistence", "everything in memory is gone: loses the backlog", False,
                           server={"appendonly": "no", "save": ""}, own_instance=True, level="in-memory"),
