@@ -289,8 +289,11 @@ The comparisons from results files: by default the committed reference run
 `LIVE = True` to run a small benchmark here first. Plots come from `benchmarks/results/plots.py`."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
-from benchmarks.results import plots, report
+from benchmarks.results import plots, report, scenario_plots, takeaways
 from benchmarks.results.summary import summary_rows
+def say(text):  # a plot's takeaway, computed from the same results files (empty: nothing to say)
+    if text:
+        display(Markdown("**Takeaway.** " + text))
 LIVE = SMALL   # CI runs a tiny live benchmark; set True to run one yourself
 collected = report.collect([RESULTS])
 print(len(collected.runs), "runs,", len(collected.sweeps), "sweeps,", len(collected.scaling), "scaling runs")'''),
@@ -309,13 +312,33 @@ print(len(collected.runs), "runs,", len(collected.sweeps), "sweeps,", len(collec
         new_markdown_cell("""Read it as: *max jobs/s* is closed loop (producers as fast as they can, backlog bounded);
 the latency columns are open loop at a fixed rate, measured from each job's **intended** send
 time, so a stalled producer cannot hide latency (coordinated omission)."""),
-        new_code_cell('plots.throughput_by_type(collected.runs)'),
-        new_code_cell('plots.latency_percentiles(collected.runs)'),
-        new_code_cell('plots.latency_cdf(collected.runs, profile="mix")'),
+        new_code_cell('say(takeaways.throughput(collected.runs))\nplots.throughput_by_type(collected.runs)'),
+        new_code_cell('say(takeaways.percentiles(collected.runs))\nplots.latency_percentiles(collected.runs)'),
+        new_markdown_cell("""The same latencies as a distribution. The left panel (a CDF) shows the bulk; the right one
+plots the share of jobs *slower* than each latency on a log axis, where the slowest 1 in 100 and
+1 in 1,000 are visible instead of squeezed into the top pixel row."""),
+        new_code_cell('say(takeaways.tail(collected.runs))\nplots.latency_cdf(collected.runs, profile="mix")'),
+        new_markdown_cell("""## "Enqueue takes 50 ms"? One publish call, measured
+
+How long the producer waited for each `publish` in the open-loop runs, one job per call."""),
+        new_code_cell('say(takeaways.publish(collected.runs))\nscenario_plots.publish_histogram(collected.runs)'),
+        new_markdown_cell("""## What durability costs
+
+The mix at three durability levels, measured side by side (`scenarios/durability.toml`):
+*in-memory* (Redis without persistence / RabbitMQ transient messages), *durable* (AOF fsync every
+second / persistent messages with confirms) and *strict* (AOF fsync before each reply / quorum
+queue). Each bar names the profile it ran."""),
+        new_code_cell('''costs = [r for r in collected.labelled if r["scenario"].get("label", "").startswith("durability-")]
+if costs:
+    display(Markdown(report.to_markdown([report.summary_table(costs)])))
+    say(takeaways.durability(costs))
+scenario_plots.durability_cost(costs) if costs else print("no durability runs in these results")'''),
         new_markdown_cell("## Latency against load, and where each broker saturates"),
-        new_code_cell('plots.latency_vs_load(collected.sweeps) if collected.sweeps else print("no sweep in these results")'),
+        new_code_cell('say(takeaways.sweep(collected.sweeps))\n'
+                      'plots.latency_vs_load(collected.sweeps) if collected.sweeps else print("no sweep in these results")'),
         new_markdown_cell("## Scaling with consumers"),
-        new_code_cell('plots.scaling_with_consumers(collected.scaling) if collected.scaling else print("no scaling runs")'),
+        new_code_cell('say(takeaways.scaling(collected.scaling))\n'
+                      'plots.scaling_with_consumers(collected.scaling) if collected.scaling else print("no scaling runs")'),
         new_markdown_cell("""## Our adapters against the reference clients
 
 One worker process drains 20,000 no-op jobs: the official BullMQ Python Worker and a plain
@@ -337,7 +360,10 @@ killed with SIGKILL, connections dropped, poison jobs mixed in. *Lost* = accepte
 (the producer got its reply or confirm) and never run; *duplicated* = run more than once."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
-from benchmarks.results import plots, report
+from benchmarks.results import plots, report, scenario_plots, takeaways
+def say(text):  # a plot's takeaway, computed from the same results files (empty: nothing to say)
+    if text:
+        display(Markdown("**Takeaway.** " + text))
 collected = report.collect([RESULTS])
 display(Markdown(report.to_markdown([report.environment_table(collected)])))
 rows = collected.rows
@@ -345,7 +371,7 @@ print(len(rows), "rows from the scenarios summary")'''),
         new_code_cell('''from benchmarks.commands.scenarios import table_markdown
 from benchmarks.faults.common import Row
 display(Markdown(table_markdown([Row(**r) for r in rows])))'''),
-        new_code_cell('plots.reliability_table(rows)'),
+        new_code_cell('say(takeaways.reliability(rows))\nplots.reliability_table(rows)'),
         new_markdown_cell("""## A worker killed mid-job
 
 RabbitMQ hands the dead consumer's unacknowledged jobs out again the moment its connection
@@ -355,9 +381,10 @@ notice: the lock duration is the price of recovery.
 **Limits of these numbers.** A killed *process* has its socket closed by the kernel, so RabbitMQ
 hears of it at once. A vanished *host* (power cut, cable pulled) closes nothing: RabbitMQ then
 waits for missed heartbeats (the suite's clients ask for 30 s; RabbitMQ's default is 60 s),
-while the BullMQ timing stays what the lock says. The scenario uses short locks to stay quick;
-BullMQ's defaults (lock 30 s, stalled check every 30 s) would bring jobs back 30-60 s after the
-crash. The orange ticks mark each redelivered run."""),
+while the BullMQ timing stays what the lock says. The scenario runs BullMQ's defaults (lock 30 s,
+stalled check every 30 s) and three shorter locks; the plot below puts them side by side. The
+orange ticks in the timelines mark each redelivered run."""),
+        new_code_cell('say(takeaways.recovery(collected.faults))\nscenario_plots.recovery_against_lock(collected.faults)'),
         new_code_cell('''crash = [r for r in collected.faults if r["name"].startswith("worker-crash")]
 for r in crash:
     print(r["name"], r["scenario"]["broker_options"], "->", r["fault"].get("recovery_last_s"), "s")
@@ -390,6 +417,16 @@ for broker, profile in durable.items():
     pick += [r for r in crashes if r["scenario"]["broker"] == broker and r["fault"]["profile"] == profile][:1]
 plots.timeline(pick[0]) if pick else None'''),
         new_code_cell('plots.timeline(pick[1]) if len(pick) > 1 else None'),
+        new_markdown_cell("""## Producers faster than consumers
+
+Where does the backlog go? Redis keeps it in memory until `maxmemory`; RabbitMQ raises a memory
+alarm and blocks publishing connections, so nothing is refused but a publish call waits."""),
+        new_code_cell('say(takeaways.memory(collected.faults))\nscenario_plots.memory_under_backpressure(collected.faults)'),
+        new_markdown_cell("""## Delayed jobs: how late?
+
+10,000 jobs delayed by 0.25-3 s each. None may run early; how late they run depends on how each
+side wakes up for a due job."""),
+        new_code_cell('say(takeaways.delays(collected.faults))\nscenario_plots.delay_lateness(collected.faults)'),
         new_markdown_cell("""## Try one live
 
 With `LIVE = True` (CI does, on the small profile) a scenario runs here on private brokers it

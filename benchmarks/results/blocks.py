@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -13,3 +15,9 @@ class Block:
     header: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     image: str = ""      # file name under plots/
+
+
+def figure(plot_dir: Path, name: str, fig: Any, alt: str) -> Block:
+    """Save ``fig`` as ``plot_dir/name.png`` and return the block that shows it."""
+    fig.savefig(plot_dir / f"{name}.png", dpi=110)
+    return Block("image", alt, image=f"{name}.png")

@@ -156,10 +156,10 @@ def latency_percentiles(results: list[dict[str, Any]], metric: str = "end_to_end
 
 def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
                 metric: str = "end_to_end_intended") -> Figure:
-    """Cumulative distribution of end-to-end latency from the encoded HDR histograms (the
-    repetitions of a cell merged into one histogram)."""
+    """Distribution of end-to-end latency from the encoded HDR histograms (the repetitions of a
+    cell merged into one histogram): the CDF, and beside it the tail on a log y axis."""
     runs = _groups(results, "open")
-    fig, ax = _subplots(figsize=(7, 4))
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
     used = []
     for (p, broker), group in sorted(runs.items()):
         found = [r for r in group if r.get("histograms")]
@@ -168,22 +168,45 @@ def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
         hist = decode(found[0]["histograms"]["overall"][metric])
         for r in found[1:]:
             hist.add(decode(r["histograms"]["overall"][metric]))
-        total = hist.get_total_count()
-        if not total:
+        if not hist.get_total_count():
             continue
-        xs, ys, seen = [], [], 0
-        for item in hist.get_recorded_iterator():
-            seen += item.count_at_value_iterated_to
-            xs.append(item.value_iterated_to / 1000)
-            ys.append(seen / total)
-        ax.plot(xs, ys, color=colour(broker), label=side_label(found))
+        xs, ys = cdf_points(hist)
+        left.plot(xs, ys, color=colour(broker), label=side_label(found))
+        tail_panel(right, xs, ys, hist.get_total_count(), color=colour(broker))
         used += found
+    left.set_xscale("log")
+    left.set_ylabel("share of jobs at or below")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(frameon=False, fontsize=8)
+    for ax in (left, right):
+        ax.set_xlabel("end-to-end latency, ms (log)")
+    return _finish(fig, f"Latency distribution, {_short(profile)}, open loop: CDF, and its tail (log y)", used)
+
+
+def cdf_points(hist: Any) -> tuple[list[float], list[float]]:
+    """(ms, share at or below) for every recorded value of an HDR histogram in microseconds."""
+    total = hist.get_total_count()
+    xs: list[float] = []
+    ys: list[float] = []
+    seen = 0
+    for item in hist.get_recorded_iterator():
+        seen += item.count_at_value_iterated_to
+        xs.append(item.value_iterated_to / 1000)
+        ys.append(seen / total)
+    return xs, ys
+
+
+def tail_panel(ax: Any, xs: list[float], ys: list[float], total: int, **style: Any) -> None:
+    """The share of jobs slower than x, on a log y axis: the tail a linear CDF squeezes into its
+    top pixel. Drawn down to one job in ``total``."""
+    floor = 1 / max(total, 1)
+    ax.plot(xs, [max(1 - y, floor) for y in ys], **style)
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 2, 1.1)
     ax.set_xscale("log")
-    ax.set_xlabel("end-to-end latency, ms (log)")
-    ax.set_ylabel("share of jobs at or below")
+    ax.set_ylabel("share of jobs slower (log)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(frameon=False)
-    return _finish(fig, f"Latency distribution (CDF), {_short(profile)}, open loop", used)
+
 
 
 def latency_vs_load(sweeps: list[dict[str, Any]]) -> Figure:
@@ -224,6 +247,7 @@ def scaling_with_consumers(results: list[dict[str, Any]]) -> Figure:
     ax.set_xlabel("consumer processes")
     ax.set_ylabel("jobs finished per second")
     ax.set_xticks(sorted({r["scenario"]["consumers"] for r in results}))
+    ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False)
     return _finish(fig, "Scaling with consumers (closed loop, mix)", used)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import claims, experiments, plots, reference_clients, sources
+from . import claims, experiments, fault_sections, plots, reference_clients, scenario_plots, sources, takeaways
 from . import files as results
 from .blocks import Block
+from .blocks import figure as save_figure
 from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
 
 REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/results/scenarios/summary.json"
@@ -170,8 +171,12 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     out += [Block("heading", "Environment"), environment_table(collected)]
 
     def figure(name: str, fig: Any, alt: str) -> None:
-        fig.savefig(plot_dir / f"{name}.png", dpi=110)
-        out.append(Block("image", alt, image=f"{name}.png"))
+        if fig is not None:
+            out.append(save_figure(plot_dir, name, fig, alt))
+
+    def say(text: str) -> None:
+        if text:
+            out.append(Block("text", text))
 
     if collected.runs:
         out += [Block("heading", "The comparison: three job types and their mix"),
@@ -193,8 +198,23 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                                   "only an OS crash or power loss would."),
                     kept]
         figure("throughput", plots.throughput_by_type(collected.runs), "Maximum throughput per job type")
+        say(takeaways.throughput(collected.runs))
         figure("latency-percentiles", plots.latency_percentiles(collected.runs), "Latency percentiles, open loop")
-        figure("latency-cdf", plots.latency_cdf(collected.runs), "Latency CDF, mix")
+        say(takeaways.percentiles(collected.runs))
+        figure("latency-cdf", plots.latency_cdf(collected.runs), "Latency CDF, mix, and its tail")
+        say(takeaways.tail(collected.runs))
+        figure("publish-latency", scenario_plots.publish_histogram(collected.runs), "Publish latency histogram")
+        say(takeaways.publish(collected.runs))
+    costs = [r for r in collected.labelled if r["scenario"].get("label", "").startswith("durability-")]
+    if costs:
+        out += [Block("heading", "What durability costs"),
+                Block("text", "The mix at each durability level, closed and open loop, the levels measured side by "
+                              "side in one run (scenarios/durability.toml). Each row names its broker profile and "
+                              "its files."),
+                summary_table(costs), sources_table(costs)]
+        figure("durability-cost", scenario_plots.durability_cost(costs), "Throughput and publish latency per "
+                                                                         "durability level")
+        say(takeaways.durability(costs))
     if collected.sweeps:
         out.append(Block("heading", "Latency against load"))
         rows = [[plots.label(r["scenario"]["broker"]), r["scenario"]["profile"],
@@ -202,96 +222,18 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps", "results file"],
                          rows=rows))
         figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
+        say(takeaways.sweep(collected.sweeps))
     if collected.scaling:
         out.append(Block("heading", "Scaling with consumers"))
         figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
-    replication_rows = [r for r in collected.rows if r["scenario"].startswith("replication")]
-    general_rows = [r for r in collected.rows if not r["scenario"].startswith("replication")]
-    if general_rows:
-        out += [Block("heading", "Reliability: fault scenarios"),
-                Block("text", "Lost: accepted by the broker (the producer got its reply or confirm) and never run. "
-                              "Duplicated: run more than once. Each scenario ran on private brokers."),
-                Block("table", header=["scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation",
-                                       "met", "note", "results file"],
-                      rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
-                             fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
-                             "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in general_rows])]
-        figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
-    for result in collected.faults:
-        if result["name"].startswith(("worker-crash", "broker-crash")) and result.get("events") and result["figures"]:
-            profile = plots.setting_words(result)
-            if result["name"].startswith("broker-crash") and profile not in TIMELINE_PROFILES:
-                continue
-            name = f"timeline-{result['name']}-{profile}".replace(" ", "-").replace("+", "and").replace(",", "")
-            if (plot_dir / f"{name}.png").exists():
-                continue
-            figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
-            out.append(Block("text", timeline_takeaway(result) + f" Results file: {sources.of(result)}."))
-    for d in collected.acks:
-        out += experiments.acks_blocks(d)
-    if replication_rows:
-        out += replication_blocks(collected, replication_rows, plot_dir)
+        say(takeaways.scaling(collected.scaling))
+    out += fault_sections.blocks(collected, plot_dir)
     found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
     if found:
         out += [Block("heading", "The seed's claims, measured"),
                 Block("table", header=["claim", "measured", "setting", "verdict", "results files"],
                       rows=[[c.claim, c.measured, c.setting, c.verdict, sources.cite(c.sources)] for c in found])]
     out += reference_clients.blocks(collected.drains, collected.latencies, collected.enqueues)
-    return out
-
-
-# Broker-crash timelines shown: the durable pair and the in-memory pair, one run each per broker.
-TIMELINE_PROFILES = ("AOF everysec", "persistent + confirms", "no persistence", "transient messages")
-
-
-def timeline_takeaway(result: dict[str, Any]) -> str:
-    """One or two sentences under a fault timeline, from its own figures."""
-    f, fault = result["figures"], result["fault"]
-    who = f"{plots.label(result['scenario']['broker'])}, {plots.setting_words(result)}"
-    if result["name"].startswith("worker-crash"):
-        return (f"{who}: the killed consumer's jobs ran again {fault.get('recovery_first_s')}-"
-                f"{fault.get('recovery_last_s')} s after the kill ({f.get('redelivered', 0)} redelivered runs, "
-                f"orange ticks); lost {f.get('lost')}, duplicated {f.get('duplicated')}.")
-    return (f"{who}: of {f.get('accepted', 0):,} jobs accepted, {f.get('lost', 0):,} were lost and "
-            f"{f.get('duplicated', 0):,} ran twice; the gap in the backlog line is the time the broker "
-            f"could not be read.")
-
-
-def replication_blocks(collected: Collected, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
-    """Replication and failover: the failover rows, the cost of copies, a failover timeline
-    per broker (the first leader kill)."""
-    def figure(name: str, fig: Any, alt: str) -> None:
-        fig.savefig(plot_dir / f"{name}.png", dpi=110)
-        out.append(Block("image", alt, image=f"{name}.png"))
-
-    failovers = [r for r in rows if r["scenario"] == "replication"]
-    cost = [r for r in rows if r["scenario"] == "replication cost"]
-    out = [Block("heading", "Replication and failover: losing the node that holds the queue"),
-           Block("text", "Redis: a primary with 2 replicas and 3 Sentinels (down after 1 s); RabbitMQ: a 3-node "
-                         "cluster, every queue a quorum queue (3 replicas). Private brokers on one machine, closed-"
-                         "loop load. Unavailable: the longest stretch in which no job was accepted (100 ms steps). "
-                         "Failover: until Sentinel named a new primary, or rabbitmqctl a new queue leader (polled; "
-                         "one rabbitmqctl call takes about 0.8 s, so RabbitMQ's figure is an upper bound). Every "
-                         "node of a replicated broker shares this machine's cores with the others and the load: "
-                         "the cost rows show what copies cost on one box, not on three.")]
-    if failovers:
-        out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "unavailable s", "failover s",
-                                          "expectation", "met", "note", "results file"],
-                         rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]),
-                                fmt(r.get("unavailable_s"), "{}"), fmt(r.get("failover_s"), "{}"), r["expectation"],
-                                "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in failovers]))
-    if cost:
-        out += [Block("heading", "The cost of replication", level=3),
-                Block("table", header=["broker", "setting", "lost", "dup", "measured", "results file"],
-                      rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]), r["note"],
-                             sources.of(r) or "-"] for r in cost])]
-        figure("replication-cost", plots.replication_cost(collected.faults), "The cost of replication")
-    drawn: set[str] = set()
-    for result in collected.faults:
-        broker = result["scenario"]["broker"]
-        if (result["name"].startswith("replication-leader") and broker not in drawn and result.get("figures")):
-            drawn.add(broker)
-            figure(f"failover-{broker}", plots.failover_timeline(result), f"A failover on {plots.label(broker)}")
     return out
 
 

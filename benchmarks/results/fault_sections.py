@@ -1,0 +1,122 @@
+"""The report's fault sections: the scenarios' table, the fault timelines, recovery against lock
+duration, memory under backpressure, delay lateness, the acks experiment, replication and
+failover. Each plot and table is followed by its takeaway (:mod:`.takeaways`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import experiments, plots, scenario_plots, sources, takeaways
+from .blocks import Block
+from .blocks import figure as save_figure
+from .summary import fmt
+
+
+def blocks(collected: Any, plot_dir: Path) -> list[Block]:
+    """Everything the fault scenarios' results files show (``collected``: a report.Collected)."""
+    out: list[Block] = []
+
+    def figure(name: str, fig: Any, alt: str) -> None:
+        if fig is not None:
+            out.append(save_figure(plot_dir, name, fig, alt))
+
+    def say(text: str) -> None:
+        if text:
+            out.append(Block("text", text))
+
+    replication_rows = [r for r in collected.rows if r["scenario"].startswith("replication")]
+    general_rows = [r for r in collected.rows if not r["scenario"].startswith("replication")]
+    if general_rows:
+        out += [Block("heading", "Reliability: fault scenarios"),
+                Block("text", "Lost: accepted by the broker (the producer got its reply or confirm) and never run. "
+                              "Duplicated: run more than once. Each scenario ran on private brokers."),
+                Block("table", header=["scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation",
+                                       "met", "note", "results file"],
+                      rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
+                             fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
+                             "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in general_rows])]
+        figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
+        say(takeaways.reliability(general_rows))
+    figure("recovery-vs-lock", scenario_plots.recovery_against_lock(collected.faults),
+           "Worker crash: recovery time against lock duration")
+    say(takeaways.recovery(collected.faults))
+    figure("memory-backpressure", scenario_plots.memory_under_backpressure(collected.faults),
+           "Memory and backlog over time under backpressure")
+    say(takeaways.memory(collected.faults))
+    figure("delay-lateness", scenario_plots.delay_lateness(collected.faults), "Delayed jobs: lateness CDF")
+    say(takeaways.delays(collected.faults))
+    for result in collected.faults:
+        if result["name"].startswith(("worker-crash", "broker-crash")) and result.get("events") and result["figures"]:
+            profile = plots.setting_words(result)
+            if result["name"].startswith("broker-crash") and profile not in TIMELINE_PROFILES:
+                continue
+            name = f"timeline-{result['name']}-{profile}".replace(" ", "-").replace("+", "and").replace(",", "")
+            if (plot_dir / f"{name}.png").exists():
+                continue
+            figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
+            say(timeline_takeaway(result) + f" Results file: {sources.of(result)}.")
+    for d in collected.acks:
+        out += experiments.acks_blocks(d)
+    if replication_rows:
+        out += replication_blocks(collected, replication_rows, plot_dir)
+    return out
+
+
+# Broker-crash timelines shown: the durable pair and the in-memory pair, one run each per broker.
+TIMELINE_PROFILES = ("AOF everysec", "persistent + confirms", "no persistence", "transient messages")
+
+
+def timeline_takeaway(result: dict[str, Any]) -> str:
+    """One or two sentences under a fault timeline, from its own figures."""
+    f, fault = result["figures"], result["fault"]
+    who = f"{plots.label(result['scenario']['broker'])}, {plots.setting_words(result)}"
+    if result["name"].startswith("worker-crash"):
+        return (f"{who}: the killed consumer's jobs ran again {fault.get('recovery_first_s')}-"
+                f"{fault.get('recovery_last_s')} s after the kill ({f.get('redelivered', 0)} redelivered runs, "
+                f"orange ticks); lost {f.get('lost')}, duplicated {f.get('duplicated')}.")
+    return (f"{who}: of {f.get('accepted', 0):,} jobs accepted, {f.get('lost', 0):,} were lost and "
+            f"{f.get('duplicated', 0):,} ran twice; the gap in the backlog line is the time the broker "
+            f"could not be read.")
+
+
+def replication_blocks(collected: Any, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
+    """Replication and failover: the failover rows, the cost of copies, a failover timeline
+    per broker (the first leader kill)."""
+    def figure(name: str, fig: Any, alt: str) -> None:
+        out.append(save_figure(plot_dir, name, fig, alt))
+
+    failovers = [r for r in rows if r["scenario"] == "replication"]
+    cost = [r for r in rows if r["scenario"] == "replication cost"]
+    out = [Block("heading", "Replication and failover: losing the node that holds the queue"),
+           Block("text", "Redis: a primary with 2 replicas and 3 Sentinels (down after 1 s); RabbitMQ: a 3-node "
+                         "cluster, every queue a quorum queue (3 replicas). Private brokers on one machine, closed-"
+                         "loop load. Unavailable: the longest stretch in which no job was accepted (100 ms steps). "
+                         "Failover: until Sentinel named a new primary, or rabbitmqctl a new queue leader (polled; "
+                         "one rabbitmqctl call takes about 0.8 s, so RabbitMQ's figure is an upper bound). Every "
+                         "node of a replicated broker shares this machine's cores with the others and the load: "
+                         "the cost rows show what copies cost on one box, not on three.")]
+    if failovers:
+        out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "unavailable s", "failover s",
+                                          "expectation", "met", "note", "results file"],
+                         rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]),
+                                fmt(r.get("unavailable_s"), "{}"), fmt(r.get("failover_s"), "{}"), r["expectation"],
+                                "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in failovers]))
+        if text := takeaways.failovers(failovers):
+            out.append(Block("text", text))
+    if cost:
+        out += [Block("heading", "The cost of replication", level=3),
+                Block("table", header=["broker", "setting", "lost", "dup", "measured", "results file"],
+                      rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]), r["note"],
+                             sources.of(r) or "-"] for r in cost])]
+        figure("replication-cost", plots.replication_cost(collected.faults), "The cost of replication")
+        if text := takeaways.replication_cost(collected.faults):
+            out.append(Block("text", text))
+    drawn: set[str] = set()
+    for result in collected.faults:
+        broker = result["scenario"]["broker"]
+        if (result["name"].startswith("replication-leader") and broker not in drawn and result.get("figures")):
+            drawn.add(broker)
+            figure(f"failover-{broker}", plots.failover_timeline(result), f"A failover on {plots.label(broker)}")
+            out.append(Block("text", takeaways.failover_timeline(result) + f" Results file: {sources.of(result)}."))
+    return out

@@ -1,0 +1,271 @@
+"""One or two sentences under each plot and table of the report, computed from the same
+results files as the plot: what a reader should see in it, with the figure that shows it.
+
+Each function returns "" when its results do not hold what it needs (the report then prints
+nothing under the plot rather than a sentence that is not backed by a number).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ..harness.metrics import decode
+from .plots import label
+from .scenario_plots import LEVELS, SEED_ENQUEUE_MS
+
+Runs = list[dict[str, Any]]
+
+
+def _by_kind(runs: Runs) -> dict[str, Runs]:
+    out: dict[str, Runs] = {}
+    for r in runs:
+        if r.get("figures"):
+            out.setdefault(r["scenario"]["broker"], []).append(r)
+    return out
+
+
+def _median(runs: Runs, get: Any) -> float | None:
+    values = [v for r in runs if (v := get(r["figures"])) is not None]
+    return statistics.median(values) if values else None
+
+
+def _pair(runs: Runs) -> tuple[str, str] | None:
+    """The two brokers compared, faster-looking first as the registry orders them."""
+    kinds = sorted(_by_kind(runs))
+    return (kinds[1], kinds[0]) if len(kinds) == 2 else None   # "redis", "rabbitmq"
+
+
+def throughput(runs: Runs) -> str:
+    pair = _pair(runs)
+    if pair is None:
+        return ""
+    a, b = pair
+    ratios = {}
+    for profile in sorted({r["scenario"]["profile"] for r in runs}):
+        cell = [r for r in runs if r["scenario"]["profile"] == profile and r["scenario"]["mode"] == "closed"]
+        x = _median([r for r in cell if r["scenario"]["broker"] == a], lambda f: f["throughput"]["out_per_s"])
+        y = _median([r for r in cell if r["scenario"]["broker"] == b], lambda f: f["throughput"]["out_per_s"])
+        if x and y:
+            ratios[profile] = x / y
+    if not ratios:
+        return ""
+    low, high = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+    text = (f"{label(a)} finished x{ratios[low]:.2f} ({low}) to x{ratios[high]:.2f} ({high}) the jobs per second of "
+            f"{label(b)}.")
+    # Why, only where the runs show it: the ratio falls as the job's own run time (open-loop p50) grows.
+    p50 = {p: _median([r for r in runs if r["scenario"]["profile"] == p and r["scenario"]["mode"] == "open"],
+                      lambda f: f["latency_ms"]["end_to_end_intended"].get("p50")) for p in ratios}
+    order = sorted((p for p in ratios if p50[p] is not None), key=lambda p: p50[p])
+    if len(order) > 2 and all(ratios[x] >= ratios[y] for x, y in zip(order, order[1:])):
+        text += (" The gap narrows as jobs get longer (ordered by their open-loop p50): the broker's own cost per "
+                 "job is a smaller part of a long job's time.")
+    return text
+
+
+def percentiles(runs: Runs) -> str:
+    opened = [r for r in runs if r["scenario"]["mode"] == "open" and r.get("figures")]
+    if not opened:
+        return ""
+    behind = sorted({f"{label(r['scenario']['broker'])} {r['scenario']['profile']}" for r in opened
+                     if r["figures"]["throughput"]["out_per_s"] < 0.98 * r["figures"]["throughput"]["in_per_s"]})
+    if behind:
+        return "Finished fewer jobs per second than were sent (a backlog grew, latency with it): " + ", ".join(behind)
+    bursts = {r["scenario"].get("burst_every_s") for r in opened} - {None, 0}
+    return ("Every open-loop run finished jobs as fast as they were sent, so these percentiles are each job type's "
+            "own run time plus queueing" + (f" behind the bursts sent every {min(bursts):g} s" if bursts else "")
+            + ", not a backlog.")
+
+
+def tail(runs: Runs, profile: str = "mix") -> str:
+    parts = []
+    for kind, mine in sorted(_by_kind(runs).items(), reverse=True):
+        opened = [r for r in mine if r["scenario"]["mode"] == "open" and r["scenario"]["profile"] == profile
+                  and r.get("histograms")]
+        if not opened:
+            continue
+        hist = decode(opened[0]["histograms"]["overall"]["end_to_end_intended"])
+        for r in opened[1:]:
+            hist.add(decode(r["histograms"]["overall"]["end_to_end_intended"]))
+        parts.append(f"{label(kind)} p50 {hist.get_value_at_percentile(50) / 1000:.1f} ms, p99.9 "
+                     f"{hist.get_value_at_percentile(99.9) / 1000:.0f} ms")
+    if not parts:
+        return ""
+    return (f"{'; '.join(parts)}. The log-y panel shows the slowest jobs, which a linear CDF squeezes into its "
+            "top row of pixels: read the tails there, the bulk on the left.")
+
+
+def publish(runs: Runs, profile: str = "mix") -> str:
+    parts = []
+    for kind, mine in sorted(_by_kind(runs).items(), reverse=True):
+        opened = [r for r in mine if r["scenario"]["mode"] == "open" and r["scenario"]["profile"] == profile
+                  and r.get("histograms")]
+        if not opened:
+            continue
+        hist = decode(opened[0]["histograms"]["overall"]["publish"])
+        for r in opened[1:]:
+            hist.add(decode(r["histograms"]["overall"]["publish"]))
+        total = hist.get_total_count() or 1
+        over = sum(i.count_at_value_iterated_to for i in hist.get_recorded_iterator()
+                   if i.value_iterated_to / 1000 > SEED_ENQUEUE_MS)
+        parts.append(f"{label(kind)}: {over:,} of {total:,} calls over {SEED_ENQUEUE_MS:.0f} ms, p99 "
+                     f"{hist.get_value_at_percentile(99) / 1000:.2f} ms")
+    if not parts:
+        return ""
+    return ("The seed's 50 ms is far to the right of almost every call here (client and broker on one host): "
+            + "; ".join(parts) + ". Across a network, add one round trip per call.")
+
+
+def sweep(sweeps: Runs) -> str:
+    parts = [f"{label(r['scenario']['broker'])} up to {r['max_sustainable_rate']:,.0f}/s" for r in sweeps
+             if r.get("max_sustainable_rate")]
+    if not parts:
+        return ""
+    return ("Latency stays flat while the consumers keep up, then climbs steeply once the offered rate passes "
+            f"what they finish: sustainable (p99 under the limit, every job finished) {', '.join(parts)}.")
+
+
+def scaling(results: Runs) -> str:
+    parts = []
+    for kind, mine in sorted(_by_kind(results).items(), reverse=True):
+        points = sorted((r["scenario"]["consumers"], r["figures"]["throughput"]["out_per_s"]) for r in mine
+                        if r["scenario"]["mode"] == "closed")
+        if len(points) > 1:
+            (n0, y0), (n1, y1) = points[0], points[-1]
+            parts.append(f"{label(kind)} {y0:,.0f} -> {y1:,.0f} jobs/s from {n0} to {n1} processes (x{y1 / y0:.2f})")
+    if not parts:
+        return ""
+    cores = (results[0].get("environment", {}).get("machine", {}) or {}).get("cores", "?")
+    return (f"{'; '.join(parts)}. On {cores} cores shared with the broker, more consumer processes mostly compete "
+            "for the same CPU: scaling out needs cores, not only processes.")
+
+
+def reliability(rows: Runs) -> str:
+    if not rows:
+        return ""
+    met = sum(1 for r in rows if r["met"])
+    losing = sorted({f"{label(r['broker'])} {r['profile']}" for r in rows if r.get("lost")})
+    text = f"{met} of {len(rows)} rows met their expectation."
+    if losing:
+        text += (" Accepted jobs were lost only where the setting does not promise to keep them: "
+                 + ", ".join(losing) + ".")
+    return text
+
+
+def recovery(faults: Runs) -> str:
+    crashes = [r for r in faults if r["name"].startswith("worker-crash") and r.get("fault", {}).get("recovery_last_s")
+               is not None]
+    locked = sorted((r["scenario"]["broker_options"]["lock_duration_ms"], r["fault"]["recovery_last_s"])
+                    for r in crashes if "lock_duration_ms" in r["scenario"]["broker_options"])
+    other = [r for r in crashes if "lock_duration_ms" not in r["scenario"]["broker_options"]]
+    if not locked:
+        return ""
+    defaults = " (BullMQ's defaults, stalled check every 30 s)" if locked[-1][0] == 30000 else ""
+    text = (f"On Redis a killed worker's jobs wait for its lock: back after {locked[-1][1]:.1f} s with a "
+            f"{locked[-1][0] / 1000:g} s lock{defaults}, {locked[0][1]:.2f} s with a {locked[0][0] / 1000:g} s lock. "
+            "A shorter "
+            "lock recovers sooner but must be renewed more often, and a worker stalled longer than it (a long "
+            "GC pause, a blocked event loop) has its job run twice.")
+    if other:
+        text += (f" RabbitMQ returned them {other[0]['fault']['recovery_last_s']:.2f} s after the kill, because the "
+                 "kernel closed the dead process's socket; a host that vanishes is noticed only by the heartbeat "
+                 "timeout (60 s by default), which these runs do not measure.")
+    return text
+
+
+def memory(faults: Runs) -> str:
+    growth = [r for r in faults if r["name"].startswith("backpressure-growth")]
+    parts = []
+    for r in growth:
+        f, fault = r.get("figures") or {}, r["fault"]
+        publish = f.get("latency_ms", {}).get("publish", {})
+        backlog = max((b for b in f.get("timeline", {}).get("backlog", []) if b is not None), default=0)
+        if fault.get("idle_rss_mb") is None:
+            parts.append(f"{label(r['scenario']['broker'])} grew by {fault.get('memory_growth_mb')} MB to hold "
+                         f"{backlog:,} waiting jobs and refused none (it grows until maxmemory)")
+        else:
+            parts.append(f"{label(r['scenario']['broker'])} grew {fault.get('memory_growth_mb')} MB (process RSS) "
+                         f"and its memory alarm then blocked publishers: nothing refused, but a publish waited up to "
+                         f"{(publish.get('max') or 0) / 1000:,.1f} s")
+    return ("; ".join(parts) + ". Without a bound (Redis maxmemory, a queue length limit) neither refuses a job: "
+            "Redis spends memory, RabbitMQ stalls the producer." if parts else "")
+
+
+def durability(runs: Runs) -> str:
+    runs = [r for r in runs if r["scenario"].get("label", "").startswith("durability-")]
+    parts = []
+    for kind, mine in sorted(_by_kind(runs).items(), reverse=True):
+        cells = []
+        for level in LEVELS:
+            cell = [r for r in mine if r["scenario"].get("durability") == level]
+            jobs = _median([r for r in cell if r["scenario"]["mode"] == "closed"],
+                           lambda f: f["throughput"]["out_per_s"])
+            pub = _median([r for r in cell if r["scenario"]["mode"] == "open"],
+                          lambda f: f["latency_ms"]["publish"].get("p99"))
+            if jobs and pub is not None:
+                name = (cell[0].get("durability") or {}).get("profile", level)
+                cells.append(f"{name} {jobs:,.0f} jobs/s, publish p99 {pub:.1f} ms")
+        if cells:
+            parts.append(f"{label(kind)}: " + "; ".join(cells))
+    if not parts:
+        return ""
+    return (". ".join(parts) + ". Each level's bars were measured side by side in one run; read differences "
+            "smaller than the whiskers as noise.")
+
+
+def delays(faults: Runs) -> str:
+    found = [r for r in faults if r["name"].startswith("delays-delays") and r["fault"].get("lateness_ms")]
+    parts = [f"{label(r['scenario']['broker'])} p50 {r['fault']['lateness_ms'].get('p50')} ms, p99 "
+             f"{r['fault']['lateness_ms'].get('p99')} ms, {r['fault'].get('early', 0)} early" for r in found]
+    if not parts:
+        return ""
+    return ("No delayed job ran early; how late they ran depends on how each side wakes up: BullMQ-style workers "
+            "poll the delayed set when its marker says a job is due, RabbitMQ dead-letters from fixed delay levels "
+            f"({'; '.join(parts)}).")
+
+
+def failovers(rows: Runs) -> str:
+    """The failover rows: per broker, the worst loss and the longest stretch with nothing accepted."""
+    parts = []
+    for kind in sorted({r["broker"] for r in rows}, reverse=True):
+        mine = [r for r in rows if r["broker"] == kind]
+        lost = max((r["lost"] for r in mine if r["lost"] is not None), default=None)
+        down = max((r["unavailable_s"] for r in mine if r.get("unavailable_s") is not None), default=None)
+        losing = sorted({r["profile"].split(":")[0] for r in mine if r["lost"]})
+        text = f"{label(kind)}: at most {lost:,} accepted jobs lost" if lost is not None else f"{label(kind)}:"
+        if losing:
+            text += " (" + ", ".join(losing) + ")"
+        if down is not None:
+            text += f", at most {down:g} s with nothing accepted"
+        parts.append(text)
+    return ("; ".join(parts) + ". A kill is the easy case for both; a hung or cut-off leader is where they part: "
+            "compare the SIGSTOP and partition rows." if parts else "")
+
+
+def replication_cost(faults: Runs) -> str:
+    """The replication scenario's cost runs: closed-loop jobs/s of each replicated setting
+    against one node, per broker (medians of the repetitions)."""
+    rates: dict[tuple[str, str], list[float]] = {}
+    for r in faults:
+        if r.get("fault", {}).get("cost_mode") == "closed" and r.get("figures"):
+            rates.setdefault((r["scenario"]["broker"], r["fault"]["profile"]), []).append(
+                r["figures"]["throughput"]["out_per_s"])
+    parts = []
+    for kind in sorted({k for k, _ in rates}, reverse=True):
+        mine = {p: statistics.median(v) for (k, p), v in rates.items() if k == kind}
+        single = next((v for p, v in mine.items() if p.startswith("one node")), None)
+        parts += [f"{label(kind)} {p}: x{v / single:.2f} of one node's jobs/s" for p, v in mine.items()
+                  if single and not p.startswith("one node")]
+    return ("; ".join(parts) + ". Here every copy shares the same 2 cores, so this overstates the CPU cost of "
+            "copies on separate machines, where they cost network round trips instead." if parts else "")
+
+
+def failover_timeline(result: dict[str, Any]) -> str:
+    f, fault = result.get("figures") or {}, result.get("fault", {})
+    text = (f"{label(result['scenario']['broker'])}, {fault.get('profile', '')}: {fault.get('fault', 'the fault')}; "
+            f"lost {f.get('lost')}, duplicated {f.get('duplicated')}")
+    if fault.get("unavailable_s") is not None:
+        text += f", nothing accepted for {fault['unavailable_s']:g} s"
+    if fault.get("failover_s") is not None:
+        text += f", a new leader after {fault['failover_s']:g} s"
+    return text + "."

@@ -1,0 +1,73 @@
+"""The report's takeaways say what their numbers say (and nothing when the numbers are not
+there); the new plots draw from the committed reference results; file names shorten honestly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+from benchmarks.harness.metrics import encode, new_histogram, record_us
+from benchmarks.results import report, scenario_plots, sources, takeaways
+
+REFERENCE = Path(__file__).resolve().parents[2] / "reports" / "reference" / "results"
+
+
+def _run(kind: str, profile: str, mode: str, *, out: float = 0.0, p50: float = 1.0, publish_ms: list[float] = ()):
+    hist = new_histogram()
+    for ms in publish_ms:
+        record_us(hist, int(ms * 1_000_000))
+    return {"scenario": {"broker": kind, "profile": profile, "mode": mode, "label": ""},
+            "figures": {"throughput": {"out_per_s": out, "in_per_s": out},
+                        "latency_ms": {"end_to_end_intended": {"p50": p50}, "publish": {}}},
+            "histograms": {"overall": {"publish": encode(hist), "end_to_end_intended": encode(hist)}}}
+
+
+def test_publish_counts_the_calls_over_the_seeds_50_ms():
+    runs = [_run("redis", "mix", "open", publish_ms=[1.0] * 10 + [80.0, 120.0]),
+            _run("rabbitmq", "mix", "open", publish_ms=[2.0] * 5)]
+    text = takeaways.publish(runs)
+    assert "BullMQ-style Redis: 2 of 12 calls over 50 ms" in text
+    assert "RabbitMQ: 0 of 5 calls over 50 ms" in text
+
+
+def test_throughput_explains_the_gap_only_when_the_runs_show_the_pattern():
+    def runs(ratios: dict[str, float]) -> list[dict]:
+        out = []
+        for i, (profile, ratio) in enumerate(ratios.items()):
+            p50 = 10.0 ** i   # job length grows in this order
+            out += [_run("redis", profile, "closed", out=100 * ratio), _run("rabbitmq", profile, "closed", out=100),
+                    _run("redis", profile, "open", p50=p50), _run("rabbitmq", profile, "open", p50=p50)]
+        return out
+
+    narrowing = takeaways.throughput(runs({"a": 1.5, "b": 1.3, "c": 1.1}))
+    assert "x1.10 (c) to x1.50 (a)" in narrowing and "narrows as jobs get longer" in narrowing
+    assert "narrows" not in takeaways.throughput(runs({"a": 1.1, "b": 1.5, "c": 1.3}))
+    assert takeaways.throughput([]) == ""
+
+
+def test_cite_lists_few_files_and_globs_many_with_their_count():
+    assert sources.cite(["runs/a.json", "runs/b.json"]) == "runs/a.json, runs/b.json"
+    names = [f"runs/redis-mix-open-r{i}-20261202-14330{i}.json" for i in range(1, 4)]
+    assert sources.cite(names) == "runs/redis-mix-open-r*-20261202-14330*.json (3 files)"
+    assert sources.of({"results_file": "reports/reference/results/scenarios/x.json"}) == "scenarios/x.json"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return report.collect([REFERENCE])
+
+
+@pytest.mark.parametrize("draw", [scenario_plots.memory_under_backpressure, scenario_plots.recovery_against_lock,
+                                  scenario_plots.delay_lateness])
+def test_scenario_plots_draw_from_the_reference_and_skip_what_is_missing(reference, draw):
+    assert isinstance(draw(reference.faults), Figure)
+    assert draw([]) is None
+
+
+def test_the_recovery_takeaway_names_bullmqs_defaults_measured(reference):
+    crashes = [r for r in reference.faults if r["name"].startswith("worker-crash")]
+    longest = max(r["fault"]["recovery_last_s"] for r in crashes)
+    text = takeaways.recovery(reference.faults)
+    assert f"back after {longest:.1f} s with a 30 s lock" in text
