@@ -4,6 +4,7 @@ failover. Each plot and table is followed by its takeaway (:mod:`.takeaways`).""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,8 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
             profile = plots.setting_words(result)
             if result["name"].startswith("broker-crash") and profile not in TIMELINE_PROFILES:
                 continue
-            name = f"timeline-{result['name']}-{profile}".replace(" ", "-").replace("+", "and").replace(",", "")
+            name = re.sub(r"[^A-Za-z0-9-]+", "", f"timeline-{result['name']}-{profile}".replace(" ", "-")
+                          .replace("+", "and"))
             if (plot_dir / f"{name}.png").exists():
                 continue
             figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")

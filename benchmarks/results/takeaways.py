@@ -195,7 +195,7 @@ def durability(runs: Runs) -> str:
     runs = [r for r in runs if r["scenario"].get("label", "").startswith("durability-")]
     parts = []
     for kind, mine in sorted(_by_kind(runs).items(), reverse=True):
-        cells = []
+        cells, rates = [], {}
         for level in LEVELS:
             cell = [r for r in mine if r["scenario"].get("durability") == level]
             jobs = _median([r for r in cell if r["scenario"]["mode"] == "closed"],
@@ -205,8 +205,11 @@ def durability(runs: Runs) -> str:
             if jobs and pub is not None:
                 name = (cell[0].get("durability") or {}).get("profile", level)
                 cells.append(f"{name} {jobs:,.0f} jobs/s, publish p99 {pub:.1f} ms")
+                rates[level] = jobs
         if cells:
-            parts.append(f"{label(kind)}: " + "; ".join(cells))
+            cost = "".join(f"; {lv} keeps x{rates[lv] / rates['in-memory']:.2f} of in-memory's jobs/s"
+                           for lv in LEVELS[1:] if lv in rates and rates.get("in-memory"))
+            parts.append(f"{label(kind)}: " + "; ".join(cells) + cost)
     if not parts:
         return ""
     return (". ".join(parts) + ". Each level's bars were measured side by side in one run; read differences "
