@@ -572,6 +572,12 @@ class Broker(ABC):
         drain/obliterate of jobs). Run it with no worker active."""
         self.purge()
 
+    def remove(self) -> None:
+        """The end of this logical queue: remove every job and every key/queue/exchange, and
+        declare nothing again (``purge`` leaves an empty queue ready for use). Run it with no
+        worker active; a test or benchmark that is done with its queue calls this."""
+        self.purge()
+
     @abstractmethod
     def close(self) -> None: ...
 

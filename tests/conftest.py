@@ -75,7 +75,7 @@ def make_broker(endpoints: dict[str, Endpoint]) -> Iterator[BrokerFactory]:
     yield make
     for broker in made:
         try:
-            broker.purge()
+            broker.remove()
         finally:
             broker.close()
 

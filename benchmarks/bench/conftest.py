@@ -23,7 +23,7 @@ TINY = os.environ.get("BROKERBENCH_PROFILE") == "tiny"
 def bench_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     broker = registry.get(request.param).open(find(request.param).url, queue=f"bench-{uuid.uuid4().hex[:8]}")
     yield broker
-    broker.purge()
+    broker.remove()
     broker.close()
 
 

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for kind, endpoint in endpoints.items():
         broker = registry.get(kind).open(endpoint.url, queue=QUEUE[[n for n in names if KIND[n] == kind][0]])
         described[kind] = {**broker.describe(), **endpoint.describe()}
-        broker.purge()
+        broker.remove()
         broker.close()
     result = {
         "schema": SCHEMA,

@@ -216,7 +216,7 @@ def cleanup_queue(url: str, queue: str, kind: str | None) -> None:
         return
     broker = registry.get(kind).open(url, queue=queue)
     try:
-        broker.purge()
+        broker.remove()
     finally:
         broker.close()
 

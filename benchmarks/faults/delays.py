@@ -106,7 +106,7 @@ def _lateness_run(kind: str, url: str, n: int, retries: bool, delays: list[int] 
     finally:
         worker.stop()
         thread.join(timeout=30)
-        broker.purge()
+        broker.remove()
         broker.close()
 
 

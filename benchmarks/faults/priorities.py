@@ -58,7 +58,7 @@ def _run(kind: str, url: str, backlog: int) -> dict[str, Any]:
         return {"high_wait_ms": summary(waits[HIGH]), "low_wait_ms": summary(waits[LOW]), "urgent": urgent,
                 "backlog": backlog, "describe": broker.describe()}
     finally:
-        broker.purge()
+        broker.remove()
         broker.close()
 
 

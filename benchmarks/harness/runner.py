@@ -142,7 +142,7 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
                 r.terminate()
                 messages.errors.append("a role did not stop within 10 s and was terminated")
         try:
-            admin.purge()
+            admin.remove()
         except Exception:  # noqa: BLE001 - the broker may be the thing that died
             pass
         admin.close()

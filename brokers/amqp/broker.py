@@ -184,6 +184,11 @@ class RabbitMQBroker(Broker):
 
     def purge(self) -> None:
         """Delete this queue's queues and exchanges, then declare them again, empty."""
+        self.remove()
+        self._admin_call(lambda ch: self.topology.declare(ch, again=True))
+
+    def remove(self) -> None:
+        """Delete this queue's queues and exchanges (lanes, dead letters, delay levels) for good."""
         t = self.topology
         def wipe(ch: Any) -> None:
             for name in t.all_queues():
@@ -191,7 +196,6 @@ class RabbitMQBroker(Broker):
             for name in t.all_exchanges():
                 ch.exchange_delete(name)
         self._admin_call(wipe)
-        self._admin_call(lambda ch: t.declare(ch, again=True))
 
     def clear(self) -> None:
         """Purge every queue of this logical queue (lanes, dead letters, delay levels); the

@@ -232,3 +232,30 @@ def test_jobs_given_back_after_a_confirm_timeout_stay_the_callers(private_broker
         node.ctl("set_vm_memory_high_watermark", "0.4")
         broker.purge()
         broker.close()
+
+
+def test_remove_leaves_no_queue_or_exchange_behind_purge_declares_them_again(make_broker):
+    """A test or benchmark that is done with its queue removes it: the shared broker keeps no
+    empty queues of ours (they cost the broker CPU while idle); purge keeps the queue usable."""
+    import pika
+
+    broker = make_broker("rabbitmq")
+    with broker.producer() as producer:
+        producer.publish("user_variables_update", {}, JobOptions(delay_ms=60_000))
+    names = broker.topology.all_queues()
+
+    def exists(name: str) -> bool:
+        connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+        try:
+            connection.channel().queue_declare(name, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker:
+            return False
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    broker.purge()
+    assert all(exists(n) for n in names), "purge declares the queues again, empty"
+    broker.remove()
+    assert not any(exists(n) for n in names), "remove leaves none behind"
