@@ -1,0 +1,83 @@
+"""``brokerbench live``: both brokers side by side in a browser while load runs, with faults on
+buttons. Starts PRIVATE Redis and RabbitMQ instances (killing them harms no one) unless
+``--shared``; serves the page on 127.0.0.1 unless ``--host``; stops every load process and
+private broker it started on exit (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import webbrowser
+from typing import Any
+
+from brokers import registry
+
+from .lab import Lab
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brokerbench live", description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", action="store_true",
+                   help="use the brokers brokers.provision finds instead of private ones; the buttons that kill "
+                        "or reconfigure a broker are then disabled (default: private brokers)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but loopback requires the printed token on every "
+                        "request (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--broker", action="append", choices=registry.kinds(),
+                   help=f"broker kinds, repeat for several (default: {' and '.join(registry.compared_kinds())})")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser (default: print the URL)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from .app import build_app
+
+    args = build_parser().parse_args(argv)
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    print("brokerbench live: starting " + ("the found brokers" if args.shared else "private brokers") + "…",
+          flush=True)
+    lab = Lab(args.broker, shared=args.shared)
+    stop = threading.Event()
+
+    def on_term(*_: Any) -> None:   # SIGTERM: shut down like Ctrl-C
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        lab.start()
+        for side in lab.sides.values():
+            where = "shared" if side.shared else "private"
+            print(f"  {side.driver.label}: {where} broker, {side.profile.name}", flush=True)
+        config = uvicorn.Config(build_app(lab, token_for_reads=not loopback), host=args.host, port=args.port,
+                                log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        server = uvicorn.Server(config)
+
+        def announce() -> None:
+            while not server.started and not stop.is_set():
+                stop.wait(0.05)
+            if stop.is_set():
+                return
+            port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port
+            url = f"http://{args.host}:{port}/" + ("" if loopback else f"?token={lab.token}")
+            print(f"brokerbench live: open {url}  (Ctrl-C stops it and every broker and process it started)",
+                  flush=True)
+            if args.open:
+                webbrowser.open(url)
+
+        threading.Thread(target=announce, daemon=True).start()
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        print("brokerbench live: stopping load processes and brokers…", flush=True)
+        lab.close()
+        print("brokerbench live: stopped", flush=True)
+    sys.stdout.flush()
