@@ -61,7 +61,12 @@ BullMQ-style queue on Redis and RabbitMQ, side by side, with what to look at: th
 the queue, and RabbitMQ's counters of ready and unacknowledged messages.
 
 Order for a class: work queue → acks and redelivery → prefetch vs concurrency → retries →
-delays → priorities → routing → durability."""),
+delays → priorities → routing → durability.
+
+To let a class *watch* these happen, run `brokerbench live` in a terminal and open the URL it
+prints: both brokers side by side in a browser while load runs, with a worker kill, a broker
+kill, poison, delayed and urgent jobs on buttons, and each consequence marked on a timeline.
+The 10-minute class script is `docs/teaching/live_class.md`."""),
         new_code_cell(SETUP),
         new_code_cell(PREFLIGHT + '''
 if not LIVE_OK:
@@ -123,7 +128,7 @@ runs = []
 crash_q.worker(lambda job: runs.append((job.id, job.redelivered, job.deliveries)), lock_duration_ms=1000,
                stalled_interval_ms=300).run(max_jobs=1, timeout=10)
 print("run again by a live worker (id, redelivered, deliveries):", runs)
-crash_q.purge(); crash_q.close()'''),
+crash_q.remove(); crash_q.close()'''),
         new_code_cell('''# RabbitMQ: take a message without acking it, then close the connection (the consumer "dies")
 import pika
 with rabbit_q.producer() as p:
@@ -260,7 +265,7 @@ for name in ("redis", "rabbitmq"):
     b.worker(lambda job: rest.append(job.name), lanes=["default"]).run(max_jobs=2, timeout=10)
     where = list(b.lane_keys) if name == "redis" else [b.topology.lane_queue(l) for l in b.lanes]
     print(f"{name:9s} heavy lane got {heavy}, default lane got {rest}; queues: {where}")
-    b.purge(); b.close()'''),
+    b.remove(); b.close()'''),
         new_markdown_cell("""## 8. Durability
 
 What survives a broker crash depends on settings, not brands: Redis with AOF `appendfsync
@@ -275,7 +280,7 @@ for row, text in redis_q.capabilities.table().items():
 for row, text in rabbit_q.capabilities.table().items():
     print(f"rabbitmq {row:24s} {text[:110]}")'''),
         new_code_cell('''for b in BOTH.values():
-    b.purge(); b.close()
+    b.remove(); b.close()
 print("cleaned up")'''),
     ]
 
@@ -483,7 +488,7 @@ for kind, opts in (("redis", {}), ("rabbitmq", {"confirms": "each"})) if LIVE_OK
         t = time.perf_counter_ns()
         p.publish("user_variables_update", {"userId": i, "step": "cart"})
         record_us(hist, time.perf_counter_ns() - t)
-    p.close(); b.purge(); b.close()
+    p.close(); b.remove(); b.close()
     s = summary(hist)
     print(f"{kind:9s} enqueue of one job: p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms, max {s['max']:.2f} ms  (claim: 50 ms)")'''),
         new_markdown_cell("""## "Simpler to set up": start one of each
