@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -43,11 +44,22 @@ def live():
         found = re.search(r"open (http://\S+)", line)
         url = found.group(1) if found else None
     if url is None:
-        proc.kill()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         pytest.fail("brokerbench live did not print its URL:\n" + "".join(lines))
+    # Keep reading its output (workers' warnings go there too): a full pipe would block them.
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    proc.lines = lines
     yield proc, url
-    if proc.poll() is None:
-        proc.kill()
+    if proc.poll() is None:   # a test failed before Ctrl-C: stop it the same way (SIGKILL would orphan its brokers)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def test_a_class_starts_load_kills_a_worker_and_sees_the_jobs_come_back(live, tmp_path):
@@ -110,8 +122,10 @@ def test_ctrl_c_leaves_no_broker_or_load_process_running(live):
     assert len(pids) >= 2 + 2 * 3, f"two private brokers and each one's producer and workers: {pids}"
     assert all(psutil.pid_exists(pid) for pid in pids)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    assert "stopped" in out, out
+    proc.wait(timeout=120)
+    time.sleep(0.5)   # the reader thread takes the last lines
+    out = "".join(proc.lines)
+    assert "stopped" in out, out[-2000:]
     time.sleep(1)
     alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left running after Ctrl-C: {alive}"
