@@ -11,29 +11,37 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from importlib import resources
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .broker_state import redis_job
-from .lab import Lab
+from .lab import ACTIONS, Busy, Lab, UnknownAction
 
 PUSH_EVERY_S = 0.33   # about 3 updates a second
 STATIC = resources.files("benchmarks.live") / "static"
 
 
-def build_app(lab: Lab, *, token_for_reads: bool = False) -> Starlette:
-    """The ASGI app over ``lab``. ``token_for_reads``: GETs need ``?token=`` as well (--host)."""
+def build_app(lab: Lab, *, token_for_reads: bool = False, hosts: list[str] | None = None) -> Starlette:
+    """The ASGI app over ``lab``. ``token_for_reads``: GETs need ``?token=`` as well (--host).
+    ``hosts``: the Host headers accepted (default: loopback names only, so a page that rebinds
+    its own DNS name to 127.0.0.1 cannot read the token)."""
+
+    def same(given: str | None) -> bool:
+        return given is not None and secrets.compare_digest(given.encode(), lab.token.encode())
 
     def allowed(request: Request) -> bool:
         if request.method == "POST":
-            return request.headers.get("x-token") == lab.token
-        return not token_for_reads or request.query_params.get("token") == lab.token
+            return same(request.headers.get("x-token"))
+        return not token_for_reads or same(request.query_params.get("token"))
 
     def refuse() -> Response:
         return JSONResponse({"error": "missing or wrong token"}, status_code=403)
@@ -72,9 +80,10 @@ def build_app(lab: Lab, *, token_for_reads: bool = False) -> Starlette:
         name = body["action"]
         try:
             done = await asyncio.to_thread(lab.act, name, body)
-        except KeyError:
-            return JSONResponse({"error": f"unknown action {name!r}", "actions": sorted(lab.snapshot()["actions"])},
-                                status_code=404)
+        except UnknownAction:
+            return JSONResponse({"error": f"unknown action {name!r}", "actions": sorted(ACTIONS)}, status_code=404)
+        except Busy as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
         except PermissionError as exc:
             return JSONResponse({"error": str(exc)}, status_code=403)
         except ValueError as exc:
@@ -92,7 +101,8 @@ def build_app(lab: Lab, *, token_for_reads: bool = False) -> Starlette:
                                 status_code=404)
         return JSONResponse(await asyncio.to_thread(redis_job, side.admin))
 
-    return Starlette(routes=[
+    allowed_hosts = hosts or ["127.0.0.1", "localhost", "[::1]", "::1", "testserver"]
+    return Starlette(middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)], routes=[
         Route("/", index),
         Route("/api/state", state),
         Route("/api/events", events),

@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         for side in lab.sides.values():
             where = "shared" if side.shared else "private"
             print(f"  {side.driver.label}: {where} broker, {side.profile.name}", flush=True)
-        config = uvicorn.Config(build_app(lab, token_for_reads=not loopback), host=args.host, port=args.port,
-                                log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        hosts = None if loopback else ["*"]   # beyond loopback the token guards every request
+        app = build_app(lab, token_for_reads=not loopback, hosts=hosts)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
 
         def announce() -> None:
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         stop.set()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("brokerbench live: stopping load processes and brokers…", flush=True)
         lab.close()
         print("brokerbench live: stopped", flush=True)

@@ -22,6 +22,14 @@ HISTORY_S = 120.0
 SAMPLE_S = 0.5
 
 
+class UnknownAction(KeyError):
+    """The page asked for an action that is not in ACTIONS."""
+
+
+class Busy(RuntimeError):
+    """Another action is still running."""
+
+
 class Lab:
     """``Lab(kinds).start()``; ``act(name, params)``; ``snapshot()``; ``close()`` (idempotent,
     also on Ctrl-C: it stops every load process and private broker it started)."""
@@ -36,6 +44,7 @@ class Lab:
                                                           for k in self.kinds}
         self.sides: dict[str, Side] = {}
         self.lock = threading.Lock()
+        self.acting = threading.Lock()   # one action at a time: a double click must not start two loads
         self.stopping = threading.Event()
         self.sampler = threading.Thread(target=self._sample, daemon=True, name="live-sampler")
         self.seq = 0
@@ -53,8 +62,13 @@ class Lab:
 
     def close(self) -> None:
         self.stopping.set()
+        if self.sampler.is_alive():
+            self.sampler.join(5)
         for side in self.sides.values():
-            side.close()
+            try:
+                side.close()
+            except Exception as exc:  # noqa: BLE001 - the other side must be stopped as well
+                print(f"brokerbench live: stopping {side.kind}: {exc}")
 
     def pids(self) -> list[int]:
         return [pid for side in self.sides.values() for pid in side.pids()]
@@ -87,15 +101,27 @@ class Lab:
 
     # ------------------------------------------------------------------ actions
     def act(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Run one whitelisted action; returns what was done per broker. Raises KeyError for an
-        unknown action, ValueError for bad parameters, PermissionError where --shared forbids."""
-        action = ACTIONS[name]
+        """Run one whitelisted action; returns what was done per broker. Raises UnknownAction,
+        Busy while another action runs, ValueError for bad parameters, PermissionError where
+        --shared forbids; an error on the second broker names what the first one did."""
+        if name not in ACTIONS:
+            raise UnknownAction(name)
         targets = self._targets(params.get("side", "all"))
-        done = {}
-        for kind in targets:
-            text = action(self, self.sides[kind], params)
-            self.mark(kind, text)
-            done[kind] = text
+        if not self.acting.acquire(blocking=False):
+            raise Busy("another action is still running: try again when it answers")
+        done: dict[str, str] = {}
+        try:
+            for kind in targets:
+                try:
+                    text = ACTIONS[name](self, self.sides[kind], params)
+                except Exception as exc:
+                    if done:
+                        raise type(exc)(f"{kind}: {exc} (already done: {done})") from exc
+                    raise
+                self.mark(kind, text)
+                done[kind] = text
+        finally:
+            self.acting.release()
         return done
 
     def _targets(self, side: Any) -> list[str]:

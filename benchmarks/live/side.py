@@ -46,6 +46,9 @@ class Side:
         self.settings = load.LoadSettings()
         self.running = False
         self.admin: Any = None
+        self.special_producer: Any = None
+        self.procs_lock = threading.RLock()    # the load's process list: actions and the sampler both touch it
+        self.restarting: threading.Thread | None = None
         self.admin_lock = threading.RLock()   # one pika connection must never be used by two threads at once
         self.producer_proc: multiprocessing.Process | None = None
         self.consumers: list[multiprocessing.Process] = []
@@ -62,61 +65,81 @@ class Side:
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "Side":
-        if self.shared:
-            self.url = find(self.kind).url
-        else:
-            self.instance = private_instance(self.kind, dict(self.profile.server))
-            self.instance.start()
-            self.url = self.instance.url
-        self._open_admin()
-        self.admin.purge()
+        try:
+            if self.shared:
+                self.url = find(self.kind).url
+            else:
+                self.instance = private_instance(self.kind, dict(self.profile.server))
+                self.instance.start()
+                self.url = self.instance.url
+            self._open_admin()
+            self.admin.purge()
+        except BaseException:
+            self.close()   # never leave a private broker behind
+            raise
         self.reader.start()
         return self
 
     def _options(self) -> dict[str, Any]:
         return load.broker_options(self.kind, self.settings, dict(self.profile.options))
 
-    def _open_admin(self) -> None:
+    def _open_admin(self, options: dict[str, Any] | None = None) -> None:
         with self.admin_lock:
-            if self.admin is not None:
+            self._close_admin()
+            self.admin = self.driver.open(self.url, queue=self.queue, **(options or self._options()))
+            self.special_producer = self.admin.producer()
+            self.special_producer.on_accepted = self.tally.accept   # accepted = replied or confirmed
+
+    def _close_admin(self) -> None:
+        with self.admin_lock:
+            for thing in (self.special_producer, self.admin):
                 try:
-                    self.admin.close()
+                    if thing is not None:
+                        thing.close()
                 except Exception:  # noqa: BLE001 - a dead broker's connection
                     pass
-            self.admin = self.driver.open(self.url, queue=self.queue, **self._options())
-            self.special_producer = self.admin.producer()
+            self.special_producer = self.admin = None
 
     def close(self) -> None:
         if self.closed.is_set():
             return
-        self.stop_load()
         self.closed.set()
         try:
-            if self.shared and self.admin is not None:
-                self.admin.remove()     # leave the shared broker as we found it
-            if self.admin is not None:
-                self.admin.close()
-        except Exception:  # noqa: BLE001 - closing what may already be gone
-            pass
-        if self.instance is not None:
-            self.instance.cleanup()
-            self.instance = None
+            self.stop_load()
+            if self.restarting is not None:
+                self.restarting.join(120)
+            with self.admin_lock:
+                try:
+                    if self.shared and self.admin is not None:
+                        self.admin.remove()     # leave the shared broker as we found it
+                except Exception:  # noqa: BLE001 - closing what may already be gone
+                    pass
+                self._close_admin()
+        finally:
+            if self.instance is not None:
+                self.instance.cleanup()
+                self.instance = None
+            if self.reader.is_alive():
+                self.reader.join(2)
 
     def pids(self) -> list[int]:
         """Every process this side started (load processes and a private broker)."""
-        out = [p.pid for p in [self.producer_proc, *self.consumers] if p is not None and p.pid]
+        with self.procs_lock:
+            out = [p.pid for p in [self.producer_proc, *self.consumers] if p is not None and p.pid]
         if self.instance is not None and self.instance.pid:
             out.append(self.instance.pid)
         return out
 
     # ------------------------------------------------------------------ load
     def start_load(self, settings: load.LoadSettings) -> None:
-        self.stop_load()
-        self.settings = settings
-        self._open_admin()   # the Redis lock setting is an adapter option
-        self.producer_proc = self._spawn(load.producer_main, settings.as_dict())
-        self.consumers = [self._spawn(load.consumer_main, settings.concurrency) for _ in range(settings.consumers)]
-        self.running = True
+        with self.procs_lock:
+            self.stop_load()
+            self.settings = settings
+            self._open_admin()   # the Redis lock setting is an adapter option
+            self.producer_proc = self._spawn(load.producer_main, settings.as_dict())
+            self.consumers = [self._spawn(load.consumer_main, settings.concurrency)
+                              for _ in range(settings.consumers)]
+            self.running = True
 
     def _spawn(self, target: Callable[..., None], extra: Any) -> multiprocessing.Process:
         reader, writer = self.ctx.Pipe(duplex=False)
@@ -129,8 +152,9 @@ class Side:
         return proc
 
     def stop_load(self) -> None:
-        procs = [self.producer_proc, *self.consumers]
-        self.producer_proc, self.consumers, self.running = None, [], False   # poll() no longer watches them
+        with self.procs_lock:
+            procs = [self.producer_proc, *self.consumers]
+            self.producer_proc, self.consumers, self.running = None, [], False   # poll() no longer watches them
         for proc in procs:
             if proc is not None and proc.is_alive():
                 proc.terminate()
@@ -150,29 +174,37 @@ class Side:
                 continue
             for conn in wait(pipes, timeout=0.2):
                 try:
-                    self.tally.add(json.loads(conn.recv_bytes()))
-                except (EOFError, OSError, ValueError):   # the process ended (or was killed mid-message)
+                    raw = conn.recv_bytes()
+                except (EOFError, OSError):   # the process ended (or was killed mid-message)
                     with self.pipes_lock:
                         if conn in self.pipes:
                             self.pipes.remove(conn)
                     conn.close()
+                    continue
+                try:
+                    self.tally.add(json.loads(raw))
+                except Exception as exc:  # noqa: BLE001 - one bad report must not stop the counting
+                    self.mark(self.kind, f"a report could not be read: {type(exc).__name__}")
 
     # ------------------------------------------------------------------ faults
     def kill_worker(self) -> str:
-        alive = [p for p in self.consumers if p.is_alive()]
-        if not alive:
-            raise ValueError("no worker is running: start the load first")
-        victim = alive[0]
-        os.kill(victim.pid, signal.SIGKILL)
-        self.killed_at = time.time()
-        self.consumers.remove(victim)
-        victim.join(5)
-        self.consumers.append(self._spawn(load.consumer_main, self.settings.concurrency))
+        with self.procs_lock:
+            alive = [p for p in self.consumers if p.is_alive()]
+            if not alive:
+                raise ValueError("no worker is running: start the load first")
+            victim = alive[0]
+            self.killed_at = time.time()
+            os.kill(victim.pid, signal.SIGKILL)
+            self.consumers.remove(victim)
+            victim.join(5)
+            self.consumers.append(self._spawn(load.consumer_main, self.settings.concurrency))
         return f"kill -9 worker (pid {victim.pid}); a new worker started"
 
     def kill_broker(self) -> str:
         if self.shared or self.instance is None:
             raise PermissionError("the broker is shared (--shared): it is never killed")
+        if self.broker_down or (self.restarting is not None and self.restarting.is_alive()):
+            raise ValueError("the broker is restarting: wait for its 'broker back' marker")
         pid = self.instance.pid
         self.instance.kill()
         self.broker_down = True
@@ -180,6 +212,8 @@ class Side:
 
         def restart() -> None:
             time.sleep(self.driver.restart_pause_s)
+            if self.closed.is_set():
+                return
             try:
                 self.instance.start()
                 self._open_admin()   # the old admin connection died with the broker
@@ -188,7 +222,8 @@ class Side:
                 self.mark(self.kind, f"broker did not restart: {exc}")
             self.broker_down = False
 
-        threading.Thread(target=restart, daemon=True).start()
+        self.restarting = threading.Thread(target=restart, daemon=True, name=f"live-restart-{self.kind}")
+        self.restarting.start()
         return f"kill -9 broker (pid {pid}), restarting with the same data ({self.profile.name})"
 
     def set_profile(self, name: str) -> str:
@@ -198,26 +233,34 @@ class Side:
     def _set_profile(self, name: str) -> str:
         if self.shared:
             raise PermissionError("the broker is shared (--shared): its settings are never changed")
+        if self.broker_down:
+            raise ValueError("the broker is restarting: wait for its 'broker back' marker")
         profile = self.driver.profile(name)
+        options = load.broker_options(self.kind, self.settings, dict(profile.options))
+        if "queue_type" in options:   # refuse what the adapter would refuse, before stopping anything
+            from brokers.amqp.topology import Topology
+            Topology(self.queue, {}, queue_type=options["queue_type"],
+                     max_priority=options.get("max_priority") or 0)
         was_running = self.running
         self.stop_load()
         self._open_admin()   # a fresh connection: the last one may have died with a killed broker
-        self.admin.purge()
+        self.admin.remove()  # gone for good: the next profile may declare another queue type
         if dict(profile.server) != dict(self.profile.server):   # server settings: a new instance
-            self.admin.close()
-            self.admin = None
+            self._close_admin()
             self.instance.cleanup()
             self.instance = private_instance(self.kind, dict(profile.server))
             self.instance.start()
             self.url = self.instance.url
+        self._open_admin(options)
         self.profile = profile
         self.tally.reset()
-        self._open_admin()
         if was_running:
             self.start_load(self.settings)
         return f"restarted empty as '{profile.name}' ({profile.promise})"
 
     def drop_connections(self) -> str:
+        if self.shared:
+            raise PermissionError("the broker is shared (--shared): other clients' connections are never dropped")
         if self.driver.drop_connections is None:
             raise ValueError(f"{self.driver.label} cannot drop connections here")
         n = self.driver.drop_connections(self.url, self.instance, spare_pid=os.getpid())
@@ -236,7 +279,7 @@ class Side:
             self.watches[job_id] = ("poison job", now)
             self.special_producer.publish(load.POISON, {"sent_at": now}, JobOptions(
                 attempts=3, backoff=Backoff(BackoffType.FIXED, 1000), job_id=job_id))
-            self.tally.accept([job_id])
+            self.special_producer.flush()
             return f"poison job {job_id}: 3 attempts 1 s apart, then the dead-letter queue"
         if what == "malformed":
             if self.driver.inject_raw is None:
@@ -247,16 +290,16 @@ class Side:
             self.watches[job_id] = ("delayed job (5 s)", now)
             self.special_producer.publish("user_variables_update", {"sent_at": now, "due_at": now + 5},
                                           JobOptions(delay_ms=5000, job_id=job_id))
-            self.tally.accept([job_id])
+            self.special_producer.flush()
             return f"delayed job {job_id}: due in 5 s"
         if what == "urgent":
             backlog = [JobSpec("heavy_workflow_execution", {"sent_at": now, "work_ms": 20.0},
                                JobOptions(priority=10)) for _ in range(BACKLOG_JOBS)]
-            self.tally.accept(self.special_producer.publish_many(backlog))
+            self.special_producer.publish_many(backlog)
             self.watches[job_id] = ("urgent job", time.time())
             self.special_producer.publish("user_variables_update", {"sent_at": time.time()},
                                           JobOptions(priority=1, job_id=job_id))
-            self.tally.accept([job_id])
+            self.special_producer.flush()
             return f"{BACKLOG_JOBS} low-priority jobs, then urgent job {job_id} (priority 1)"
         raise ValueError(f"unknown special job {what!r}: one of {', '.join(SPECIALS)}")
 
@@ -316,14 +359,19 @@ class Side:
                 pass
         else:
             self.tally.check_lost(self._held(queue))
-        for proc in list(self.consumers):
-            if not proc.is_alive() and proc.exitcode not in (None, -signal.SIGTERM, 0):
-                self.consumers.remove(proc)
-                self.mark(self.kind, f"worker {proc.pid} died (exit {proc.exitcode})")
+        with self.procs_lock:
+            for proc in list(self.consumers):
+                if not proc.is_alive() and proc.exitcode not in (None, -signal.SIGTERM, 0):
+                    self.consumers.remove(proc)
+                    self.mark(self.kind, f"worker {proc.pid} died (exit {proc.exitcode})")
+            producer = self.producer_proc
+            if producer is not None and not producer.is_alive():
+                self.producer_proc = None
+                self.mark(self.kind, f"producer {producer.pid} died (exit {producer.exitcode}): no jobs are sent")
         self.state = {"kind": self.kind, "label": self.driver.label, "profile": self.profile.name,
                       "promise": self.profile.promise, "shared": self.shared, "broker_down": self.broker_down,
                       "running": self.running, "settings": self.settings.as_dict(),
-                      "consumers_alive": sum(p.is_alive() for p in self.consumers),
+                      "consumers_alive": sum(p.is_alive() for p in list(self.consumers)),
                       "queue": queue, "counts": self.tally.snapshot(),
                       "profiles": [p.name for p in self.driver.durability]}
         return self.state

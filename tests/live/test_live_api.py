@@ -60,12 +60,22 @@ def test_actions_need_the_token_and_a_known_name(client, lab):
     assert client.post("/api/action", content=b"not json", headers={"X-Token": lab.token}).status_code == 400
 
 
+def test_one_action_at_a_time_and_only_for_loopback_names(client, lab):
+    lab.acting.acquire()   # an action still running (a double click)
+    try:
+        assert post(client, lab, {"action": "stop_load"}).status_code == 409
+    finally:
+        lab.acting.release()
+    assert client.get("/", headers={"host": "rebound.example"}).status_code == 400, "DNS rebinding"
+
+
 def test_a_shared_broker_is_never_killed_or_reconfigured(client, lab):
     refused = post(client, lab, {"action": "kill_broker", "side": "redis"})
     assert refused.status_code == 403 and "shared" in refused.json()["error"]
     again = post(client, lab, {"action": "set_profile", "side": "rabbitmq",
                                "profiles": {"rabbitmq": "quorum + confirms"}})
     assert again.status_code == 403
+    assert post(client, lab, {"action": "drop_connections"}).status_code == 403, "others share its connections"
 
 
 def test_reads_need_the_token_when_listening_beyond_loopback(lab):

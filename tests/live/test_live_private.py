@@ -42,6 +42,8 @@ def test_broker_kill_profile_change_and_dropped_connections(lab):
     wait_for(lambda: min(ran(lab).values()) > 30, 30, "runs on both brokers")
 
     lab.act("kill_broker", {})
+    with pytest.raises(ValueError, match="restarting"):   # a second click while it restarts
+        lab.act("kill_broker", {"side": "rabbitmq"})
     wait_for(lambda: markers(lab, "broker back") == set(lab.sides), 90, "both brokers back")
     after_restart = ran(lab)
     wait_for(lambda: all(n > after_restart[k] + 30 for k, n in ran(lab).items()), 60, "load going on after")
@@ -56,4 +58,9 @@ def test_broker_kill_profile_change_and_dropped_connections(lab):
     assert {k: s["profile"] for k, s in states.items()} == {"redis": "no persistence", "rabbitmq": "transient messages"}
     assert all(s["running"] for s in states.values()), "the load restarts on the new profile"
     wait_for(lambda: min(ran(lab).values()) > 20, 30, "runs on the new profile")
+
+    lab.act("set_profile", {"side": "rabbitmq", "profiles": {"rabbitmq": "quorum + confirms"}})  # another queue type
+    wait_for(lambda: ran(lab)["rabbitmq"] > 20, 30, "runs on quorum queues (no priorities there)")
+    lab.act("set_profile", {"side": "rabbitmq", "profiles": {"rabbitmq": "persistent + confirms"}})
+    wait_for(lambda: ran(lab)["rabbitmq"] > 20, 30, "runs on classic queues again")
     lab.act("stop_load", {})

@@ -34,17 +34,25 @@ function loadSettings() {
   return out;
 }
 
+let busy = false;
+function setBusy(on) {  // one action at a time: the server refuses a second one while the first runs
+  busy = on;
+  for (const b of document.querySelectorAll("button[data-action]")) b.classList.toggle("busy", on);
+}
+
 async function act(action, params) {
+  if (busy) { say("still waiting for the last action…", true); return; }
   const body = Object.assign({ action: action }, params || {});
   if (action === "start_load") Object.assign(body, loadSettings());
   say(action.replace("_", " ") + "…");
+  setBusy(true);
   try {
     const r = await fetch("/api/action", { method: "POST", headers: { "Content-Type": "application/json", "X-Token": TOKEN },
                                           body: JSON.stringify(body) });
     const answer = await r.json();
     if (!r.ok) { say(answer.error || ("error " + r.status), true); return; }
     say(Object.entries(answer.done).map(([k, v]) => k + ": " + v).join(" · "));
-  } catch (e) { say(String(e), true); }
+  } catch (e) { say(String(e), true); } finally { setBusy(false); }
 }
 
 function buildSide(kind, state) {
@@ -137,6 +145,7 @@ function render(state) {
     node.querySelector(".promise").textContent = (s.broker_down ? "BROKER DOWN · " : "") + (s.promise || "");
     node.querySelector(".kill-broker").disabled = !!s.shared;
     node.querySelector(".set-profile").disabled = !!s.shared;
+    for (const b of document.querySelectorAll('button[data-action="drop_connections"]')) b.disabled = !!s.shared;
     const q = s.queue || {};
     const qrows = q.error ? [["cannot read", q.error]] :
       (QUEUE_ROWS[kind] || Object.keys(q).map((k) => [k, k])).map(([key, name]) => [name, fmt(q[key], 0), key]);
