@@ -36,6 +36,7 @@ from brokers.contract import JobSpec
 from brokers.provision import find
 
 from ..harness import environment
+from ..results import files as results_files
 
 SCHEMA = "brokerbench.drain/1"
 CHILD_URL = "BROKERBENCH_CHILD_URL"  # the broker URL reaches a child through its environment, not
@@ -239,9 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rounds": rounds,
         "summary": summarise(rounds),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"drain-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = results_files.write_named(result, args.out, "drain")
     print_summary(result)
     print(f"results: {path}")
     return result

@@ -36,6 +36,7 @@ from brokers.contract import JobSpec
 from brokers.provision import find
 
 from ..harness import environment
+from ..results import files as results_files
 from .latency import PAYLOAD, cleanup_queue
 
 SCHEMA = "brokerbench.enqueue/1"
@@ -210,8 +211,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "durability": "Redis as found (see environment); RabbitMQ persistent messages to a "
                                          "durable queue, confirms as each contender's name says"},
               "rounds": rounds, "summary": found, "environment": environment.capture(described)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"enqueue-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1))
+    path = results_files.write_named(result, args.out, "enqueue")
     print(f"results: {path}")
     return result

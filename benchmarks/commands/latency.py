@@ -38,6 +38,7 @@ from brokers.provision import find
 
 from ..harness import environment
 from ..harness.metrics import decode, encode, new_histogram, record_us, summary
+from ..results import files as results_files
 from .drain import pika_consume
 
 SCHEMA = "brokerbench.latency/1"
@@ -333,9 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "durability": "brokers as found: Redis as configured (see environment), RabbitMQ "
                                          "persistent messages with publisher confirms on both AMQP contenders"},
               "rounds": rounds, "summary": found, "environment": environment.capture(described)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"latency-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1))
+    path = results_files.write_named(result, args.out, "latency")
     print(f"results: {path}")
     return result
 

@@ -8,7 +8,6 @@ the seed's "BullMQ is simpler to set up".
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ from typing import Any
 from brokers import registry
 
 from ..harness import environment
+from ..results import files as results_files
 
 SCHEMA = "brokerbench.setup/1"
 
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "declared": {kind: registry.get(kind).declared_objects() for kind in kinds},
         "environment": environment.capture(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"setup-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1))
+    path = results_files.write_named(result, args.out, "setup")
     for kind in kinds:
         print(f"{registry.get(kind).label}: median start {result['start_s'][kind]:.2f} s; "
               f"declares {result['declared'][kind]} before its first job")

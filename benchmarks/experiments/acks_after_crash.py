@@ -30,6 +30,8 @@ import pika
 
 from brokers.instances import private_instance
 
+from ..results import files as results_files
+
 SCHEMA = "brokerbench.experiment.acks/1"
 
 
@@ -146,9 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "settings": {"messages": args.messages, "waits_s": waits, "repeat": args.repeat,
                            "node": "private RabbitMQ node, default settings"},
               "trials": trials}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"acks-after-crash-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1))
+    path = results_files.write_named(result, args.out, "acks-after-crash")
     print(f"results: {path}")
     return result
 

@@ -101,13 +101,18 @@ def build(scenario: dict[str, Any], *, status: str, errors: list[str], environme
 
 
 def write(result: dict[str, Any], folder: Path) -> Path:
+    return write_named(result, folder, result["name"], datetime.fromisoformat(result["created"]))
+
+
+def write_named(result: dict[str, Any], folder: Path, name: str, when: datetime | None = None) -> Path:
+    """Write ``result`` as ``folder/<name>-<YYYYmmdd-HHMMSS>.json`` (``-2``, ``-3``... if taken)."""
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(result["created"]).strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{result['name']}-{stamp}.json"
+    stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{name}-{stamp}.json"
     n = 1
     while path.exists():
         n += 1
-        path = folder / f"{result['name']}-{stamp}-{n}.json"
+        path = folder / f"{name}-{stamp}-{n}.json"
     path.write_text(json.dumps(result, indent=1, sort_keys=False))
     return path
 
