@@ -158,29 +158,43 @@ def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
                 metric: str = "end_to_end_intended") -> Figure:
     """Distribution of end-to-end latency from the encoded HDR histograms (the repetitions of a
     cell merged into one histogram): the CDF, and beside it the tail on a log y axis."""
-    runs = _groups(results, "open")
-    fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
-    used = []
-    for (p, broker), group in sorted(runs.items()):
+    curves, used = [], []
+    for (p, broker), group in sorted(_groups(results, "open").items()):
         found = [r for r in group if r.get("histograms")]
         if p != profile or not found:
             continue
-        hist = decode(found[0]["histograms"]["overall"][metric])
-        for r in found[1:]:
-            hist.add(decode(r["histograms"]["overall"][metric]))
-        if not hist.get_total_count():
-            continue
+        hist = merged(found, metric)
+        if hist.get_total_count():
+            curves.append((broker, hist, side_label(found)))
+            used += found
+    return cdf_and_tail(curves, "end-to-end latency, ms (log)",
+                        f"Latency distribution, {_short(profile)}, open loop: CDF, and its tail (log y)", used)
+
+
+def merged(results: list[dict[str, Any]], metric: str) -> Any:
+    """One HDR histogram of ``metric`` (``histograms.overall``) over ``results``: the repetitions
+    of a cell as if they were one run."""
+    hist = decode(results[0]["histograms"]["overall"][metric])
+    for r in results[1:]:
+        hist.add(decode(r["histograms"]["overall"][metric]))
+    return hist
+
+
+def cdf_and_tail(curves: list[tuple[str, Any, str]], xlabel: str, title: str, used: list[dict[str, Any]]) -> Figure:
+    """A CDF (left) and its tail on a log y axis (right), one curve per (broker kind, HDR
+    histogram in microseconds, legend label)."""
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
+    for kind, hist, name in curves:
         xs, ys = cdf_points(hist)
-        left.plot(xs, ys, color=colour(broker), label=side_label(found))
-        tail_panel(right, xs, ys, hist.get_total_count(), color=colour(broker))
-        used += found
+        left.plot(xs, ys, color=colour(kind), label=name)
+        tail_panel(right, xs, ys, hist.get_total_count(), color=colour(kind))
     left.set_xscale("log")
     left.set_ylabel("share of jobs at or below")
     left.grid(True, which="both", alpha=0.3)
     left.legend(frameon=False, fontsize=8)
     for ax in (left, right):
-        ax.set_xlabel("end-to-end latency, ms (log)")
-    return _finish(fig, f"Latency distribution, {_short(profile)}, open loop: CDF, and its tail (log y)", used)
+        ax.set_xlabel(xlabel)
+    return _finish(fig, title, used)
 
 
 def cdf_points(hist: Any) -> tuple[list[float], list[float]]:

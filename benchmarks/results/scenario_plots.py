@@ -12,18 +12,11 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from ..harness.metrics import decode
-from .plots import _finish, _median, _subplots, cdf_points, colour, label, marker, tail_panel
+from .plots import _finish, _median, _subplots, cdf_and_tail, colour, label, marker, merged
 
 SEED_ENQUEUE_MS = 50.0          # the seed: "enqueue in 50 ms"
 HEARTBEAT_DEFAULT_S = 60.0      # RabbitMQ's default heartbeat timeout (a lost host, not a closed socket)
 LEVELS = ("in-memory", "durable", "strict")
-
-
-def _merged(results: list[dict[str, Any]], get: Any) -> Any:
-    hist = decode(get(results[0]))
-    for r in results[1:]:
-        hist.add(decode(get(r)))
-    return hist
 
 
 def memory_under_backpressure(faults: list[dict[str, Any]]) -> Figure | None:
@@ -171,7 +164,7 @@ def publish_histogram(runs: list[dict[str, Any]], profile: str = "mix") -> Figur
     top, used = 0.0, []
     for kind in sorted({r["scenario"]["broker"] for r in opened}):
         mine = [r for r in opened if r["scenario"]["broker"] == kind]
-        hist = _merged(mine, lambda r: r["histograms"]["overall"]["publish"])
+        hist = merged(mine, "publish")
         total = hist.get_total_count() or 1
         counts = [0] * (len(edges) - 1)
         for item in hist.get_recorded_iterator():
@@ -201,19 +194,11 @@ def delay_lateness(faults: list[dict[str, Any]]) -> Figure | None:
     found = [r for r in faults if r["name"].startswith("delays-delays") and r["fault"].get("lateness_histogram")]
     if not found:
         return None
-    fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
+    curves = []
     for r in found:
         kind = r["scenario"]["broker"]
         hist = decode(r["fault"]["lateness_histogram"])
-        xs, ys = cdf_points(hist)
-        name = f"{label(kind)}: p50 {hist.get_value_at_percentile(50) / 1000:.0f} ms, p99 " \
-               f"{hist.get_value_at_percentile(99) / 1000:.0f} ms"
-        left.plot(xs, ys, color=colour(kind), label=name)
-        tail_panel(right, xs, ys, hist.get_total_count(), color=colour(kind))
-    left.set_xscale("log")
-    left.set_ylabel("share of jobs at or below")
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(frameon=False, fontsize=8)
-    for ax in (left, right):
-        ax.set_xlabel("ran this late after its due time, ms (log)")
-    return _finish(fig, "Delayed jobs: lateness (CDF, and its tail on a log scale)", found)
+        curves.append((kind, hist, f"{label(kind)}: p50 {hist.get_value_at_percentile(50) / 1000:.0f} ms, p99 "
+                                   f"{hist.get_value_at_percentile(99) / 1000:.0f} ms"))
+    return cdf_and_tail(curves, "ran this late after its due time, ms (log)",
+                        "Delayed jobs: lateness (CDF, and its tail on a log scale)", found)

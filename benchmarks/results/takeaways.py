@@ -10,8 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from ..harness.metrics import decode
-from .plots import label
+from .plots import label, merged
 from .scenario_plots import LEVELS, SEED_ENQUEUE_MS
 
 Runs = list[dict[str, Any]]
@@ -77,16 +76,20 @@ def percentiles(runs: Runs) -> str:
             + ", not a backlog.")
 
 
-def tail(runs: Runs, profile: str = "mix") -> str:
-    parts = []
+def _open_histograms(runs: Runs, profile: str, metric: str) -> list[tuple[str, Any]]:
+    """(broker kind, its open-loop runs' ``metric`` histograms merged), Redis first."""
+    out = []
     for kind, mine in sorted(_by_kind(runs).items(), reverse=True):
         opened = [r for r in mine if r["scenario"]["mode"] == "open" and r["scenario"]["profile"] == profile
                   and r.get("histograms")]
-        if not opened:
-            continue
-        hist = decode(opened[0]["histograms"]["overall"]["end_to_end_intended"])
-        for r in opened[1:]:
-            hist.add(decode(r["histograms"]["overall"]["end_to_end_intended"]))
+        if opened:
+            out.append((kind, merged(opened, metric)))
+    return out
+
+
+def tail(runs: Runs, profile: str = "mix") -> str:
+    parts = []
+    for kind, hist in _open_histograms(runs, profile, "end_to_end_intended"):
         parts.append(f"{label(kind)} p50 {hist.get_value_at_percentile(50) / 1000:.1f} ms, p99.9 "
                      f"{hist.get_value_at_percentile(99.9) / 1000:.0f} ms")
     if not parts:
@@ -97,14 +100,7 @@ def tail(runs: Runs, profile: str = "mix") -> str:
 
 def publish(runs: Runs, profile: str = "mix") -> str:
     parts = []
-    for kind, mine in sorted(_by_kind(runs).items(), reverse=True):
-        opened = [r for r in mine if r["scenario"]["mode"] == "open" and r["scenario"]["profile"] == profile
-                  and r.get("histograms")]
-        if not opened:
-            continue
-        hist = decode(opened[0]["histograms"]["overall"]["publish"])
-        for r in opened[1:]:
-            hist.add(decode(r["histograms"]["overall"]["publish"]))
+    for kind, hist in _open_histograms(runs, profile, "publish"):
         total = hist.get_total_count() or 1
         over = sum(i.count_at_value_iterated_to for i in hist.get_recorded_iterator()
                    if i.value_iterated_to / 1000 > SEED_ENQUEUE_MS)
