@@ -17,7 +17,20 @@ class Block:
     image: str = ""      # file name under plots/
 
 
-def figure(plot_dir: Path, name: str, fig: Any, alt: str) -> Block:
-    """Save ``fig`` as ``plot_dir/name.png`` and return the block that shows it."""
-    fig.savefig(plot_dir / f"{name}.png", dpi=110)
-    return Block("image", alt, image=f"{name}.png")
+class Section(list):
+    """Blocks being written, with the folder their plots are saved in."""
+
+    def __init__(self, plot_dir: Path, blocks: list[Block] | None = None) -> None:
+        super().__init__(blocks or [])
+        self.plot_dir = plot_dir
+
+    def figure(self, name: str, fig: Any, alt: str) -> None:
+        """Save ``fig`` (if any) as ``plot_dir/name.png`` and add the block that shows it."""
+        if fig is not None:
+            fig.savefig(self.plot_dir / f"{name}.png", dpi=110)
+            self.append(Block("image", alt, image=f"{name}.png"))
+
+    def say(self, text: str) -> None:
+        """A takeaway or note; nothing when there is nothing to say."""
+        if text:
+            self.append(Block("text", text))

@@ -9,23 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from . import experiments, plots, scenario_plots, sources, takeaways
-from .blocks import Block
-from .blocks import figure as save_figure
+from .blocks import Block, Section
 from .summary import fmt
 
 
 def blocks(collected: Any, plot_dir: Path) -> list[Block]:
     """Everything the fault scenarios' results files show (``collected``: a report.Collected)."""
-    out: list[Block] = []
-
-    def figure(name: str, fig: Any, alt: str) -> None:
-        if fig is not None:
-            out.append(save_figure(plot_dir, name, fig, alt))
-
-    def say(text: str) -> None:
-        if text:
-            out.append(Block("text", text))
-
+    out = Section(plot_dir)
     replication_rows = [r for r in collected.rows if r["scenario"].startswith("replication")]
     general_rows = [r for r in collected.rows if not r["scenario"].startswith("replication")]
     if general_rows:
@@ -37,16 +27,16 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
                       rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
                              fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
                              "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in general_rows])]
-        figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
-        say(takeaways.reliability(general_rows))
-    figure("recovery-vs-lock", scenario_plots.recovery_against_lock(collected.faults),
+        out.figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
+        out.say(takeaways.reliability(general_rows))
+    out.figure("recovery-vs-lock", scenario_plots.recovery_against_lock(collected.faults),
            "Worker crash: recovery time against lock duration")
-    say(takeaways.recovery(collected.faults))
-    figure("memory-backpressure", scenario_plots.memory_under_backpressure(collected.faults),
+    out.say(takeaways.recovery(collected.faults))
+    out.figure("memory-backpressure", scenario_plots.memory_under_backpressure(collected.faults),
            "Memory and backlog over time under backpressure")
-    say(takeaways.memory(collected.faults))
-    figure("delay-lateness", scenario_plots.delay_lateness(collected.faults), "Delayed jobs: lateness CDF")
-    say(takeaways.delays(collected.faults))
+    out.say(takeaways.memory(collected.faults))
+    out.figure("delay-lateness", scenario_plots.delay_lateness(collected.faults), "Delayed jobs: lateness CDF")
+    out.say(takeaways.delays(collected.faults))
     for result in collected.faults:
         if result["name"].startswith(("worker-crash", "broker-crash")) and result.get("events") and result["figures"]:
             profile = plots.setting_words(result)
@@ -56,8 +46,8 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
                           .replace("+", "and"))
             if (plot_dir / f"{name}.png").exists():
                 continue
-            figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
-            say(timeline_takeaway(result) + f" Results file: {sources.of(result)}.")
+            out.figure(name, plots.timeline(result), f"Timeline of {result['name']} {profile}")
+            out.say(timeline_takeaway(result) + f" Results file: {sources.of(result)}.")
     for d in collected.acks:
         out += experiments.acks_blocks(d)
     if replication_rows:
@@ -85,40 +75,35 @@ def timeline_takeaway(result: dict[str, Any]) -> str:
 def replication_blocks(collected: Any, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
     """Replication and failover: the failover rows, the cost of copies, a failover timeline
     per broker (the first leader kill)."""
-    def figure(name: str, fig: Any, alt: str) -> None:
-        out.append(save_figure(plot_dir, name, fig, alt))
-
     failovers = [r for r in rows if r["scenario"] == "replication"]
     cost = [r for r in rows if r["scenario"] == "replication cost"]
-    out = [Block("heading", "Replication and failover: losing the node that holds the queue"),
+    out = Section(plot_dir, [Block("heading", "Replication and failover: losing the node that holds the queue"),
            Block("text", "Redis: a primary with 2 replicas and 3 Sentinels (down after 1 s); RabbitMQ: a 3-node "
                          "cluster, every queue a quorum queue (3 replicas). Private brokers on one machine, closed-"
                          "loop load. Unavailable: the longest stretch in which no job was accepted (100 ms steps). "
                          "Failover: until Sentinel named a new primary, or rabbitmqctl a new queue leader (polled; "
                          "one rabbitmqctl call takes about 0.8 s, so RabbitMQ's figure is an upper bound). Every "
                          "node of a replicated broker shares this machine's cores with the others and the load: "
-                         "the cost rows show what copies cost on one box, not on three.")]
+                         "the cost rows show what copies cost on one box, not on three.")])
     if failovers:
         out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "unavailable s", "failover s",
                                           "expectation", "met", "note", "results file"],
                          rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]),
                                 fmt(r.get("unavailable_s"), "{}"), fmt(r.get("failover_s"), "{}"), r["expectation"],
                                 "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in failovers]))
-        if text := takeaways.failovers(failovers):
-            out.append(Block("text", text))
+        out.say(takeaways.failovers(failovers))
     if cost:
         out += [Block("heading", "The cost of replication", level=3),
                 Block("table", header=["broker", "setting", "lost", "dup", "measured", "results file"],
                       rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]), r["note"],
                              sources.of(r) or "-"] for r in cost])]
-        figure("replication-cost", plots.replication_cost(collected.faults), "The cost of replication")
-        if text := takeaways.replication_cost(collected.faults):
-            out.append(Block("text", text))
+        out.figure("replication-cost", plots.replication_cost(collected.faults), "The cost of replication")
+        out.say(takeaways.replication_cost(collected.faults))
     drawn: set[str] = set()
     for result in collected.faults:
         broker = result["scenario"]["broker"]
         if (result["name"].startswith("replication-leader") and broker not in drawn and result.get("figures")):
             drawn.add(broker)
-            figure(f"failover-{broker}", plots.failover_timeline(result), f"A failover on {plots.label(broker)}")
-            out.append(Block("text", takeaways.failover_timeline(result) + f" Results file: {sources.of(result)}."))
+            out.figure(f"failover-{broker}", plots.failover_timeline(result), f"A failover on {plots.label(broker)}")
+            out.say(takeaways.failover_timeline(result) + f" Results file: {sources.of(result)}.")
     return out

@@ -18,8 +18,7 @@ from typing import Any
 
 from . import claims, experiments, fault_sections, plots, reference_clients, scenario_plots, sources, takeaways
 from . import files as results
-from .blocks import Block
-from .blocks import figure as save_figure
+from .blocks import Block, Section
 from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
 
 REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/results/scenarios/summary.json"
@@ -163,20 +162,12 @@ def _steps(steps: list[dict[str, Any]]) -> str:
 
 
 def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
-    out: list[Block] = [Block("heading", "brokerbench: a BullMQ-style queue on Redis against RabbitMQ", level=1),
+    out = Section(plot_dir, [Block("heading", "brokerbench: a BullMQ-style queue on Redis against RabbitMQ", level=1),
                         Block("text", "Every number below comes from the results files next to this report, "
                                       "measured on the machine described here. Numbers from a shared 2-core "
                                       "machine are noisy: read the ratios between brokers, measured in the same "
-                                      "run, rather than the absolute values.")]
+                                      "run, rather than the absolute values.")])
     out += [Block("heading", "Environment"), environment_table(collected)]
-
-    def figure(name: str, fig: Any, alt: str) -> None:
-        if fig is not None:
-            out.append(save_figure(plot_dir, name, fig, alt))
-
-    def say(text: str) -> None:
-        if text:
-            out.append(Block("text", text))
 
     if collected.runs:
         out += [Block("heading", "The comparison: three job types and their mix"),
@@ -197,14 +188,14 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                                   "cache alone, so it cannot tell fsync every second from fsync before each reply; "
                                   "only an OS crash or power loss would."),
                     kept]
-        figure("throughput", plots.throughput_by_type(collected.runs), "Maximum throughput per job type")
-        say(takeaways.throughput(collected.runs))
-        figure("latency-percentiles", plots.latency_percentiles(collected.runs), "Latency percentiles, open loop")
-        say(takeaways.percentiles(collected.runs))
-        figure("latency-cdf", plots.latency_cdf(collected.runs), "Latency CDF, mix, and its tail")
-        say(takeaways.tail(collected.runs))
-        figure("publish-latency", scenario_plots.publish_histogram(collected.runs), "Publish latency histogram")
-        say(takeaways.publish(collected.runs))
+        out.figure("throughput", plots.throughput_by_type(collected.runs), "Maximum throughput per job type")
+        out.say(takeaways.throughput(collected.runs))
+        out.figure("latency-percentiles", plots.latency_percentiles(collected.runs), "Latency percentiles, open loop")
+        out.say(takeaways.percentiles(collected.runs))
+        out.figure("latency-cdf", plots.latency_cdf(collected.runs), "Latency CDF, mix, and its tail")
+        out.say(takeaways.tail(collected.runs))
+        out.figure("publish-latency", scenario_plots.publish_histogram(collected.runs), "Publish latency histogram")
+        out.say(takeaways.publish(collected.runs))
     costs = [r for r in collected.labelled if r["scenario"].get("label", "").startswith("durability-")]
     if costs:
         out += [Block("heading", "What durability costs"),
@@ -212,21 +203,21 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               "side in one run (scenarios/durability.toml). Each row names its broker profile and "
                               "its files."),
                 summary_table(costs), sources_table(costs)]
-        figure("durability-cost", scenario_plots.durability_cost(costs), "Throughput and publish latency per "
+        out.figure("durability-cost", scenario_plots.durability_cost(costs), "Throughput and publish latency per "
                                                                          "durability level")
-        say(takeaways.durability(costs))
+        out.say(takeaways.durability(costs))
     if collected.sweeps:
         out.append(Block("heading", "Latency against load"))
         rows = [[plots.label(r["scenario"]["broker"]), r["scenario"]["profile"],
                  fmt(r.get("max_sustainable_rate")), _steps(r["steps"]), sources.of(r)] for r in collected.sweeps]
         out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps", "results file"],
                          rows=rows))
-        figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
-        say(takeaways.sweep(collected.sweeps))
+        out.figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
+        out.say(takeaways.sweep(collected.sweeps))
     if collected.scaling:
         out.append(Block("heading", "Scaling with consumers"))
-        figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
-        say(takeaways.scaling(collected.scaling))
+        out.figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
+        out.say(takeaways.scaling(collected.scaling))
     out += fault_sections.blocks(collected, plot_dir)
     found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
     if found:
