@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import json
-import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from benchmarks.live.app import build_app
 from benchmarks.live.lab import Lab
+from tests.helpers.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,6 @@ def client(lab):
 def post(client: TestClient, lab: Lab, body: dict[str, Any], token: str | None = None):
     return client.post("/api/action", json=body, headers={"X-Token": lab.token if token is None else token})
 
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"waited {timeout} s for {what}")
 
 
 def test_the_page_is_served_with_its_token_and_no_outside_address(client, lab):

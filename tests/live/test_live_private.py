@@ -4,12 +4,10 @@ profile, drop every client connection (the clients reconnect)."""
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
-
 import pytest
 
 from benchmarks.live.lab import Lab
+from tests.helpers.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +16,6 @@ def lab():
     yield lab
     lab.close()
 
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"waited {timeout} s for {what}")
 
 
 def ran(lab: Lab) -> dict[str, int]:
