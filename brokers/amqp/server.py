@@ -142,14 +142,24 @@ class RabbitMQInstance(LocalInstance):
                 self._wait_port(timeout, f"rabbitmq-server (node {self.node})")
                 return self
             except RuntimeError as exc:
-                # Seen rarely right after a SIGKILL: the start script exits (code 0) before the
-                # node is up, as if the old node were still registered. One more try, after a
-                # pause; server.out keeps both attempts' output.
-                if attempt == 2 or self.proc.poll() is None:
-                    raise
+                # Seen rarely: right after a SIGKILL the start script exits (code 0) before the
+                # node is up, as if the old node were still registered; and once in CI a node of
+                # a cluster booting on a busy machine still had no port after 120 s. One more
+                # try from scratch, after a pause; server.out keeps both attempts' output.
+                if attempt == 2:
+                    raise RuntimeError(f"{exc}; the end of its output:\n{self._output_tail()}") from None
                 log.warning("%s; starting it once more", exc)
+                self.kill()
                 time.sleep(3.0)
         return self
+
+    def _output_tail(self, lines: int = 15) -> str:
+        """The last lines of the node's console output, for an error message."""
+        try:
+            text = (self.folder / "server.out").read_text(errors="replace")
+        except OSError:
+            return "(no output)"
+        return "\n".join(text.rstrip().splitlines()[-lines:]) or "(no output)"
 
     @property
     def pid(self) -> int | None:
