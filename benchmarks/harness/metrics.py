@@ -44,16 +44,45 @@ def decode(text: str) -> HdrHistogram:
     return HdrHistogram.decode(text.encode())
 
 
+def recorded(hist: HdrHistogram) -> list[tuple[int, int]]:
+    """(value, count) for every bucket that holds a count, lowest first; the value is the
+    highest the bucket stands for, as hdrh's recorded iterator gives it. One pass over the
+    counts array: hdrh's own iterators call several Python methods for every one of its
+    ~24,000 buckets (about 0.17 s per histogram here, paid for every figure of every run)."""
+    return [(hist.get_highest_equivalent_value(hist.get_value_from_index(index)), count)
+            for index, count in enumerate(hist.counts[:hist.counts_len]) if count]
+
+
 def summary(hist: HdrHistogram) -> dict[str, float | int]:
-    """Count, mean, percentiles and max, in milliseconds (HdrHistogram precision: 3 digits)."""
+    """Count, mean, percentiles and max, in milliseconds (HdrHistogram precision: 3 digits).
+    Each figure is the one hdrh's own methods give (a bucket's mean is its middle; a
+    percentile is the highest value of the first bucket that reaches its share), read off
+    :func:`recorded` in one pass."""
     count = hist.get_total_count()
     if not count:
         return {"count": 0}
-    out: dict[str, float | int] = {"count": count, "mean": round(hist.get_mean_value() / 1000, 3)}
+    buckets = recorded(hist)
+    middle_total = 0
+    for highest, n in buckets:
+        lowest = hist.get_lowest_equivalent_value(highest)
+        middle_total += n * (lowest + ((highest - lowest + 1) >> 1))
+    out: dict[str, float | int] = {"count": count, "mean": round(middle_total / count / 1000, 3)}
     for name, p in PERCENTILES.items():
-        out[name] = round(hist.get_value_at_percentile(p) / 1000, 3)
+        out[name] = round(value_at_percentile(hist, p, buckets) / 1000, 3)
     out["max"] = round(hist.get_max_value() / 1000, 3)
     return out
+
+
+def value_at_percentile(hist: HdrHistogram, percentile: float,
+                        buckets: list[tuple[int, int]] | None = None) -> int:
+    """hdrh's ``get_value_at_percentile`` (for percentile > 0), from :func:`recorded` buckets."""
+    target = hist.get_target_count_at_percentile(percentile)
+    seen = 0
+    for value, n in buckets if buckets is not None else recorded(hist):
+        seen += n
+        if seen >= target:
+            return value
+    return 0
 
 
 class Trace(NamedTuple):

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from brokers import registry
 
-from ..harness.metrics import decode
+from ..harness.metrics import decode, recorded
 
 
 def _driver(kind: str) -> registry.Driver | None:
@@ -203,9 +203,9 @@ def cdf_points(hist: Any) -> tuple[list[float], list[float]]:
     xs: list[float] = []
     ys: list[float] = []
     seen = 0
-    for item in hist.get_recorded_iterator():
-        seen += item.count_at_value_iterated_to
-        xs.append(item.value_iterated_to / 1000)
+    for value, count in recorded(hist):
+        seen += count
+        xs.append(value / 1000)
         ys.append(seen / total)
     return xs, ys
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ..harness.metrics import decode
+from ..harness.metrics import decode, recorded
 from .plots import _finish, _median, _subplots, cdf_and_tail, colour, label, marker, merged
 
 SEED_ENQUEUE_MS = 50.0          # the seed: "enqueue in 50 ms"
@@ -167,10 +167,10 @@ def publish_histogram(runs: list[dict[str, Any]], profile: str = "mix") -> Figur
         hist = merged(mine, "publish")
         total = hist.get_total_count() or 1
         counts = [0] * (len(edges) - 1)
-        for item in hist.get_recorded_iterator():
-            ms = item.value_iterated_to / 1000
+        for value, count in recorded(hist):
+            ms = value / 1000
             at = min(max(int(math.log10(max(ms, edges[0]) / edges[0]) * 20), 0), len(counts) - 1)
-            counts[at] += item.count_at_value_iterated_to
+            counts[at] += count
         shares = [c / total for c in counts]
         top = max(top, *shares)
         used += [i for i, c in enumerate(counts) if c]

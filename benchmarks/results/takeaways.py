@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from ..harness.metrics import recorded
 from .plots import label, merged
 from .scenario_plots import LEVELS, SEED_ENQUEUE_MS
 
@@ -102,8 +103,7 @@ def publish(runs: Runs, profile: str = "mix") -> str:
     parts = []
     for kind, hist in _open_histograms(runs, profile, "publish"):
         total = hist.get_total_count() or 1
-        over = sum(i.count_at_value_iterated_to for i in hist.get_recorded_iterator()
-                   if i.value_iterated_to / 1000 > SEED_ENQUEUE_MS)
+        over = sum(count for value, count in recorded(hist) if value / 1000 > SEED_ENQUEUE_MS)
         parts.append(f"{label(kind)}: {over:,} of {total:,} calls over {SEED_ENQUEUE_MS:.0f} ms, p99 "
                      f"{hist.get_value_at_percentile(99) / 1000:.2f} ms")
     if not parts:

@@ -102,7 +102,8 @@ def test_each_headline_cell_is_the_median_of_the_files_its_row_names(tmp_path):
                 run(Scenario(broker="memory", profile=profile, mode=mode, rate=200, duration_s=0.4, warmup_s=0.1,
                              service_factor=0.0, repetition=repetition), out=folder / "runs")
     baseline, _ = run(Scenario(broker="memory", profile="mix", mode="closed", concurrency=1, consumers=1,
-                               duration_s=0.3, warmup_s=0.1, label="poison-baseline-memory"), out=folder / "scenarios")
+                               duration_s=0.3, warmup_s=0.1, service_factor=0.0, max_backlog=50,
+                               label="poison-baseline-memory"), out=folder / "scenarios")
     text = report.build([folder], tmp_path / "out").read_text()
     headline = _table(text, "| job type | broker | durability | max jobs/s")
     named = {(r[0], r[1]): r[3].split(", ") for r in _table(text, "| job type | broker | durability | results files")}
