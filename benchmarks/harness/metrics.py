@@ -75,13 +75,14 @@ def summary(hist: HdrHistogram) -> dict[str, float | int]:
 
 def value_at_percentile(hist: HdrHistogram, percentile: float,
                         buckets: list[tuple[int, int]] | None = None) -> int:
-    """hdrh's ``get_value_at_percentile`` (for percentile > 0), from :func:`recorded` buckets."""
+    """hdrh's ``get_value_at_percentile``, from :func:`recorded` buckets: the highest value of
+    the first bucket that reaches the percentile's share (its lowest value for percentile 0)."""
     target = hist.get_target_count_at_percentile(percentile)
     seen = 0
     for value, n in buckets if buckets is not None else recorded(hist):
         seen += n
         if seen >= target:
-            return value
+            return value if percentile else hist.get_lowest_equivalent_value(value)
     return 0
 
 

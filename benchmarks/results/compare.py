@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..harness.metrics import decode
+from ..harness.metrics import decode, recorded, value_at_percentile
 from . import files as results
 
 Z95 = 1.96
@@ -70,8 +70,10 @@ def percentile_interval(encoded: str, q: float) -> tuple[float, float, float] | 
     p = q / 100
     half = Z95 * math.sqrt(n * p * (1 - p))
     lo_rank, hi_rank = max(0.0, n * p - half), min(float(n), n * p + half)
-    at = hist.get_value_at_percentile
-    return at(100 * lo_rank / n) / 1000, at(q) / 1000, at(min(100.0, 100 * hi_rank / n)) / 1000
+    buckets = recorded(hist)
+    low, value, high = (value_at_percentile(hist, x, buckets) / 1000
+                        for x in (100 * lo_rank / n, q, min(100.0, 100 * hi_rank / n)))
+    return low, value, high
 
 
 def _samples(runs: list[dict[str, Any]]) -> dict[str, Side | int]:

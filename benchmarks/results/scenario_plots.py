@@ -11,7 +11,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ..harness.metrics import decode, recorded
+from ..harness.metrics import decode, recorded, value_at_percentile
 from .plots import _finish, _median, _subplots, cdf_and_tail, colour, label, marker, merged
 
 SEED_ENQUEUE_MS = 50.0          # the seed: "enqueue in 50 ms"
@@ -176,7 +176,7 @@ def publish_histogram(runs: list[dict[str, Any]], profile: str = "mix") -> Figur
         used += [i for i, c in enumerate(counts) if c]
         ax.stairs(shares, edges, color=colour(kind), linewidth=1.5,
                   label=f"{label(kind)} ({(mine[0].get('durability') or {}).get('profile', '')}), p99 "
-                        f"{hist.get_value_at_percentile(99) / 1000:.2f} ms")
+                        f"{value_at_percentile(hist, 99) / 1000:.2f} ms")
     if used:  # from the fastest call to past the seed's figure
         ax.set_xlim(edges[min(used)] / 2, max(edges[max(used) + 1] * 2, SEED_ENQUEUE_MS * 3))
     ax.axvline(SEED_ENQUEUE_MS, color="#444444", linestyle="--")
@@ -198,7 +198,7 @@ def delay_lateness(faults: list[dict[str, Any]]) -> Figure | None:
     for r in found:
         kind = r["scenario"]["broker"]
         hist = decode(r["fault"]["lateness_histogram"])
-        curves.append((kind, hist, f"{label(kind)}: p50 {hist.get_value_at_percentile(50) / 1000:.0f} ms, p99 "
-                                   f"{hist.get_value_at_percentile(99) / 1000:.0f} ms"))
+        curves.append((kind, hist, f"{label(kind)}: p50 {value_at_percentile(hist, 50) / 1000:.0f} ms, p99 "
+                                   f"{value_at_percentile(hist, 99) / 1000:.0f} ms"))
     return cdf_and_tail(curves, "ran this late after its due time, ms (log)",
                         "Delayed jobs: lateness (CDF, and its tail on a log scale)", found)

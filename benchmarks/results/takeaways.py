@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from ..harness.metrics import recorded
+from ..harness.metrics import recorded, value_at_percentile
 from .plots import label, merged
 from .scenario_plots import LEVELS, SEED_ENQUEUE_MS
 
@@ -91,8 +91,8 @@ def _open_histograms(runs: Runs, profile: str, metric: str) -> list[tuple[str, A
 def tail(runs: Runs, profile: str = "mix") -> str:
     parts = []
     for kind, hist in _open_histograms(runs, profile, "end_to_end_intended"):
-        parts.append(f"{label(kind)} p50 {hist.get_value_at_percentile(50) / 1000:.1f} ms, p99.9 "
-                     f"{hist.get_value_at_percentile(99.9) / 1000:.0f} ms")
+        parts.append(f"{label(kind)} p50 {value_at_percentile(hist, 50) / 1000:.1f} ms, p99.9 "
+                     f"{value_at_percentile(hist, 99.9) / 1000:.0f} ms")
     if not parts:
         return ""
     return (f"{'; '.join(parts)}. The log-y panel shows the slowest jobs, which a linear CDF squeezes into its "
@@ -105,7 +105,7 @@ def publish(runs: Runs, profile: str = "mix") -> str:
         total = hist.get_total_count() or 1
         over = sum(count for value, count in recorded(hist) if value / 1000 > SEED_ENQUEUE_MS)
         parts.append(f"{label(kind)}: {over:,} of {total:,} calls over {SEED_ENQUEUE_MS:.0f} ms, p99 "
-                     f"{hist.get_value_at_percentile(99) / 1000:.2f} ms")
+                     f"{value_at_percentile(hist, 99) / 1000:.2f} ms")
     if not parts:
         return ""
     return ("The seed's 50 ms is far to the right of almost every call here (client and broker on one host): "

@@ -37,7 +37,7 @@ def test_summary_and_recorded_values_match_hdrhs_own(seed):
     assert metrics.summary(hist) == _hdrh_summary(hist)
     assert metrics.recorded(hist) == [(i.value_iterated_to, i.count_at_value_iterated_to)
                                       for i in hist.get_recorded_iterator()]
-    for p in (0.1, 50, 99.99, 100):
+    for p in (0, 0.1, 50, 99.99, 100):
         assert metrics.value_at_percentile(hist, p) == hist.get_value_at_percentile(p)
 
 
