@@ -21,11 +21,20 @@ Guarantees every adapter gives (the contract tests prove them)
   (with the job's backoff), then fails it with the exception text as its reason.
 * Bad input never stops a worker: a payload that is not JSON or a job type with no handler is
   failed (dead-lettered) at once, with a reason, and the worker goes on.
-* Bad input never breaks a producer: a job the broker could not take (too big, a delay out of
-  range, a name or id the broker cannot carry, data JSON cannot hold) raises InvalidJob before
-  anything is sent; a refusal by the broker raises PublishRejected with the ids of the jobs the
-  caller still owns; only an unreachable broker raises BrokerUnavailable. The producer stays
-  usable after each.
+* Every job handed to ``publish`` ends in one of three outcomes (:class:`Fate`): *accepted*
+  (the call returned its id, or ``on_accepted`` named it), *refused* (the broker certainly does
+  not hold it: the caller owns it) or *in doubt* (it may hold it: the producer cannot know). A
+  job a broker could not take (too big, a delay out of range, a name or id the broker cannot
+  carry, data JSON cannot hold) raises InvalidJob before anything is sent; a refusal raises
+  PublishRejected; a timeout after sending, replicas short of a WAIT or a connection lost before
+  the reply raises PublishInDoubt (UnavailableInDoubt when the broker is also gone); an
+  unreachable broker that was sent nothing raises BrokerUnavailable. The producer stays usable
+  after each. See :class:`PublishFailed` for what a caller does with each.
+* A repeated custom ``job_id``: what a second publish with an id the broker already holds does
+  is each adapter's ``capabilities.repeated_id`` (BullMQ-style Redis: nothing is added and the
+  existing job's id is returned; RabbitMQ: a second message). Resending a job in doubt with the
+  same custom id is therefore safe on Redis while the job exists, and needs an idempotent
+  handler on RabbitMQ.
 * Order: jobs of one lane start in publish order when one worker with concurrency 1 consumes
   them and nothing is retried, delayed or prioritized. Nothing stronger is promised.
 
@@ -84,24 +93,87 @@ class AuthenticationFailed(BrokerUnavailable):
     """The broker answered but refused the credentials."""
 
 
-class PublishRejected(BrokerError):
-    """The broker refused jobs (negative confirm, out of memory, queue full, a closed channel).
+class Fate(str, Enum):
+    """What became of one job of a publish call that raised :class:`PublishFailed`."""
 
-    ``job_ids``: jobs NOT accepted that the caller owns now; the producer will never send them
-    again. With windowed confirms they may include jobs of earlier calls that were still waiting
-    for their confirm.
+    ACCEPTED = "accepted"  # the broker holds it, or the producer keeps it in flight (windowed
+    #                        confirms: ``on_accepted`` or a later error says which)
+    REFUSED = "refused"    # the broker certainly does not hold it (refused, or never sent)
+    IN_DOUBT = "in_doubt"  # it may hold it: sent, and no answer the producer can trust came back
 
-    ``accepted``: for the call that raised, one entry per job in input order: the job's id when
-    the producer keeps it (accepted, or in flight: ``on_accepted`` or a later error's ``job_ids``
-    will say which), None when it was refused or never sent (the caller owns it; refused jobs of
-    a Redis call have no id yet). None when the adapter cannot tell.
+
+class PublishFailed(BrokerError):
+    """Not every job of a publish call (or of earlier calls still in flight) was accepted.
+
+    Raised as :class:`PublishRejected` when every job it names is certainly not held, and as
+    :class:`PublishInDoubt` when the fate of some is unknown. Fields:
+
+    ``job_ids``  refused: jobs the broker certainly does not hold. The caller owns them; the
+                 producer never sends them again. They may include jobs of earlier calls still
+                 awaiting their confirm.
+    ``in_doubt`` ids of jobs whose fate is unknown (of this call or earlier ones): each may run
+                 once, or never. In-doubt jobs of this call whose id the broker assigns (Redis
+                 jobs without a custom id) have none to list: ``fates`` marks them.
+    ``fates``    for the call that raised, one :class:`Fate` per input job, in input order
+                 (None for an error raised outside a call: ``flush``, ``idle``, ``close``).
+    ``accepted`` for the call that raised, one entry per input job: its id when its fate is
+                 ACCEPTED, else None.
+
+    What a caller does: a refused job may be sent again as it is (it runs once). A job in doubt
+    may already be in the queue: send it again with the same custom ``job_id`` (the Redis
+    adapter then adds nothing while the job exists; RabbitMQ takes a second message, so the
+    handler must be idempotent), or record it as unknown. Never treat it as refused.
     """
 
     def __init__(self, message: str, job_ids: Sequence[str] = (),
-                 accepted: Sequence[str | None] | None = None):
+                 accepted: Sequence[str | None] | None = None, *, in_doubt: Sequence[str] = (),
+                 fates: Sequence["Fate"] | None = None):
         super().__init__(message)
         self.job_ids = list(job_ids)
-        self.accepted = None if accepted is None else list(accepted)
+        self.in_doubt = list(in_doubt)
+        if fates is None and accepted is not None:
+            fates = [Fate.ACCEPTED if job_id is not None else Fate.REFUSED for job_id in accepted]
+        self.fates = None if fates is None else [Fate(f) for f in fates]
+        if accepted is None and self.fates is not None:
+            accepted = [None] * len(self.fates)
+        self.accepted = None if accepted is None else [
+            job_id if self.fates is None or fate is Fate.ACCEPTED else None
+            for job_id, fate in zip(accepted, self.fates or [None] * len(accepted))]
+
+    @property
+    def doubtful(self) -> bool:
+        """True when some job's fate is unknown."""
+        return bool(self.in_doubt) or Fate.IN_DOUBT in (self.fates or ())
+
+    @staticmethod
+    def make(message: str, job_ids: Sequence[str] = (), accepted: Sequence[str | None] | None = None, *,
+             in_doubt: Sequence[str] = (), fates: Sequence["Fate"] | None = None,
+             unavailable: bool = False) -> "PublishFailed":
+        """The right error for these outcomes: PublishInDoubt (UnavailableInDoubt when the broker
+        is gone) if anything is in doubt, else PublishRejected (BrokerUnavailable's own message
+        when the broker is gone and nothing can have reached it is the caller's to raise)."""
+        doubt = bool(in_doubt) or (fates is not None and Fate.IN_DOUBT in [Fate(f) for f in fates])
+        cls: type[PublishFailed] = (UnavailableInDoubt if unavailable else PublishInDoubt) if doubt \
+            else PublishRejected
+        return cls(message, job_ids, accepted, in_doubt=in_doubt, fates=fates)
+
+
+class PublishRejected(PublishFailed):
+    """The broker refused jobs (negative confirm, out of memory, queue full, a closed channel,
+    a script error): every job this error names is certainly not held (``job_ids``); nothing is
+    in doubt."""
+
+
+class PublishInDoubt(PublishFailed):
+    """Some jobs may or may not be held: no confirm within the timeout (a resource alarm), a
+    WAIT that saw fewer replicas than asked, a channel closed with several jobs unconfirmed, a
+    connection lost after sending and before the reply. ``in_doubt`` and ``fates`` say which;
+    ``job_ids`` lists any that are certainly refused. See :class:`PublishFailed` for what to do."""
+
+
+class UnavailableInDoubt(PublishInDoubt, BrokerUnavailable):
+    """The broker became unreachable while jobs were sent and unanswered: both an outage
+    (``except BrokerUnavailable`` catches it) and jobs in doubt."""
 
 
 class InvalidJob(ValueError):
@@ -413,11 +485,15 @@ class Capabilities:
     redelivery_after_crash: Feature
     stats: frozenset[str]
     crash_redelivery: CrashRedelivery = CrashRedelivery("none")
+    repeated_id: Feature = Feature(Support.NONE, "a second publish with a job id already held is "
+                                                 "a second job")
+    """What a publish with a custom ``job_id`` the broker already holds does (see the contract's
+    guarantees): it decides whether resending a job in doubt can run it twice."""
 
     def table(self) -> dict[str, str]:
         rows = {"delivery": self.delivery, "ordering": self.ordering, "durability": self.durability}
         for name in ("delay", "priority", "retries", "dead_letter", "routing", "batching",
-                     "redelivery_after_crash"):
+                     "redelivery_after_crash", "repeated_id"):
             feature: Feature = getattr(self, name)
             rows[name] = f"{feature.support.value}: {feature.how}"
         return rows
@@ -456,13 +532,20 @@ class Producer(ABC):
         time.sleep(max(seconds, 0.0))
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Wait for what is still in flight (as ``flush``), then release the connection. Jobs
+        refused or in doubt at that moment raise PublishFailed once the connection is closed,
+        their ids in the error (never a raw library error). Closing twice is harmless."""
 
     def __enter__(self) -> "Producer":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            self.close()
+        except PublishFailed:
+            if exc_type is None:
+                raise  # otherwise the error already leaving the block is the one to see
 
 
 class Worker(ABC):
