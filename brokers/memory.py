@@ -26,6 +26,7 @@ from .contract import (
     Broker,
     Capabilities,
     FailedJob,
+    Fate,
     Feature,
     Handler,
     Hooks,
@@ -35,6 +36,8 @@ from .contract import (
     JobSpec,
     Outcome,
     Producer,
+    PublishFailed,
+    PublishInDoubt,
     PublishRejected,
     QueueStats,
     Support,
@@ -60,6 +63,8 @@ CAPABILITIES = Capabilities(
     batching=Feature(Support.NATIVE, "workers take up to their free slots at once"),
     redelivery_after_crash=Feature(Support.NONE, "no crash to survive: one process"),
     stats=frozenset({"waiting", "active", "delayed", "completed", "failed"}),
+    repeated_id=Feature(Support.NATIVE, "as BullMQ: a job id still held is not added again; its id is "
+                                        "returned and its data kept"),
 )
 
 
@@ -73,7 +78,10 @@ class MemoryFaults:
     ``confirm_on_idle``, acceptances told only when the producer idles or flushes, as a
     windowed-confirm producer learns of its confirms only when it reads its socket; and publish
     calls to nack later (``nack_calls``: the call returns its ids, nothing is kept, and the next
-    idle or flush raises PublishRejected with them, as a basic.nack read after the call did)."""
+    idle or flush raises PublishRejected with them, as a basic.nack read after the call did);
+    and publish calls left in doubt (``doubt_calls``: the first half of the call is kept and
+    will run, the rest is not, and the call raises PublishInDoubt naming all of them, as a
+    reply lost after sending would)."""
 
     drop: frozenset[int] = frozenset()
     duplicate: frozenset[int] = frozenset()
@@ -83,17 +91,19 @@ class MemoryFaults:
     refuse_calls: frozenset[int] = frozenset()
     confirm_on_idle: bool = False  # acceptance told only in idle()/flush(), as windowed confirms are read
     nack_calls: frozenset[int] = frozenset()
+    doubt_calls: frozenset[int] = frozenset()
 
     @classmethod
     def coerce(cls, raw: "MemoryFaults | dict[str, Any] | None") -> "MemoryFaults":
         """From a scenario file's dict: {"drop": [..], "duplicate": [..], "stall_at": n, "stall_s": s,
-        "drop_retry": [..], "refuse_calls": [..], "confirm_on_idle": bool, "nack_calls": [..]}."""
+        "drop_retry": [..], "refuse_calls": [..], "confirm_on_idle": bool, "nack_calls": [..],
+        "doubt_calls": [..]}."""
         if raw is None or isinstance(raw, MemoryFaults):
             return raw or cls()
         return cls(frozenset(raw.get("drop", ())), frozenset(raw.get("duplicate", ())), raw.get("stall_at"),
                    float(raw.get("stall_s", 0.0)), frozenset(raw.get("drop_retry", ())),
                    frozenset(raw.get("refuse_calls", ())), bool(raw.get("confirm_on_idle", False)),
-                   frozenset(raw.get("nack_calls", ())))
+                   frozenset(raw.get("nack_calls", ())), frozenset(raw.get("doubt_calls", ())))
 
 
 @dataclass(order=True)
@@ -173,8 +183,9 @@ class MemoryBroker(Broker):
             ids = [options.job_id or f"m{next(self._seq)}" for _name, _data, options in encoded]
             self.nack_pending += ids
             return ids
-        refused = call in self.faults.refuse_calls
-        if refused:
+        refused, doubt = call in self.faults.refuse_calls, call in self.faults.doubt_calls
+        everything = encoded
+        if refused or doubt:
             encoded, cut = encoded[:len(encoded) // 2], len(encoded) - len(encoded) // 2
         with self._cv:
             for name, data, options in encoded:
@@ -182,6 +193,8 @@ class MemoryBroker(Broker):
                 ids.append(job_id)
                 if next(self._published) in self.faults.drop:
                     continue  # accepted, then lost: what the harness must notice
+                if options.job_id and job_id in self._jobs:
+                    continue  # a job id still held is not added again (BullMQ's rule): capabilities.repeated_id
                 self._jobs[job_id] = (name, data, options, 0, now_ms)
                 if options.delay_ms:
                     heapq.heappush(self._delayed, (time.monotonic() + options.delay_ms / 1000,
@@ -191,6 +204,10 @@ class MemoryBroker(Broker):
             self._cv.notify_all()
         if refused:
             raise PublishRejected(f"refused {cut} job(s) of this call (planned fault)", [], ids + [None] * cut)
+        if doubt:
+            doubtful = ids + [options.job_id or f"m{next(self._seq)}" for _n, _d, options in everything[len(ids):]]
+            raise PublishInDoubt(f"{len(doubtful)} job(s) of this call in doubt (planned fault: {len(ids)} kept)",
+                                 [], [None] * len(doubtful), in_doubt=doubtful, fates=[Fate.IN_DOUBT] * len(doubtful))
         return ids
 
     def add_raw(self, name: str, raw: bytes) -> str:
@@ -335,7 +352,7 @@ class MemoryProducer(Producer):
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
         try:
             ids = self._broker.add(jobs)
-        except PublishRejected as exc:
+        except PublishFailed as exc:
             self._tell([job_id for job_id in exc.accepted or () if job_id is not None])
             raise
         self._tell(ids)
@@ -361,7 +378,7 @@ class MemoryProducer(Producer):
             raise PublishRejected(f"refused {len(nacked)} job(s) after the call (planned nack)", nacked)
 
     def close(self) -> None:
-        pass
+        self.flush()  # a planned late nack is told here at the latest, as the AMQP producer does
 
 
 class MemoryWorker(PollingWorker):

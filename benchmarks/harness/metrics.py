@@ -4,11 +4,15 @@ Every process of a run records into its own :class:`Recorder`; the runner merges
 Times are ``time.monotonic_ns()``: CLOCK_MONOTONIC is one clock for every process of a host,
 so a send time taken in a producer and a start time taken in a consumer can be subtracted.
 
-Sequence numbers: each producer numbers its jobs 0, 1, 2... A job is *accepted* when the
-broker acknowledged it (publish returned, or its confirm arrived). Consumers count how many
+Sequence numbers: each producer numbers its jobs 0, 1, 2... Every job it sends ends in one of
+three outcomes (the contract's Fate): *accepted* when the broker acknowledged it (publish
+returned, or its confirm arrived), *refused* when the broker certainly does not hold it, *in
+doubt* when it may (a timeout after sending, a WAIT short of its replicas, a connection lost
+before the reply, or still unconfirmed when the producer stopped). Consumers count how many
 times each (producer, number) ended its chain: it completed, or its last attempt failed (a job
 retried after a failure is settled only by its final run). Lost = accepted but never settled;
-duplicated = settling runs beyond the first.
+duplicated = settling runs beyond the first; in doubt is counted apart (ran, ran twice, never
+ran); refused but ran is a defect of the adapter's word.
 """
 
 from __future__ import annotations
@@ -154,6 +158,8 @@ class Recorder:
         self.accepted_per_tenth: dict[int, int] = {}  # the same by 100 ms: how long acceptances stopped
         self.done_per_s: dict[int, int] = {}
         self.sent = SequenceCounts()      # producer side: accepted
+        self.refused_seqs = SequenceCounts()  # producer side: refused (certainly not held)
+        self.doubt_seqs = SequenceCounts()    # producer side: in doubt (may be held)
         self.seen = SequenceCounts()      # consumer side: ran
         self.counters: dict[str, int] = {}
         self.redelivered_at: list[int] = []   # start times (monotonic ns) of redelivered runs
@@ -206,6 +212,18 @@ class Recorder:
             if self.in_window(sent_ns):
                 self._add("publish", latency_ns)
 
+    def refused(self, producer: int, seq: int) -> None:
+        """A job the broker certainly does not hold (refused, or never sent)."""
+        with self.lock:
+            self.refused_seqs.add(producer, seq)
+            self.counters["rejected"] = self.counters.get("rejected", 0) + 1
+
+    def in_doubt(self, producer: int, seq: int) -> None:
+        """A job the broker may hold: the producer cannot know."""
+        with self.lock:
+            self.doubt_seqs.add(producer, seq)
+            self.counters["in_doubt"] = self.counters.get("in_doubt", 0) + 1
+
     def ran(self, job_type: str, trace: Trace, start_ns: int, end_ns: int, redelivered: bool,
             attempts_made: int = 0, final: bool = True) -> None:
         """A job ran. ``final``: this run ends its chain (it completed, or its last attempt
@@ -256,6 +274,7 @@ class Recorder:
                 "accepted_per_tenth": {str(k): v for k, v in self.accepted_per_tenth.items()},
                 "done_per_s": {str(k): v for k, v in self.done_per_s.items()},
                 "sent": self.sent.to_json(), "seen": self.seen.to_json(), "counters": dict(self.counters),
+                "refused": self.refused_seqs.to_json(), "doubt": self.doubt_seqs.to_json(),
                 "redelivered_at": list(self.redelivered_at),
             }
 
@@ -271,6 +290,8 @@ class Recorder:
                 target[int(k)] = target.get(int(k), 0) + v
         self.sent.merge(SequenceCounts.from_json(raw["sent"]))
         self.seen.merge(SequenceCounts.from_json(raw["seen"]))
+        self.refused_seqs.merge(SequenceCounts.from_json(raw.get("refused", {})))
+        self.doubt_seqs.merge(SequenceCounts.from_json(raw.get("doubt", {})))
         for k, v in raw["counters"].items():
             self.counters[k] = self.counters.get(k, 0) + v
         self.redelivered_at += raw.get("redelivered_at", [])
@@ -304,21 +325,39 @@ def seen_done_per_s(path: str, t0_ns: int) -> dict[int, int]:
     return out
 
 
-def loss_and_duplicates(sent: SequenceCounts, seen: SequenceCounts) -> dict[str, int]:
-    """accepted, ran (distinct), lost (accepted, never ran), duplicated (runs beyond the first),
-    unexpected (ran but never reported accepted: e.g. accepted after the producer stopped counting)."""
-    accepted = ran = lost = duplicated = unexpected = 0
-    for producer in set(sent.counts) | set(seen.counts):
-        a = sent.counts.get(producer, bytearray())
-        s = seen.counts.get(producer, bytearray())
-        for i in range(max(len(a), len(s))):
-            was_sent = i < len(a) and a[i] > 0
+def loss_and_duplicates(sent: SequenceCounts, seen: SequenceCounts, refused: SequenceCounts | None = None,
+                        doubt: SequenceCounts | None = None) -> dict[str, int]:
+    """Every sent job's outcome against what ran.
+
+    accepted, ran (distinct), lost (accepted, never ran), duplicated (runs beyond the first, of
+    any job); refused, refused_ran (refused and ran anyway: the adapter's "refused" was untrue, a
+    defect); in_doubt, doubt_ran (ran once), doubt_twice (ran more than once), doubt_never (never
+    ran: it may be lost, or was never held); unexpected (ran, and the producer was told nothing
+    of it). A job named twice counts once, by the strongest word: accepted, then in doubt, then
+    refused."""
+    refused = refused or SequenceCounts()
+    doubt = doubt or SequenceCounts()
+    out = dict.fromkeys(("accepted", "ran", "lost", "duplicated", "unexpected", "refused", "refused_ran",
+                         "in_doubt", "doubt_ran", "doubt_twice", "doubt_never"), 0)
+    empty = bytearray()
+    for producer in set(sent.counts) | set(seen.counts) | set(refused.counts) | set(doubt.counts):
+        a = sent.counts.get(producer, empty)
+        s = seen.counts.get(producer, empty)
+        r = refused.counts.get(producer, empty)
+        d = doubt.counts.get(producer, empty)
+        for i in range(max(len(a), len(s), len(r), len(d))):
             runs = s[i] if i < len(s) else 0
-            accepted += was_sent
-            ran += runs > 0
-            duplicated += max(runs - 1, 0)
-            if was_sent and not runs:
-                lost += 1
-            elif runs and not was_sent:
-                unexpected += 1
-    return {"accepted": accepted, "ran": ran, "lost": lost, "duplicated": duplicated, "unexpected": unexpected}
+            out["ran"] += runs > 0
+            out["duplicated"] += max(runs - 1, 0)
+            if i < len(a) and a[i]:
+                out["accepted"] += 1
+                out["lost"] += not runs
+            elif i < len(d) and d[i]:
+                out["in_doubt"] += 1
+                out["doubt_ran" if runs == 1 else "doubt_twice" if runs > 1 else "doubt_never"] += 1
+            elif i < len(r) and r[i]:
+                out["refused"] += 1
+                out["refused_ran"] += runs > 0
+            elif runs:
+                out["unexpected"] += 1
+    return out

@@ -21,7 +21,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from brokers import registry
-from brokers.contract import Backoff, BackoffType, Broker, Job, JobOptions, JobSpec, PublishRejected
+from brokers.contract import (
+    Backoff,
+    BackoffType,
+    Broker,
+    BrokerUnavailable,
+    Fate,
+    Job,
+    JobOptions,
+    JobSpec,
+    PublishFailed,
+)
 
 from .metrics import SEEN_RECORD, Recorder, Trace
 from .scenario import Scenario
@@ -200,13 +210,17 @@ def _sleep_until(t_ns: int, producer: Any) -> None:
 
 
 class Acceptances:
-    """Which of a producer's jobs the broker accepted, and how long each took.
+    """Which of a producer's jobs the broker accepted, refused or left in doubt, and how long
+    each acceptance took.
 
     ``sent(ids, seqs, started)`` records a call's jobs once it returned (or raised, with the
     ids the producer still keeps); acceptances reported by ``on_accepted`` (during the call, or
     later with windowed confirms) are matched against those. An id that matches nothing (a job
     the producer gave back, or one of a call that failed outright) is counted and skipped, never
-    waited for: one refused call must not freeze the count of every later one.
+    waited for: one refused call must not freeze the count of every later one. ``failed(exc,
+    seqs, started)`` records a call that raised: each of its jobs by its fate, and the jobs of
+    earlier calls the error gives back (refused or in doubt). Whatever is still unanswered at
+    the end is in doubt (:meth:`unanswered_in_doubt`): every sent job ends in exactly one outcome.
     """
 
     def __init__(self, producer_index: int, recorder: Recorder) -> None:
@@ -223,9 +237,48 @@ class Acceptances:
                 self.pending[job_id] = (s, started)
         self.settle()
 
-    def given_back(self, ids: list[str]) -> int:
-        """Jobs the producer handed back (never accepted): forget them; how many were ours."""
-        return sum(1 for job_id in ids if self.pending.pop(job_id, None) is not None)
+    def given_back(self, ids: list[str]) -> list[int]:
+        """Jobs of earlier calls the producer handed back (never accepted): forget them; their
+        sequence numbers (ids that are not ours, or of the failing call itself, are skipped)."""
+        out = []
+        for job_id in ids:
+            found = self.pending.pop(job_id, None)
+            if found is not None:
+                out.append(found[0])
+        return out
+
+    def failed(self, exc: PublishFailed, seqs: list[int], started: int) -> None:
+        """A call that raised: each job's outcome, and the earlier jobs the error names. (Jobs
+        of the call reported accepted during it, before the error, are matched at the end.)"""
+        fates = exc.fates if exc.fates is not None and len(exc.fates) == len(seqs) else [Fate.IN_DOUBT] * len(seqs)
+        kept = exc.accepted if exc.accepted is not None and len(exc.accepted) == len(seqs) else [None] * len(seqs)
+        index = self.producer_index
+        earlier_refused, earlier_doubt = self.given_back(exc.job_ids), self.given_back(exc.in_doubt)
+        for seq in earlier_refused:
+            self.recorder.refused(index, seq)
+        for seq in earlier_doubt:
+            self.recorder.in_doubt(index, seq)
+        for job_id, fate, seq in zip(kept, fates, seqs, strict=True):
+            if fate is Fate.ACCEPTED and job_id is not None:
+                self.pending[job_id] = (seq, started)
+            elif fate is Fate.REFUSED:
+                self.recorder.refused(index, seq)
+            else:
+                self.recorder.in_doubt(index, seq)
+        self.settle()
+
+    def unsent(self, seqs: list[int]) -> None:
+        """A call that failed before anything of it can have reached the broker."""
+        for seq in seqs:
+            self.recorder.refused(self.producer_index, seq)
+
+    def unanswered_in_doubt(self) -> int:
+        """At the end: jobs sent and never answered (no confirm, no error) are in doubt."""
+        self.settle()
+        left, self.pending = self.pending, {}
+        for seq, _started in left.values():
+            self.recorder.in_doubt(self.producer_index, seq)
+        return len(left)
 
     def settle(self) -> None:
         reported, self.reported = self.reported, []
@@ -273,31 +326,35 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             seq += 1
         try:
             ids: list[str | None] = list(producer.publish_many(specs))
-        except PublishRejected as exc:
-            # A full queue (Redis maxmemory, a blocked RabbitMQ), a nack, a closed channel: the
-            # producer says which jobs of this call it keeps and which it gives back (and may
-            # give back jobs of earlier calls still awaiting their confirm). Count, back off, go on.
-            kept = exc.accepted if exc.accepted is not None else [None] * len(specs)
-            refused = set(exc.job_ids)
-            accepts.sent([None if j in refused else j for j in kept], seqs, started)
-            recorder.count("rejected", kept.count(None) + sum(1 for j in kept if j in refused)
-                           + accepts.given_back(exc.job_ids))
+        except PublishFailed as exc:
+            # A full queue (Redis maxmemory, a blocked RabbitMQ), a nack, a closed channel, a
+            # confirm timeout, a WAIT short of replicas: the error says, per job of this call, what
+            # became of it (and may name jobs of earlier calls still awaiting their confirm).
+            # Count each by its outcome, back off, go on (an outage ends the producer).
+            accepts.failed(exc, seqs, started)
             control.send("progress", spec.role, spec.index, seq)
-            log.info("publish refused: %s", exc)
+            log.info("publish %s: %s", "in doubt" if exc.doubtful else "refused", exc)
+            if isinstance(exc, BrokerUnavailable):
+                raise
             control.stop.wait(0.05)
             return
+        except BrokerUnavailable:
+            accepts.unsent(seqs)  # nothing of this call can have reached the broker
+            raise
         accepts.sent(ids, seqs, started)
 
     def settling(step: Callable[[], None]) -> bool:
-        """Run a step that only reads confirms (idle, the final flush). A refusal it reports (a
-        nack of an earlier call's jobs, say while a quorum leader changes) gives those jobs back:
-        count them as refused, as publish() does, and go on."""
+        """Run a step that only reads confirms (idle, the final flush). A refusal or a doubt it
+        reports (a nack of an earlier call's jobs while a quorum leader changes, a confirm
+        timeout) gives those jobs back: count them by outcome, as publish() does, and go on."""
         try:
             step()
             return True
-        except PublishRejected as exc:
-            recorder.count("rejected", accepts.given_back(exc.job_ids))
-            log.info("publish refused while reading confirms: %s", exc)
+        except PublishFailed as exc:
+            accepts.failed(exc, [], 0)
+            log.info("publish %s while reading confirms: %s", "in doubt" if exc.doubtful else "refused", exc)
+            if isinstance(exc, BrokerUnavailable):
+                raise
             return False
 
     def progress() -> None:
@@ -348,9 +405,8 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             if settling(producer.flush):
                 break
     finally:
-        accepts.settle()
         recorder.counters["sent"] = seq
-        recorder.counters["unconfirmed_at_end"] = len(accepts.pending)
+        recorder.counters["unconfirmed_at_end"] = accepts.unanswered_in_doubt()
         control.send("progress", spec.role, spec.index, seq)
         try:
             producer.close()

@@ -8,6 +8,10 @@ files only. Schema history:
   brokerbench.run/2   the scenario's durability level and repetition; the durability profile
                       used (level, profile, promise, how its broker was chosen). run/1 files
                       still load (read as durability "" and repetition 0).
+  brokerbench.run/3   the in-doubt outcome: ``in_doubt`` (jobs the broker may hold), what became
+                      of them (``in_doubt_outcome``: ran, ran twice, never ran) and
+                      ``refused_ran`` (refused, yet ran: a defect); ``rejected`` counts distinct
+                      refused jobs. Older files load without them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import jsonschema
 
 from ..harness.metrics import Recorder, loss_and_duplicates, summary
 
-SCHEMA_ID = "brokerbench.run/2"
-READABLE = ("brokerbench.run/1", SCHEMA_ID)
+SCHEMA_ID = "brokerbench.run/3"
+READABLE = ("brokerbench.run/1", "brokerbench.run/2", SCHEMA_ID)
 
 
 def schema() -> dict[str, Any]:
@@ -39,7 +43,7 @@ def figures(recorder: Recorder, *, window_s: float, cpu: dict[str, float | None]
             timeline: dict[str, list[float]], worker_counts: dict[str, int]) -> dict[str, Any]:
     """Every figure of a run (or of one sweep step) from the merged recorder."""
     recorder.flush()
-    integrity = loss_and_duplicates(recorder.sent, recorder.seen)
+    integrity = loss_and_duplicates(recorder.sent, recorder.seen, recorder.refused_seqs, recorder.doubt_seqs)
     counters = recorder.counters
     in_window_done = counters.get("done_in_window", 0)
     sent_in_window = counters.get("sent_in_window", 0)
@@ -55,7 +59,11 @@ def figures(recorder: Recorder, *, window_s: float, cpu: dict[str, float | None]
         "unexpected": integrity["unexpected"],
         "redelivered": counters.get("redelivered", 0),
         "unconfirmed_at_end": counters.get("unconfirmed_at_end", 0),
-        "rejected": counters.get("rejected", 0),          # refused by the broker (full queue), producer told
+        "rejected": integrity["refused"],                 # refused: the broker certainly does not hold them
+        "refused_ran": integrity["refused_ran"],          # refused, yet ran: the adapter's word was untrue
+        "in_doubt": integrity["in_doubt"],                # may be held: the producer could not know
+        "in_doubt_outcome": {"ran": integrity["doubt_ran"], "ran_twice": integrity["doubt_twice"],
+                             "never_ran": integrity["doubt_never"]},
         "retry_runs": counters.get("retry_runs", 0),      # runs of a job after a failed attempt
         "poison_sent": counters.get("poison_sent", 0),
         "malformed_sent": counters.get("malformed_sent", 0),

@@ -55,6 +55,9 @@ CAPABILITIES = Capabilities(
                                                    "connection closes"),
     stats=frozenset({"waiting", "delayed", "failed"}),
     crash_redelivery=CrashRedelivery("connection-close"),
+    repeated_id=Feature(Support.NONE, "RabbitMQ keeps no index of message ids: a second publish with "
+                                      "the same job id is a second message and both run (a handler "
+                                      "that must run once checks the id itself)"),
 )
 
 

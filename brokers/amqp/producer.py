@@ -15,15 +15,20 @@ Failures, told apart:
 * Bad input (too big, a delay out of range, a bad name...) raises InvalidJob before anything is
   sent (:mod:`brokers.contract`).
 * The broker closing the CHANNEL (406 precondition failed, 404 not found, 403 access refused...:
-  a reason tied to a message or a declaration) is not an outage: the publish fails at once with
-  PublishRejected naming the broker's reason and listing every job not yet confirmed (those of
-  earlier calls in the window too: the caller owns them, they are never resent); the producer
-  opens a new channel and stays usable.
-* A negative confirm, or no confirm in ``confirm_timeout_s`` (a resource alarm), raises
-  PublishRejected listing those jobs; they are forgotten too, never resent.
+  a reason tied to a message or a declaration) is not an outage: the publish fails at once
+  naming the broker's reason, and every job not yet confirmed is given back, never resent. With
+  one job unconfirmed, that job caused the close: PublishRejected. With several, the broker may
+  have queued those before the one it refused and lost their confirms with the channel:
+  PublishInDoubt names them all. The producer opens a new channel and stays usable.
+* A negative confirm (a full queue with reject-publish, a quorum queue without a leader)
+  raises PublishRejected: those jobs are certainly not queued.
+* No confirm in ``confirm_timeout_s`` (a resource alarm holds them), or a connection blocked
+  past pika's blocked-connection timeout, raises PublishInDoubt: the messages were sent and the
+  broker may queue them once the alarm clears. They are forgotten, never resent.
 * A dropped CONNECTION is an outage: with confirms on, the producer reconnects for up to
   ``reconnect_for_s`` and publishes again every message not yet confirmed (so a message may
-  arrive twice: at-least-once, never lost); after that, BrokerUnavailable.
+  arrive twice: at-least-once, never lost); after that, UnavailableInDoubt gives back the
+  messages still unconfirmed (in doubt), or BrokerUnavailable when there were none.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from pika import BasicProperties
 
 from ..contract import (
     BrokerUnavailable,
+    Fate,
     InvalidJob,
     JobOptions,
     JobSpec,
     Producer,
+    PublishFailed,
     PublishRejected,
     check_job_name,
     encode_data,
@@ -96,7 +103,8 @@ class AmqpProducer(Producer):
     :param persistent: persistent (delivery mode 2) or transient messages.
     :param reconnect_for_s: how long a dropped connection is retried before publishing fails
         with BrokerUnavailable.
-    :param confirm_timeout_s: how long to wait for outstanding confirms before PublishRejected.
+    :param confirm_timeout_s: how long to wait for outstanding confirms before giving them back
+        in doubt (PublishInDoubt).
     """
 
     def __init__(self, broker: "RabbitMQBroker", *, confirms: str = "windowed", window: int = DEFAULT_WINDOW,
@@ -192,14 +200,17 @@ class AmqpProducer(Producer):
         self.confirmed += len(ids)
         self._accepted(ids)
 
-    def _give_back(self) -> list[str]:
+    def _give_back(self, *, doubt: bool = True) -> tuple[list[str], list[str]]:
         """Forget every message not yet confirmed (they will never be resent) and return their
-        ids, oldest first: the caller owns those jobs now."""
-        ids = [self._unconfirmed[tag].job_id for tag in sorted(self._unconfirmed)]
-        ids += [item.job_id for item in self._returned + self._carry]
+        ids, oldest first, as (refused, in doubt): messages sent and unanswered are in doubt
+        (refused when ``doubt`` is False: the broker said which), messages it returned unroutable
+        are refused. The caller owns both now."""
+        sent = [self._unconfirmed[tag].job_id for tag in sorted(self._unconfirmed)]
+        sent += [item.job_id for item in self._carry]
+        returned = [item.job_id for item in self._returned]
         self._unconfirmed, self._returned, self._carry = {}, [], []
         self._returned_ids.clear()
-        return ids
+        return (returned, sent) if doubt else (returned + sent, [])
 
     def _check_channel(self) -> None:
         """Raise ChannelClosed if the broker closed our channel while the connection lives."""
@@ -253,15 +264,17 @@ class AmqpProducer(Producer):
             for item in returned:
                 self._send(item)
         if len(self._unconfirmed) > max_unconfirmed:
-            raise PublishRejected(
-                f"no publisher confirm from RabbitMQ within {self.confirm_timeout_s:.0f} s "
-                f"(is it blocking publishers on a resource alarm?)", self._give_back())
+            refused, doubt = self._give_back()
+            raise PublishFailed.make(
+                f"no publisher confirm from RabbitMQ within {self.confirm_timeout_s:.0f} s (is it blocking "
+                f"publishers on a resource alarm?): {len(doubt)} job(s) in doubt, they may still be queued",
+                refused, in_doubt=doubt)
         if self._nacked:
             nacked, self._nacked = self._nacked, []
             raise PublishRejected(f"RabbitMQ refused {len(nacked)} message(s) (basic.nack)", nacked)
 
     def _guarded(self, action: Callable[[], Any]) -> Any:
-        """Run a publishing step. A channel the broker closed fails the step with PublishRejected
+        """Run a publishing step. A channel the broker closed fails the step with PublishFailed
         and a new channel; a dropped connection is reconnected (resending what is unconfirmed)
         and the step run again, for up to ``reconnect_for_s`` seconds."""
         while True:
@@ -275,8 +288,10 @@ class AmqpProducer(Producer):
                 self._channel_failed(closed)
             except pe.ConnectionBlockedTimeout:
                 self._broken = BrokerUnavailable("blocked-connection timeout")  # pika closed the connection
-                raise PublishRejected("RabbitMQ blocked this publisher (memory or disk alarm) for "
-                                      "longer than the blocked-connection timeout", self._give_back()) from None
+                refused, doubt = self._give_back()
+                raise PublishFailed.make("RabbitMQ blocked this publisher (memory or disk alarm) for longer than "
+                                         f"the blocked-connection timeout: {len(doubt)} job(s) in doubt",
+                                         refused, in_doubt=doubt) from None
             except (*CONNECTION_ERRORS, BrokerUnavailable) as exc:
                 if self._closed_by is not None and self._conn is not None and self._conn.is_open:
                     self._channel_failed(ChannelClosed(*self._closed_by))
@@ -285,24 +300,35 @@ class AmqpProducer(Producer):
                     self._failing_since = now
                     log.warning("producer lost RabbitMQ at %s (%r); reconnecting", redact(self._broker.url), exc)
                 elif now - self._failing_since > self.reconnect_for_s:
-                    raise BrokerUnavailable(f"RabbitMQ at {redact(self._broker.url)} unreachable for "
-                                            f"{self.reconnect_for_s:.0f} s while publishing: {exc!r}") from None
+                    self._broken = exc  # the next call reconnects afresh
+                    why = (f"RabbitMQ at {redact(self._broker.url)} unreachable for {self.reconnect_for_s:.0f} s "
+                           f"while publishing: {exc!r}")
+                    refused, doubt = self._give_back()
+                    if doubt or refused:
+                        raise PublishFailed.make(f"{why}; {len(doubt)} job(s) sent and unconfirmed are in doubt",
+                                                 refused, in_doubt=doubt, unavailable=True) from None
+                    raise BrokerUnavailable(why) from None
                 else:
                     time.sleep(0.5)
                 self._broken = exc
 
     def _channel_failed(self, closed: ChannelClosed) -> None:
-        """The broker closed the channel: give the unconfirmed jobs back, open a new channel, say why."""
-        given_back = self._give_back()
+        """The broker closed the channel: give the unconfirmed jobs back (refused when only one
+        was unconfirmed: it caused the close; in doubt when several were: the broker may have
+        queued those before the culprit), open a new channel, say why."""
+        several = len(self._unconfirmed) + len(self._carry) > 1
+        refused, doubt = self._give_back(doubt=several)
+        refused += self._nacked
         self._nacked = []
-        log.warning("RabbitMQ closed the producer's channel (%s); %d job(s) given back to the caller",
-                    closed, len(given_back))
+        log.warning("RabbitMQ closed the producer's channel (%s); %d job(s) refused and %d in doubt given back "
+                    "to the caller", closed, len(refused), len(doubt))
         try:
             self._open_channel(again=True)
         except (*CONNECTION_ERRORS, BrokerUnavailable) as exc:
             self._broken = exc  # the next call reconnects
-        raise PublishRejected(f"RabbitMQ refused it and closed the channel: {closed.code} {closed.text}",
-                              given_back) from None
+        doubt_text = f"; {len(doubt)} job(s) unconfirmed on it are in doubt" if doubt else ""
+        raise PublishFailed.make(f"RabbitMQ refused it and closed the channel: {closed.code} {closed.text}"
+                                 f"{doubt_text}", refused, in_doubt=doubt) from None
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
         if options is not None and not isinstance(options, JobOptions):
@@ -310,14 +336,13 @@ class AmqpProducer(Producer):
         item = self._prepare(JobSpec(name, data, options or JobOptions()))
         try:
             self._guarded(lambda: self._send(item))
-        except PublishRejected as exc:  # refused before it was sent: it is the caller's too
-            raise PublishRejected(str(exc), exc.job_ids + [item.job_id], [None]) from None
+        except PublishFailed as exc:  # failed before it was sent: it is not held, the caller owns it
+            raise _again(exc, exc.job_ids + [item.job_id], [item], [item]) from None
         if self.confirms != "off":
             try:
                 self._guarded(lambda: self._wait(self.window - 1))
-            except PublishRejected as exc:
-                raise PublishRejected(str(exc), exc.job_ids,
-                                      [None if item.job_id in exc.job_ids else item.job_id]) from None
+            except PublishFailed as exc:
+                raise _again(exc, exc.job_ids, [item], []) from None
         return item.job_id
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
@@ -333,26 +358,17 @@ class AmqpProducer(Producer):
                 sent = True
                 if self.confirms != "off" and len(self._unconfirmed) >= window:
                     self._guarded(lambda: self._wait(self.window - 1))
-            except PublishRejected as exc:
-                raise self._rejected(exc, items, items[:n + sent]) from None
+            except PublishFailed as exc:
+                unsent = items[n + sent:]
+                raise _again(exc, exc.job_ids + [item.job_id for item in unsent], items, unsent) from None
         try:
             if self.confirms == "off":
                 self.flush()  # push buffered frames out; nothing more can be known without confirms
             else:
                 self._guarded(lambda: self._wait(self.window - 1))  # push frames out, read confirms
-        except PublishRejected as exc:
-            raise self._rejected(exc, items, items) from None
+        except PublishFailed as exc:
+            raise _again(exc, exc.job_ids, items, []) from None
         return [item.job_id for item in items]
-
-    @staticmethod
-    def _rejected(exc: PublishRejected, items: list[Outgoing], sent: list[Outgoing]) -> PublishRejected:
-        """The error of a publish_many call: the ids given back, the unsent ones, and per job
-        whether the producer keeps it."""
-        refused = set(exc.job_ids)
-        kept = {item.job_id for item in sent if item.job_id not in refused}
-        unsent = [item.job_id for item in items if item not in sent]
-        return PublishRejected(str(exc), exc.job_ids + unsent,
-                               [item.job_id if item.job_id in kept else None for item in items])
 
     def flush(self) -> None:
         if self.confirms != "off":
@@ -369,11 +385,32 @@ class AmqpProducer(Producer):
         return len(self._unconfirmed)
 
     def close(self) -> None:
+        """Wait for the last confirms (``flush``), then close the connection. Jobs refused or in
+        doubt at that moment raise PublishFailed (its message starts with "close:") after the
+        connection is closed; a connection already broken closes quietly."""
+        failed: PublishFailed | None = None
         try:
             if self._conn is not None and self._conn.is_open:
                 try:
                     self.flush()
+                except PublishFailed as exc:
+                    failed = exc
                 finally:
                     self._conn.close()
         except CONNECTION_ERRORS:
             pass
+        if failed is not None:
+            raise _again(failed, failed.job_ids, [], [], prefix="close: ") from None
+
+
+def _again(exc: PublishFailed, refused: list[str], items: list[Outgoing], unsent: list[Outgoing], *,
+           prefix: str = "") -> PublishFailed:
+    """``exc`` as the error of a call over ``items``: each job's fate (unsent jobs are refused,
+    jobs ``exc`` names are refused or in doubt, the rest accepted or in flight), the same class
+    of error (in doubt, unavailable) as the outcomes now call for."""
+    refused_set, doubt_set, unsent_ids = set(refused), set(exc.in_doubt), {item.job_id for item in unsent}
+    fates = [Fate.REFUSED if item.job_id in refused_set or item.job_id in unsent_ids
+             else Fate.IN_DOUBT if item.job_id in doubt_set else Fate.ACCEPTED for item in items]
+    return PublishFailed.make(prefix + str(exc), refused, [item.job_id for item in items] if items else None,
+                              in_doubt=exc.in_doubt, fates=fates if items else None,
+                              unavailable=isinstance(exc, BrokerUnavailable))

@@ -58,6 +58,10 @@ CAPABILITIES = Capabilities(
     crash_redelivery=CrashRedelivery("lock-expiry", lock_option="lock_duration_ms",
                                      interval_option="stalled_interval_ms", default_lock_ms=30_000,
                                      default_interval_ms=30_000),
+    repeated_id=Feature(Support.CLIENT, "a custom job id whose job hash exists is not added again: the "
+                                        "existing job's id is returned and its data kept (BullMQ's rule, "
+                                        "a 'duplicated' event); only while the job exists: once removed "
+                                        "(remove_on_complete), the same id is added and runs again"),
 )
 
 

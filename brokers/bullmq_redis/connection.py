@@ -21,10 +21,12 @@ nodes' (``requirepass``); the Sentinels are asked without one, or with the query
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -47,6 +49,23 @@ from ..urls import redact
 T = TypeVar("T")
 
 
+_noted = threading.local()  # the errors the attempts of this thread's current call met
+
+
+class _NotingRetry(Retry):
+    """redis-py's Retry, which also notes each error an attempt met on this thread, so that a
+    call that finally failed can tell whether any attempt may have reached Redis
+    (:func:`attempts`)."""
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], *args: Any, **kwargs: Any) -> T:
+        def noted(error: Exception, *rest: Any) -> Any:
+            errors = getattr(_noted, "errors", None)
+            if errors is not None:
+                errors.append(error)
+            return fail(error, *rest)
+        return super().call_with_retry(do, noted, *args, **kwargs)
+
+
 def _retry(reconnect_for: float) -> Retry:
     """Retries spaced 0.05, 0.1, 0.2 ... s (capped at 1 s), as many as fit in ``reconnect_for``."""
     retries, waited, step = 0, 0.0, 0.05
@@ -54,7 +73,38 @@ def _retry(reconnect_for: float) -> Retry:
         waited += step
         step = min(step * 2, 1.0)
         retries += 1
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), max(retries, 1))
+    return _NotingRetry(ExponentialBackoff(cap=1.0, base=0.05), max(retries, 1))
+
+
+# What a failed attempt says when it cannot have delivered a whole command to Redis: no
+# connection was made, the command was not fully written, or a demoted primary refused it.
+_NOT_SENT = ("connecting to", "Timeout connecting", "while writing to socket", "previous master is now a slave",
+             "No master found")
+
+
+class Attempts:
+    """The errors met by the attempts of the calls made inside ``with attempts() as tried:``."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def may_have_sent(self) -> bool:
+        """True unless every failed attempt certainly failed before Redis had the whole command
+        (then Redis cannot have run it). A reply lost or timed out after a full write is a maybe.
+        No error noted means the call failed on a reply (READONLY, LOADING...): Redis ran nothing."""
+        return any(not any(mark in str(error) for mark in _NOT_SENT) for error in self.errors)
+
+
+@contextlib.contextmanager
+def attempts() -> Iterator[Attempts]:
+    """Note the errors of the retried attempts of the calls made in the block, on this thread."""
+    tried = Attempts()
+    outer = getattr(_noted, "errors", None)
+    _noted.errors = tried.errors
+    try:
+        yield tried
+    finally:
+        _noted.errors = outer
 
 
 SENTINEL_SCHEME = "redis+sentinel"

@@ -12,16 +12,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..contract import (
     DEFAULT_LANE,
+    BrokerUnavailable,
+    Fate,
     InvalidJob,
     JobOptions,
     JobSpec,
     Producer,
+    PublishInDoubt,
     PublishRejected,
+    UnavailableInDoubt,
     check_job_name,
     encode_data,
 )
 from .codec import opts_json
-from .connection import guarded
+from .connection import attempts, guarded
 from .keys import RESERVED_IDS
 from .scripts import Calls
 
@@ -58,12 +62,16 @@ class RedisProducer(Producer):
     acknowledged it (Redis replication is asynchronous: without WAIT, a job the primary accepted
     is lost if the primary dies before a replica copied it, and Sentinel promotes that replica).
     BullMQ itself never calls WAIT. A call whose WAIT saw fewer than N replicas, or lost its
-    connection, raises PublishRejected with that call's ids in ``job_ids``: the jobs are on the
-    primary and may still run, but were not confirmed on N replicas; the caller decides whether
-    to send them again (at-least-once: a resend may run twice). WAIT is never retried on a new
+    connection, raises PublishInDoubt with that call's ids in ``in_doubt``: the jobs are on the
+    primary and may still run, or be lost at a failover; they were not refused. A resend with
+    the same custom job id adds nothing while the job exists. WAIT is never retried on a new
     connection, where it would wait for nothing. One gap remains: a call whose reply was lost
     and that the retry finds already done (its call key) wrote nothing on the new connection, so
     its WAIT returns at once; such a call's jobs count as accepted on the primary's word.
+
+    A call whose connection failed for good (after ``reconnect_for``) raises UnavailableInDoubt
+    when an attempt may have reached Redis (a reply lost after the script was written), and a
+    plain BrokerUnavailable when none can have (no connection was ever made).
 
     :param broker: the adapter (its client, scripts, lanes and ``wait_replicas``); batches of up
         to ``BATCH`` jobs per script call.
@@ -97,9 +105,11 @@ class RedisProducer(Producer):
         by_lane: dict[str, list[tuple[int, list[Any]]]] = {}
         count = 0
         for index, spec in enumerate(jobs):  # every job is checked before anything is sent
-            by_lane.setdefault(broker.lane_for(spec.name), []).append((index, self._encode(spec)))
+            job_args = self._encode(spec)
+            by_lane.setdefault(broker.lane_for(spec.name), []).append((index, job_args))
             count = index + 1
         ids: list[str | None] = [None] * count
+        fates = [Fate.REFUSED] * count  # until a chunk is sent: what is never sent is not held
         shared_id = broker.lane_keys[DEFAULT_LANE].id
         for lane, items in by_lane.items():
             keys = broker.lane_keys[lane]
@@ -110,39 +120,73 @@ class RedisProducer(Producer):
                 now = int(time.time() * 1000)
                 call = self._calls.new(keys)
                 try:
-                    result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args,
-                                                         self._client, call=call, shared_id=shared_id), "publish")
-                except PublishRejected as exc:  # this chunk and the ones after it were refused
-                    raise PublishRejected(str(exc), [], ids) from None
+                    with attempts() as tried:
+                        result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args,
+                                                             self._client, call=call, shared_id=shared_id),
+                                         "publish")
+                except PublishRejected as exc:  # Redis said no: this chunk and the ones after it are refused
+                    raise PublishRejected(str(exc), [], ids, fates=fates) from None
+                except BrokerUnavailable as exc:
+                    self._unanswered(exc, chunk, ids, fates, tried.may_have_sent())
                 self._calls.answered(call)
                 accepted = [job_id.decode() for job_id in result]
                 if self._wait:
-                    self._wait_for_replicas(accepted, ids)
+                    self._wait_for_replicas(chunk, accepted, ids, fates)
                 for (index, _), job_id in zip(chunk, accepted):
-                    ids[index] = job_id
+                    ids[index], fates[index] = job_id, Fate.ACCEPTED
                 self._accepted(accepted)
         return ids  # type: ignore[return-value]  # every entry is set once every chunk went through
 
-    def _wait_for_replicas(self, accepted: list[str], ids: list[str | None]) -> None:
-        """WAIT on the connection that ran the script (no retry: see the class docstring)."""
+    @staticmethod
+    def _unanswered(exc: BrokerUnavailable, chunk: list[tuple[int, list[Any]]], ids: list[str | None],
+                    fates: list[Fate], maybe_sent: bool) -> None:
+        """Redis became unreachable during a chunk's call. If an attempt may have delivered the
+        call, its jobs are in doubt (the script may have run and its reply been lost); if none
+        can have, they are not held, and with nothing of the call accepted this is a plain
+        outage. Always raises."""
+        if not maybe_sent and Fate.ACCEPTED not in fates:
+            raise exc
+        if not maybe_sent:
+            raise PublishRejected(f"{exc} (this part of the call was never sent; the jobs before it were "
+                                  "accepted)", [], ids, fates=fates) from None
+        custom = []
+        for index, job_args in chunk:
+            fates[index] = Fate.IN_DOUBT
+            if job_args[0]:
+                custom.append(job_args[0])
+        raise UnavailableInDoubt(f"{exc}; {len(chunk)} job(s) were sent and no reply came back: Redis may hold "
+                                 "them (in doubt: resend with the same custom job_id to add nothing twice)",
+                                 [], ids, in_doubt=custom, fates=fates) from None
+
+    def _wait_for_replicas(self, chunk: list[tuple[int, list[Any]]], accepted: list[str], ids: list[str | None],
+                           fates: list[Fate]) -> None:
+        """WAIT on the connection that ran the script (no retry: see the class docstring). Short
+        of the replicas asked for, the chunk's jobs are in doubt: on the primary, maybe lost at a
+        failover."""
         assert self._client is not None
         wait_ms = self._broker.wait_timeout_ms
         pool = self._client.connection_pool  # of one connection: the one the script ran on
         connection = pool.get_connection()
+        why = ""
         try:
             connection.send_command("WAIT", self._wait, wait_ms)
             replicas = int(connection.read_response())
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             connection.disconnect()
-            raise PublishRejected(f"publish: {len(accepted)} jobs reached the primary but the connection was lost "
-                                  f"before {self._wait} replica(s) confirmed them ({exc}); they may run, or be "
-                                  "lost at a failover", accepted, ids) from None
+            replicas = -1
+            why = (f"publish: {len(accepted)} jobs reached the primary but the connection was lost before "
+                   f"{self._wait} replica(s) confirmed them ({exc})")
         finally:
             pool.release(connection)
-        if replicas < self._wait:
-            raise PublishRejected(f"publish: only {replicas} of {self._wait} replica(s) confirmed {len(accepted)} "
-                                  f"jobs within {wait_ms} ms; they are on the primary and may run, or be lost at "
-                                  "a failover", accepted, ids)
+        if 0 <= replicas < self._wait:
+            why = (f"publish: only {replicas} of {self._wait} replica(s) confirmed {len(accepted)} jobs within "
+                   f"{wait_ms} ms")
+        if why:
+            for (index, _), job_id in zip(chunk, accepted):
+                ids[index], fates[index] = job_id, Fate.IN_DOUBT
+            raise PublishInDoubt(why + "; they are on the primary and may run, or be lost at a failover (in doubt, "
+                                 "not refused: a resend with the same custom job_id adds nothing twice)",
+                                 [], ids, in_doubt=accepted, fates=fates)
 
     def close(self) -> None:
         """Closes the WAIT connection, if any; otherwise the producer shares the broker's pool."""

@@ -466,3 +466,29 @@ def test_any_client_counts_and_purges_the_delayed_jobs_of_another(network_kind, 
     rec = Recorder()
     other.worker(rec.handler()).run(idle_timeout=0.5, timeout=10)
     assert rec.ids() == [], "purged delayed jobs never ran"
+
+
+def test_a_repeated_custom_id_does_what_capabilities_declare(broker):
+    """The contract leaves a repeated custom job id to each adapter, and each declares it in
+    ``capabilities.repeated_id``: where it says "none", the second publish is a second job and
+    both run; elsewhere the job still held is not added again and runs once, with its first
+    data. (Resending a job in doubt with its id is safe exactly where it is not "none".)"""
+    from brokers.contract import Support
+
+    rec = Recorder()
+    with broker.producer() as producer:
+        first = producer.publish("user_variables_update", {"v": 1}, JobOptions(job_id="again"))
+        second = producer.publish("user_variables_update", {"v": 2}, JobOptions(job_id="again"))
+    assert first == second == "again"
+    twice = broker.capabilities.repeated_id.support is Support.NONE
+    drain(broker, rec.handler(), 2 if twice else 1, timeout=10)
+    broker.worker(rec.handler()).run(idle_timeout=0.5, timeout=10)  # anything more would run now
+    assert [s.data for s in rec.seen] == ([{"v": 1}, {"v": 2}] if twice else [{"v": 1}]), broker.capabilities.repeated_id
+
+
+@pytest.mark.parametrize("item", [None, ("user_variables_update", {}), "user_variables_update"])
+def test_publish_many_with_something_that_is_not_a_jobspec_is_invalid_and_sends_nothing(broker, item):
+    with broker.producer() as producer:
+        with pytest.raises(InvalidJob, match="JobSpec"):
+            producer.publish_many([JobSpec("user_variables_update", {"n": 1}), item])
+    assert broker.stats().waiting == 0, "nothing of the call was sent"

@@ -74,6 +74,63 @@ def test_an_add_whose_reply_was_lost_adds_nothing_twice(private_redis, direct):
         proxy.close()
 
 
+def test_an_add_whose_reply_is_lost_for_good_is_in_doubt_not_refused(private_redis, direct):
+    """Redis runs addJobs, its reply is lost, and Redis can no longer be reached: the producer
+    cannot know whether the jobs were added. They are in doubt (UnavailableInDoubt, also a
+    BrokerUnavailable), not refused: here they were added and run. A custom id names each one;
+    resending them with the same ids adds nothing twice."""
+    from brokers.contract import Fate, UnavailableInDoubt
+
+    proxy = ReplyDropProxy(private_redis.port)
+    through = BullMQRedisBroker(proxy.url, queue=direct.queue, reconnect_for_s=0.3)
+    specs = [JobSpec("user_variables_update", {"n": i}, JobOptions(job_id=f"doubt-{i}")) for i in range(5)]
+    try:
+        producer = through.producer()
+        proxy.arm(_sha(through, "addJobs"), then_refuse=True)
+        with pytest.raises(UnavailableInDoubt, match="in doubt") as err:
+            producer.publish_many(specs)
+        assert isinstance(err.value, BrokerUnavailable)
+        assert err.value.fates == [Fate.IN_DOUBT] * 5 and err.value.job_ids == []
+        assert err.value.in_doubt == [f"doubt-{i}" for i in range(5)]
+        with direct.producer() as again:  # resent with the same ids, once Redis is reachable
+            assert again.publish_many(specs) == err.value.in_doubt
+        rec = Recorder()
+        direct.worker(rec.handler()).run(idle_timeout=0.5, timeout=10)
+        assert sorted(rec.ids()) == sorted(err.value.in_doubt), "each ran once: added once, not twice"
+    finally:
+        through.close()
+        proxy.close()
+
+
+def test_a_plain_outage_before_anything_is_sent_is_not_in_doubt(private_brokers):
+    """Nothing listens: no attempt can have delivered the call, so it is a plain
+    BrokerUnavailable, not a job in doubt."""
+    from brokers.contract import PublishInDoubt
+    from brokers.instances import free_port
+
+    broker_port = free_port()
+    with pytest.raises(BrokerUnavailable) as err:
+        BullMQRedisBroker(f"redis://127.0.0.1:{broker_port}/0", queue="nobody", reconnect_for_s=0.3)
+    assert not isinstance(err.value, PublishInDoubt)
+
+
+def test_a_repeated_custom_id_adds_nothing_while_the_job_exists_and_again_once_removed(direct):
+    """BullMQ's rule, declared in capabilities.repeated_id: a second add with an id whose job
+    exists returns that id and keeps the first data; once the job completed and was removed
+    (remove_on_complete), the same id is a new job."""
+    assert "not added again" in direct.capabilities.repeated_id.how
+    with direct.producer() as producer:
+        first = producer.publish("user_variables_update", {"v": 1}, JobOptions(job_id="same"))
+        second = producer.publish("user_variables_update", {"v": 2}, JobOptions(job_id="same"))
+        assert first == second == "same" and direct.stats().waiting == 1
+        rec = Recorder()
+        direct.worker(rec.handler()).run(idle_timeout=0.5, timeout=10)
+        assert rec.ids() == ["same"] and rec.seen[0].data == {"v": 1}, "the first data ran, once"
+        producer.publish("user_variables_update", {"v": 3}, JobOptions(job_id="same"))
+        direct.worker(rec.handler()).run(idle_timeout=0.5, timeout=10)
+        assert rec.ids() == ["same", "same"] and rec.seen[1].data == {"v": 3}
+
+
 def test_job_ids_are_unique_across_lanes(private_redis):
     broker = BullMQRedisBroker(private_redis.url, queue=f"lanes-{uuid.uuid4().hex[:6]}",
                                routes={"heavy_workflow_execution": "heavy"})

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from brokers import registry
-from brokers.contract import BrokerUnavailable, JobSpec, PublishRejected
+from brokers.contract import BrokerUnavailable, JobSpec, PublishFailed
 from tests.contract import test_contract as contract
 
 REPLICATED = [d.kind for d in map(registry.get, registry.compared_kinds()) if d.replication is not None]
@@ -67,7 +67,7 @@ def test_killing_the_leader_under_load_loses_no_accepted_job(cluster_broker, rep
     Every job the producer saw accepted runs at least once (duplicates allowed)."""
     cluster = private_brokers.cluster(replicated_kind)
     kept: dict[str, int] = {}       # job id -> n, for jobs the producer kept (accepted or in flight)
-    given_back: set[str] = set()    # ids a PublishRejected handed back: not accepted
+    given_back: set[str] = set()    # ids a PublishFailed handed back, refused or in doubt: not accepted
     ran: dict[int, int] = {}
     lock = threading.Lock()
 
@@ -90,8 +90,8 @@ def test_killing_the_leader_under_load_loses_no_accepted_job(cluster_broker, rep
             try:
                 ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in numbers])
                 kept.update(zip(ids, numbers))
-            except PublishRejected as exc:
-                given_back |= set(exc.job_ids)
+            except PublishFailed as exc:
+                given_back |= set(exc.job_ids) | set(exc.in_doubt)
                 kept.update((job_id, i) for job_id, i in zip(exc.accepted or [], numbers) if job_id is not None)
             except BrokerUnavailable:
                 pass  # nothing of this call is accepted
@@ -103,8 +103,8 @@ def test_killing_the_leader_under_load_loses_no_accepted_job(cluster_broker, rep
     finally:
         try:
             producer.close()  # waits for the last confirms
-        except PublishRejected as exc:
-            given_back |= set(exc.job_ids)
+        except PublishFailed as exc:
+            given_back |= set(exc.job_ids) | set(exc.in_doubt)
     wanted = {i for job_id, i in kept.items() if job_id not in given_back}
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

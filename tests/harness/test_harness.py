@@ -54,8 +54,32 @@ def test_losses_and_duplicates_are_counted_exactly_from_sequences():
     seen.add(0, 3)
     seen.add(0, 9)
     seen.add(1, 0)                       # ran but never accepted
-    assert loss_and_duplicates(sent, seen) == {"accepted": 100, "ran": 99, "lost": 2, "duplicated": 3,
-                                               "unexpected": 1}
+    counts = loss_and_duplicates(sent, seen)
+    assert {k: counts[k] for k in ("accepted", "ran", "lost", "duplicated", "unexpected")} == \
+        {"accepted": 100, "ran": 99, "lost": 2, "duplicated": 3, "unexpected": 1}
+    assert counts["refused"] == counts["in_doubt"] == counts["refused_ran"] == 0
+
+
+def test_every_sent_job_has_one_outcome_and_in_doubt_is_counted_apart():
+    """Accepted, refused and in doubt are told apart: a job in doubt that ran is neither lost
+    nor unexpected; one that never ran is not lost (it may never have been held); a refused job
+    that ran is a defect of its own (refused_ran), never hidden among "unexpected"."""
+    sent, seen, refused, doubt = SequenceCounts(), SequenceCounts(), SequenceCounts(), SequenceCounts()
+    for seq in range(10):
+        sent.add(0, seq)
+        seen.add(0, seq)
+    for seq in range(10, 20):            # in doubt: 4 ran once, 2 twice, 4 never
+        doubt.add(0, seq)
+        for _ in range(1 if seq < 14 else 2 if seq < 16 else 0):
+            seen.add(0, seq)
+    for seq in range(20, 25):            # refused: one ran anyway
+        refused.add(0, seq)
+    seen.add(0, 24)
+    counts = loss_and_duplicates(sent, seen, refused, doubt)
+    assert counts["accepted"] + counts["refused"] + counts["in_doubt"] == 25
+    assert (counts["in_doubt"], counts["doubt_ran"], counts["doubt_twice"], counts["doubt_never"]) == (10, 4, 2, 4)
+    assert (counts["refused"], counts["refused_ran"]) == (5, 1)
+    assert (counts["lost"], counts["unexpected"], counts["duplicated"]) == (0, 0, 2)
 
 
 def test_injected_losses_and_duplicates_are_counted_exactly(tmp_path):
@@ -284,6 +308,20 @@ def test_a_nack_read_after_the_call_is_counted_refused_not_an_error(tmp_path):
     assert result["errors"] == [] and result["status"] == "ok", result["errors"]
     assert f["rejected"] == 50
     assert (f["accepted"], f["completed"], f["lost"], f["unexpected"]) == (450, 450, 0, 0), f
+
+
+def test_a_call_in_doubt_is_counted_in_doubt_with_what_became_of_it(tmp_path):
+    """The third call ends in doubt (a reply lost after sending): half its jobs were kept by the
+    broker and run, half were not. None of them is called refused or accepted: 50 in doubt, 25
+    ran, 25 never ran; nothing lost, nothing unexpected, and the sums add up to every job sent."""
+    scenario = Scenario(mode="drain", drain_jobs=500, publish_batch=50,
+                        broker_options={"faults": {"doubt_calls": [2]}},
+                        **{k: v for k, v in FAST.items() if k not in ("duration_s", "warmup_s")})
+    result, _ = run(scenario, out=tmp_path)
+    f = result["figures"]
+    assert (f["in_doubt"], f["in_doubt_outcome"]) == (50, {"ran": 25, "ran_twice": 0, "never_ran": 25}), f
+    assert (f["accepted"], f["rejected"], f["lost"], f["unexpected"], f["refused_ran"]) == (450, 0, 0, 0, 0), f
+    assert f["accepted"] + f["rejected"] + f["in_doubt"] == f["sent"] == 500
 
 
 def test_a_retry_that_vanishes_is_counted_lost(tmp_path):

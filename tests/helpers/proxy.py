@@ -26,19 +26,39 @@ class ReplyDropProxy:
         self._server.bind(("127.0.0.1", self.port))
         self._server.listen(64)
         self._closed = False
+        self._open: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def arm(self, trigger: bytes) -> None:
+    def arm(self, trigger: bytes, *, then_refuse: bool = False) -> None:
+        """Lose the reply to the first request containing ``trigger``; with ``then_refuse``,
+        stop accepting connections at that moment too (the server looks gone for good)."""
         with self._lock:
             self._trigger = trigger
+            self._then_refuse = then_refuse
 
     def close(self) -> None:
         self._closed = True
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it
+        except OSError:
+            pass
         self._server.close()
+
+    def cut_all(self, keep: tuple[socket.socket, ...] = ()) -> None:
+        """Refuse new connections and close every open one (but ``keep``, whose reply is being
+        lost): the server looks gone for good."""
+        self.close()
+        for sock in list(self._open):
+            if sock not in keep:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                except OSError:
+                    pass
 
     def _accept(self) -> None:
         while not self._closed:
@@ -47,6 +67,7 @@ class ReplyDropProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            self._open += [client, upstream]
             state = {"drop": False}
             threading.Thread(target=self._forward, args=(client, upstream, state, True), daemon=True).start()
             threading.Thread(target=self._forward, args=(upstream, client, state, False), daemon=True).start()
@@ -62,6 +83,8 @@ class ReplyDropProxy:
                         if self._trigger is not None and self._trigger in data:
                             self._trigger = None
                             state["drop"] = True
+                            if getattr(self, "_then_refuse", False):
+                                self.cut_all(keep=(source, target))
                     target.sendall(data)
                 elif state["drop"]:
                     self.dropped += 1  # the server answered: the client never hears it
@@ -72,6 +95,10 @@ class ReplyDropProxy:
             pass
         finally:
             for s in (source, target):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)  # close() alone waits for the other thread's recv()
+                except OSError:
+                    pass
                 try:
                     s.close()
                 except OSError:
