@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Callable
 
-from .common import Row, Session
+from .common import Row, Session, with_outcomes
 
 SCENARIOS: dict[str, tuple[str, str]] = {
     "worker-crash": ("benchmarks.faults.worker_crash", "SIGKILL a consumer mid-job: redelivery time, lost, duplicated"),
@@ -21,6 +21,12 @@ SCENARIOS: dict[str, tuple[str, str]] = {
 
 
 def scenario(name: str) -> Callable[[Session], list[Row]]:
+    """The scenario's run function; every row it returns carries its in-doubt and refused-but-ran
+    counts (:func:`.common.with_outcomes`: a refusal that was untrue fails the row)."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    return import_module(SCENARIOS[name][0]).run_scenario
+    run_scenario = import_module(SCENARIOS[name][0]).run_scenario
+
+    def run(session: Session) -> list[Row]:
+        return [with_outcomes(row) for row in run_scenario(session)]
+    return run

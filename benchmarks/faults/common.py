@@ -39,9 +39,56 @@ class Row:
     results_file: str | None = None
     unavailable_s: float | None = None   # replication rows: longest stretch with no job accepted
     failover_s: float | None = None      # replication rows: until the broker named a new leader
+    in_doubt: int | None = None          # jobs the broker may hold: the producer could not know
+    refused_ran: int | None = None       # refused, yet ran: the adapter's refusal was untrue
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def outcome_words(figures: dict[str, Any]) -> str:
+    """What became of the jobs that were not simply accepted, in words (empty when all were)."""
+    doubt, refused, refused_ran = figures.get("in_doubt", 0), figures.get("rejected", 0), figures.get("refused_ran", 0)
+    parts = []
+    if doubt:
+        o = figures.get("in_doubt_outcome", {})
+        parts.append(f"in doubt {doubt:,} (ran {o.get('ran', 0):,}, ran twice {o.get('ran_twice', 0):,}, "
+                     f"never ran {o.get('never_ran', 0):,})")
+    if refused:
+        parts.append(f"refused {refused:,}" + (f", of which {refused_ran:,} ran anyway: a refusal that was "
+                                               "untrue (a defect)" if refused_ran else ", none of which ran"))
+    return "; ".join(parts)
+
+
+def with_outcomes(row: Row) -> Row:
+    """The row with the in-doubt and refused-but-ran counts of its results file. A refused job
+    that ran means the adapter told its caller something untrue: the row's expectation is then
+    not met, whatever else it measured."""
+    if not row.results_file or not Path(row.results_file).is_file():
+        return row
+    try:
+        figures = json.loads(Path(row.results_file).read_text()).get("figures") or {}
+    except (OSError, ValueError):
+        return row
+    if "in_doubt" not in figures:  # a results file older than run/3, or one measured outside the runner
+        return row
+    row.in_doubt, row.refused_ran = figures["in_doubt"], figures.get("refused_ran", 0)
+    words = outcome_words(figures)
+    if words and words not in row.note:
+        row.note = f"{row.note}; {words}" if row.note else words
+    if row.refused_ran:
+        row.met = False
+        _mark_unmet(Path(row.results_file))
+    return row
+
+
+def _mark_unmet(path: Path) -> None:
+    """The results file says what the row says: its expectation was not met."""
+    result = json.loads(path.read_text())
+    if result.get("fault", {}).get("met"):
+        result["fault"]["met"] = False
+        result["fault"]["why_unmet"] = "refused jobs ran: the producer's caller was told something untrue"
+        path.write_text(json.dumps(result, indent=1))
 
 
 class PrivateBrokers:

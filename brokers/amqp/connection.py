@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -86,14 +87,34 @@ def enable_async_confirms(connection: pika.BlockingConnection, channel: Blocking
     pump(connection, lambda: bool(done))  # returns on Confirm.SelectOk (process_data_events would sit out its limit)
 
 
-def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool]) -> None:
-    """Do I/O on ``connection`` until its output is flushed and any waiter is true.
+def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool], deadline: float | None = None) -> None:
+    """Do I/O on ``connection`` until its output is flushed and any waiter is true, or, with a
+    ``deadline`` (time.monotonic()), until then at the latest.
 
-    This is pika's own wait loop (what BlockingChannel uses for its confirms); it blocks on the
-    socket instead of spinning, and wakes on I/O or pika's timers (heartbeats).
+    Without a deadline this is pika's own wait loop (what BlockingChannel uses for its
+    confirms); it blocks on the socket instead of spinning, and wakes on I/O or pika's timers.
+    pika's loop cannot end while output is unsent, and it looks at its waiters only when I/O or
+    a timer wakes it: a broker that stops reading (a resource alarm blocks publishers) would
+    hold it until the alarm clears. With a deadline, a timer wakes the loop on time and it ends
+    then whether the output went out or not (what is unsent stays in pika's buffer).
     """
     coalesce_output(connection)
-    connection._flush_output(*waiters)  # noqa: SLF001
+    if deadline is None:
+        connection._flush_output(*waiters)  # noqa: SLF001
+        return
+    impl = connection._impl  # noqa: SLF001
+    timer = impl.ioloop.call_later(max(deadline - time.monotonic(), 0.0) + 0.001, lambda: None)
+    try:
+        while not connection._closed_result.ready and time.monotonic() < deadline:  # noqa: SLF001
+            flushed = not impl._transport or impl._get_write_buffer_size() == 0  # noqa: SLF001
+            if flushed and any(ready() for ready in waiters):
+                break
+            impl.ioloop.poll()
+            impl.ioloop.process_timeouts()
+    finally:
+        impl.ioloop.remove_timeout(timer)
+    if connection._closed_result.ready:  # noqa: SLF001
+        connection._flush_output()  # noqa: SLF001  # raises the close's error, as pika's own loop does
 
 
 def coalesce_output(connection: pika.BlockingConnection) -> None:

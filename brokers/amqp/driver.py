@@ -147,16 +147,17 @@ def arm_memory_alarm(instance: Any, headroom_mb: float) -> float:
 
 def hold_memory_alarm(instance: Any) -> Callable[[], None]:
     """Raise a memory alarm on the private node now (a watermark of 1 byte: every publishing
-    connection is blocked); returns what clears it (the node's watermark as it was)."""
-    before = instance.ctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().").stdout.strip()
-    instance.ctl("set_vm_memory_high_watermark", "absolute", "1")
-    absolute = re.fullmatch(r"\{absolute,\s*(\d+)\}", before)
+    connection is blocked); returns what clears it (the node's watermark as it was). One
+    rabbitmqctl call each way (each boots an Erlang VM: about 0.4 s idle, seconds on a loaded
+    machine), the old watermark read and the new one set in the same call."""
+    before = instance.ctl("eval", "Before = vm_memory_monitor:get_vm_memory_high_watermark(), "
+                                  "ok = vm_memory_monitor:set_vm_memory_high_watermark({absolute, 1}), "
+                                  "Before.").stdout.strip()
+    if not re.fullmatch(r"\{absolute,\s*\d+\}|[0-9.]+", before):
+        before = "0.4"  # what RabbitMQ starts with, if the answer was not a watermark
 
     def clear() -> None:
-        if absolute:
-            instance.ctl("set_vm_memory_high_watermark", "absolute", absolute.group(1))
-        else:
-            instance.ctl("set_vm_memory_high_watermark", before or "0.4")
+        instance.ctl("eval", f"ok = vm_memory_monitor:set_vm_memory_high_watermark({before}).")
 
     return clear
 

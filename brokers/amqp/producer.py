@@ -255,7 +255,7 @@ class AmqpProducer(Producer):
         deadline = time.monotonic() + self.confirm_timeout_s
         while True:
             pump(self._conn, lambda: len(self._unconfirmed) <= max_unconfirmed or bool(self._returned),
-                 lambda: self._closed_by is not None, lambda: time.monotonic() > deadline)
+                 lambda: self._closed_by is not None, deadline=deadline)
             self._check_channel()
             if not self._returned:
                 break
@@ -377,8 +377,11 @@ class AmqpProducer(Producer):
             self._guarded(lambda: (pump(self._conn), self._check_channel()))
 
     def idle(self, seconds: float) -> None:
+        """Read confirms for ``seconds``, and return then, even while a blocked broker leaves
+        output unsent (pika's process_data_events would wait for it)."""
         if seconds > 0 and self._conn is not None:
-            self._guarded(lambda: self._conn.process_data_events(time_limit=seconds))
+            deadline = time.monotonic() + seconds
+            self._guarded(lambda: pump(self._conn, deadline=deadline))
 
     @property
     def in_flight(self) -> int:

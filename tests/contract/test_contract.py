@@ -483,7 +483,8 @@ def test_a_repeated_custom_id_does_what_capabilities_declare(broker):
     twice = broker.capabilities.repeated_id.support is Support.NONE
     drain(broker, rec.handler(), 2 if twice else 1, timeout=10)
     broker.worker(rec.handler()).run(idle_timeout=0.5, timeout=10)  # anything more would run now
-    assert [s.data for s in rec.seen] == ([{"v": 1}, {"v": 2}] if twice else [{"v": 1}]), broker.capabilities.repeated_id
+    expected = [{"v": 1}, {"v": 2}] if twice else [{"v": 1}]
+    assert [s.data for s in rec.seen] == expected, broker.capabilities.repeated_id
 
 
 @pytest.mark.parametrize("item", [None, ("user_variables_update", {}), "user_variables_update"])
