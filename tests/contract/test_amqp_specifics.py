@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+
+from brokers import registry
 
 from brokers.contract import JobOptions, JobSpec
 from tests.helpers.recorder import Recorder
@@ -239,6 +242,39 @@ def test_jobs_given_back_after_a_confirm_timeout_are_in_doubt_not_refused(privat
         producer.close()
     finally:
         node.ctl("set_vm_memory_high_watermark", "0.4")
+        broker.purge()
+        broker.close()
+
+
+def test_a_confirm_timeout_comes_on_time_while_a_blocked_broker_leaves_output_unsent(private_brokers):
+    """A memory alarm: RabbitMQ stops reading from publishing connections, so once the socket
+    buffers are full the producer's output stays unsent. The producer's wait for confirms must
+    still end at its timeout (in doubt), not when the alarm clears (pika's own wait loop cannot
+    end while output is unsent); so must idle()."""
+    from brokers.amqp.broker import RabbitMQBroker
+    from brokers.contract import PublishInDoubt
+
+    node = private_brokers.default_instance("rabbitmq")
+    broker = RabbitMQBroker(node.url, queue="blocked-output")
+    clear = registry.get("rabbitmq").memory_alarm.hold(node)
+    clearer = threading.Timer(30.0, clear)
+    try:
+        producer = broker.producer(confirm_timeout_s=1.5)
+        blob = "b" * 1_000_000
+        started = time.monotonic()
+        ids = producer.publish_many([JobSpec("statistics_aggregation", {"blob": blob, "n": i}) for i in range(40)])
+        assert time.monotonic() - started < 12, "within its window the call returns (in flight), unsent or not"
+        with pytest.raises(PublishInDoubt, match="no publisher confirm") as err:
+            producer.flush()
+        assert time.monotonic() - started < 15, "the timeout came on time, not when the alarm cleared"
+        assert err.value.in_doubt == ids
+        started = time.monotonic()
+        producer.idle(0.5)
+        assert time.monotonic() - started < 3, "idle() returns on time with output unsent"
+        clearer.start()
+    finally:
+        clearer.cancel()
+        clear()
         broker.purge()
         broker.close()
 
