@@ -24,15 +24,21 @@ def _failover_columns(rows: list[Row]) -> bool:
     return any(r.unavailable_s is not None or r.failover_s is not None for r in rows)
 
 
+def unavailable_cell(seconds: Any, came_back: Any) -> str:
+    """The longest stretch with nothing accepted; marked when acceptances never came back."""
+    return _n(seconds) + (" (never resumed)" if came_back is False else "")
+
+
 def table_markdown(rows: list[Row]) -> str:
     failover = _failover_columns(rows)
     extra = " unavailable s | failover s |" if failover else ""
-    lines = [f"| scenario | broker | profile | lost | duplicated | recovery s |{extra} expectation | met | note |",
-             "|---|---|---|---:|---:|---:|" + ("---:|---:|" if failover else "") + "---|---|---|"]
+    lines = [f"| scenario | broker | profile | lost | duplicated | in doubt | recovery s |{extra} expectation | met "
+             "| note |",
+             "|---|---|---|---:|---:|---:|---:|" + ("---:|---:|" if failover else "") + "---|---|---|"]
     for r in rows:
-        cells = [r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.recovery_s)]
+        cells = [r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.in_doubt), _n(r.recovery_s)]
         if failover:
-            cells += [_n(r.unavailable_s), _n(r.failover_s)]
+            cells += [unavailable_cell(r.unavailable_s, r.resumed), _n(r.failover_s)]
         cells += [r.expectation, "yes" if r.met else "**no**", r.note]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -47,13 +53,13 @@ def print_table(rows: list[Row], console: Any) -> None:
 
     table = Table(title="brokerbench fault scenarios (private brokers, this machine)", show_lines=True)
     failover = _failover_columns(rows)
-    numbers = ("lost", "dup", "recovery s") + (("unavailable s", "failover s") if failover else ())
+    numbers = ("lost", "dup", "in doubt", "recovery s") + (("unavailable s", "failover s") if failover else ())
     for name in ("scenario", "broker", "profile", *numbers, "expectation", "met"):
         table.add_column(name, justify="right" if name in numbers else "left")
     for r in rows:
-        cells = [_n(r.lost), _n(r.duplicated), _n(r.recovery_s)]
+        cells = [_n(r.lost), _n(r.duplicated), _n(r.in_doubt), _n(r.recovery_s)]
         if failover:
-            cells += [_n(r.unavailable_s), _n(r.failover_s)]
+            cells += [unavailable_cell(r.unavailable_s, r.resumed), _n(r.failover_s)]
         table.add_row(r.scenario, r.broker, r.profile, *cells, r.expectation,
                       "[green]yes[/green]" if r.met else "[red]no[/red]")
     console.print(table)

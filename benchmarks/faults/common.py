@@ -39,6 +39,7 @@ class Row:
     results_file: str | None = None
     unavailable_s: float | None = None   # replication rows: longest stretch with no job accepted
     failover_s: float | None = None      # replication rows: until the broker named a new leader
+    resumed: bool | None = None          # replication rows: False when acceptances never came back
     in_doubt: int | None = None          # jobs the broker may hold: the producer could not know
     refused_ran: int | None = None       # refused, yet ran: the adapter's refusal was untrue
 

@@ -106,19 +106,46 @@ def _held(cluster: Any, fault: str, hold_s: float, words: registry.Replication, 
     return do
 
 
-def unavailable_s(result: dict[str, Any], fault_at_s: float) -> float | None:
-    """The longest stretch after ``fault_at_s`` with no job accepted (100 ms steps), up to the
-    last acceptance: how long producers could not get a job in."""
+def unavailable_s(result: dict[str, Any], fault_at_s: float, end_s: float | None = None) -> float | None:
+    """The longest stretch after ``fault_at_s`` with no job accepted (100 ms steps), up to
+    ``end_s`` (when the producers stopped; default: the last acceptance): how long producers
+    could not get a job in. Measured to the end of the run, an outage that never ended counts
+    in full (see :func:`resumed`), not as the best possible figure."""
     tenths = (result.get("figures") or {}).get("timeline", {}).get("accepted_per_100ms")
-    if not tenths:
+    if tenths is None:
         return None
     start = int(fault_at_s / TENTH_S)
-    last = max((i for i, n in enumerate(tenths) if n), default=-1)
+    if end_s is None:
+        end = max((i for i, n in enumerate(tenths) if n), default=-1) + 1
+    else:
+        end = int(end_s / TENTH_S)
+    series = list(tenths[start:end]) + [0] * max(0, end - max(len(tenths), start))
     longest = run_ = 0
-    for n in tenths[start:last + 1]:
+    for n in series:
         run_ = run_ + 1 if n == 0 else 0
         longest = max(longest, run_)
     return round(longest * TENTH_S, 1)
+
+
+NEVER_RESUMED_S = 1.0  # a trailing stretch with nothing accepted at least this long: acceptances never came back
+
+
+def resumed(result: dict[str, Any], fault_at_s: float, end_s: float) -> bool:
+    """Whether jobs were accepted again after the fault: False when the run ends in a stretch of
+    at least NEVER_RESUMED_S with nothing accepted that began after the fault."""
+    tenths = (result.get("figures") or {}).get("timeline", {}).get("accepted_per_100ms") or []
+    start, end = int(fault_at_s / TENTH_S), int(end_s / TENTH_S)
+    last = max((i for i, n in enumerate(tenths[:end]) if n), default=-1)
+    return not (end - max(last + 1, start) >= NEVER_RESUMED_S / TENTH_S)
+
+
+def outage_words(gap: float | None, came_back: bool) -> str:
+    """The stretch with nothing accepted, in words."""
+    if gap is None:
+        return "acceptances not recorded"
+    if not came_back:
+        return f"no job accepted from the fault to the end of the run ({gap:g} s): acceptances never resumed"
+    return f"no job accepted for {gap:g} s"
 
 
 def _expectation(fault: str, profile: DurabilityProfile) -> str:
@@ -157,7 +184,10 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
                        actions=[Action(scenario.warmup_s + FAULT_AT_S, do)])
     f = result["figures"] or {}
     lost, dup = f.get("lost"), f.get("duplicated")
-    gap = unavailable_s(result, record["fault_at_s"] or scenario.warmup_s + FAULT_AT_S)
+    fault_at = record["fault_at_s"] or scenario.warmup_s + FAULT_AT_S
+    end_s = scenario.warmup_s + scenario.duration_s  # the producers' end: an outage is measured up to it
+    gap = unavailable_s(result, fault_at, end_s)
+    came_back = resumed(result, fault_at, end_s)
     expectation = _expectation(fault, profile)
     met = lost == 0 if (fault == "follower" or profile.no_loss) else lost is not None
     errors = [e for e in result["errors"] if "drain_timeout_s" not in e]
@@ -165,7 +195,7 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
             "hang": f"SIGSTOP {words.leader} {hold_s:.0f} s",
             "partition": f"partition {words.leader} {hold_s:.0f} s"}[fault]
     note = (f"run {attempt + 1}/{runs}; accepted {f.get('accepted')}, refused {f.get('rejected', 0)}, "
-            f"redelivered {f.get('redelivered')}; no job accepted for {gap} s")
+            f"in doubt {f.get('in_doubt', 0)}, redelivered {f.get('redelivered')}; {outage_words(gap, came_back)}")
     if fault != "follower":
         note += (f"; new {words.leader} after {record['failover_s']} s" if record["failover_s"] is not None
                  else f"; no new {words.leader} seen")
@@ -174,9 +204,9 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
         met = False
     attach(result, path, expectation, met, profile=profile.name, fault=what, failover_s=record["failover_s"],
            fault_at_s=record["fault_at_s"],
-           unavailable_s=gap, topology=cluster.describe())
+           unavailable_s=gap, resumed=came_back, topology=cluster.describe())
     return Row("replication", kind, f"{profile.name}: {what}", lost, dup, None, expectation, met, note,
-               str(path) if path else None, unavailable_s=gap, failover_s=record["failover_s"])
+               str(path) if path else None, unavailable_s=gap, failover_s=record["failover_s"], resumed=came_back)
 
 
 def failover_rows(session: Session) -> list[Row]:

@@ -12,6 +12,12 @@ from . import experiments, plots, scenario_plots, sources, takeaways
 from .blocks import Block, Section
 from .summary import fmt
 
+OUTCOME_WORDS = ("Every job a producer sent is accepted (it got its reply or confirm), refused (the broker "
+                 "certainly does not hold it) or in doubt (it may: a timeout after sending, a WAIT short of its "
+                 "replicas, a connection lost before the reply). Lost: accepted and never run. Duplicated: run more "
+                 "than once. In doubt: counted apart, with how many of them ran (the notes say); a refused job that "
+                 "ran would fail its row.")
+
 
 def blocks(collected: Any, plot_dir: Path) -> list[Block]:
     """Everything the fault scenarios' results files show (``collected``: a report.Collected)."""
@@ -20,12 +26,11 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
     general_rows = [r for r in collected.rows if not r["scenario"].startswith("replication")]
     if general_rows:
         out += [Block("heading", "Reliability: fault scenarios"),
-                Block("text", "Lost: accepted by the broker (the producer got its reply or confirm) and never run. "
-                              "Duplicated: run more than once. Each scenario ran on private brokers."),
-                Block("table", header=["scenario", "broker", "profile", "lost", "dup", "recovery s", "expectation",
-                                       "met", "note", "results file"],
+                Block("text", OUTCOME_WORDS + " Each scenario ran on private brokers."),
+                Block("table", header=["scenario", "broker", "profile", "lost", "dup", "in doubt", "recovery s",
+                                       "expectation", "met", "note", "results file"],
                       rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
-                             fmt(r["duplicated"]), fmt(r["recovery_s"], "{}"), r["expectation"],
+                             fmt(r["duplicated"]), fmt(r.get("in_doubt")), fmt(r["recovery_s"], "{}"), r["expectation"],
                              "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in general_rows])]
         out.figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
         out.say(takeaways.reliability(general_rows))
@@ -86,10 +91,12 @@ def replication_blocks(collected: Any, rows: list[dict[str, Any]], plot_dir: Pat
                          "node of a replicated broker shares this machine's cores with the others and the load: "
                          "the cost rows show what copies cost on one box, not on three.")])
     if failovers:
-        out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "unavailable s", "failover s",
-                                          "expectation", "met", "note", "results file"],
+        out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "in doubt", "unavailable s",
+                                          "failover s", "expectation", "met", "note", "results file"],
                          rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]),
-                                fmt(r.get("unavailable_s"), "{}"), fmt(r.get("failover_s"), "{}"), r["expectation"],
+                                fmt(r.get("in_doubt")), fmt(r.get("unavailable_s"), "{}")
+                                + (" (never resumed)" if r.get("resumed") is False else ""),
+                                fmt(r.get("failover_s"), "{}"), r["expectation"],
                                 "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in failovers]))
         out.say(takeaways.failovers(failovers))
     if cost:

@@ -322,21 +322,21 @@ def backlog_label(broker: str) -> str:
 
 def reliability_table(rows: list[dict[str, Any]]) -> Figure:
     """The fault scenarios' table as a picture (the report also has it as text)."""
-    columns = ["scenario", "broker", "profile", "lost", "duplicated", "recovery_s", "met"]
+    columns = ["scenario", "broker", "profile", "lost", "duplicated", "in_doubt", "recovery_s", "met"]
     cells = [["-" if row.get(c) is None else ("yes" if row[c] is True else "NO" if row[c] is False else str(row[c]))
               for c in columns] for row in rows]
     fig, ax = _subplots(figsize=(10, 0.26 * len(rows) + 0.8))
     ax.axis("off")
     table = ax.table(cellText=cells, colLabels=[c.replace("_", " ") for c in columns], loc="upper center",
-                     cellLoc="left", colWidths=[0.17, 0.08, 0.37, 0.08, 0.1, 0.1, 0.06])
+                     cellLoc="left", colWidths=[0.16, 0.08, 0.33, 0.07, 0.09, 0.08, 0.09, 0.06])
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
     table.scale(1, 1.25)
     for i, row in enumerate(rows, start=1):
         table[i, 1].set_text_props(color=colour(row["broker"]))
         if row.get("met") is False:
-            table[i, 6].set_facecolor("#F0E442")
-    fig.suptitle("Fault scenarios: lost and duplicated jobs, recovery time, expectation met", fontsize=11)
+            table[i, 7].set_facecolor("#F0E442")
+    fig.suptitle("Fault scenarios: lost, duplicated and in-doubt jobs, recovery time, expectation met", fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -231,11 +231,18 @@ def failovers(rows: Runs) -> str:
         lost = max((r["lost"] for r in mine if r["lost"] is not None), default=None)
         down = max((r["unavailable_s"] for r in mine if r.get("unavailable_s") is not None), default=None)
         losing = sorted({r["profile"].split(":")[0] for r in mine if r["lost"]})
+        doubt = sum(r.get("in_doubt") or 0 for r in mine)
+        stuck = [r["profile"] for r in mine if r.get("resumed") is False]
         text = f"{label(kind)}: at most {lost:,} accepted jobs lost" if lost is not None else f"{label(kind)}:"
         if losing:
             text += " (" + ", ".join(losing) + ")"
         if down is not None:
             text += f", at most {down:g} s with nothing accepted"
+        if stuck:
+            text += f"; acceptances never resumed in {len(stuck)} run(s) ({', '.join(sorted(set(stuck)))})"
+        if doubt:
+            text += (f"; {doubt:,} jobs in doubt in all (told neither accepted nor refused: the notes say how many "
+                     "ran)")
         parts.append(text)
     return ("; ".join(parts) + ". A kill is the easy case for both; a hung or cut-off leader is where they part: "
             "compare the SIGSTOP and partition rows." if parts else "")
@@ -265,6 +272,11 @@ def failover_timeline(result: dict[str, Any]) -> str:
             f"lost {f.get('lost')}, duplicated {f.get('duplicated')}")
     if fault.get("unavailable_s") is not None:
         text += f", nothing accepted for {fault['unavailable_s']:g} s"
+        if fault.get("resumed") is False:
+            text += " (to the end of the run: acceptances never resumed)"
+    if f.get("in_doubt"):
+        o = f.get("in_doubt_outcome", {})
+        text += f", {f['in_doubt']:,} in doubt (ran {o.get('ran', 0):,}, never ran {o.get('never_ran', 0):,})"
     if fault.get("failover_s") is not None:
         text += f", a new leader after {fault['failover_s']:g} s"
     return text + "."

@@ -40,7 +40,7 @@ def test_report_numbers_are_the_results_numbers(small_results, tmp_path):
     assert f"{closed['figures']['throughput']['out_per_s']:,.0f}" in text
     assert f"{opened['figures']['latency_ms']['end_to_end_intended']['p99']:.1f}" in text
     assert f"{opened['figures']['latency_ms']['publish']['p99']:.2f}" in text
-    assert "| worker crash | BullMQ-style Redis | lock 1000 ms | 0 | 3 | 1.2 | lost 0 | yes | a note |" in text
+    assert "| worker crash | BullMQ-style Redis | lock 1000 ms | 0 | 3 | - | 1.2 | lost 0 | yes | a note |" in text
     assert closed["environment"]["machine"]["cpu"] in text
     for name in re.findall(r"\(plots/([\w.-]+\.png)\)", text):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
