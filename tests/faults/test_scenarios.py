@@ -98,13 +98,16 @@ def test_a_long_memory_alarm_leaves_the_accepted_count_moving(session):
 def test_replication_one_failover_per_broker_loses_no_accepted_job(session):
     """The small replication scenario: the leader (Redis primary, quorum leader) SIGKILLed under
     load on the replicated broker, with each kind's no-loss profile."""
-    rows = replication.run_scenario(session)
+    rows = [with_outcomes(row) for row in replication.run_scenario(session)]
     assert {r.broker for r in rows} == {d.kind for d in session.drivers(can_crash=True) if d.replication}
     for row in rows:
         assert row.lost == 0, row.note
         assert row.failover_s is not None and row.failover_s > 0, f"a new leader was named: {row.note}"
-        assert row.unavailable_s is not None, row.note
+        assert row.unavailable_s is not None and row.resumed, row.note
         assert row.met, row.note
-        fault = results.load(row.results_file)["fault"]
+        loaded = results.load(row.results_file)
+        fault, figures = loaded["fault"], loaded["figures"]
         assert fault["failover_s"] == row.failover_s and "topology" in fault["topology"]
+        assert row.in_doubt == figures["in_doubt"] and figures["refused_ran"] == 0, row.note
+        assert figures["accepted"] + figures["rejected"] + figures["in_doubt"] == figures["sent"], figures
     _check_files(rows)
