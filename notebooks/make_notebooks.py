@@ -523,8 +523,11 @@ guarantees". Here both brokers run replicated, on private processes on this mach
   producers use publisher confirms: a confirm means a majority of the replicas has the message.
 
 The load is closed loop (a backlog of up to 2,000 light jobs), so a failover always has jobs in
-flight. *Lost* = accepted (reply or confirm received) and never run; *unavailable* = the longest
-stretch with no job accepted; *failover* = until the broker named a new leader."""),
+flight. *Lost* = accepted (reply or confirm received) and never run; *in doubt* = sent, and the
+producer could not learn whether the broker kept it (a `WAIT` short of its replicas, a confirm
+that never came, a reply lost with the connection): counted apart, and the note says how many of
+them ran; *unavailable* = the longest stretch with no job accepted, up to the end of the run
+("never resumed" when it did not end); *failover* = until the broker named a new leader."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
 from benchmarks.commands.scenarios import table_markdown
