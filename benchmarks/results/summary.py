@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 SUMMARY_HEADER = ["job type", "broker", "durability", "max jobs/s", "jobs/CPU-s", "open loop in/s", "p50 ms",
-                  "p99 ms", "p99.9 ms", "publish p99 ms", "lost", "dup"]
+                  "p99 ms", "p99.9 ms", "publish p99 ms", "lost", "dup", "in doubt"]
 NOISY = 0.10  # a spread (max - min) above this share of the median: the figure is noisy
 
 Getter = Callable[[dict[str, Any]], Any]
@@ -80,6 +80,8 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         row["lost"] = row.get("lost", 0) + f["lost"]
         row["duplicated"] = row.get("duplicated", 0) + f["duplicated"]
+        if "in_doubt" in f:  # results files from run/3 on
+            row["in_doubt"] = row.get("in_doubt", 0) + f["in_doubt"]
         if r["errors"]:
             row["error"] = "; ".join(r["errors"])
         for name, get in FIGURES.get(sc["mode"], {}).items():
@@ -156,7 +158,7 @@ def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "", sep: st
     return [row["profile"], broker, row.get("durability", "-"), cell("max_jobs_per_s", "{:,.0f}"),
             cell("jobs_per_cpu_s", "{:,.0f}"), cell("rate", "{:,.0f}", rate_unit), cell("p50_ms", "{:.1f}"),
             cell("p99_ms", "{:.1f}"), cell("p999_ms", "{:.1f}"), cell("publish_p99_ms", "{:.2f}"),
-            fmt(row.get("lost")), fmt(row.get("duplicated"))]
+            fmt(row.get("lost")), fmt(row.get("duplicated")), fmt(row.get("in_doubt"))]
 
 
 def ratio_text(rows: list[dict[str, Any]], first_label: str, second_label: str) -> list[str]:
