@@ -6,9 +6,22 @@ every run the moment its handler returns, before the job is acknowledged: a job 
 reported but not acknowledged when its worker died runs again and shows as a duplicate, which
 is what happened.
 
-Messages: producer ``{"e": "acc", "ids": [...], "t": s}`` (accepted), ``{"e": "ref", "n": k,
-"why": text}`` (refused), ``{"e": "err", "why": text}`` (broker unreachable, retrying);
-consumer ``{"e": "ran", "id", "name", "a" (attempts before), "r" (redelivered), "lat" (ms from
+Every job the producer offers ends in one of the contract's outcomes (:class:`brokers.contract.Fate`),
+and each is reported apart:
+
+* ``{"e": "acc", "ids": [...], "t": s}``: accepted (the broker replied, or confirmed). Every
+  accepted id is reported exactly once, at most ``REPORT_S`` after ``on_accepted`` named it, and
+  the rest when the producer is stopped with SIGTERM (it flushes its confirms first).
+* ``{"e": "ref", "n": k, "why": text}``: refused, certainly not held (a negative confirm, a full
+  broker, a closed channel). Never accepted, so nothing is removed anywhere for it.
+* ``{"e": "doubt", "n": k, "ids": [...], "why": text}``: in doubt (PublishInDoubt: a confirm
+  timeout, a WAIT short of replicas, a connection lost before the reply): the broker may hold
+  them and they may still run, once, or never. Neither accepted nor refused, never lost.
+* ``{"e": "err", "n": k, "why": text}``: the broker was unreachable (BrokerUnavailable) and the
+  ``k`` jobs of that call were never sent (certainly not held); the producer pauses and goes on.
+  Jobs offered while it is behind by more than 2 s are skipped, not sent and not counted.
+
+Consumer: ``{"e": "ran", "id", "name", "a" (attempts before), "r" (redelivered), "lat" (ms from
 send, or from due time for a delayed job), "ok", "t"}`` and ``{"e": "dead", "id"}``.
 """
 
@@ -18,19 +31,33 @@ import json
 import logging
 import random
 import signal
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from functools import partial
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Callable
 
 from brokers import registry
-from brokers.contract import BrokerUnavailable, Hooks, Job, JobOptions, Outcome, PublishRejected
+from brokers.contract import (
+    BrokerUnavailable,
+    Fate,
+    Hooks,
+    Job,
+    JobOptions,
+    Outcome,
+    Producer,
+    PublishFailed,
+    PublishInDoubt,
+)
 
 from ..harness.workloads import PROFILES, PayloadBank, ServiceModel, perform
 
 POISON = "poison_job"        # its handler always fails: retries, then the dead-letter queue
 QUEUE = "bb-live"            # the queue name's start; each lab adds its own suffix
+REPORT_S = 0.1              # the producer reports its acceptances at most this often
+WHY_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -88,11 +115,91 @@ def _quiet() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's: it stops us itself
 
 
+class Reports:
+    """The producer's reports, sent over its pipe. Accepted ids are collected in ONE list that
+    ``on_accepted`` extends and :meth:`flush` empties in place (never rebound: the producer holds
+    a reference to its ``extend``), so every accepted id is sent exactly once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.accepted: list[str] = []
+        self.last = time.monotonic()
+
+    def on_accepted(self, ids: list[str]) -> None:
+        self.accepted.extend(ids)
+
+    def flush(self, force: bool = False) -> None:
+        """Send the accepted ids collected so far: now if ``force``, else at most every REPORT_S."""
+        if self.accepted and (force or time.monotonic() - self.last >= REPORT_S):
+            batch = list(self.accepted)
+            self.accepted.clear()
+            _send(self.conn, {"e": "acc", "ids": batch, "t": time.time()})
+            self.last = time.monotonic()
+
+    def failed(self, exc: PublishFailed, own: list[str]) -> None:
+        """A publish (``own``: the ids of its jobs) or a confirm-reading step (``own`` empty)
+        raised: report its refused and in-doubt jobs apart. A job of the call whose fate is
+        ACCEPTED is left to ``on_accepted``; one with no fate given is in doubt (as the harness
+        counts it)."""
+        refused, doubt = list(exc.job_ids), list(exc.in_doubt)
+        fates = exc.fates if exc.fates is not None and len(exc.fates) == len(own) else [Fate.IN_DOUBT] * len(own)
+        for job_id, fate in zip(own, fates):
+            if job_id in refused or job_id in doubt or fate is Fate.ACCEPTED:
+                continue
+            (refused if fate is Fate.REFUSED else doubt).append(job_id)
+        why = str(exc)[:WHY_CHARS]
+        self.flush(force=True)   # acceptances before the failure go first
+        if doubt:
+            _send(self.conn, {"e": "doubt", "n": len(doubt), "ids": doubt, "why": why})
+        if refused:
+            _send(self.conn, {"e": "ref", "n": len(refused), "why": why})
+
+    def unavailable(self, exc: BrokerUnavailable, unsent: int) -> None:
+        _send(self.conn, {"e": "err", "n": unsent, "why": str(exc)[:WHY_CHARS]})
+
+
+def _settle(reports: Reports, step: Callable[[], object], own: list[str]) -> bool:
+    """Run one producer step, reporting what a failure says; False when the broker was unreachable."""
+    try:
+        step()
+    except PublishInDoubt as exc:        # before PublishFailed: in doubt is not refused
+        reports.failed(exc, own)
+        return not isinstance(exc, BrokerUnavailable)   # UnavailableInDoubt is an outage too
+    except PublishFailed as exc:         # PublishRejected: certainly not held
+        reports.failed(exc, own)
+    except BrokerUnavailable as exc:     # nothing of this call reached the broker
+        reports.unavailable(exc, len(own))
+        return False
+    return True
+
+
 def producer_main(conn: Connection, kind: str, url: str, queue: str, options: dict[str, Any],
                   settings: dict[str, Any], seed: int = 1) -> None:
-    """Publish the mix at the set rate until the pipe closes or the process is stopped."""
+    """Publish the mix at the set rate until the pipe closes or SIGTERM; on SIGTERM, wait for the
+    last confirms and report every outcome before leaving."""
     _quiet()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     load = LoadSettings(**settings)
+    broker = registry.get(kind).open(url, queue=queue, **options)
+    producer = broker.producer()
+    reports = Reports(conn)
+    producer.on_accepted = reports.on_accepted   # accepted = replied, or confirmed (windowed confirms)
+    try:
+        _publish_until(stopping, producer, reports, load, seed)
+        _settle(reports, producer.flush, [])
+        reports.flush(force=True)
+    except OSError:   # the pipe is gone: the lab stopped listening
+        pass
+    finally:
+        try:
+            producer.close()
+        except Exception:  # noqa: BLE001 - a broker that is gone; its outcomes were reported
+            pass
+
+
+def _publish_until(stopping: threading.Event, producer: Producer, reports: Reports, load: LoadSettings,
+                   seed: int) -> None:
     rng = random.Random(seed)
     bank = PayloadBank(seed, ServiceModel(time_scale=load.time_scale))
     weights = PROFILES[load.profile]
@@ -101,17 +208,13 @@ def producer_main(conn: Connection, kind: str, url: str, queue: str, options: di
     for t in types:
         total += weights[t]
         cumulative.append(total)
-    broker = registry.get(kind).open(url, queue=queue, **options)
-    producer = broker.producer()
-    pending: list[str] = []
-    producer.on_accepted = pending.extend   # accepted = replied, or confirmed (windowed confirms)
     interval, n = 1.0 / load.rate, 0
     next_at = time.monotonic()
-    last_report = time.monotonic()
-    while True:
+    while not stopping.is_set():
         now = time.monotonic()
-        if now < next_at:
-            time.sleep(min(next_at - now, 0.05))
+        if now < next_at:   # read confirms while waiting: acceptances are reported on time
+            _settle(reports, partial(producer.idle, min(next_at - now, 0.05)), [])
+            reports.flush()
             continue
         next_at += interval
         if now - next_at > 2.0:          # fell far behind (a broker outage): do not burst to catch up
@@ -120,18 +223,12 @@ def producer_main(conn: Connection, kind: str, url: str, queue: str, options: di
         job_type = types[next(i for i, c in enumerate(cumulative) if pick <= c)]
         data = dict(bank.payload(job_type, n), sent_at=time.time())
         n += 1
-        try:
-            # Our own ids: a broker restarted empty starts its counter again, and a reused id
-            # would hide a lost job behind a new one.
-            producer.publish(job_type, data, JobOptions(job_id=f"j{uuid.uuid4().hex[:16]}"))
-        except PublishRejected as exc:   # its job_ids were never accepted: refused, not waiting to run
-            _send(conn, {"e": "ref", "n": len(exc.job_ids) or 1, "why": str(exc)[:200]})
-        except BrokerUnavailable as exc:
-            _send(conn, {"e": "err", "why": str(exc)[:200]})
-            time.sleep(0.5)
-        if pending and time.monotonic() - last_report > 0.1:
-            _send(conn, {"e": "acc", "ids": pending, "t": time.time()})
-            pending, last_report = [], time.monotonic()
+        # Our own ids: a broker restarted empty starts its counter again, and a reused id would
+        # hide a lost job behind a new one.
+        job_id = f"j{uuid.uuid4().hex[:16]}"
+        if not _settle(reports, partial(producer.publish, job_type, data, JobOptions(job_id=job_id)), [job_id]):
+            stopping.wait(0.5)
+        reports.flush()
 
 
 class _Settled(Hooks):
