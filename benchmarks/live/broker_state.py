@@ -1,7 +1,8 @@
 """Each broker's queue state, in its own words, for the live view.
 
 BullMQ-style Redis: the length of each of its keys (wait, prioritized, active, delayed,
-completed, failed), summed over lanes; one job's keys on demand (its hash and its lock's TTL).
+completed, failed), summed over lanes; which of a list of jobs it no longer has (their job hashes,
+looked up in pipelined chunks); one job's keys on demand (its hash and its lock's TTL).
 RabbitMQ: ready messages in the lane queues, the delay queues and the dead-letter queue (AMQP
 reports these); unacknowledged messages only ``rabbitmqctl`` can tell (about 0.8 s a call), so a
 private node is asked in the background every few seconds and the page shows the last answer.
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 UNACKED_EVERY_S = 2.0
+MISSING_CHUNK = 1000    # job ids looked up per pipelined round trip
 
 
 def read_state(kind: str, admin: Any, instance: Any) -> dict[str, Any]:
@@ -79,17 +81,21 @@ def _ask_unacked(instance: Any, prefix: str) -> None:
         _asking.discard(key)
 
 
-def redis_missing(admin: Any, ids: list[str]) -> int:
-    """How many of ``ids`` have no job hash in any lane: jobs the broker no longer has."""
-    if not ids:
-        return 0
-    pipe = admin.client.pipeline(transaction=False)
+def redis_missing(admin: Any, ids: list[str], chunk: int = MISSING_CHUNK) -> list[str]:
+    """Which of ``ids`` have no job hash in any lane: jobs the broker no longer has. Every id is
+    looked up (EXISTS per lane), ``chunk`` ids per pipelined round trip, so no one round trip
+    holds Redis for long however many ids there are."""
     lanes = list(admin.lane_keys.values())
-    for job_id in ids:
-        for keys in lanes:
-            pipe.exists(keys.job(job_id))
-    found = pipe.execute()
-    return sum(1 for i in range(len(ids)) if not any(found[i * len(lanes):(i + 1) * len(lanes)]))
+    missing: list[str] = []
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        pipe = admin.client.pipeline(transaction=False)
+        for job_id in part:
+            for keys in lanes:
+                pipe.exists(keys.job(job_id))
+        found = pipe.execute()
+        missing += [job_id for i, job_id in enumerate(part) if not any(found[i * len(lanes):(i + 1) * len(lanes)])]
+    return missing
 
 
 def redis_job(admin: Any) -> dict[str, Any]:

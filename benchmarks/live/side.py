@@ -30,6 +30,8 @@ from .broker_state import read_state, redis_missing
 from .tally import Tally
 
 BACKLOG_JOBS = 400          # low-priority jobs put in front of an urgent one
+LOST_CHECK_S = 1.0          # Redis: every old unran job is looked up at most this often
+DRAIN_S = 2.0               # after stopping the load, how long its last reports may take to be read
 SPECIALS = ("poison", "malformed", "delayed", "urgent")
 
 
@@ -54,6 +56,8 @@ class Side:
         self.consumers: list[multiprocessing.Process] = []
         self.pipes: list[Connection] = []
         self.pipes_lock = threading.Lock()
+        self.pipe_of: dict[multiprocessing.Process, Connection] = {}
+        self.lost_checked = 0.0
         self.watches: dict[str, tuple[str, float]] = {}   # job id -> (what, published at)
         self.killed_at: float | None = None
         self.broker_down = False
@@ -149,21 +153,34 @@ class Side:
         writer.close()
         with self.pipes_lock:
             self.pipes.append(reader)
+            self.pipe_of[proc] = reader
         return proc
 
     def stop_load(self) -> None:
+        """Stop the producer (SIGTERM: it waits for its last confirms and reports every outcome)
+        and the workers, then wait up to DRAIN_S for their last reports to be counted."""
         with self.procs_lock:
-            procs = [self.producer_proc, *self.consumers]
+            procs = [p for p in [self.producer_proc, *self.consumers] if p is not None]
             self.producer_proc, self.consumers, self.running = None, [], False   # poll() no longer watches them
         for proc in procs:
-            if proc is not None and proc.is_alive():
+            if proc.is_alive():
                 proc.terminate()
         for proc in procs:
-            if proc is not None:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
                 proc.join(5)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join(5)
+        self._drain(procs)
+
+    def _drain(self, procs: list[multiprocessing.Process]) -> None:
+        with self.pipes_lock:
+            pipes = [self.pipe_of.pop(p) for p in procs if p in self.pipe_of]
+        deadline = time.monotonic() + DRAIN_S
+        while self.reader.is_alive() and time.monotonic() < deadline:
+            with self.pipes_lock:
+                if not any(conn in self.pipes for conn in pipes):
+                    return
+            time.sleep(0.02)
 
     def _read(self) -> None:
         while not self.closed.is_set():
@@ -197,6 +214,8 @@ class Side:
             os.kill(victim.pid, signal.SIGKILL)
             self.consumers.remove(victim)
             victim.join(5)
+            with self.pipes_lock:
+                self.pipe_of.pop(victim, None)   # its pipe ends by itself (EOF)
             self.consumers.append(self._spawn(load.consumer_main, self.settings.concurrency))
         return f"kill -9 worker (pid {victim.pid}); a new worker started"
 
@@ -353,10 +372,13 @@ class Side:
             except Exception as exc:  # noqa: BLE001 - a broker being killed cannot be read
                 queue = {"error": f"{type(exc).__name__}: {str(exc)[:120]}"}
         if hasattr(self.admin, "lane_keys") and queue and "error" not in queue:
-            try:   # Redis can be asked about each job: exact
-                self.tally.set_lost(redis_missing(self.admin, self.tally.old_unran()))
-            except Exception:  # noqa: BLE001 - a broker being killed cannot be read
-                pass
+            if time.monotonic() - self.lost_checked >= LOST_CHECK_S:
+                try:   # Redis can be asked about each job: exact, every old unran job
+                    ids = self.tally.old_unran()
+                    self.tally.found_missing(ids, redis_missing(self.admin, ids))
+                    self.lost_checked = time.monotonic()
+                except Exception:  # noqa: BLE001 - a broker being killed cannot be read
+                    pass
         else:
             self.tally.check_lost(self._held(queue))
         with self.procs_lock:
@@ -367,6 +389,8 @@ class Side:
             producer = self.producer_proc
             if producer is not None and not producer.is_alive():
                 self.producer_proc = None
+                with self.pipes_lock:
+                    self.pipe_of.pop(producer, None)
                 self.mark(self.kind, f"producer {producer.pid} died (exit {producer.exitcode}): no jobs are sent")
         self.state = {"kind": self.kind, "label": self.driver.label, "profile": self.profile.name,
                       "promise": self.profile.promise, "shared": self.shared, "broker_down": self.broker_down,
