@@ -6,6 +6,10 @@ uses it from one thread; other threads reach it only through ``add_callback_thre
 A cluster: ``amqp://user:pass@host1:port1,host2:port2,host3:port3/vhost`` names several nodes
 of one cluster (same credentials and vhost). Each connect tries them in a random order, so
 clients spread over the nodes and a reconnect after a node is lost lands on a live one.
+
+A URL pika cannot read (a password holding '/', '?', '#' or '@' must be percent-encoded) is a
+:class:`~brokers.contract.BrokerError` whose message shows the URL redacted and never the
+parser's own words (pika's ValueError quotes the piece it could not read: part of the secret).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import pika
 import pika.exceptions as pe
 from pika.adapters.blocking_connection import BlockingChannel
 
-from ..contract import AuthenticationFailed, BrokerUnavailable
-from ..urls import redact
+from ..contract import AuthenticationFailed, BrokerError, BrokerUnavailable
+from ..urls import ambiguous_credentials, redact
 
 # What a dropped connection or channel looks like from pika.
 CONNECTION_ERRORS = (pe.AMQPConnectionError, pe.ConnectionClosed, pe.StreamLostError,
@@ -30,8 +34,20 @@ CONNECTION_ERRORS = (pe.AMQPConnectionError, pe.ConnectionClosed, pe.StreamLostE
 
 
 def node_urls(url: str) -> list[str]:
-    """One URL per node of ``amqp://user:pass@h1:p1,h2:p2/vhost`` (a one-node URL: itself)."""
-    parts = urlsplit(url)
+    """One URL per node of ``amqp://user:pass@h1:p1,h2:p2/vhost`` (a one-node URL: itself).
+    BrokerError (redacted) if the URL cannot be split or its credentials are ambiguous."""
+    if ambiguous_credentials(url):
+        raise BrokerError(f"{redact(url)} is not an AMQP URL brokerbench can use: its credentials or vhost hold "
+                          "an unencoded '/', '?', '#' or '@'; percent-encode them (urllib.parse.quote(password, "
+                          "safe=''))")
+    try:
+        parts = urlsplit(url)
+    except Exception as exc:  # noqa: BLE001 - a parser's words may quote the secret
+        failed = type(exc).__name__
+    else:
+        failed = ""
+    if failed:  # raised out here: the parser's error is not kept as its context either
+        raise _unusable(url, failed)
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if "," not in hosts:
         return [url]
@@ -39,10 +55,26 @@ def node_urls(url: str) -> list[str]:
             for host in hosts.split(",") if host.strip()]
 
 
+def _unusable(url: str, failed: str) -> BrokerError:
+    """The error for a URL pika cannot use: the URL redacted and the name of the parser's error,
+    never its message (it quotes what it could not read, which may be part of the password)."""
+    return BrokerError(f"{redact(url)} is not an AMQP URL brokerbench can use ({failed}); "
+                       "percent-encode the password (urllib.parse.quote(password, safe=''))")
+
+
 def parameters(url: str, *, role: str, connect_timeout: float = 3.0, heartbeat: int = 30,
                blocked_timeout: float = 60.0) -> pika.URLParameters:
-    """pika's parameters for a one-node URL."""
-    params = pika.URLParameters(url)
+    """pika's parameters for a one-node URL; BrokerError (redacted) if pika cannot read it."""
+    if ambiguous_credentials(url):
+        node_urls(url)  # raises the error that says so
+    try:
+        params = pika.URLParameters(url)
+    except Exception as exc:  # noqa: BLE001 - ValueError mostly; pika's ssl options may raise others
+        failed = type(exc).__name__
+    else:
+        failed = ""
+    if failed:  # raised out here: pika's error (it quotes the piece it could not read) is not kept
+        raise _unusable(url, failed)
     params.connection_attempts = 1
     params.retry_delay = 0
     params.socket_timeout = connect_timeout
@@ -57,12 +89,13 @@ def parameters(url: str, *, role: str, connect_timeout: float = 3.0, heartbeat: 
 def connect(url: str, *, role: str, connect_timeout: float = 3.0,
             **kwargs: Any) -> pika.BlockingConnection:
     """Open a connection (to one live node of a cluster URL, tried in random order), or raise
-    BrokerUnavailable / AuthenticationFailed saying why."""
+    BrokerUnavailable / AuthenticationFailed saying why, or BrokerError for a URL pika cannot
+    read; every message shows the URL redacted."""
     nodes = node_urls(url)
     random.shuffle(nodes)
+    settings = [parameters(node, role=role, connect_timeout=connect_timeout, **kwargs) for node in nodes]
     try:
-        return pika.BlockingConnection([parameters(node, role=role, connect_timeout=connect_timeout, **kwargs)
-                                        for node in nodes])
+        return pika.BlockingConnection(settings)
     except (pe.ProbableAuthenticationError, pe.AuthenticationError) as exc:
         raise AuthenticationFailed(f"RabbitMQ at {redact(url)} refused the credentials: "
                                    f"{exc!r}") from None
