@@ -19,11 +19,12 @@ RabbitMQ's quorum queues elect a new leader on their own (Raft), in a few second
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 from typing import Callable
+
+from .instances import LocalInstance, NotOurProcess, signal_ours
 
 
 class ClusterError(RuntimeError):
@@ -43,10 +44,30 @@ def until(check: Callable[[], bool], timeout: float, what: str, log: Path | str)
     raise ClusterError(f"{what} within {timeout:.0f} s; read {log}")
 
 
-def pause(pid: int) -> None:
-    """SIGSTOP: the process holds its sockets but answers nothing (to its peers, a partition)."""
-    os.kill(pid, signal.SIGSTOP)
+def pause(target: "LocalInstance | int | None") -> None:
+    """SIGSTOP: the process holds its sockets but answers nothing (to its peers, a partition).
+
+    ``target``: a node, or a pid; either way the signal goes only to a process one of our
+    private instances owns (:func:`brokers.instances.signal_ours`): a pid read from a file the
+    broker's user can write is checked first. NotOurProcess (nothing sent) otherwise."""
+    _signal(target, signal.SIGSTOP)
 
 
-def resume(pid: int) -> None:
-    os.kill(pid, signal.SIGCONT)
+def resume(target: "LocalInstance | int | None") -> None:
+    """SIGCONT, checked like :func:`pause`."""
+    _signal(target, signal.SIGCONT)
+
+
+def resume_quietly(target: "LocalInstance | int | None") -> None:
+    """:func:`resume` for clean-up: a process that is gone (or no longer ours) is left alone."""
+    try:
+        resume(target)
+    except (ProcessLookupError, NotOurProcess):
+        pass
+
+
+def _signal(target: "LocalInstance | int | None", sig: int) -> None:
+    if isinstance(target, LocalInstance):
+        target.signal(sig)
+    else:
+        signal_ours(target, sig)

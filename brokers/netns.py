@@ -101,8 +101,16 @@ class Namespace:
         _ip("rule", "del", "pref", "0", ns=self.name)
         return self
 
+    @staticmethod
+    def can_switch_user() -> bool:
+        """Whether :meth:`command` can run a program as another user: that takes util-linux's
+        ``nsenter`` (``ip netns exec`` cannot drop root)."""
+        return shutil.which("nsenter") is not None
+
     def command(self, args: list[str], user: Any = None) -> list[str]:
-        """``args`` run inside the namespace; as ``user`` (a :mod:`pwd` entry) if given."""
+        """``args`` run inside the namespace; as ``user`` (a :mod:`pwd` entry) if given, with
+        no supplementary groups (nsenter's --setgid clears them). The program is exec'd, not
+        forked: its pid is the one :class:`subprocess.Popen` returns."""
         if user is None:
             return ["ip", "netns", "exec", self.name, *args]
         return ["nsenter", f"--net=/run/netns/{self.name}", f"--setgid={user.pw_gid}",

@@ -1,5 +1,10 @@
 """Three RabbitMQ nodes of our own joined into one cluster (see :mod:`brokers.clusters` for what
-every replicated broker offers)."""
+every replicated broker offers).
+
+Nothing in it is open to other users of the machine (in a namespace, its /24 is routed from the
+host): its nodes share one user with a random name and password (no guest; see
+:mod:`brokers.amqp.server`), carried by :attr:`RabbitMQCluster.url` only; they run as the
+service user."""
 
 from __future__ import annotations
 
@@ -8,16 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clusters import ClusterError, resume, until
+from ..clusters import ClusterError, resume, resume_quietly, until
 from ..instances import WEAKREFS, find_binary, port_open
-from .server import RabbitMQInstance
+from ..urls import new_secret, userinfo
+from .server import RabbitMQInstance, new_user
 
 
 @dataclass
 class RabbitMQCluster:
     """``size`` RabbitMQ nodes joined into one cluster (``rabbitmqctl join_cluster``), each with
-    its own node name, ports and data folder; one Erlang cookie (the service user's).
-    ``url`` names every node: ``amqp://guest:guest@127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/%2F``.
+    its own node name, ports and data folder; one Erlang cookie (the service user's); one user
+    (``username`` / ``password``, random unless given). ``url`` names every node:
+    ``amqp://<username>:<password>@127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/%2F``.
 
     ``partitionable``: the nodes run in a network namespace of our own (see :mod:`brokers.netns`,
     root only), each on an address of its own, so :meth:`partition` can cut one off from the
@@ -29,6 +36,8 @@ class RabbitMQCluster:
     partitionable: bool | None = None
     nodes: list[RabbitMQInstance] = field(default_factory=list)
     namespace: Any = None
+    username: str = field(default_factory=new_user)
+    password: str = field(default_factory=new_secret, repr=False)
 
     def __post_init__(self) -> None:
         WEAKREFS.append(self)  # type: ignore[arg-type]
@@ -36,7 +45,7 @@ class RabbitMQCluster:
     @property
     def url(self) -> str:
         hosts = ",".join(f"{n.host}:{n.port}" for n in self.nodes)
-        return f"amqp://guest:guest@{hosts}/%2F"
+        return f"amqp://{userinfo(self.username, self.password)}{hosts}/%2F"
 
     def start(self, timeout: float = 120.0) -> "RabbitMQCluster":
         if find_binary("/usr/lib/rabbitmq/bin/rabbitmqctl", "rabbitmqctl", "/usr/sbin/rabbitmqctl") is None:
@@ -47,7 +56,10 @@ class RabbitMQCluster:
             self.partitionable = why_not() is None and shutil.which("nsenter") is not None
         if self.partitionable:
             self.namespace = Namespace(self.size).create()
-        self.nodes = [RabbitMQInstance(config=dict(self.config), **self._placed(i)) for i in range(self.size)]
+        # Every node is given the cluster's user: the first creates it on its first boot, and the
+        # others' own copies are replaced by the first's when they join (join_cluster resets them).
+        self.nodes = [RabbitMQInstance(config=dict(self.config), username=self.username, password=self.password,
+                                       **self._placed(i)) for i in range(self.size)]
         # The first node boots alone (in a namespace it starts the epmd its peers register
         # with), then the others at once (5-10 s each here, 40-60 s on a busy machine).
         self.nodes[0].start(timeout)
@@ -155,6 +167,7 @@ class RabbitMQCluster:
         return node.node
 
     def describe(self) -> dict[str, Any]:
+        """What results files say of it (no URL, no credentials)."""
         return {"topology": f"{self.size}-node RabbitMQ cluster", "nodes": [n.node for n in self.nodes],
                 "network": "own network namespace, an address per node" if self.namespace else "loopback"}
 
@@ -182,7 +195,7 @@ class RabbitMQCluster:
         self.unpartition()
         for node in self.nodes:
             if node.pid is not None:
-                resume(node.pid)
+                resume(node)
             else:
                 node.start(timeout)
         until(lambda: len(self.running_nodes()) == self.size, timeout,
@@ -190,12 +203,8 @@ class RabbitMQCluster:
 
     def cleanup(self) -> None:
         for node in self.nodes:
-            pid = node.pid
-            if pid is not None:
-                try:
-                    resume(pid)
-                except ProcessLookupError:
-                    pass
+            if node.pid is not None:
+                resume_quietly(node)
         for node in reversed(self.nodes):
             try:
                 node.kill()  # a clean stop of each node in turn waits on its peers; nothing here is kept

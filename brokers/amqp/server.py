@@ -11,6 +11,19 @@ Notes for this kind of machine (Debian packages, running as root):
   its own address (a long name, ``brokerbench<port>@198.18.x.y``), listens and opens its
   distribution connections from that address only, and finds its peers through the ``epmd``
   the first node starts in the namespace; ``rabbitmqctl`` runs in the namespace too.
+
+Who may use a node: not guest/guest. Each node (each cluster: one for all its nodes) has a user
+of its own with a random name and password (``default_user`` / ``default_pass``: the one user
+RabbitMQ creates on its first boot, instead of guest), written to ``rabbitmq.conf`` in its
+folder (mode 0600, owned by the service user), never on a command line; its
+:attr:`~RabbitMQInstance.url` carries them. The Erlang distribution (and ``rabbitmqctl``) needs
+the service user's cookie. As root a node runs as the service user.
+
+Dead letters of quorum queues (at-least-once dead-lettering) wait for the target queue's
+publisher confirm for ``dead_letter_worker_publisher_confirm_timeout`` ms before sending again
+(rabbit application environment; RabbitMQ 3.10's default: 180,000, so a delayed job could wait
+3 minutes; rabbitmq.conf has no key for it, so ``advanced.config`` sets it): here
+:data:`DEAD_LETTER_CONFIRM_TIMEOUT_MS`.
 """
 
 from __future__ import annotations
@@ -24,10 +37,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..instances import LocalInstance, find_binary, free_port, wait_gone
+from ..instances import LocalInstance, NotOurProcess, as_user, find_binary, free_port, give_to, wait_gone, write_private
+from ..urls import new_secret, userinfo
 from .driver import SERVICE_USER
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTER_CONFIRM_TIMEOUT_MS = 5000
+
+
+def new_user() -> str:
+    """A random user name (letters and digits: safe in a URL and in rabbitmq.conf)."""
+    return "bb" + new_secret(6)
 
 
 def rabbitmq_binaries() -> tuple[str, str] | None:
@@ -42,10 +63,14 @@ def rabbitmq_binaries() -> tuple[str, str] | None:
 @dataclass
 class RabbitMQInstance(LocalInstance):
     """A RabbitMQ node of our own. ``config`` holds rabbitmq.conf lines (key = value).
-    ``namespace``: run inside it, on ``host`` (its address there)."""
+    ``namespace``: run inside it, on ``host`` (its address there). ``username`` / ``password``:
+    its only user (random unless given; a cluster gives all its nodes the same)."""
 
     dist_port: int = field(default_factory=free_port)
     namespace: Any = None
+    username: str = field(default_factory=new_user)
+    password: str = field(default_factory=new_secret, repr=False)
+    dead_letter_confirm_timeout_ms: int = DEAD_LETTER_CONFIRM_TIMEOUT_MS
 
     program = "rabbitmq-server"
 
@@ -60,7 +85,7 @@ class RabbitMQInstance(LocalInstance):
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
+        return f"amqp://{userinfo(self.username, self.password)}{self.host}:{self.port}/%2F"
 
     def _user(self) -> pwd.struct_passwd | None:
         if os.geteuid() != 0:
@@ -82,6 +107,7 @@ class RabbitMQInstance(LocalInstance):
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_CONF_ENV_FILE=str(self.folder / "rabbitmq-env.conf"),
             RABBITMQ_CONFIG_FILE=str(self.folder / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.folder / "advanced.config"),
             RABBITMQ_ENABLED_PLUGINS_FILE=str(self.folder / "enabled_plugins"),
             RABBITMQ_MNESIA_BASE=str(self.folder / "mnesia"),
             RABBITMQ_LOG_BASE=str(self.folder / "log"),
@@ -102,21 +128,23 @@ class RabbitMQInstance(LocalInstance):
         user = self._user()
         if self.namespace is not None:
             return self.namespace.command(args, user=user), {}
-        return args, {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+        return args, as_user(user)
 
     def _prepare(self) -> None:
-        # In a namespace clients come from the host's end of our own veth, not from loopback.
-        guest = {"loopback_users.guest": "true"} if self.namespace is None else {"loopback_users": "none"}
-        lines = {"listeners.tcp.local": f"{self.host}:{self.port}", **guest, **self.config}
-        (self.folder / "rabbitmq.conf").write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
+        user = self._user()
+        # The node's only user (RabbitMQ creates default_user on its first boot, instead of
+        # guest); loopback_users would only name guest, who does not exist here.
+        lines = {"listeners.tcp.local": f"{self.host}:{self.port}", "loopback_users": "none",
+                 "default_user": self.username, "default_pass": self.password, **self.config}
+        write_private(self.folder / "rabbitmq.conf", "".join(f"{k} = {v}\n" for k, v in lines.items()), user)
+        timeout_ms = int(self.dead_letter_confirm_timeout_ms)
+        (self.folder / "advanced.config").write_text(
+            f"[{{rabbit, [{{dead_letter_worker_publisher_confirm_timeout, {timeout_ms}}}]}}].\n")
         (self.folder / "rabbitmq-env.conf").write_text("")
         (self.folder / "enabled_plugins").write_text("[].\n")
         for sub in ("mnesia", "log"):
             (self.folder / sub).mkdir(exist_ok=True)
-        user = self._user()
-        if user is not None:
-            for path in [self.folder, *self.folder.rglob("*")]:
-                os.chown(path, user.pw_uid, user.pw_gid)
+        give_to(user, [self.folder])
 
     def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         binaries = rabbitmq_binaries()
@@ -169,32 +197,39 @@ class RabbitMQInstance(LocalInstance):
         except (OSError, ValueError):
             return None
 
-    def _ours(self, pid: int) -> bool:
-        """True if ``pid`` is this node's Erlang VM (the pid file lives in a folder the service
-        user owns: never SIGKILL, as root, whatever process a pid written there names)."""
+    def _is_mine(self, pid: int, name: str, cmdline: list[str]) -> bool:
+        """This node's Erlang VM: a ``beam`` process started with this node's name (the
+        RABBITMQ_NODENAME we gave it: its command line does not hold it), running as the service
+        user (or us). The pid file lives in a folder the service user owns: a pid written there
+        that names any other process is never signalled, as root (see :meth:`LocalInstance.owns`)."""
         import psutil
 
+        if "beam" not in name:
+            return False
         try:
             proc = psutil.Process(pid)
-            return "beam" in proc.name() and any(self.node in part for part in proc.cmdline())
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            started_as, uid = proc.environ().get("RABBITMQ_NODENAME"), proc.uids().real
+        except psutil.Error:
             return False
+        user = self._user()
+        return started_as == self.node and uid in {os.getuid(), user.pw_uid if user else os.getuid()}
 
     def kill(self) -> None:
         pid = self.pid
-        if pid is not None and self._ours(pid):
+        if pid is not None:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                self.signal(signal.SIGKILL, pid)
+                wait_gone(pid, 15)
+            except (ProcessLookupError, NotOurProcess):
                 pass
-            wait_gone(pid, 15)
         if pid is not None:
             (self.folder / "node.pid").unlink(missing_ok=True)
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if self.proc.returncode is None:  # its leader not reaped yet: the group is still the one we made
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:

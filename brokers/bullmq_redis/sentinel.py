@@ -1,19 +1,33 @@
 """A Redis primary with replicas watched by Sentinels, our own, on loopback or in a network
-namespace of our own (see :mod:`brokers.clusters` for what every replicated broker offers)."""
+namespace of our own (see :mod:`brokers.clusters` for what every replicated broker offers).
+
+Nothing in it is open to other users of the machine (the namespace's /24 is routed from the
+host): the data nodes require one random password (``requirepass``, and ``masterauth`` so
+replicas sync and a demoted primary follows the new one), the Sentinels another
+(``requirepass`` and ``sentinel sentinel-pass`` among themselves) and use the first to watch
+the data nodes (``sentinel auth-pass``); protected mode stays on; as root every process runs
+as the ``redis`` user (see :mod:`brokers.bullmq_redis.server`). The group's
+:attr:`~RedisSentinelGroup.url` carries both passwords:
+``redis+sentinel://:<data password>@host:port,.../<service>?sentinel_password=<sentinels'>``
+(what :func:`brokers.bullmq_redis.connection.parse_sentinel_url` reads)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clusters import ClusterError, resume, until
+import redis
+
+from ..clusters import ClusterError, resume, resume_quietly, until
 from ..instances import WEAKREFS, port_open
+from ..urls import new_secret, userinfo
 from .server import RedisInstance
 
 
 @dataclass
 class SentinelInstance(RedisInstance):
-    """One ``redis-server --sentinel`` watching ``service`` on ``primary_host``:``primary_port``."""
+    """One ``redis-server --sentinel`` watching ``service`` on ``primary_host``:``primary_port``.
+    ``password`` is its own (and its peers'); ``auth_pass`` the data nodes'."""
 
     service: str = "brokerbench"
     primary_host: str = "127.0.0.1"
@@ -21,6 +35,7 @@ class SentinelInstance(RedisInstance):
     quorum: int = 2
     down_after_ms: int = 1000
     failover_timeout_ms: int = 5000
+    auth_pass: str | None = field(default=None, repr=False)
 
     program = "redis-sentinel"
 
@@ -28,15 +43,18 @@ class SentinelInstance(RedisInstance):
         binary = self.binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt install redis-server / brew install redis)")
-        conf = self.folder / "sentinel.conf"
-        own = [f"bind-source-addr {self.host}", "protected-mode no"] if self.namespace is not None else []
-        conf.write_text("\n".join([
-            f"port {self.port}", f"bind {self.host}", *own, f"dir {self.folder}",
+        own = [f"bind-source-addr {self.host}"] if self.namespace is not None else []
+        if self.password:
+            own += [f"requirepass {self.password}", f"sentinel sentinel-pass {self.password}"]
+        watch = [f"sentinel auth-pass {self.service} {self.auth_pass}"] if self.auth_pass else []
+        # Sentinel rewrites this file as it learns (it must own it: see RedisInstance._launch)
+        conf = self._write_conf("sentinel.conf", [
+            f"port {self.port}", f"bind {self.host}", "protected-mode yes", *own, f"dir {self.folder}",
             f"logfile {self.folder / 'sentinel.log'}",
-            f"sentinel monitor {self.service} {self.primary_host} {self.primary_port} {self.quorum}",
+            f"sentinel monitor {self.service} {self.primary_host} {self.primary_port} {self.quorum}", *watch,
             f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
             f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}",
-            f"sentinel parallel-syncs {self.service} 1", ""]))
+            f"sentinel parallel-syncs {self.service} 1"])
         self._launch([binary, str(conf), "--sentinel"], timeout)
         return self
 
@@ -45,8 +63,10 @@ class SentinelInstance(RedisInstance):
 class RedisSentinelGroup:
     """A Redis primary, ``replicas`` replicas and ``sentinels`` Sentinels on loopback.
 
-    ``url`` is ``redis+sentinel://127.0.0.1:s1,127.0.0.1:s2,.../<service>``: clients ask the
-    Sentinels for the primary. ``config``: settings of every data node (e.g. AOF).
+    ``url`` is ``redis+sentinel://:<password>@127.0.0.1:s1,127.0.0.1:s2,.../<service>?
+    sentinel_password=<sentinel_password>``: clients ask the Sentinels for the primary.
+    ``config``: settings of every data node (e.g. AOF). ``password`` (the data nodes') and
+    ``sentinel_password`` are random unless given.
 
     ``partitionable``: every process runs in a network namespace of our own (see
     :mod:`brokers.netns`, root only) on an address of its own, so :meth:`partition` can cut one
@@ -62,6 +82,8 @@ class RedisSentinelGroup:
     nodes: list[RedisInstance] = field(default_factory=list)
     watchers: list[SentinelInstance] = field(default_factory=list)
     namespace: Any = None
+    password: str = field(default_factory=new_secret, repr=False)
+    sentinel_password: str = field(default_factory=new_secret, repr=False)
 
     def __post_init__(self) -> None:
         WEAKREFS.append(self)  # type: ignore[arg-type]  # cleaned up at exit like an instance
@@ -69,7 +91,13 @@ class RedisSentinelGroup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"{s.host}:{s.port}" for s in self.watchers)
-        return f"redis+sentinel://{hosts}/{self.service}"
+        return (f"redis+sentinel://{userinfo(None, self.password)}{hosts}/{self.service}"
+                f"?sentinel_password={self.sentinel_password}")
+
+    @staticmethod
+    def _client(process: RedisInstance) -> redis.Redis:
+        """A client of one process of the group (a data node or a Sentinel), with its password."""
+        return redis.Redis(host=process.host, port=process.port, password=process.password, socket_timeout=1)
 
     def _placed(self, index: int) -> dict[str, Any]:
         """Where process ``index`` runs: loopback, or its own address in the namespace."""
@@ -86,17 +114,18 @@ class RedisSentinelGroup:
             self.namespace = Namespace(1 + self.replicas + self.sentinels).create()
         # Redis 7 waits 5 s before a diskless full sync (to serve several replicas at once): not here.
         config = {"repl-diskless-sync-delay": "0", **self.config}
-        primary = RedisInstance(config=dict(config), **self._placed(0)).start()
+        primary = RedisInstance(config=dict(config), password=self.password, **self._placed(0)).start()
         self.nodes = [primary]
         for i in range(self.replicas):
             self.nodes.append(RedisInstance(config={**config, "replicaof": f"{primary.host} {primary.port}"},
-                                            **self._placed(1 + i)).start())
+                                            password=self.password, **self._placed(1 + i)).start())
         until(lambda: self._replicas_online(primary), timeout,
               f"the {self.replicas} Redis replicas did not sync with the primary", primary.folder / "redis.log")
         for i in range(self.sentinels):
             self.watchers.append(SentinelInstance(service=self.service, primary_host=primary.host,
                                                   primary_port=primary.port, quorum=self.sentinels // 2 + 1,
                                                   down_after_ms=self.down_after_ms,
+                                                  password=self.sentinel_password, auth_pass=self.password,
                                                   **self._placed(1 + self.replicas + i)).start())
         for watcher in self.watchers:
             until(lambda w=watcher: self._sees_all(w), timeout,
@@ -105,9 +134,7 @@ class RedisSentinelGroup:
         return self
 
     def _replicas_online(self, node: RedisInstance) -> bool:
-        import redis
-
-        client = redis.Redis(host=node.host, port=node.port, socket_timeout=1)
+        client = self._client(node)
         try:
             replication = client.info("replication")
             return (replication["role"] == "master" and int(replication["connected_slaves"]) == self.replicas
@@ -116,9 +143,7 @@ class RedisSentinelGroup:
             client.close()
 
     def _sees_all(self, watcher: SentinelInstance) -> bool:
-        import redis
-
-        client = redis.Redis(host=watcher.host, port=watcher.port, socket_timeout=1)
+        client = self._client(watcher)
         try:
             state = client.sentinel_master(self.service)
             return (int(state["num-slaves"]) >= self.replicas
@@ -128,12 +153,10 @@ class RedisSentinelGroup:
 
     def primary_port(self) -> int | None:
         """The primary's port as the Sentinels see it now (None if none answers)."""
-        import redis
-
         for watcher in self.watchers:
             if watcher.pid is None or not port_open(watcher.port, watcher.host):
                 continue
-            client = redis.Redis(host=watcher.host, port=watcher.port, socket_timeout=1)
+            client = self._client(watcher)
             try:
                 found = client.sentinel_get_master_addr_by_name(self.service)
                 if found:
@@ -153,14 +176,11 @@ class RedisSentinelGroup:
 
     def wait_for_new_primary(self, old_port: int, timeout: float = 60.0) -> float:
         """Seconds until the Sentinels name another primary and it accepts writes."""
-        import redis
-
         def promoted() -> bool:
             port = self.primary_port()
             if port is None or port == old_port:
                 return False
-            node = next(n for n in self.nodes if n.port == port)
-            client = redis.Redis(host=node.host, port=port, socket_timeout=1)
+            client = self._client(next(n for n in self.nodes if n.port == port))
             try:
                 return client.info("replication")["role"] == "master"
             finally:
@@ -184,6 +204,7 @@ class RedisSentinelGroup:
         return f"redis:{node.port}"
 
     def describe(self) -> dict[str, Any]:
+        """What results files say of it (no URL, no password)."""
         return {"topology": f"Redis primary + {self.replicas} replicas, {self.sentinels} Sentinels",
                 "down_after_ms": self.down_after_ms,
                 "network": "own network namespace, an address per process" if self.namespace else "loopback"}
@@ -200,8 +221,8 @@ class RedisSentinelGroup:
         without persistence restarted as a primary would come up empty), and wait until the
         primary has all its replicas again."""
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                resume(node.proc.pid)
+            if node.pid is not None:
+                resume(node)
         if self.namespace is not None:
             self.namespace.heal()
         primary = self.primary()
@@ -216,11 +237,9 @@ class RedisSentinelGroup:
         """Every Sentinel names the same primary, none is failing over, its replicas are online
         (killing the primary again before that would find Sentinels still finishing the last
         failover, which they do not restart within their failover timeout)."""
-        import redis
-
         named = set()
         for watcher in self.watchers:
-            client = redis.Redis(host=watcher.host, port=watcher.port, socket_timeout=1)
+            client = self._client(watcher)
             try:
                 state = client.sentinel_master(self.service)
             finally:
@@ -235,11 +254,8 @@ class RedisSentinelGroup:
 
     def cleanup(self) -> None:
         for instance in [*self.watchers, *self.nodes]:
-            try:
-                if instance.proc is not None and instance.proc.poll() is None:
-                    resume(instance.proc.pid)  # a paused process cannot be stopped
-            except ProcessLookupError:
-                pass
+            if instance.pid is not None:
+                resume_quietly(instance)  # a paused process cannot be stopped
             instance.cleanup()
         self.watchers, self.nodes = [], []
         if self.namespace is not None:
