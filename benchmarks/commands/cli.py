@@ -1,11 +1,25 @@
-"""The ``brokerbench`` command. Each subcommand lives in its own module; this file only routes."""
+"""The ``brokerbench`` command. Each subcommand lives in its own module; this file only routes.
+
+SIGTERM (a plain ``kill``) stops every subcommand as Ctrl-C does: :func:`stop_on_sigterm`,
+installed before any subcommand runs, raises KeyboardInterrupt in the main thread, so the
+``finally`` blocks, context managers and atexit hooks that stop private brokers, role
+processes and network namespaces run (they ran only on Ctrl-C or a normal exit before: a
+killed ``brokerbench run`` left its root redis-server behind). A further SIGTERM while that
+clean-up runs is ignored (it must not cut it short: SIGKILL still ends everything at once).
+A subcommand may install its own handler (``live`` does); the processes it starts (role and
+load processes: spawned or from a fork server, so not inheriting a Python handler) keep the
+default. :func:`main` called in-process (tests) puts back the handler it found when it returns.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from typing import Callable
+import threading
+from types import FrameType
+from typing import Any, Callable
 
 from brokers.contract import BrokerError
 
@@ -37,8 +51,53 @@ def _load(target: str) -> Callable[[list[str]], object]:
     return getattr(import_module(module), name)
 
 
+class _Terminated:
+    """The SIGTERM handler: the first SIGTERM raises KeyboardInterrupt in the main thread;
+    later ones, and any once the subcommand is over (its clean-up and atexit's run then), are
+    ignored, so nothing cuts a clean-up short."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.unwinding = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.received += 1
+        if self.received == 1 and not self.unwinding:
+            self.unwinding = True
+            print("brokerbench: terminated (SIGTERM); stopping what it started…", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt
+
+
+def stop_on_sigterm(handler: _Terminated) -> Any:
+    """Make SIGTERM unwind the main thread like Ctrl-C (see the module's docstring); returns
+    the handler it replaced, or None (nothing changed) where it cannot: outside the main
+    thread, or when whoever started us ignores SIGTERM on purpose."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return None
+    signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Route to the subcommand. With ``argv`` None this is the process's own command (the
+    ``brokerbench`` script): a SIGTERM stays ignored after the subcommand ends, through the
+    atexit clean-up. Called with ``argv`` (tests, notebooks) it restores the SIGTERM handler
+    it found when it returns."""
+    entry = argv is None
+    handler = _Terminated()
+    previous = stop_on_sigterm(handler)
+    try:
+        return _route(list(sys.argv[1:] if argv is None else argv), handler)
+    finally:
+        handler.unwinding = True  # the clean-up after the subcommand is not cut short
+        if previous is not None and not entry:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _route(argv: list[str], handler: _Terminated) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(
@@ -61,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if handler.received else 130
     return 0
 
 
