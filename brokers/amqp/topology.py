@@ -63,6 +63,7 @@ DELAY_STEP_MS = 2**FIRST_LEVEL             # delays are rounded up to a multiple
 LEVELS = range(FIRST_LEVEL, LAST_LEVEL + 1)
 assert 2 ** (LAST_LEVEL + 1) - DELAY_STEP_MS == MAX_DELAY_MS
 WILDCARDS = "*#"  # special in topic binding keys
+RESERVED_LANES = frozenset({"dead", "dlx", "unrouted"})  # and delay-NN: see Topology._refuse_reserved_lanes
 
 
 class TopologyConflict(BrokerError):
@@ -99,6 +100,7 @@ class Topology:
                              "with max_priority, or no priority")
         if not 0 <= self.max_priority <= 255:
             raise ValueError("max_priority must be 0..255")
+        self._refuse_reserved_lanes()
         for job_type in self.routes:
             if any(c in job_type for c in WILDCARDS):
                 raise ValueError(f"a routed job type cannot contain {' or '.join(WILDCARDS)} (wildcards of a "
@@ -109,6 +111,22 @@ class Topology:
         if too_long:
             raise ValueError(f"RabbitMQ names are at most {MAX_NAME_BYTES} bytes; this queue and its lanes "
                              f"make {too_long[0][:60]!r}... ({len(too_long[0].encode())} bytes): use shorter names")
+
+    def _refuse_reserved_lanes(self) -> None:
+        """A lane whose queue would carry the name of one of our own objects (``dead``, ``dlx``,
+        ``unrouted``, ``delay-04`` .. ``delay-31``) is refused here, naming the clash: declared,
+        it would meet that object with other settings (RabbitMQ's 406, which reads like a stale
+        queue to purge) or be confused with it."""
+        own = {self.dead_queue: "dead-letter queue", self.dead_exchange: "dead-letter exchange",
+               self.unrouted_exchange: "exchange for unrouted jobs",
+               **{name: "delay level" for name in self.delay_queues()}}
+        for lane in self.lanes:
+            clash = own.get(self.lane_queue(lane))
+            if clash is not None:
+                raise ValueError(f"lane {lane!r} would be the queue {self.lane_queue(lane)!r}, the name of this "
+                                 f"adapter's own {clash}: lane names {', '.join(sorted(RESERVED_LANES))} "
+                                 f"and delay-{FIRST_LEVEL:02d} .. delay-{LAST_LEVEL} are reserved; name the lane "
+                                 "otherwise")
 
     # ------------------------------------------------------------------------------ names
     @property

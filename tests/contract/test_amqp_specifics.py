@@ -8,7 +8,6 @@ import time
 import pytest
 
 from brokers import registry
-
 from brokers.contract import JobOptions, JobSpec
 from tests.helpers.recorder import Recorder
 
@@ -304,3 +303,17 @@ def test_remove_leaves_no_queue_or_exchange_behind_purge_declares_them_again(mak
     assert all(exists(n) for n in names), "purge declares the queues again, empty"
     broker.remove()
     assert not any(exists(n) for n in names), "remove leaves none behind"
+
+
+# --------------------------------------------------------------------- our own names
+
+
+@pytest.mark.parametrize("lane", ["dead", "dlx", "unrouted", "delay-04", "delay-31"])
+def test_a_lane_named_like_the_adapters_own_queues_is_refused_naming_the_clash(lane):
+    """A lane called "dead" would be the dead-letter queue (RabbitMQ then refused the declaration
+    with advice to purge); refused before anything is declared, saying which object it clashes
+    with (no broker needed: the URL is never dialled)."""
+    from brokers.amqp.broker import RabbitMQBroker
+
+    with pytest.raises(ValueError, match=rf"lane '{lane}' would be the queue 'jobs\.{lane}'.*reserved"):
+        RabbitMQBroker("amqp://guest:guest@127.0.0.1:1/%2F", queue="jobs", routes={"report": lane})
