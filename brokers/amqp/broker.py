@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Callable, Mapping, Sequence
 
 import pika
@@ -11,6 +12,7 @@ import pika.exceptions as pe
 from ..contract import (
     MAX_JOB_BYTES,
     Broker,
+    BrokerError,
     Capabilities,
     CrashRedelivery,
     FailedJob,
@@ -23,9 +25,12 @@ from ..contract import (
 from .codec import H_ATTEMPTS_MADE, H_FAILED_REASON
 from .connection import connect
 from .driver import KIND
+from .node_counts import Ctl, NodeUnreadable, QueueCounts, find_ctl, instance_ctl, read_counts, vhost_of
 from .producer import DEFAULT_WINDOW, AmqpProducer
 from .topology import Topology
 from .worker import AmqpWorker
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
     delivery=("at-least-once with publisher confirms and manual acks: a job is accepted when the "
@@ -79,6 +84,12 @@ class RabbitMQBroker(Broker):
     :param max_job_bytes: largest job data (JSON bytes) a producer sends; larger raises
         InvalidJob at once (default: RabbitMQ's default max_message_size, 128 MiB; set it to
         your broker's if lower; None: no check of ours).
+    :param node: where :meth:`stats` gets the node's own counts (see :mod:`.node_counts`):
+        None (default): stats() counts only what AMQP tells (cheap: one passive declare per
+        queue); a private node of ours (an object with ``ctl``, such as
+        :class:`~brokers.amqp.server.RabbitMQInstance`) or True (find the node behind the URL on
+        this host): stats() counts everything from the node (one rabbitmqctl call, about 0.5 s).
+        :meth:`held` and :meth:`node_stats` ask the node in every case, finding it if not given.
     :param worker_defaults: options every :meth:`worker` gets unless it is given others
         (``prefetch``, ``ack_batch``... see :class:`AmqpWorker`).
     """
@@ -91,13 +102,16 @@ class RabbitMQBroker(Broker):
                  persistent: bool = True,
                  confirms: str = "windowed", confirm_window: int = DEFAULT_WINDOW, confirm_timeout_s: float = 30.0,
                  connect_timeout: float = 3.0, max_job_bytes: int | None = MAX_JOB_BYTES,
-                 **worker_defaults: Any) -> None:
+                 node: Any = None, **worker_defaults: Any) -> None:
         super().__init__(queue, routes)
         self.url = url
         self.connect_timeout = connect_timeout
         self.max_job_bytes = max_job_bytes
         self.topology = Topology(queue, self.routes, queue_type=queue_type, max_priority=max_priority,
                                  max_length=max_length)
+        self.node = node
+        self._ctl: Ctl | None = instance_ctl(node) if node is not None and node is not True else None
+        self._ctl_searched = self._ctl is not None
         self.producer_defaults = {"confirms": confirms, "window": confirm_window,
                                   "confirm_timeout_s": confirm_timeout_s, "persistent": persistent}
         self.worker_defaults = worker_defaults
@@ -145,16 +159,103 @@ class RabbitMQBroker(Broker):
         return self._admin_call(depth)
 
     def stats(self) -> QueueStats:
+        """This queue's counts.
+
+        Without ``node`` (the default), what AMQP tells, one passive ``queue.declare`` per queue:
+        ``waiting`` = messages ready in the lanes, ``delayed`` = messages ready in the delay
+        levels, ``failed`` = messages ready in the dead-letter queue; ``active`` is None and
+        ``completed`` None. It CANNOT see unacknowledged messages (jobs a worker holds) nor the
+        messages a quorum delay level holds for at-least-once dead-lettering (a delayed or
+        retried job whose lane is full: it is in no count here until the lane takes it, up to
+        ``dead_letter_worker_publisher_confirm_timeout`` later, 180 s by default). Use
+        :meth:`held` (or ``node=``) where those matter.
+
+        With ``node``, the node's own counts (:meth:`node_stats`), which see both: one
+        rabbitmqctl call; BrokerError if the node cannot be read."""
+        if self.node is not None:
+            counted = self.node_stats()
+            if counted is None:
+                raise BrokerError(f"stats: the RabbitMQ node of queue {self.queue!r} could not be read "
+                                  "(node= was given); stats() without node= counts what AMQP tells")
+            return counted
         t = self.topology
         def total(names: list[str]) -> int:
             return sum(self.queue_depth(n) or 0 for n in names)
         return QueueStats(
             waiting=total([t.lane_queue(lane) for lane in self.lanes]),
-            active=None,      # unacked counts need the management API; AMQP does not say
-            delayed=total(t.delay_queues()),
+            active=None,      # unacked: AMQP does not say (node_stats() does)
+            delayed=total(t.delay_queues()),  # ready only: not those held for dead-lettering
             completed=None,   # RabbitMQ keeps nothing of an acked message
             failed=total([t.dead_queue]),
         )
+
+    # ------------------------------------------------------------------ the node's own counts
+    def _node_ctl(self) -> Ctl | None:
+        """rabbitmqctl for this broker's node: the one given, else found once (None: none)."""
+        if not self._ctl_searched:
+            self._ctl_searched = True
+            try:
+                self._ctl = find_ctl(self.url)
+            except Exception as exc:  # noqa: BLE001 - not finding it is an answer: None
+                log.debug("no RabbitMQ node to ask for %s: %r", self.queue, exc)
+        return self._ctl
+
+    def node_counts(self) -> dict[str, QueueCounts | None] | None:
+        """Every queue of this logical queue (lanes, dead-letter queue, delay levels), counted
+        by the node itself: ready, unacked and held for dead-lettering (None: the queue does not
+        exist). None when no node can be asked or it did not answer (see :mod:`.node_counts`).
+        Uses no AMQP connection: safe beside a thread that calls :meth:`stats`."""
+        ctl = self._node_ctl()
+        if ctl is None:
+            return None
+        t = self.topology
+        # Delay levels from the longest down, then the lanes, then the dead letters: the way
+        # messages flow, so a message moving on between two reads is seen twice, not missed.
+        names = [*reversed(t.delay_queues()), *(t.lane_queue(lane) for lane in self.lanes), t.dead_queue]
+        try:
+            return read_counts(ctl, vhost_of(self.url), names)
+        except NodeUnreadable as exc:
+            log.warning("counting queue %s on its RabbitMQ node failed: %s", self.queue, exc)
+            return None
+
+    def node_stats(self) -> QueueStats | None:
+        """Everything this queue's queues hold, as the node counts it (None: no node to ask):
+
+        waiting   ready in the lanes
+        active    unacknowledged in the lanes (delivered to a worker, not settled)
+        delayed   everything in the delay levels: ready (waiting out their TTL), unacked (none
+                  of ours consumes them) and held for at-least-once dead-lettering (the TTL is
+                  over and the lane has not taken the job yet, e.g. a full bounded lane)
+        failed    everything in the dead-letter queue, and anything a lane is dead-lettering
+        completed None (RabbitMQ keeps nothing of an acked message)
+
+        One rabbitmqctl call (about 0.5 s): for decisions, not for a 50 ms loop. The queues are
+        read one after another, not as one snapshot."""
+        counts = self.node_counts()
+        if counts is None:
+            return None
+        t = self.topology
+        def part(names: Sequence[str], pick: Callable[[QueueCounts], int]) -> int:
+            return sum(pick(c) for c in (counts.get(n) for n in names) if c is not None)
+        lanes = [t.lane_queue(lane) for lane in self.lanes]
+        return QueueStats(
+            waiting=part(lanes, lambda c: c.ready),
+            active=part(lanes, lambda c: c.unacked),
+            delayed=part(t.delay_queues(), lambda c: c.total),
+            completed=None,
+            failed=part([t.dead_queue], lambda c: c.total) + part(lanes, lambda c: c.dead_lettering),
+        )
+
+    def held(self) -> int | None:
+        """How many jobs the broker still holds for this queue that may yet run: ready and
+        unacked in the lanes, and everything in the delay levels, including the messages held
+        for at-least-once dead-lettering that :meth:`stats` cannot see (waiting + active +
+        delayed of :meth:`node_stats`). None when no node can be asked: then nobody can tell.
+        The harness asks this before it calls a run over (never in its 50 ms loop)."""
+        counted = self.node_stats()
+        if counted is None:
+            return None
+        return (counted.waiting or 0) + (counted.active or 0) + (counted.delayed or 0)
 
     def dead_letters(self, limit: int = 100) -> list[tuple[pika.BasicProperties, bytes]]:
         """Read (and requeue) up to ``limit`` dead-lettered messages, for tests and teaching."""

@@ -317,3 +317,46 @@ def test_a_lane_named_like_the_adapters_own_queues_is_refused_naming_the_clash(l
 
     with pytest.raises(ValueError, match=rf"lane '{lane}' would be the queue 'jobs\.{lane}'.*reserved"):
         RabbitMQBroker("amqp://guest:guest@127.0.0.1:1/%2F", queue="jobs", routes={"report": lane})
+
+
+# ------------------------------------------------------------------------- nothing invisible
+
+
+def test_a_delayed_job_held_for_a_full_lane_is_counted_while_it_is_held(private_brokers):
+    """The probe of the issue: lane bounded at 2 and full, a delayed job published. Its delay
+    level's TTL passes, the full lane refuses it, and the level (a quorum queue, at-least-once
+    dead-lettering) holds it until the lane takes it. AMQP's counts (ready messages) show it
+    nowhere; stats() with the node, and held(), count it as delayed while it is held. It then
+    runs once the lane has room (RabbitMQ offers it again after
+    dead_letter_worker_publisher_confirm_timeout: 1 s on this private node while the test runs)."""
+    import uuid
+
+    from brokers.amqp.broker import RabbitMQBroker
+
+    node = private_brokers.default_instance("rabbitmq")
+    restore = getattr(node, "dead_letter_confirm_timeout_ms", 180_000)
+    node.ctl("eval", "application:set_env(rabbit, dead_letter_worker_publisher_confirm_timeout, 1000).")
+    broker = RabbitMQBroker(node.url, queue=f"held-{uuid.uuid4().hex[:8]}", max_length=2, node=node)
+    amqp_only = RabbitMQBroker(node.url, queue=broker.queue, max_length=2)
+    try:
+        with broker.producer() as producer:
+            ids = producer.publish_many([JobSpec("user_variables_update", {"n": i}) for i in range(2)])
+            ids.append(producer.publish("user_variables_update", {"n": 2}, JobOptions(delay_ms=50)))
+        deadline = time.monotonic() + 10
+        while broker.node_counts()[broker.topology.delay_level(6)].dead_lettering == 0:  # 50 ms: level 6 (64 ms)
+            assert time.monotonic() < deadline, "the delayed job was never held by its delay level"
+            time.sleep(0.2)
+        counted = broker.stats()
+        assert (counted.waiting, counted.active, counted.delayed) == (2, 0, 1), counted
+        assert broker.held() == 3
+        seen = amqp_only.stats()
+        assert (seen.waiting, seen.delayed, seen.active) == (2, 0, None), "AMQP alone cannot see it (the finding)"
+        rec = Recorder()
+        broker.worker(rec.handler()).run(max_jobs=3, timeout=40)
+        assert sorted(rec.ids()) == sorted(ids), "the held job ran once the lane had room"
+        assert broker.held() == 0
+    finally:
+        amqp_only.close()
+        broker.remove()
+        broker.close()
+        node.ctl("eval", f"application:set_env(rabbit, dead_letter_worker_publisher_confirm_timeout, {restore}).")
