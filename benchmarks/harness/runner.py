@@ -7,7 +7,9 @@ Sequence of one run:
 3. warm-up (not counted), then the measured window, during which the runner samples the
    backlog and the CPU of the broker and of every client process, and fires fault actions;
 4. producers stop at the end of the window (drain mode: after pre-filling); consumers go on
-   until everything accepted has run, nothing is left in the broker, or ``drain_timeout_s``;
+   until everything accepted has run, or nothing is left in the broker (see :class:`Holdings`:
+   what the broker holds out of stats()' sight counts too), or ``drain_timeout_s``; jobs the
+   broker still holds then are recorded as ``held_at_end``;
 5. every role sends its recorder; the runner merges them into figures.
 A role that fails (broker gone, say) stops the run: the result says why, with partial figures.
 Every wait is bounded, so a run always ends by itself.
@@ -43,6 +45,39 @@ from .supervision import Action, Events, Inbox, RoleMessages, RunContext, Sample
 Progress = Callable[[dict[str, Any]], None]
 TICK_S = 0.25
 QUIET_S = 2.0  # nothing left in the broker and no progress for this long: the run is over
+HELD_EVERY_S = (1.0, 4.0)  # the broker's complete (slow) count: read at most every 1 s, every 4 s
+#                           while it keeps finding jobs held (each read may start a process)
+
+
+class Holdings:
+    """What the broker still holds, by the most complete count its adapter gives, for the end
+    of a run (never for the 50 ms closed-loop reading: the sampler reads ``stats()``).
+
+    An adapter whose ``stats()`` cannot see everything it holds offers ``held()``: how many
+    jobs it still holds that may yet run, or None when it cannot tell (the AMQP adapter counts
+    them on the node, one rabbitmqctl call: ready, unacked, delayed and held for at-least-once
+    dead-lettering, which AMQP's counts miss). For an adapter without ``held()``, ``stats()``
+    is complete and the sampler's backlog is the answer."""
+
+    def __init__(self, admin: Any) -> None:
+        self._held: Callable[[], int | None] | None = getattr(admin, "held", None)
+        self._read_at = float("-inf")
+        self._every = HELD_EVERY_S[0]
+        self._last: int | None = None
+
+    def count(self, backlog: int | None, *, fresh: bool = False) -> int | None:
+        """Jobs held now (``backlog``: the sampler's latest reading of ``stats()``). A slow
+        reading is reused for up to HELD_EVERY_S unless ``fresh``. None: the broker cannot tell."""
+        if self._held is None:
+            return backlog
+        if fresh or time.monotonic() - self._read_at >= self._every:
+            try:
+                self._last = self._held()
+            except Exception:  # noqa: BLE001 - a broker that cannot answer cannot tell
+                self._last = None
+            self._read_at = time.monotonic()
+            self._every = min(self._every * 2, HELD_EVERY_S[1]) if self._last else HELD_EVERY_S[0]
+        return self._last
 
 
 class ThreadValue:
@@ -207,6 +242,7 @@ class LiveRun:
         drain = scenario.mode == "drain"
         last_ran, last_change = -1, time.monotonic()
         finish_by: float | None = None
+        holdings, held_at_end = Holdings(self.admin), 0
         drain_started_ns = drain_ended_ns = 0
         window_start = t0 + int(scenario.warmup_s * 1e9)
         window_end = window_start + int(scenario.duration_s * 1e9)
@@ -247,11 +283,23 @@ class LiveRun:
                 accepted = watch.accepted()
                 # The runs counted may include duplicates: check distinct jobs before ending.
                 everything_ran = ran >= accepted and distinct_settled(watch.seen_logs) >= accepted
+                settled = everything_ran and backlog == 0
                 quiet = backlog == 0 and now - last_change >= QUIET_S
-                if (everything_ran and backlog == 0) or quiet or now >= finish_by:
-                    if now >= finish_by and not (everything_ran and backlog == 0):
+                timed_out = now >= finish_by
+                # Quiet is not the end while the broker still holds jobs stats() does not show
+                # (RabbitMQ: unacked, or held by a delay level for a full lane): wait for them.
+                if quiet and not settled and not timed_out and holdings.count(backlog):
+                    quiet = False
+                if settled or quiet or timed_out:
+                    if not settled:
+                        held_at_end = holdings.count(backlog, fresh=timed_out)
+                    if timed_out and not settled:
+                        still = ("" if not held_at_end else
+                                 f"; the broker still held {held_at_end} job(s) (held_at_end: ready, unacked, "
+                                 "delayed or held for dead-lettering), counted in lost though they may yet run")
                         watch.errors.append(f"consumers did not finish within drain_timeout_s="
-                                            f"{scenario.drain_timeout_s}; the rest is reported as lost or unfinished")
+                                            f"{scenario.drain_timeout_s}; the rest is reported as lost or unfinished"
+                                            + still)
                     if drain:
                         drain_ended_ns = time.monotonic_ns()
                     break
@@ -279,6 +327,10 @@ class LiveRun:
                             drain_started_ns, drain_ended_ns)
         outcome.events = sorted(self.events.items, key=lambda e: e["t_s"])
         outcome.final_stats = final_stats
+        if outcome.figures is not None:
+            # Jobs the broker still held when the run ended without every accepted job run (0
+            # when all ran; None: it could not tell). They are in "lost", and may yet run.
+            outcome.figures["held_at_end"] = held_at_end
         return outcome
 
 
