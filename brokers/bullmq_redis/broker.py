@@ -123,6 +123,18 @@ class BullMQRedisBroker(Broker):
                            **{**self.worker_defaults, **options})
 
     def stats(self) -> QueueStats:
+        """Every lane's counts, summed. Complete: each job the queue holds sits in exactly one of
+        these keys (the scripts move it from one to the next in one step):
+
+        waiting   ``wait`` + ``prioritized`` + ``paused`` (where an older BullMQ parked waiting
+                  jobs while paused; ours and BullMQ 5 keep them in ``wait``)
+        active    ``active``: handed to a worker and not settled, including the jobs of a worker
+                  that died, until the stalled check puts them back
+        delayed   ``delayed``: delayed jobs, and failed attempts waiting for their backoff
+        completed / failed: the finished jobs the sets keep (``remove_on_*``)
+
+        One pipeline of reads, one command after another: a job moving between two of them
+        during the call may be counted twice or, rarely, not at all; not one snapshot."""
         def read() -> list[Any]:
             # Not MULTI/EXEC: Redis refuses transactions when it is full, and stats matter most then.
             pipe = self.client.pipeline(transaction=False)
