@@ -2,6 +2,9 @@
 buttons. Starts PRIVATE Redis and RabbitMQ instances (killing them harms no one) unless
 ``--shared``; serves the page on 127.0.0.1 unless ``--host``; stops every load process and
 private broker it started on exit (Ctrl-C or SIGTERM).
+
+It prints two URLs, each with its own random token (every request needs one): the teacher's,
+which may press the buttons, and a read-only one for students (the page without buttons).
 """
 
 from __future__ import annotations
@@ -24,13 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the brokers brokers.provision finds instead of private ones; the buttons that kill "
                         "or reconfigure a broker are then disabled (default: private brokers)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; anything but loopback requires the printed token on every "
-                        "request (default 127.0.0.1)")
+                   help="address to listen on; anything but loopback accepts any Host name, so only the printed "
+                        "tokens guard it (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--broker", action="append", choices=registry.kinds(),
                    help=f"broker kinds, repeat for several (default: {' and '.join(registry.compared_kinds())})")
     p.add_argument("--open", action="store_true", help="open the page in the default browser (default: print the URL)")
     return p
+
+
+def urls(host: str, port: int, lab: Lab) -> tuple[str, str]:
+    """The teacher's URL (may act) and the students' read-only URL, each with its token."""
+    name = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    base = f"http://{name}:{port}/?token="
+    return base + lab.token, base + lab.read_token
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     from .app import build_app
 
     args = build_parser().parse_args(argv)
-    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1", "[::1]")
     print("brokerbench live: starting " + ("the found brokers" if args.shared else "private brokers") + "…",
           flush=True)
     lab = Lab(args.broker, shared=args.shared)
@@ -55,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         for side in lab.sides.values():
             where = "shared" if side.shared else "private"
             print(f"  {side.driver.label}: {where} broker, {side.profile.name}", flush=True)
-        hosts = None if loopback else ["*"]   # beyond loopback the token guards every request
-        app = build_app(lab, token_for_reads=not loopback, hosts=hosts)
+        hosts = None if loopback else ["*"]   # beyond loopback only the tokens guard it
+        app = build_app(lab, hosts=hosts)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off",
                                 timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
@@ -67,11 +77,12 @@ def main(argv: list[str] | None = None) -> None:
             if stop.is_set():
                 return
             port = server.servers[0].sockets[0].getsockname()[1] if server.servers else args.port
-            url = f"http://{args.host}:{port}/" + ("" if loopback else f"?token={lab.token}")
-            print(f"brokerbench live: open {url}  (Ctrl-C stops it and every broker and process it started)",
-                  flush=True)
+            teacher, students = urls(args.host, port, lab)
+            print(f"brokerbench live: open {teacher}  (the teacher's link: it presses the buttons; Ctrl-C stops "
+                  "it and every broker and process it started)", flush=True)
+            print(f"brokerbench live: students (read-only, no buttons): {students}", flush=True)
             if args.open:
-                webbrowser.open(url)
+                webbrowser.open(teacher)
 
         threading.Thread(target=announce, daemon=True).start()
         server.run()

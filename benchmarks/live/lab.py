@@ -1,8 +1,10 @@
 """The live lab: both brokers side by side, one timeline of actions and their consequences.
 
-The page may only ask for the actions in :data:`ACTIONS`, each with checked parameters; the
-answer and every consequence the lab notices (a worker died, jobs came back, an urgent job ran)
-become labelled markers on the broker's timeline.
+The page may only ask for the actions in :data:`ACTIONS`, each with its parameters checked for
+type and range first (:mod:`benchmarks.live.params`); the answer and every consequence the lab
+notices (a worker died, jobs came back, an urgent job ran) become labelled markers on the
+broker's timeline. Two random tokens: ``token`` (the teacher's: it may act) and ``read_token``
+(the students': it may only look).
 """
 
 from __future__ import annotations
@@ -15,19 +17,14 @@ from typing import Any, Callable
 
 from brokers import registry
 
-from .load import LoadSettings
-from .side import SPECIALS, Side
+from .params import ALLOWED, ActionError, ActionFailed, Busy, Checked, UnknownAction, check
+from .side import Side
 
 HISTORY_S = 120.0
 SAMPLE_S = 0.5
 
 
-class UnknownAction(KeyError):
-    """The page asked for an action that is not in ACTIONS."""
-
-
-class Busy(RuntimeError):
-    """Another action is still running."""
+__all__ = ["ACTIONS", "ActionError", "ActionFailed", "Busy", "Lab", "UnknownAction"]
 
 
 class Lab:
@@ -37,7 +34,8 @@ class Lab:
     def __init__(self, kinds: list[str] | None = None, *, shared: bool = False) -> None:
         self.kinds = kinds or registry.compared_kinds()
         self.shared = shared
-        self.token = secrets.token_urlsafe(16)
+        self.token = secrets.token_urlsafe(16)        # the teacher's: page, state, events and actions
+        self.read_token = secrets.token_urlsafe(16)   # the students': page, state and events only
         self.t0 = time.time()
         self.markers: deque[dict[str, Any]] = deque(maxlen=400)
         self.history: dict[str, deque[dict[str, Any]]] = {k: deque(maxlen=int(HISTORY_S / SAMPLE_S))
@@ -100,78 +98,58 @@ class Lab:
                 "markers": markers, "actions": sorted(ACTIONS)}
 
     # ------------------------------------------------------------------ actions
-    def act(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Run one whitelisted action; returns what was done per broker. Raises UnknownAction,
-        Busy while another action runs, ValueError for bad parameters, PermissionError where
-        --shared forbids; an error on the second broker names what the first one did."""
-        if name not in ACTIONS:
-            raise UnknownAction(name)
-        targets = self._targets(params.get("side", "all"))
+    def profile_names(self) -> dict[str, list[str]]:
+        """Each side's durability profiles, by name."""
+        return {kind: [p.name for p in registry.get(kind).durability] for kind in self.sides}
+
+    def act(self, name: Any, params: dict[str, Any]) -> dict[str, str]:
+        """Run one whitelisted action; returns what was done per broker. Every error is an
+        ActionError with its HTTP status: UnknownAction, BadParameter (checked before anything
+        is done), Busy while another action runs, ActionFailed when a broker's part failed (the
+        original error as its ``__cause__``, what was already done in its message)."""
+        if not isinstance(name, str) or name not in ACTIONS:
+            raise UnknownAction(f"unknown action {str(name)[:40]!r}")
+        checked = check(name, params, self.profile_names())
         if not self.acting.acquire(blocking=False):
             raise Busy("another action is still running: try again when it answers")
         done: dict[str, str] = {}
         try:
-            for kind in targets:
+            for kind in checked.targets:
                 try:
-                    text = ACTIONS[name](self, self.sides[kind], params)
+                    text = ACTIONS[name](self, self.sides[kind], checked)
                 except Exception as exc:
-                    if done:
-                        raise type(exc)(f"{kind}: {exc} (already done: {done})") from exc
-                    raise
+                    raise ActionFailed(kind, exc, done) from exc
                 self.mark(kind, text)
                 done[kind] = text
         finally:
             self.acting.release()
         return done
 
-    def _targets(self, side: Any) -> list[str]:
-        if side in (None, "all", "both"):
-            return list(self.sides)
-        if side not in self.sides:
-            raise ValueError(f"side must be one of {', '.join(self.sides)} or 'all'")
-        return [side]
 
-
-def _settings(params: dict[str, Any]) -> LoadSettings:
-    fields = {k: params[k] for k in ("rate", "profile", "consumers", "concurrency", "lock_s", "time_scale")
-              if k in params}
-    try:
-        typed = {k: (str(v) if k == "profile" else int(v) if k in ("consumers", "concurrency") else float(v))
-                 for k, v in fields.items()}
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"bad load settings: {exc}") from exc
-    return LoadSettings(**typed).validated()
-
-
-def _start(lab: Lab, side: Side, params: dict[str, Any]) -> str:
-    settings = _settings(params)
+def _start(lab: Lab, side: Side, params: Checked) -> str:
+    settings = params.settings
+    assert settings is not None   # check() sets it for start_load
     side.start_load(settings)
     return (f"load started: {settings.rate:g} jobs/s of {settings.profile}, {settings.consumers} workers x "
             f"{settings.concurrency}" + (f", lock {settings.lock_s:g} s" if side.driver.recovery_settings
                                         and "lock_duration_ms" in side.driver.recovery_settings[0].options else ""))
 
 
-def _stop(lab: Lab, side: Side, params: dict[str, Any]) -> str:
+def _stop(lab: Lab, side: Side, params: Checked) -> str:
     side.stop_load()
     return "load stopped"
 
 
-def _special(lab: Lab, side: Side, params: dict[str, Any]) -> str:
-    what = params.get("what")
-    if what not in SPECIALS:
-        raise ValueError(f"what must be one of {', '.join(SPECIALS)}")
-    return side.publish_special(what)
+def _special(lab: Lab, side: Side, params: Checked) -> str:
+    return side.publish_special(str(params.what))
 
 
-def _profile(lab: Lab, side: Side, params: dict[str, Any]) -> str:
-    names = params.get("profiles") or {}
-    name = names.get(side.kind) if isinstance(names, dict) else None
-    if not name:
-        raise ValueError(f"profiles must name a profile for {side.kind}")
-    return side.set_profile(str(name))
+def _profile(lab: Lab, side: Side, params: Checked) -> str:
+    assert params.profiles is not None   # check() names one for every target
+    return side.set_profile(params.profiles[side.kind])
 
 
-ACTIONS: dict[str, Callable[[Lab, Side, dict[str, Any]], str]] = {
+ACTIONS: dict[str, Callable[[Lab, Side, Checked], str]] = {
     "start_load": _start,
     "stop_load": _stop,
     "kill_worker": lambda lab, side, params: side.kill_worker(),
@@ -180,3 +158,4 @@ ACTIONS: dict[str, Callable[[Lab, Side, dict[str, Any]], str]] = {
     "drop_connections": lambda lab, side, params: side.drop_connections(),
     "publish": _special,
 }
+assert set(ACTIONS) == set(ALLOWED), "every action has its parameters listed in params.ALLOWED"

@@ -23,7 +23,8 @@ def lab():
 
 @pytest.fixture(scope="module")
 def client(lab):
-    with TestClient(build_app(lab)) as client:
+    """The teacher's client: its token on every request (``X-Token``)."""
+    with TestClient(build_app(lab, testing=True), headers={"X-Token": lab.token}) as client:
         yield client
 
 
@@ -38,11 +39,12 @@ def test_the_page_is_served_with_its_token_and_no_outside_address(client, lab):
     assert "http://" not in page.text and "https://" not in page.text, "everything from the package, no CDN"
     script = client.get("/static/live.js")
     assert script.status_code == 200 and "EventSource" in script.text and "https://" not in script.text
+    assert '"in_doubt", "in doubt"' in script.text, "in doubt is shown beside refused"
 
 
 def test_actions_need_the_token_and_a_known_name(client, lab):
     assert post(client, lab, {"action": "stop_load"}, token="wrong").status_code == 403
-    assert client.post("/api/action", json={"action": "stop_load"}).status_code == 403
+    assert post(client, lab, {"action": "stop_load"}, token=lab.read_token).status_code == 403
     unknown = post(client, lab, {"action": "rm -rf /"})
     assert unknown.status_code == 404 and "unknown action" in unknown.json()["error"]
     assert post(client, lab, {"action": "start_load", "rate": "fast"}).status_code == 400
@@ -58,6 +60,7 @@ def test_one_action_at_a_time_and_only_for_loopback_names(client, lab):
     finally:
         lab.acting.release()
     assert client.get("/", headers={"host": "rebound.example"}).status_code == 400, "DNS rebinding"
+    assert client.get("/", headers={"host": "localhost:8765"}).status_code == 200
 
 
 def test_a_shared_broker_is_never_killed_or_reconfigured(client, lab):
@@ -69,11 +72,12 @@ def test_a_shared_broker_is_never_killed_or_reconfigured(client, lab):
     assert post(client, lab, {"action": "drop_connections"}).status_code == 403, "others share its connections"
 
 
-def test_reads_need_the_token_when_listening_beyond_loopback(lab):
-    with TestClient(build_app(lab, token_for_reads=True)) as outside:
+def test_reads_need_a_token_beyond_loopback_too(lab):
+    with TestClient(build_app(lab, hosts=["*"]), base_url="http://192.0.2.7:8765") as outside:
         assert outside.get("/").status_code == 403
         assert outside.get("/api/state").status_code == 403
         assert outside.get(f"/api/state?token={lab.token}").status_code == 200
+        assert outside.get(f"/api/state?token={lab.read_token}").status_code == 200
 
 
 def test_load_runs_and_a_killed_worker_s_jobs_come_back_on_both_brokers(client, lab):
@@ -101,6 +105,8 @@ def test_load_runs_and_a_killed_worker_s_jobs_come_back_on_both_brokers(client, 
     assert any(t.startswith("kill -9 worker") for t in texts)
     for side in state["sides"].values():
         assert side["counts"]["lost"] == 0
+        assert side["counts"]["in_doubt"] == 0 and side["counts"]["refused"] == 0
+        assert side["counts"]["accepted"] > side["counts"]["ran"] / 2, "acceptances keep being counted"
         assert side["history"] and side["queue"] and "error" not in side["queue"]
 
 

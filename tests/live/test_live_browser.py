@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import psutil
@@ -30,29 +31,33 @@ CHROMIUM = next((p for p in (os.environ.get("BROKERBENCH_CHROMIUM"), shutil.whic
 
 @pytest.fixture(scope="module")
 def live():
-    """``brokerbench live --port 0`` in its own process: (process, URL)."""
+    """``brokerbench live --port 0`` in its own process: (process, the teacher's URL); the
+    students' read-only URL is ``process.students``."""
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.commands.cli", "live", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines: list[str] = []
     deadline = time.monotonic() + 180
-    url = None
-    while time.monotonic() < deadline and url is None:
+    url = students = None
+    while time.monotonic() < deadline and (url is None or students is None):
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
         found = re.search(r"open (http://\S+)", line)
-        url = found.group(1) if found else None
-    if url is None:
+        url = found.group(1) if found else url
+        found = re.search(r"students \(read-only, no buttons\): (http://\S+)", line)
+        students = found.group(1) if found else students
+    if url is None or students is None:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-        pytest.fail("brokerbench live did not print its URL:\n" + "".join(lines))
+        pytest.fail("brokerbench live did not print its two URLs:\n" + "".join(lines))
     # Keep reading its output (workers' warnings go there too): a full pipe would block them.
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     proc.lines = lines
+    proc.students = students
     yield proc, url
     if proc.poll() is None:   # a test failed before Ctrl-C: stop it the same way (SIGKILL would orphan its brokers)
         proc.send_signal(signal.SIGINT)
@@ -69,11 +74,13 @@ def test_a_class_starts_load_kills_a_worker_and_sees_the_jobs_come_back(live, tm
         pytest.skip("no Chromium installed (Debian: apt install chromium)")
     from playwright.sync_api import sync_playwright
 
-    _, url = live
+    proc, url = live
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text))
             page.goto(url)
             page.wait_for_selector(".side[data-kind=redis] .counts tr", timeout=30_000)
             page.fill("#rate", "30")
@@ -106,18 +113,49 @@ def test_a_class_starts_load_kills_a_worker_and_sees_the_jobs_come_back(live, tm
             assert shot.stat().st_size > 20_000
             if os.environ.get("BROKERBENCH_SCREENSHOT"):
                 shutil.copy(shot, os.environ["BROKERBENCH_SCREENSHOT"])
+            assert not [m for m in console if "Content Security Policy" in m], console
+
+            students = browser.new_page(viewport={"width": 1500, "height": 1100})
+            students.goto(proc.students)
+            students.wait_for_selector(".side[data-kind=rabbitmq] .counts tr[data-key=in_doubt]", timeout=30_000)
+            assert students.locator("button").count() == 0, "the read-only page has no buttons"
+            assert students.inner_text("#role") == "read-only view"
         finally:
             browser.close()
 
 
+def action(base: str, token: str, body: bytes) -> int:
+    request = urllib.request.Request(base + "api/action", method="POST", headers={
+        "X-Token": token, "Content-Type": "application/json"}, data=body)
+    try:
+        return urllib.request.urlopen(request, timeout=60).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_every_request_needs_a_token_and_the_students_link_only_reads(live):
+    proc, url = live
+    base, token = url.split("?token=")
+    read_token = proc.students.split("?token=")[1]
+    assert proc.students.startswith(base) and read_token != token
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(base, timeout=10)
+    assert refused.value.code == 403 and refused.value.headers["X-Frame-Options"] == "DENY"
+    page = urllib.request.urlopen(proc.students, timeout=10)
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert "<button" not in page.read().decode()
+    assert action(base, read_token, b'{"action": "stop_load"}') == 403
+    state = json.loads(urllib.request.urlopen(f"{base}api/state?token={read_token}", timeout=10).read())
+    assert set(state["sides"]) == {"redis", "rabbitmq"}
+
+
 def test_ctrl_c_leaves_no_broker_or_load_process_running(live):
     proc, url = live
+    base = url.split("?token=")[0]
     page = urllib.request.urlopen(url, timeout=10).read().decode()
     token = re.search(r'data-token="([^"]+)"', page).group(1)
-    request = urllib.request.Request(url + "api/action", method="POST", headers={
-        "X-Token": token, "Content-Type": "application/json"}, data=b'{"action": "start_load", "rate": 50}')
-    assert urllib.request.urlopen(request, timeout=60).status == 200
-    state = json.loads(urllib.request.urlopen(url + "api/state", timeout=10).read())
+    assert action(base, token, b'{"action": "start_load", "rate": 50}') == 200
+    state = json.loads(urllib.request.urlopen(f"{base}api/state?token={token}", timeout=10).read())
     pids = state["pids"]
     assert len(pids) >= 2 + 2 * 3, f"two private brokers and each one's producer and workers: {pids}"
     assert all(psutil.pid_exists(pid) for pid in pids)

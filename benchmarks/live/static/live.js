@@ -2,6 +2,7 @@
 // No libraries: the chart is a small SVG drawn here, so the page works offline.
 "use strict";
 const TOKEN = document.body.dataset.token;
+const TEACHER = document.body.dataset.role === "teacher";  // the read-only (students') page has no buttons
 const QUERY = "?token=" + encodeURIComponent(TOKEN);
 const COLOURS = { redis: "#D55E00", rabbitmq: "#0072B2" };
 const QUEUE_ROWS = {
@@ -13,7 +14,9 @@ const QUEUE_ROWS = {
 const COUNT_ROWS = [["in_per_s", "accepted/s", 0], ["out_per_s", "finished/s", 0], ["p50_ms", "p50 ms (5 s)", 1],
   ["p99_ms", "p99 ms (5 s)", 1], ["consumers_alive", "workers alive", 0], ["accepted", "accepted", 0],
   ["ran", "runs", 0], ["redelivered", "redelivered", 0], ["duplicated", "ran twice", 0], ["lost", "lost", 0],
-  ["dead_lettered", "dead-lettered", 0], ["refused", "refused", 0], ["waiting_to_run", "accepted, not yet run", 0]];
+  ["dead_lettered", "dead-lettered", 0], ["refused", "refused", 0], ["in_doubt", "in doubt", 0],
+  ["doubt_ran", "in doubt, ran since", 0], ["waiting_to_run", "accepted, not yet run", 0]];
+const NUMBERS = ["rate", "consumers", "concurrency", "lock_s", "time_scale"];
 const sides = {};
 let last = null;
 
@@ -30,7 +33,10 @@ function fmt(v, digits) {
 
 function loadSettings() {
   const out = {};
-  for (const id of ["rate", "profile", "consumers", "concurrency", "lock_s", "time_scale"]) out[id] = document.getElementById(id).value;
+  for (const id of ["rate", "profile", "consumers", "concurrency", "lock_s", "time_scale"]) {
+    const value = document.getElementById(id).value;
+    out[id] = NUMBERS.includes(id) && value.trim() !== "" && !isNaN(Number(value)) ? Number(value) : value;
+  }
   return out;
 }
 
@@ -62,12 +68,16 @@ function buildSide(kind, state) {
   node.style.setProperty("--colour", COLOURS[kind] || "#555");
   node.querySelector(".label").textContent = state.label || kind;
   const select = node.querySelector(".profile-select");
-  for (const p of state.profiles || []) { const o = document.createElement("option"); o.textContent = p; select.append(o); }
-  select.value = state.profile;
-  node.querySelector(".kill-worker-one").onclick = () => act("kill_worker", { side: kind });
-  node.querySelector(".kill-broker").onclick = () => act("kill_broker", { side: kind });
-  node.querySelector(".set-profile").onclick = () => act("set_profile", { side: kind, profiles: { [kind]: select.value } });
-  if (kind === "redis") {
+  if (select) {
+    for (const p of state.profiles || []) { const o = document.createElement("option"); o.textContent = p; select.append(o); }
+  }
+  if (TEACHER) {
+    select.value = state.profile;
+    node.querySelector(".kill-worker-one").onclick = () => act("kill_worker", { side: kind });
+    node.querySelector(".kill-broker").onclick = () => act("kill_broker", { side: kind });
+    node.querySelector(".set-profile").onclick = () => act("set_profile", { side: kind, profiles: { [kind]: select.value } });
+  }
+  if (TEACHER && kind === "redis") {
     const b = node.querySelector(".job-keys");
     b.hidden = false;
     b.onclick = async () => {
@@ -143,9 +153,11 @@ function render(state) {
     const node = side.node;
     node.querySelector(".profile").textContent = "(" + s.profile + (s.shared ? ", shared broker" : ", private broker") + ")";
     node.querySelector(".promise").textContent = (s.broker_down ? "BROKER DOWN · " : "") + (s.promise || "");
-    node.querySelector(".kill-broker").disabled = !!s.shared;
-    node.querySelector(".set-profile").disabled = !!s.shared;
-    for (const b of document.querySelectorAll('button[data-action="drop_connections"]')) b.disabled = !!s.shared;
+    if (TEACHER) {
+      node.querySelector(".kill-broker").disabled = !!s.shared;
+      node.querySelector(".set-profile").disabled = !!s.shared;
+      for (const b of document.querySelectorAll('button[data-action="drop_connections"]')) b.disabled = !!s.shared;
+    }
     const q = s.queue || {};
     const qrows = q.error ? [["cannot read", q.error]] :
       (QUEUE_ROWS[kind] || Object.keys(q).map((k) => [k, k])).map(([key, name]) => [name, fmt(q[key], 0), key]);
@@ -180,4 +192,5 @@ function connect() {
 for (const b of document.querySelectorAll("#controls button[data-action]")) {
   b.onclick = () => act(b.dataset.action, b.dataset.what ? { what: b.dataset.what } : {});
 }
+document.getElementById("role").textContent = TEACHER ? "" : "read-only view";
 connect();
