@@ -58,6 +58,7 @@ POISON = "poison_job"        # its handler always fails: retries, then the dead-
 QUEUE = "bb-live"            # the queue name's start; each lab adds its own suffix
 REPORT_S = 0.1              # the producer reports its acceptances at most this often
 WHY_CHARS = 200
+OPEN_FOR_S = 60.0           # a load process waits this long for its broker to answer at start
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,19 @@ def broker_options(kind: str, settings: LoadSettings, profile_options: dict[str,
 
 def _send(conn: Connection, message: dict[str, Any]) -> None:
     conn.send_bytes(json.dumps(message, separators=(",", ":")).encode())
+
+
+def _open(kind: str, url: str, queue: str, options: dict[str, Any]) -> Any:
+    """The adapter, opened as soon as the broker answers: a process started just before a broker
+    kill tries again for up to OPEN_FOR_S instead of dying."""
+    deadline = time.monotonic() + OPEN_FOR_S
+    while True:
+        try:
+            return registry.get(kind).open(url, queue=queue, **options)
+        except BrokerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _quiet() -> None:
@@ -181,7 +195,7 @@ def producer_main(conn: Connection, kind: str, url: str, queue: str, options: di
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     load = LoadSettings(**settings)
-    broker = registry.get(kind).open(url, queue=queue, **options)
+    broker = _open(kind, url, queue, options)
     producer = broker.producer()
     reports = Reports(conn)
     producer.on_accepted = reports.on_accepted   # accepted = replied, or confirmed (windowed confirms)
@@ -248,7 +262,7 @@ def consumer_main(conn: Connection, kind: str, url: str, queue: str, options: di
     """Run jobs until stopped (SIGTERM) or killed, reporting each run at once."""
     _quiet()
     driver = registry.get(kind)
-    broker = driver.open(url, queue=queue, **options)
+    broker = _open(kind, url, queue, options)
 
     def handle(job: Job) -> Any:
         data = job.data if isinstance(job.data, dict) else {}
