@@ -44,7 +44,7 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from ..contract import AuthenticationFailed, BrokerError, BrokerUnavailable, PublishRejected
-from ..urls import redact
+from ..urls import ambiguous_credentials, redact
 
 T = TypeVar("T")
 
@@ -211,11 +211,15 @@ def connect(url: str, *, role: str, connect_timeout: float = 3.0, socket_timeout
 
 def check(url: str, timeout: float = 3.0) -> None:
     """PING once, no retries: fail within ``timeout`` seconds with a message that says why."""
+    if ambiguous_credentials(url):
+        raise BrokerError(f"{redact(url)} is not a Redis URL brokerbench can use: its credentials hold an "
+                          "unencoded '/', '?' or '#' (percent-encode them: %2F, %3F, %23)")
     try:
         probe = client_for(url, socket_connect_timeout=timeout, socket_timeout=timeout,
                            retry=Retry(ExponentialBackoff(), 0))
-    except ValueError as exc:
-        raise BrokerError(f"{redact(url)} is not a Redis URL brokerbench can use: {exc}") from None
+    except ValueError as exc:  # the parser's words may quote a piece of the URL: say only what kind of error
+        raise BrokerError(f"{redact(url)} is not a Redis URL brokerbench can use ({type(exc).__name__} from the "
+                          "URL parser; check the scheme, host, port and database number)") from None
     try:
         probe.ping()
         check_version(url, probe.info("server").get("redis_version", "0"))

@@ -42,7 +42,7 @@ def test_a_settle_whose_reply_was_lost_is_answered_again_not_done_twice(private_
     call again. Answered from the first run: the settled jobs count as completed (not as lost
     locks), and the jobs the first run handed out run once (not stranded, then recovered as
     stalled and run again)."""
-    proxy = ReplyDropProxy(private_redis.port)
+    proxy = ReplyDropProxy(private_redis.port, private_redis.password)
     through = BullMQRedisBroker(proxy.url, queue=direct.queue)
     try:
         with direct.producer() as producer:
@@ -62,7 +62,7 @@ def test_a_settle_whose_reply_was_lost_is_answered_again_not_done_twice(private_
 
 
 def test_an_add_whose_reply_was_lost_adds_nothing_twice(private_redis, direct):
-    proxy = ReplyDropProxy(private_redis.port)
+    proxy = ReplyDropProxy(private_redis.port, private_redis.password)
     through = BullMQRedisBroker(proxy.url, queue=direct.queue)
     try:
         proxy.arm(_sha(through, "addJobs"))
@@ -81,7 +81,7 @@ def test_an_add_whose_reply_is_lost_for_good_is_in_doubt_not_refused(private_red
     resending them with the same ids adds nothing twice."""
     from brokers.contract import Fate, UnavailableInDoubt
 
-    proxy = ReplyDropProxy(private_redis.port)
+    proxy = ReplyDropProxy(private_redis.port, private_redis.password)
     through = BullMQRedisBroker(proxy.url, queue=direct.queue, reconnect_for_s=0.3)
     specs = [JobSpec("user_variables_update", {"n": i}, JobOptions(job_id=f"doubt-{i}")) for i in range(5)]
     try:

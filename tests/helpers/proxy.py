@@ -15,8 +15,9 @@ class ReplyDropProxy:
     string, the first connection whose request contains it gets that request carried out but
     loses the reply: the proxy closes the connection instead of forwarding the answer."""
 
-    def __init__(self, upstream: int) -> None:
+    def __init__(self, upstream: int, password: str | None = None) -> None:
         self.upstream = upstream
+        self.password = password  # the upstream Redis's (private instances have one)
         self.port = free_port()
         self.dropped = 0
         self._trigger: bytes | None = None
@@ -31,7 +32,9 @@ class ReplyDropProxy:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        from brokers.urls import userinfo
+
+        return f"redis://{userinfo(None, self.password)}127.0.0.1:{self.port}/0"
 
     def arm(self, trigger: bytes, *, then_refuse: bool = False) -> None:
         """Lose the reply to the first request containing ``trigger``; with ``then_refuse``,
