@@ -384,13 +384,18 @@ class WorkerReport:
 
 @dataclass
 class QueueStats:
-    """Counts the broker itself can report. ``None`` means this broker cannot tell.
+    """Counts the broker itself can report. ``None`` means this broker cannot tell (unknown,
+    not zero).
 
     waiting   ready to run (including prioritized)
     active    handed to a worker, not settled
     delayed   waiting for a delay or a backoff to pass
     completed finished jobs the broker still keeps (RabbitMQ keeps none)
     failed    failed jobs kept: BullMQ's failed set, RabbitMQ's dead-letter queue
+
+    What each adapter's ``stats()`` can see is its own docstring's to say: over AMQP alone,
+    RabbitMQ reports ready messages only (no unacked, nothing held for at-least-once
+    dead-lettering). :meth:`Broker.held` counts everything that may yet run.
     """
 
     waiting: int | None = 0
@@ -641,6 +646,15 @@ class Broker(ABC):
 
     @abstractmethod
     def stats(self) -> QueueStats: ...
+
+    def held(self) -> int | None:
+        """How many jobs of this queue the broker still holds that may yet run: ready, active,
+        delayed, and whatever it holds out of ``stats()``'s sight; None when it cannot tell.
+        The default adds up ``stats()`` (waiting + active + delayed), for adapters whose
+        ``stats()`` sees everything; others override it. It may be slow (the AMQP adapter asks
+        the node): the harness asks it before it calls a run over, never in a fast loop."""
+        counted = self.stats()
+        return (counted.waiting or 0) + (counted.active or 0) + (counted.delayed or 0)
 
     @abstractmethod
     def failed_jobs(self, limit: int = 100) -> list[FailedJob]:

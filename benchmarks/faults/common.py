@@ -58,6 +58,9 @@ def outcome_words(figures: dict[str, Any]) -> str:
     if refused:
         parts.append(f"refused {refused:,}" + (f", of which {refused_ran:,} ran anyway: a refusal that was "
                                                "untrue (a defect)" if refused_ran else ", none of which ran"))
+    if figures.get("held_at_end"):
+        parts.append(f"still held by the broker when the run gave up {figures['held_at_end']:,} (counted lost, "
+                     "they may yet run)")
     return "; ".join(parts)
 
 
