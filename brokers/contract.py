@@ -150,11 +150,14 @@ class PublishFailed(BrokerError):
              in_doubt: Sequence[str] = (), fates: Sequence["Fate"] | None = None,
              unavailable: bool = False) -> "PublishFailed":
         """The right error for these outcomes: PublishInDoubt (UnavailableInDoubt when the broker
-        is gone) if anything is in doubt, else PublishRejected (BrokerUnavailable's own message
-        when the broker is gone and nothing can have reached it is the caller's to raise)."""
+        is gone) if anything is in doubt, else PublishRejected (UnavailableRejected when the broker
+        is gone; when nothing of the call can have reached it, the caller raises a plain
+        BrokerUnavailable instead)."""
         doubt = bool(in_doubt) or (fates is not None and Fate.IN_DOUBT in [Fate(f) for f in fates])
-        cls: type[PublishFailed] = (UnavailableInDoubt if unavailable else PublishInDoubt) if doubt \
-            else PublishRejected
+        if doubt:
+            cls: type[PublishFailed] = UnavailableInDoubt if unavailable else PublishInDoubt
+        else:
+            cls = UnavailableRejected if unavailable else PublishRejected
         return cls(message, job_ids, accepted, in_doubt=in_doubt, fates=fates)
 
 
@@ -169,6 +172,12 @@ class PublishInDoubt(PublishFailed):
     WAIT that saw fewer replicas than asked, a channel closed with several jobs unconfirmed, a
     connection lost after sending and before the reply. ``in_doubt`` and ``fates`` say which;
     ``job_ids`` lists any that are certainly refused. See :class:`PublishFailed` for what to do."""
+
+
+class UnavailableRejected(PublishRejected, BrokerUnavailable):
+    """The broker became unreachable part-way through a call: the jobs this error names were
+    never sent (``job_ids``, refused: not held), the call's others were accepted (``fates``);
+    nothing is in doubt. Both an outage and a PublishFailed."""
 
 
 class UnavailableInDoubt(PublishInDoubt, BrokerUnavailable):

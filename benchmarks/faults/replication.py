@@ -111,9 +111,10 @@ def unavailable_s(result: dict[str, Any], fault_at_s: float, end_s: float | None
     ``end_s`` (when the producers stopped; default: the last acceptance): how long producers
     could not get a job in. Measured to the end of the run, an outage that never ended counts
     in full (see :func:`resumed`), not as the best possible figure."""
-    tenths = (result.get("figures") or {}).get("timeline", {}).get("accepted_per_100ms")
-    if tenths is None:
+    figures = result.get("figures")
+    if not figures:
         return None
+    tenths = figures.get("timeline", {}).get("accepted_per_100ms") or []  # absent when nothing was accepted
     start = int(fault_at_s / TENTH_S)
     if end_s is None:
         end = max((i for i, n in enumerate(tenths) if n), default=-1) + 1

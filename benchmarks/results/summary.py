@@ -80,8 +80,10 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         row["lost"] = row.get("lost", 0) + f["lost"]
         row["duplicated"] = row.get("duplicated", 0) + f["duplicated"]
-        if "in_doubt" in f:  # results files from run/3 on
+        if "in_doubt" in f and row.get("in_doubt", 0) is not None:  # results files from run/3 on
             row["in_doubt"] = row.get("in_doubt", 0) + f["in_doubt"]
+        else:  # an older file cannot tell: the row's sum would be partial
+            row["in_doubt"] = None
         if r["errors"]:
             row["error"] = "; ".join(r["errors"])
         for name, get in FIGURES.get(sc["mode"], {}).items():

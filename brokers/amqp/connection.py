@@ -136,18 +136,29 @@ def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool], dead
         connection._flush_output(*waiters)  # noqa: SLF001
         return
     impl = connection._impl  # noqa: SLF001
+    if connection.is_closed:
+        raise pe.ConnectionWrongStateError()
     timer = impl.ioloop.call_later(max(deadline - time.monotonic(), 0.0) + 0.001, lambda: None)
+    polled = False
     try:
-        while not connection._closed_result.ready and time.monotonic() < deadline:  # noqa: SLF001
+        while not connection._closed_result.ready:  # noqa: SLF001
             flushed = not impl._transport or impl._get_write_buffer_size() == 0  # noqa: SLF001
             if flushed and any(ready() for ready in waiters):
                 break
+            if polled and time.monotonic() >= deadline:  # one round of I/O even when the deadline is past
+                break
             impl.ioloop.poll()
             impl.ioloop.process_timeouts()
+            polled = True
     finally:
         impl.ioloop.remove_timeout(timer)
-    if connection._closed_result.ready:  # noqa: SLF001
-        connection._flush_output()  # noqa: SLF001  # raises the close's error, as pika's own loop does
+    closed = connection._closed_result  # noqa: SLF001
+    if closed.ready:  # as pika's own loop: raise why it closed (unless we closed it), then clean up
+        try:
+            if not isinstance(closed.value.error, pe.ConnectionClosedByClient):
+                raise closed.value.error
+        finally:
+            connection._cleanup()  # noqa: SLF001
 
 
 def coalesce_output(connection: pika.BlockingConnection) -> None:

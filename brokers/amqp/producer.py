@@ -80,6 +80,7 @@ class Outgoing:
     routing_key: str
     body: bytes
     properties: BasicProperties
+    resent: bool = False  # sent again after a reconnect: it may be queued from its first sending
 
 
 class ChannelClosed(Exception):
@@ -170,6 +171,7 @@ class AmqpProducer(Producer):
             pass
         self._open(again=True)
         while self._carry:
+            self._carry[0].resent = True
             self._send(self._carry[0])
             self._carry.pop(0)
             self.republished += 1
@@ -207,10 +209,10 @@ class AmqpProducer(Producer):
         are refused. The caller owns both now."""
         sent = [self._unconfirmed[tag].job_id for tag in sorted(self._unconfirmed)]
         sent += [item.job_id for item in self._carry]
-        returned = [item.job_id for item in self._returned]
-        self._unconfirmed, self._returned, self._carry = {}, [], []
+        refused = self._nacked + [item.job_id for item in self._returned]  # the broker said no to these
+        self._unconfirmed, self._returned, self._carry, self._nacked = {}, [], [], []
         self._returned_ids.clear()
-        return (returned, sent) if doubt else (returned + sent, [])
+        return (refused, sent) if doubt else (refused + sent, [])
 
     def _check_channel(self) -> None:
         """Raise ChannelClosed if the broker closed our channel while the connection lives."""
@@ -285,7 +287,7 @@ class AmqpProducer(Producer):
                 self._failing_since = None
                 return result
             except ChannelClosed as closed:
-                self._channel_failed(closed)
+                self._channel_failed(closed, after_publish=True)
             except pe.ConnectionBlockedTimeout:
                 self._broken = BrokerUnavailable("blocked-connection timeout")  # pika closed the connection
                 refused, doubt = self._give_back()
@@ -294,7 +296,7 @@ class AmqpProducer(Producer):
                                          refused, in_doubt=doubt) from None
             except (*CONNECTION_ERRORS, BrokerUnavailable) as exc:
                 if self._closed_by is not None and self._conn is not None and self._conn.is_open:
-                    self._channel_failed(ChannelClosed(*self._closed_by))
+                    self._channel_failed(ChannelClosed(*self._closed_by), after_publish=False)
                 now = time.monotonic()
                 if self._failing_since is None:
                     self._failing_since = now
@@ -312,14 +314,15 @@ class AmqpProducer(Producer):
                     time.sleep(0.5)
                 self._broken = exc
 
-    def _channel_failed(self, closed: ChannelClosed) -> None:
-        """The broker closed the channel: give the unconfirmed jobs back (refused when only one
-        was unconfirmed: it caused the close; in doubt when several were: the broker may have
-        queued those before the culprit), open a new channel, say why."""
-        several = len(self._unconfirmed) + len(self._carry) > 1
-        refused, doubt = self._give_back(doubt=several)
-        refused += self._nacked
-        self._nacked = []
+    def _channel_failed(self, closed: ChannelClosed, *, after_publish: bool) -> None:
+        """The broker closed the channel: give the unconfirmed jobs back, open a new channel, say
+        why. Refused only when the close came right after a publish and exactly one job, sent
+        once on this channel, was unconfirmed: that job caused it. In doubt otherwise: with
+        several, the broker may have queued those before the culprit; a close on a declaration
+        says nothing of the messages; a job resent after a reconnect may be queued already."""
+        pending = [self._unconfirmed[tag] for tag in self._unconfirmed] + self._carry
+        culprit = after_publish and len(pending) == 1 and not pending[0].resent
+        refused, doubt = self._give_back(doubt=not culprit)
         log.warning("RabbitMQ closed the producer's channel (%s); %d job(s) refused and %d in doubt given back "
                     "to the caller", closed, len(refused), len(doubt))
         try:
@@ -343,6 +346,8 @@ class AmqpProducer(Producer):
                 self._guarded(lambda: self._wait(self.window - 1))
             except PublishFailed as exc:
                 raise _again(exc, exc.job_ids, [item], []) from None
+            except BrokerUnavailable as exc:  # nothing left unconfirmed: its confirm came before the outage
+                raise _again(_unavailable(exc), [], [item], []) from None
         return item.job_id
 
     def publish_many(self, jobs: Iterable[JobSpec]) -> list[str]:
@@ -361,6 +366,11 @@ class AmqpProducer(Producer):
             except PublishFailed as exc:
                 unsent = items[n + sent:]
                 raise _again(exc, exc.job_ids + [item.job_id for item in unsent], items, unsent) from None
+            except BrokerUnavailable as exc:
+                if n + sent == 0:
+                    raise  # nothing of the call was handed over: a plain outage
+                unsent = items[n + sent:]
+                raise _again(_unavailable(exc), [item.job_id for item in unsent], items, unsent) from None
         try:
             if self.confirms == "off":
                 self.flush()  # push buffered frames out; nothing more can be known without confirms
@@ -368,6 +378,8 @@ class AmqpProducer(Producer):
                 self._guarded(lambda: self._wait(self.window - 1))  # push frames out, read confirms
         except PublishFailed as exc:
             raise _again(exc, exc.job_ids, items, []) from None
+        except BrokerUnavailable as exc:  # every job was handed over; none is left unconfirmed
+            raise _again(_unavailable(exc), [], items, []) from None
         return [item.job_id for item in items]
 
     def flush(self) -> None:
@@ -404,6 +416,13 @@ class AmqpProducer(Producer):
             pass
         if failed is not None:
             raise _again(failed, failed.job_ids, [], [], prefix="close: ") from None
+
+
+def _unavailable(exc: BrokerUnavailable) -> PublishFailed:
+    """A plain outage met after some of a call's jobs were handed over, as a PublishFailed that
+    is also a BrokerUnavailable (``_again`` then gives each job of the call its fate: those
+    handed over and no longer unconfirmed were confirmed, or written with confirms off)."""
+    return PublishFailed.make(str(exc), unavailable=True)
 
 
 def _again(exc: PublishFailed, refused: list[str], items: list[Outgoing], unsent: list[Outgoing], *,

@@ -88,11 +88,19 @@ class Attempts:
     def __init__(self) -> None:
         self.errors: list[BaseException] = []
 
-    def may_have_sent(self) -> bool:
-        """True unless every failed attempt certainly failed before Redis had the whole command
-        (then Redis cannot have run it). A reply lost or timed out after a full write is a maybe.
-        No error noted means the call failed on a reply (READONLY, LOADING...): Redis ran nothing."""
-        return any(not any(mark in str(error) for mark in _NOT_SENT) for error in self.errors)
+    def may_have_sent(self, final: BaseException | None = None) -> bool:
+        """True unless every failed attempt, and ``final`` (the error the call ended with, which
+        redis-py may not have retried), certainly failed before Redis ran the command: no
+        connection, a command not fully written, or a reply refusing it (READONLY, LOADING...).
+        A reply lost, timed out or unreadable after a full write is a maybe."""
+        return any(not _not_sent(error) for error in [*self.errors, *([final] if final is not None else [])])
+
+
+def _not_sent(error: BaseException) -> bool:
+    """The error says Redis did not run the command."""
+    if unavailable_reply(error) or isinstance(error, AuthenticationError):
+        return True
+    return isinstance(error, (ConnectionError, TimeoutError)) and any(mark in str(error) for mark in _NOT_SENT)
 
 
 @contextlib.contextmanager

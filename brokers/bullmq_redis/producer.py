@@ -8,7 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from ..contract import (
     DEFAULT_LANE,
@@ -18,6 +18,7 @@ from ..contract import (
     JobOptions,
     JobSpec,
     Producer,
+    PublishFailed,
     PublishInDoubt,
     PublishRejected,
     UnavailableInDoubt,
@@ -49,6 +50,14 @@ def _chunks(items: list[tuple[int, list[Any]]]) -> Iterator[list[tuple[int, list
         size += length
     if chunk:
         yield chunk
+
+
+def _socket_of(pool: Any) -> Any:
+    """The socket of a one-connection pool's connection (None if it has none): the same socket
+    before and after a call means the connection was not opened anew in between."""
+    for connection in [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]:
+        return getattr(connection, "_sock", None)
+    return None
 
 
 class RedisProducer(Producer):
@@ -126,8 +135,8 @@ class RedisProducer(Producer):
                                          "publish")
                 except PublishRejected as exc:  # Redis said no: this chunk and the ones after it are refused
                     raise PublishRejected(str(exc), [], ids, fates=fates) from None
-                except BrokerUnavailable as exc:
-                    self._unanswered(exc, chunk, ids, fates, tried.may_have_sent())
+                except BrokerUnavailable as exc:  # guarded() keeps redis-py's own error as the context
+                    self._unanswered(exc, chunk, ids, fates, tried.may_have_sent(exc.__context__))
                 self._calls.answered(call)
                 accepted = [job_id.decode() for job_id in result]
                 if self._wait:
@@ -147,8 +156,8 @@ class RedisProducer(Producer):
         if not maybe_sent and Fate.ACCEPTED not in fates:
             raise exc
         if not maybe_sent:
-            raise PublishRejected(f"{exc} (this part of the call was never sent; the jobs before it were "
-                                  "accepted)", [], ids, fates=fates) from None
+            raise PublishFailed.make(f"{exc} (this part of the call was never sent; the jobs before it were "
+                                     "accepted)", [], ids, fates=fates, unavailable=True) from None
         custom = []
         for index, job_args in chunk:
             fates[index] = Fate.IN_DOUBT
@@ -166,18 +175,23 @@ class RedisProducer(Producer):
         assert self._client is not None
         wait_ms = self._broker.wait_timeout_ms
         pool = self._client.connection_pool  # of one connection: the one the script ran on
-        connection = pool.get_connection()
-        why = ""
+        socket_before = _socket_of(pool)
+        why, connection = "", None
         try:
+            connection = pool.get_connection()  # may reconnect: then WAIT would count nothing of ours
+            if socket_before is None or getattr(connection, "_sock", None) is not socket_before:
+                raise RedisConnectionError("the connection the script ran on was lost and opened anew")
             connection.send_command("WAIT", self._wait, wait_ms)
             replicas = int(connection.read_response())
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            connection.disconnect()
+        except (RedisError, OSError, ValueError) as exc:  # lost, or an error reply (WAIT on a demoted primary)
+            if connection is not None:
+                connection.disconnect()
             replicas = -1
-            why = (f"publish: {len(accepted)} jobs reached the primary but the connection was lost before "
-                   f"{self._wait} replica(s) confirmed them ({exc})")
+            why = (f"publish: {len(accepted)} jobs reached the primary but {self._wait} replica(s) could not be "
+                   f"asked to confirm them ({type(exc).__name__}: {exc})")
         finally:
-            pool.release(connection)
+            if connection is not None:
+                pool.release(connection)
         if 0 <= replicas < self._wait:
             why = (f"publish: only {replicas} of {self._wait} replica(s) confirmed {len(accepted)} jobs within "
                    f"{wait_ms} ms")
