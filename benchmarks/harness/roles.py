@@ -185,8 +185,12 @@ def role_main(spec: RoleSpec, control: Control, shared: Broker | None = None) ->
 
 def _wait_start(spec: RoleSpec, scenario: Scenario, recorder: Recorder, control: Control) -> int:
     control.send("ready", spec.role, spec.index)
-    if not control.start.wait(timeout=120):
-        raise RuntimeError("no start signal within 120 s")
+    deadline = time.monotonic() + 120
+    while not control.start.wait(timeout=0.05):  # the runner may stop the run before it starts (Ctrl-C)
+        if control.stop.is_set():
+            raise RuntimeError("the run was stopped before it started")
+        if time.monotonic() > deadline:
+            raise RuntimeError("no start signal within 120 s")
     t0 = control.t0.value
     recorder.t0_ns = t0
     recorder.window_start_ns = t0 + int(scenario.warmup_s * 1e9)
