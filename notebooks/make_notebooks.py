@@ -1,4 +1,4 @@
-"""Writes the four teaching notebooks (their cells live here, so they can be reviewed as code).
+"""Writes the five teaching notebooks (their cells live here, so they can be reviewed as code).
 
     python notebooks/make_notebooks.py           # write the .ipynb files (no outputs)
     python notebooks/make_notebooks.py --run     # and execute them here, keeping the outputs
@@ -564,15 +564,16 @@ if SMALL and not PRIVATE_OK:
     print("skipped: private brokers cannot be started here (see the pre-flight cell); the rows above are recorded")
 live_figs = []
 if LIVE:
-    import tempfile
-    from benchmarks.faults import replication
+    import json, os, tempfile
+    from benchmarks.faults.catalog import scenario
     from benchmarks.faults.common import PrivateBrokers, Session
     brokers = PrivateBrokers()
-    out = Path(tempfile.mkdtemp())
+    out = Path(os.environ.get("BROKERBENCH_NOTEBOOK_OUT") or tempfile.mkdtemp())  # the tests read the rows there
     try:
-        live_rows = replication.failover_rows(Session(brokers, small=True, out=out))
+        live_rows = scenario("replication")(Session(brokers, small=True, out=out))
     finally:
         brokers.close()
+    (out / "summary.json").write_text(json.dumps({"rows": [r.as_dict() for r in live_rows]}, indent=1))
     display(Markdown(table_markdown(live_rows)))
     live = report.collect([out])
     live_figs = [plots.failover_timeline(r) for r in live.faults if r.get("figures")]

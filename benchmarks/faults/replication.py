@@ -128,16 +128,21 @@ def unavailable_s(result: dict[str, Any], fault_at_s: float, end_s: float | None
     return round(longest * TENTH_S, 1)
 
 
-NEVER_RESUMED_S = 1.0  # a trailing stretch with nothing accepted at least this long: acceptances never came back
+NEVER_RESUMED_S = 1.0  # the run ended at least this long after the last acceptance...
+STOPPED_WITHIN_S = 2.0  # ...which came at most this long after the fault (confirms already in flight)
 
 
 def resumed(result: dict[str, Any], fault_at_s: float, end_s: float) -> bool:
-    """Whether jobs were accepted again after the fault: False when the run ends in a stretch of
-    at least NEVER_RESUMED_S with nothing accepted that began after the fault."""
+    """Whether jobs were accepted again after the fault: False when acceptances stopped at the
+    fault (the last one at most STOPPED_WITHIN_S after it) and the run ended at least
+    NEVER_RESUMED_S later with none since. A quiet stretch that starts well after the fault is
+    not this: in closed loop the producers also stop when the backlog is full."""
     tenths = (result.get("figures") or {}).get("timeline", {}).get("accepted_per_100ms") or []
     start, end = int(fault_at_s / TENTH_S), int(end_s / TENTH_S)
     last = max((i for i, n in enumerate(tenths[:end]) if n), default=-1)
-    return not (end - max(last + 1, start) >= NEVER_RESUMED_S / TENTH_S)
+    quiet_from = max(last + 1, start)
+    stopped_at_fault = quiet_from <= start + STOPPED_WITHIN_S / TENTH_S
+    return not (stopped_at_fault and end - quiet_from >= NEVER_RESUMED_S / TENTH_S)
 
 
 def outage_words(gap: float | None, came_back: bool) -> str:

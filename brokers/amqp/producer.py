@@ -20,8 +20,10 @@ Failures, told apart:
   one job unconfirmed, that job caused the close: PublishRejected. With several, the broker may
   have queued those before the one it refused and lost their confirms with the channel:
   PublishInDoubt names them all. The producer opens a new channel and stays usable.
-* A negative confirm (a full queue with reject-publish, a quorum queue without a leader)
-  raises PublishRejected: those jobs are certainly not queued.
+* A negative confirm raises PublishRejected on classic queues (a full lane with
+  reject-publish, an internal error): those jobs are not queued. On quorum queues it raises
+  PublishInDoubt: they nack in-flight publishes while their leader changes, and some of those
+  are committed all the same (seen here: 18 of 1,789 nacked jobs ran).
 * No confirm in ``confirm_timeout_s`` (a resource alarm holds them), or a connection blocked
   past pika's blocked-connection timeout, raises PublishInDoubt: the messages were sent and the
   broker may queue them once the alarm clears. They are forgotten, never resent.
@@ -50,6 +52,7 @@ from ..contract import (
     JobSpec,
     Producer,
     PublishFailed,
+    PublishInDoubt,
     PublishRejected,
     check_job_name,
     encode_data,
@@ -125,6 +128,11 @@ class AmqpProducer(Producer):
         self.republished = 0        # messages sent again after a dropped connection
         self._unconfirmed: dict[int, Outgoing] = {}
         self._nacked: list[str] = []
+        # A nack from a classic queue is a refusal (reject-publish on a full lane, an internal
+        # error). A quorum queue nacks in-flight publishes while its leader changes, and some of
+        # those were committed all the same: measured here, 18 of 1,789 nacked jobs ran (the
+        # replication scenario, a leader SIGKILLed). Its nacks are in doubt.
+        self._nack_refuses = broker.topology.queue_type != "quorum"
         self._carry: list[Outgoing] = []          # to resend after a reconnect
         self._returned: list[Outgoing] = []       # returned unroutable: to resend
         self._returned_ids: set[str] = set()
@@ -209,7 +217,9 @@ class AmqpProducer(Producer):
         are refused. The caller owns both now."""
         sent = [self._unconfirmed[tag].job_id for tag in sorted(self._unconfirmed)]
         sent += [item.job_id for item in self._carry]
-        refused = self._nacked + [item.job_id for item in self._returned]  # the broker said no to these
+        nacked_sure = self._nacked if self._nack_refuses else []
+        sent += [] if self._nack_refuses else self._nacked
+        refused = nacked_sure + [item.job_id for item in self._returned]  # the broker said no to these
         self._unconfirmed, self._returned, self._carry, self._nacked = {}, [], [], []
         self._returned_ids.clear()
         return (refused, sent) if doubt else (refused + sent, [])
@@ -273,7 +283,11 @@ class AmqpProducer(Producer):
                 refused, in_doubt=doubt)
         if self._nacked:
             nacked, self._nacked = self._nacked, []
-            raise PublishRejected(f"RabbitMQ refused {len(nacked)} message(s) (basic.nack)", nacked)
+            if self._nack_refuses:
+                raise PublishRejected(f"RabbitMQ refused {len(nacked)} message(s) (basic.nack)", nacked)
+            raise PublishInDoubt(f"RabbitMQ nacked {len(nacked)} message(s) of a quorum queue (basic.nack, as a "
+                                 "leader changes): in doubt, a quorum queue may hold a message it nacked",
+                                 in_doubt=nacked)
 
     def _guarded(self, action: Callable[[], Any]) -> Any:
         """Run a publishing step. A channel the broker closed fails the step with PublishFailed

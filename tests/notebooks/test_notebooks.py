@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,11 +25,36 @@ def test_there_are_five_notebooks_with_outputs_committed():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, monkeypatch):
+def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     monkeypatch.setenv("BROKERBENCH_NOTEBOOK_PROFILE", "small")
+    monkeypatch.setenv("BROKERBENCH_NOTEBOOK_OUT", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors
     assert os.environ["BROKERBENCH_NOTEBOOK_PROFILE"] == "small"
+    if path.stem == "05_replication":
+        _check_live_failovers(tmp_path)
+
+
+def _check_live_failovers(out: Path) -> None:
+    """Notebook 05's live cell is the small replication scenario: the leader (Redis primary,
+    quorum leader) SIGKILLed under load on each replicated broker, with its no-loss profile.
+    What the class sees must hold: no accepted job lost, a new leader named, acceptances back,
+    the in-doubt count the results file's, no refused job run, and every job sent in one outcome."""
+    from benchmarks.results import files as results
+    from brokers import registry
+
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert {r["broker"] for r in rows} == {k for k in registry.compared_kinds() if registry.get(k).replication}
+    for row in rows:
+        assert row["lost"] == 0 and row["met"], row["note"]
+        assert row["failover_s"] and row["failover_s"] > 0, f"a new leader was named: {row['note']}"
+        assert row["unavailable_s"] is not None and row["resumed"], row["note"]
+        loaded = results.load(row["results_file"])
+        fault, figures = loaded["fault"], loaded["figures"]
+        assert fault["failover_s"] == row["failover_s"] and "topology" in fault["topology"]
+        assert fault["met"] == row["met"] and fault["expectation"] == row["expectation"]
+        assert row["in_doubt"] == figures["in_doubt"] and figures["refused_ran"] == 0, row["note"]
+        assert figures["accepted"] + figures["rejected"] + figures["in_doubt"] == figures["sent"], figures

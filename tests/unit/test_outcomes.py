@@ -23,6 +23,13 @@ def test_an_outage_that_never_ended_counts_to_the_end_of_the_run_not_as_zero():
     assert "never resumed" in outage_words(7.0, False)
 
 
+def test_a_quiet_end_long_after_the_fault_is_not_an_outage_that_never_ended():
+    """Acceptances came back after the fault, then stopped 1.2 s before the end (a closed-loop
+    producer waits while the backlog is full): that is not "never resumed"."""
+    result = _timeline([5] * 30 + [0] * 5 + [5] * 33 + [0] * 12)
+    assert resumed(result, 3.0, 8.0) is True
+
+
 def test_an_outage_that_ended_is_its_longest_gap_and_resumed():
     result = _timeline([5] * 30 + [0] * 12 + [5] * 58)
     assert unavailable_s(result, 3.0, 10.0) == 1.2
