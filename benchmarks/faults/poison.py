@@ -26,7 +26,7 @@ def _healthy_per_s(result: dict[str, Any]) -> float:
 
 def run_scenario(session: Session) -> list[Row]:
     rows = []
-    base = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 4), warmup_s=1, producers=1,
+    base = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 2), warmup_s=1, producers=1,
                     consumers=2, concurrency=8, max_backlog=1500, drain_timeout_s=40)
     for driver in session.drivers():
         broker = driver.kind
