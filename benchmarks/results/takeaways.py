@@ -112,28 +112,85 @@ def publish(runs: Runs, profile: str = "mix") -> str:
             + "; ".join(parts) + ". Across a network, add one round trip per call.")
 
 
+# A curve is "flat" while its p99 stays within this factor of the lowest step's.
+FLAT_FACTOR = 1.5
+# More processes "scale" when throughput grows by at least this share of the added processes.
+SCALING_WELL = 0.7
+SCALING_POORLY = 0.25
+
+
+def _span(values: list[float], fmt: str = "{:,.0f}") -> str:
+    """A median with its min-max when there are several values."""
+    mid = fmt.format(statistics.median(values))
+    return mid if len(values) < 2 or min(values) == max(values) else \
+        f"{mid} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def _p99_rise(run: dict[str, Any]) -> tuple[float, float, float] | None:
+    """(p99 at the lowest step, p99 at the last sustainable step, that step's rate) of one sweep."""
+    steps = [s for s in run.get("steps") or [] if s.get("sustainable") and s.get("figures")]
+    if len(steps) < 2:
+        return None
+    first = steps[0]["figures"]["latency_ms"]["end_to_end_intended"].get("p99")
+    last = steps[-1]["figures"]["latency_ms"]["end_to_end_intended"].get("p99")
+    if not first or not last:
+        return None
+    return first, last, steps[-1]["offered_rate"]
+
+
 def sweep(sweeps: Runs) -> str:
-    parts = [f"{label(r['scenario']['broker'])} up to {r['max_sustainable_rate']:,.0f}/s" for r in sweeps
-             if r.get("max_sustainable_rate")]
+    """Per broker: the largest sustainable rate (median over repeated sweeps, with its range) and
+    what p99 did on the way there, read off the curve itself: flat only where it stayed within
+    x1.5 of the lowest step's p99."""
+    parts = []
+    for kind, mine in sorted(_by_kind(sweeps).items(), reverse=True):
+        best = [r["max_sustainable_rate"] for r in mine if r.get("max_sustainable_rate")]
+        rises = [x for r in mine if (x := _p99_rise(r))]
+        if not best:
+            continue
+        text = f"{label(kind)} sustained up to {_span(best)} jobs/s"
+        if rises:
+            first = statistics.median(x[0] for x in rises)
+            last = statistics.median(x[1] for x in rises)
+            shape = "stayed flat" if last <= FLAT_FACTOR * first else f"rose x{last / first:.1f}"
+            text += f"; p99 {shape} before that, {first:,.1f} -> {last:,.1f} ms"
+        parts.append(text + (f" ({len(mine)} sweeps)" if len(mine) > 1 else ""))
     if not parts:
         return ""
-    return ("Latency stays flat while the consumers keep up, then climbs steeply once the offered rate passes "
-            f"what they finish: sustainable (p99 under the limit, every job finished) {', '.join(parts)}.")
+    return ("Sustainable = p99 under the limit and every job finished. " + "; ".join(parts)
+            + ". Past the last sustainable step latency climbs steeply: the consumers no longer keep up.")
 
 
 def scaling(results: Runs) -> str:
-    parts = []
+    """Throughput from the fewest to the most consumer processes (medians over repetitions), and
+    a sentence about why only where the curve shows it: near-linear, little, or in between."""
+    parts, gains = [], []
     for kind, mine in sorted(_by_kind(results).items(), reverse=True):
-        points = sorted((r["scenario"]["consumers"], r["figures"]["throughput"]["out_per_s"]) for r in mine
-                        if r["scenario"]["mode"] == "closed")
-        if len(points) > 1:
-            (n0, y0), (n1, y1) = points[0], points[-1]
-            parts.append(f"{label(kind)} {y0:,.0f} -> {y1:,.0f} jobs/s from {n0} to {n1} processes (x{y1 / y0:.2f})")
+        by_n: dict[int, list[float]] = {}
+        for r in mine:
+            if r["scenario"]["mode"] == "closed":
+                by_n.setdefault(r["scenario"]["consumers"], []).append(r["figures"]["throughput"]["out_per_s"])
+        if len(by_n) < 2:
+            continue
+        n0, n1 = min(by_n), max(by_n)
+        y0, y1 = statistics.median(by_n[n0]), statistics.median(by_n[n1])
+        if not y0:
+            continue
+        gain = (y1 / y0 - 1) / (n1 / n0 - 1)   # 1: linear; 0: none
+        gains.append(gain)
+        parts.append(f"{label(kind)} {_span(by_n[n0])} -> {_span(by_n[n1])} jobs/s from {n0} to {n1} processes "
+                     f"(x{y1 / y0:.2f})")
     if not parts:
         return ""
     cores = (results[0].get("environment", {}).get("machine", {}) or {}).get("cores", "?")
-    return (f"{'; '.join(parts)}. On {cores} cores shared with the broker, more consumer processes mostly compete "
-            "for the same CPU: scaling out needs cores, not only processes.")
+    if all(g >= SCALING_WELL for g in gains):
+        why = "both scaled close to linearly: the consumers, not the broker, were the limit"
+    elif all(g <= SCALING_POORLY for g in gains):
+        why = (f"little gain: on {cores} cores shared with the broker, more consumer processes mostly compete "
+               "for the same CPU")
+    else:
+        why = "they scale differently: compare each broker's own curve (and its broker CPU per job)"
+    return f"{'; '.join(parts)}. {why[0].upper() + why[1:]}."
 
 
 def reliability(rows: Runs) -> str:

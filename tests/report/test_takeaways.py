@@ -71,3 +71,43 @@ def test_the_recovery_takeaway_names_bullmqs_defaults_measured(reference):
     longest = max(r["fault"]["recovery_last_s"] for r in crashes)
     text = takeaways.recovery(reference.faults)
     assert f"back after {longest:.1f} s with a 30 s lock" in text
+
+
+def _sweep(kind: str, p99s: list[float], best: float) -> dict:
+    steps = [{"offered_rate": 200.0 * 1.5 ** i, "sustainable": True,
+              "figures": {"latency_ms": {"end_to_end_intended": {"p99": p99, "count": 5000}}}}
+             for i, p99 in enumerate(p99s)]
+    steps.append({"offered_rate": 200.0 * 1.5 ** len(p99s), "sustainable": False, "figures": None})
+    return {"scenario": {"broker": kind, "profile": "mix", "mode": "sweep", "label": ""},
+            "figures": {"throughput": {"out_per_s": best}}, "steps": steps, "max_sustainable_rate": best}
+
+
+def test_the_sweep_sentence_reads_its_own_curve():
+    flat = takeaways.sweep([_sweep("redis", [5.0, 5.5, 6.0], 450.0)])
+    assert "p99 stayed flat" in flat and "5.0 -> 6.0 ms" in flat and "450" in flat
+    rising = takeaways.sweep([_sweep("rabbitmq", [78.0, 200.0, 451.0], 675.0)])
+    assert "stayed flat" not in rising and "rose x5.8" in rising and "78.0 -> 451.0 ms" in rising
+    # repeated sweeps: the median of the best rates with its range
+    three = takeaways.sweep([_sweep("redis", [5.0, 6.0], r) for r in (300.0, 450.0, 675.0)])
+    assert "450 (300-675) jobs/s" in three and "(3 sweeps)" in three
+    assert takeaways.sweep([]) == ""
+
+
+def _closed(kind: str, consumers: int, out: float) -> dict:
+    return {"scenario": {"broker": kind, "profile": "mix", "mode": "closed", "consumers": consumers,
+                         "label": f"scaling-{consumers}"},
+            "figures": {"throughput": {"out_per_s": out}}, "environment": {"machine": {"cores": 2}}}
+
+
+def test_the_scaling_sentence_explains_only_what_its_curve_shows():
+    linear = takeaways.scaling([_closed(k, n, 100.0 * n) for k in ("redis", "rabbitmq") for n in (1, 2, 4)])
+    assert "close to linearly" in linear and "x4.00" in linear and "compete" not in linear
+    flat = takeaways.scaling([_closed(k, n, 100.0 + n) for k in ("redis", "rabbitmq") for n in (1, 2, 4)])
+    assert "compete for the same CPU" in flat and "linearly" not in flat
+    mixed = takeaways.scaling([_closed("redis", n, 100.0 * n) for n in (1, 4)]
+                              + [_closed("rabbitmq", n, 100.0) for n in (1, 4)])
+    assert "scale differently" in mixed and "compete" not in mixed and "linearly" not in mixed
+    # repetitions: medians with their range
+    reps = takeaways.scaling([_closed("redis", 1, y) for y in (90.0, 100.0, 110.0)]
+                             + [_closed("redis", 4, y) for y in (350.0, 400.0, 390.0)])
+    assert "100 (90-110) -> 390 (350-400) jobs/s" in reps
