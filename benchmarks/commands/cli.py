@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:function taking argv, one-line help)
     "run": ("benchmarks.commands.run:main",
             "run scenarios; with no arguments, the default Redis vs RabbitMQ comparison"),
+    "reference": ("benchmarks.commands.reference:main",
+                  "regenerate the whole reference report: every part, reference length, one machine, one commit"),
     "compare": ("benchmarks.results.compare:main",
                 "A B: does B differ beyond the noise, per figure; one folder: its runs"),
     "scenario": ("benchmarks.commands.scenarios:main", "one fault scenario on private brokers (see `scenarios`)"),

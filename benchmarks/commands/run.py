@@ -163,6 +163,41 @@ def needed(workloads: list[Scenario], kinds: list[str], level: str) -> list[tupl
                               for kind in ([w.broker] if w.broker else kinds)))
 
 
+QUICK_LOOK = ("A quick look, not the reference: windows of 2-2.5 s, measured on this machine now. "
+              "`brokerbench reference` runs the reference (30 s closed / 60 s open windows, every part of "
+              "the report, one commit); see README.")
+
+
+def run_workloads(workloads: list[Scenario], kinds: list[str], level: str, repeat: int, folder: Path,
+                  console: Any, *, url: str | None = None, quiet: bool = False) -> list[dict[str, Any]]:
+    """Run ``workloads`` on every kind in ``kinds`` (a workload bound to a broker: on that one),
+    each ``repeat`` times interleaved (see :func:`plan`), every broker at its durability level;
+    private brokers started for a level are stopped before it returns. Returns the results in
+    the order they ran; each also went to a results file in ``folder``."""
+    placements: dict[tuple[str, str], Placement] = {}
+    results: list[dict[str, Any]] = []
+    try:
+        for kind, lvl in needed(workloads, kinds, level):
+            try:
+                where = placements[(kind, lvl)] = place(kind, lvl, url)
+            except DurabilityUnavailable as exc:
+                raise SystemExit(f"brokerbench run: {exc}") from exc
+            console.print(f"{registry.get(kind).label}: durability {where.label}; {where.how}")
+        scenarios = plan(workloads, placements, repeat, level)
+        with ProgressDisplay(console, len(scenarios), enabled=not quiet) as display:
+            for scenario in scenarios:
+                display.begin(scenario)
+                where = placements.get((scenario.broker, scenario.durability))
+                result, path = run(scenario, url=where.url if where else url, out=folder,
+                                   progress=display.update, extra={"durability": where.describe()} if where else None)
+                display.end(result, path)
+                results.append(result)
+    finally:
+        for where in placements.values():
+            where.close()
+    return results
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from rich.console import Console
 
@@ -173,29 +208,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     unbound_kinds = list(args.broker or registry.compared_kinds())
     folder = args.out or Path("reports/runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     console = Console(width=None if sys.stdout.isatty() else 200)
-    placements: dict[tuple[str, str], Placement] = {}
-    results, started = [], time.monotonic()
-    try:
-        for kind, level in needed(workloads, unbound_kinds, args.durability):
-            try:
-                where = placements[(kind, level)] = place(kind, level, args.url)
-            except DurabilityUnavailable as exc:
-                raise SystemExit(f"brokerbench run: {exc}") from exc
-            console.print(f"{registry.get(kind).label}: durability {where.label}; {where.how}")
-        scenarios = plan(workloads, placements, args.repeat, args.durability)
-        with ProgressDisplay(console, len(scenarios), enabled=not args.quiet) as display:
-            for scenario in scenarios:
-                display.begin(scenario)
-                where = placements.get((scenario.broker, scenario.durability))
-                result, path = run(scenario, url=where.url if where else args.url, out=folder,
-                                   progress=display.update, extra={"durability": where.describe()} if where else None)
-                display.end(result, path)
-                results.append(result)
-    finally:
-        for where in placements.values():
-            where.close()
+    quick = not args.scenario and all(w.duration_s < 30 for w in workloads)
+    if quick:
+        console.print(QUICK_LOOK)
+    started = time.monotonic()
+    results = run_workloads(workloads, unbound_kinds, args.durability, args.repeat, folder, console,
+                            url=args.url, quiet=args.quiet)
     print_summary(results, folder, console)
     console.print(f"{len(results)} runs in {time.monotonic() - started:.0f} s")
+    if quick:
+        console.print(QUICK_LOOK)
     if results and not args.no_report:
         from ..results import report
 

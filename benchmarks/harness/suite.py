@@ -30,6 +30,46 @@ def default_workloads(scale: float = 1.0) -> list[Scenario]:
     return out
 
 
+# The reference's lengths (issue "The reference measures the brokers"): long enough that a cell's
+# figures do not hang on a few hundred samples, and every cell 3 times, interleaved.
+REFERENCE_CLOSED_S = 30.0
+REFERENCE_OPEN_S = 60.0
+REFERENCE_WARMUP_S = 5.0
+REFERENCE_REPEAT = 3
+SCALING_CONSUMERS = (1, 2, 4)
+
+
+def reference_workloads(scale: float = 1.0) -> list[Scenario]:
+    """The default comparison at reference length: closed loop 30 s and open loop 60 s after a
+    5 s warm-up (``scale`` shortens them for tests only)."""
+    return [w.with_(duration_s=(REFERENCE_CLOSED_S if w.mode == "closed" else REFERENCE_OPEN_S) * scale,
+                    warmup_s=REFERENCE_WARMUP_S * scale, drain_timeout_s=60.0,
+                    burst_every_s=min(2.0, 2.0 * scale) if w.mode == "open" else w.burst_every_s)
+            for w in default_workloads()]
+
+
+def durability_workloads(levels: Sequence[str], scale: float = 1.0) -> list[Scenario]:
+    """The mix, closed and open loop at reference length, at each durability level in
+    ``levels`` (labelled ``durability-<level>``): what each promise costs, side by side."""
+    mix = [w for w in reference_workloads(scale) if w.profile == "mix"]
+    return [w.with_(durability=level, label=f"durability-{level.replace(':', '-')}") for level in levels for w in mix]
+
+
+def sweep_workload(scale: float = 1.0) -> Scenario:
+    """The mix, open loop at rising rates (x1.5 a step from 200 jobs/s) until a step is not
+    sustainable: the latency curve and the knee. Steps last 15 s (each is one point of a curve,
+    read with its sample count), not the 60 s of a headline cell."""
+    return Scenario(profile="mix", mode="sweep", rate=200.0, sweep_factor=1.5, sweep_max_steps=8,
+                    duration_s=15.0 * scale, warmup_s=3.0 * scale, drain_timeout_s=60.0, label="sweep")
+
+
+def scaling_workloads(scale: float = 1.0) -> list[Scenario]:
+    """Closed loop, the mix, 1, 2 and 4 consumer processes of concurrency 8, 30 s each."""
+    return [Scenario(profile="mix", mode="closed", consumers=n, concurrency=8, duration_s=REFERENCE_CLOSED_S * scale,
+                     warmup_s=REFERENCE_WARMUP_S * scale, drain_timeout_s=60.0, label=f"scaling-{n}")
+            for n in SCALING_CONSUMERS]
+
+
 def on_brokers(workloads: Sequence[Scenario], kinds: Sequence[str]) -> list[Scenario]:
     """Each workload on each broker kind, in that order (a workload already bound to a broker
     runs on that one only)."""
