@@ -153,7 +153,7 @@ def apply(on: bool, *, broker_pid: int | None, client_pids: list[int], in_proces
     give back (the harness's own process); the broker's is given back too."""
     from brokers.instances import owner_of
 
-    ours = broker_pid is not None and owner_of(broker_pid) is not None
+    ours = on and broker_pid is not None and owner_of(broker_pid) is not None
     chosen = plan(on, broker_ours=ours, in_process=in_process)
     pinned = Pinned(chosen, broker_pid if ours else None)
     if chosen.clients is None:
