@@ -23,9 +23,10 @@ HEADER = ["job type", "broker", "durability", "loop", "broker CPU-s / 1k jobs", 
 EXPLAIN = ("CPU seconds each side used in the measured window, per 1,000 jobs finished in it. Clients are the "
            "producer and consumer processes (Python); the harness's own process is counted apart. Utilisation: a "
            "side's CPU seconds over the window times the CPUs it could use (its pinned set, else every CPU). "
-           f"Bound by: a side whose CPUs were at least {cpu_cost.BOUND_AT:.0%} busy with its own work; 'shared CPUs' "
-           "when broker and clients were not pinned apart and together filled the CPUs, so which one a faster CPU "
-           "would help cannot be told; 'other work' when the machine's other processes filled them; 'neither' says "
+           f"Bound by: a side whose CPUs were at least {cpu_cost.BOUND_AT:.0%} busy with its own work (pinned apart: "
+           "or that busy, half of it or more its own); 'shared CPUs' when broker and clients were not pinned apart "
+           "and together filled the CPUs, so which one a faster CPU would help cannot be told; 'other work' when "
+           "other processes on the machine did most of what filled them; 'neither' says "
            "only that no CPUs were full (one thread, one Python process, the disk or the backlog bound may still "
            "set the pace). CPU time is counted in ticks of 10 ms: a side that used a fraction of a second in the "
            "window (the open loop's broker) is known to a few per cent at best.").replace("%", " %")

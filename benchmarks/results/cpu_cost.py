@@ -79,13 +79,13 @@ def _pct(share: float | None) -> str:
     return "?" if share is None else f"{share:.0%}".replace("%", " %")
 
 
-def _by_others(side: str, own: float | None, busy: float | None) -> str | None:
-    """A note when a side's CPUs were full though its own work did not fill them (other work on
-    the machine did), else None."""
-    if own is not None and own < BOUND_AT and busy is not None and busy >= BOUND_AT:
-        whose = "the broker's" if side == "broker" else "the clients'"
-        return f"{whose} CPUs {_pct(busy)} busy, {_pct(own)} by the {side}"
-    return None
+def _busy_note(side: str, own: float | None, busy: float | None) -> tuple[str, str] | None:
+    """When a side's CPUs were full (``busy`` >= BOUND_AT) though its own work alone did not
+    fill them: ("own" if its work was at least half of it, else "others"), and a note."""
+    if own is None or own >= BOUND_AT or busy is None or busy < BOUND_AT:
+        return None
+    whose = "the broker's" if side == "broker" else "the clients'"
+    return ("own" if own >= busy / 2 else "others"), f"{whose} CPUs {_pct(busy)} busy, {_pct(own)} by the {side}"
 
 
 def bound_by(broker: float | None, clients: float | None, *, separate: bool, together: float | None,
@@ -94,12 +94,12 @@ def bound_by(broker: float | None, clients: float | None, *, separate: bool, tog
 
     * "broker", "clients", "broker and clients": that side's own work kept its CPUs at least
       :data:`BOUND_AT` busy; with disjoint pinned sets (``separate``), also a side whose CPUs
-      other work on the machine kept that busy (``busy``: the share of each side's CPUs any
-      process used, keys broker, clients, all), with a note saying so;
+      were that busy (``busy``: the share of each side's CPUs any process used, keys broker,
+      clients, all) with its own work at least half of it, with a note saying so;
     * "shared CPUs (clients X %, broker Y %)": not pinned apart, and together (``together``:
       their combined share of every CPU) they fill the CPUs while neither alone does: which
       side would gain from another CPU cannot be told;
-    * "other work (...)": the CPUs were full, mostly not with this run's work (the machine is
+    * "other work (...)": the CPUs were full, mostly with other processes' work (the machine is
       shared): no side of the run can be named;
     * "neither": no CPUs were full; "unknown": a side's CPU was not measured."""
     busy = busy or {}
@@ -110,20 +110,20 @@ def bound_by(broker: float | None, clients: float | None, *, separate: bool, tog
     if broker is None or clients is None:
         return "unknown (the broker's CPU was not measured)" if broker is None else "unknown"
     if separate:
-        starved = {side: note for side, note in (("broker", _by_others("broker", broker, busy.get("broker"))),
-                                                 ("clients", _by_others("clients", clients, busy.get("clients"))))
-                   if note}
-        if len(starved) == 2:
-            return "other work (" + "; ".join(starved.values()) + ")"
-        if starved:
-            side, note = next(iter(starved.items()))
-            return f"{side} ({note}: other work took the rest)"
-        return "neither"
+        found = {side: got for side, own in (("broker", broker), ("clients", clients))
+                 if (got := _busy_note(side, own, busy.get(side))) is not None}
+        bound = [side for side, (whose, _) in found.items() if whose == "own"]
+        notes = "; ".join(note for _, note in found.values())
+        if bound:
+            return " and ".join(bound) + f" ({notes})"
+        return f"other work ({notes})" if found else "neither"
     if together is not None and together >= BOUND_AT:
         return f"shared CPUs (clients {_pct(clients)}, broker {_pct(broker)})"
     everything = busy.get("all")
     if everything is not None and everything >= BOUND_AT:
-        return f"other work (CPUs {_pct(everything)} busy: clients {_pct(clients)}, broker {_pct(broker)})"
+        shares = f"CPUs {_pct(everything)} busy: clients {_pct(clients)}, broker {_pct(broker)}"
+        mostly_ours = together is not None and together >= everything / 2
+        return f"shared CPUs ({shares})" if mostly_ours else f"other work ({shares})"
     return "neither"
 
 
@@ -202,10 +202,13 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def bound_summary(costs: list[Cost]) -> str:
-    """What bound a cell's runs: one answer when they agree ("shared CPUs" with the median
-    shares), else each answer with how many runs gave it ("clients 2 of 3, neither 1 of 3")."""
+    """What bound a cell's runs: one run's own answer (with its note); for several, one answer
+    when they agree ("shared CPUs" with the median shares), else each answer with how many runs
+    gave it ("clients 2 of 3, neither 1 of 3")."""
     if not costs:
         return "-"
+    if len(costs) == 1:
+        return costs[0].bound_by
     kinds = [c.category for c in costs]
     if len(set(kinds)) == 1:
         if kinds[0] == "shared CPUs":

@@ -57,17 +57,20 @@ def test_cpu_per_1000_jobs_and_jobs_per_broker_cpu_s_follow_cpu_s_and_jobs():
     (0.3, 0.2, 1.6, PINNED, None, "clients"),                      # 90 % of theirs
     (1.8, 0.2, 1.6, PINNED, None, "broker and clients"),
     (0.3, 0.2, 0.5, PINNED, None, "neither"),
-    (0.3, 0.2, 0.5, PINNED, {"0": 0.95, "1": 0.3}, "broker"),      # its CPU busy with other work
+    (1.2, 0.2, 0.5, PINNED, {"0": 0.9, "1": 0.3}, "broker"),       # its CPU full, 60 % of it its own work
+    (0.3, 0.2, 0.5, PINNED, {"0": 0.95, "1": 0.3}, "other work"),  # its CPU full, mostly with other work
+    (0.3, 0.2, 1.4, PINNED, {"0": 0.95, "1": 0.9}, "clients"),     # theirs full with their work, the broker's not
     (0.3, 0.2, 0.5, PINNED, {"0": 0.95, "1": 0.96}, "other work"),
     (0.4, 0.3, 3.0, None, None, "shared CPUs"),                    # together 92 % of 2 CPUs, neither alone
     (3.5, 0.1, 0.1, None, None, "broker"),
-    (0.4, 0.3, 1.0, None, {"0": 0.97, "1": 0.97}, "other work"),
+    (0.4, 0.3, 2.0, None, {"0": 0.97, "1": 0.97}, "shared CPUs"),  # 68 % theirs of 97 % busy
+    (0.4, 0.3, 1.0, None, {"0": 0.97, "1": 0.97}, "other work"),   # 43 % theirs of 97 % busy
     (0.4, 0.3, 1.0, None, None, "neither"),
 ])
 def test_bound_by_names_the_side_whose_cpus_were_full(broker, producers, consumers, pinning, busy, expected):
     cost = cpu_cost.derive(_figures(broker, producers, consumers, busy=busy), pinning, 2)
     assert cost["bound_by"].split(" (")[0] == expected, cost
-    if expected == "shared CPUs":
+    if expected == "shared CPUs" and busy is None:
         u = cost["utilisation"]
         assert f"clients {u['clients']:.0%}".replace("%", " %") in cost["bound_by"]
         assert f"broker {u['broker']:.0%}".replace("%", " %") in cost["bound_by"]
