@@ -17,7 +17,9 @@ still run on their CPUs. ``brokerbench run --pin-cpus`` therefore starts private
 Affinity on Linux belongs to each thread: every thread of a pinned process is set (threads it
 starts later inherit it from their parent thread). What was pinned is undone at the end of the
 run for the processes that outlive it (the harness's own, a private broker reused by the next
-run); the role processes exit with the run.
+run); the role processes exit with the run. The runner pins once every role has said ready,
+after the fork server that starts them exists, so that server (and the roles of a later,
+unpinned run) never inherits a pinned set.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def threads_of(pid: int) -> list[int]:
 
 def set_process(pid: int, cpus: Iterable[int]) -> None:
     """Pin every thread of ``pid`` to ``cpus``. Threads started while it runs are caught by a
-    second pass (up to three); a thread that ends meanwhile is skipped."""
+    second pass (up to three); a thread that ends meanwhile, or that the kernel will not move
+    (its cgroup does not allow those CPUs, say), is skipped: :func:`affinity` tells the truth."""
     wanted, done = set(cpus), set()
     for _ in range(3):
         todo = [t for t in threads_of(pid) if t not in done]
@@ -106,7 +109,7 @@ def set_process(pid: int, cpus: Iterable[int]) -> None:
         for tid in todo:
             try:
                 os.sched_setaffinity(tid, wanted)
-            except ProcessLookupError:
+            except OSError:  # gone, or not movable there
                 pass
             done.add(tid)
 
@@ -130,9 +133,15 @@ class Pinned:
     checked: dict[str, list[int] | None] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
+        """The plan, what the kernel reported after it was applied (``checked``), and the
+        broker's pid when it was pinned; ``why`` says so when the two differ."""
         out = self.plan.record()
         if self.checked:
             out["checked"] = dict(self.checked)
+            for side, wanted in (("broker", self.plan.broker), ("clients", self.plan.clients)):
+                got = self.checked.get(side)
+                if wanted is not None and side in self.checked and got != list(wanted):
+                    out["why"] += f"; but the kernel reports the {side} on {got}"
         if self.plan.broker is not None:
             out["broker_pid"] = self.broker_pid
         return out
