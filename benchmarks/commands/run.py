@@ -9,6 +9,9 @@ broker. Every broker runs at one durability level (``--durability``, default "du
 across brokers and workloads (A B A B..., so drift hits all alike). It ends with a summary
 table (medians with min-max, noisy cells flagged, the ratio between the brokers per repetition
 pair), the folder of its results files, and a report (report.md, report.html) in that folder.
+``--pin-cpus`` runs brokers and clients on separate CPUs (:mod:`benchmarks.harness.pinning`):
+only a broker brokerbench started can be pinned, so it then starts private brokers where it
+would otherwise use shared ones.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from brokers import registry
 
+from ..harness import pinning
 from ..harness.durability import DurabilityUnavailable, Placement, place
 from ..harness.runner import run
 from ..harness.scenario import MODES, Scenario, load_scenarios
@@ -110,9 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no live progress display (default: shown)")
     p.add_argument("--no-report", action="store_true",
                    help="do not write report.md and report.html into the results folder (default: written)")
+    p.add_argument("--pin-cpus", action="store_true",
+                   help="broker on the first quarter of the CPUs (at least one), clients on the rest; starts "
+                        "private brokers, since a shared one is never pinned (default: off, every CPU shared)")
     for f in fields(Scenario):
         if f.name in ("broker", "profile", "mode", "broker_options", "sweep_rates", "label", "execution",
-                      "durability", "repetition"):
+                      "durability", "repetition", "pin_cpus"):
             continue
         kind = type(f.default) if f.default is not None else int
         p.add_argument("--" + f.name.replace("_", "-"), type=kind if kind in (int, float) else str,
@@ -131,7 +138,7 @@ def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
         return load_scenarios(args.scenario)
     overrides = {f.name: getattr(args, f.name) for f in fields(Scenario)
                  if getattr(args, f.name, None) is not None
-                 and f.name not in ("broker", "profile", "mode", "durability", "repetition")}
+                 and f.name not in ("broker", "profile", "mode", "durability", "repetition", "pin_cpus")}
     if args.sweep_rates:
         overrides["sweep_rates"] = tuple(float(r) for r in args.sweep_rates.split(","))
     if args.broker_option:
@@ -168,22 +175,53 @@ QUICK_LOOK = ("A quick look, not the reference: windows of 2-2.5 s, measured on 
               "the report, one commit); see README.")
 
 
+def own_broker(where: Placement) -> Placement:
+    """For pinning: a broker brokerbench started, since only such a broker may be pinned.
+    ``where`` itself when it is already a private instance (or the broker lives in the
+    harness's process), else a private instance with the same server settings (the found
+    broker is left alone). When none can be started, ``where`` as it is, saying why: the
+    clients alone are then pinned, and each results file says so."""
+    driver = registry.get(where.kind)
+    made = driver.server_class()
+    if where.instance is not None or driver.in_process or made is None:
+        return where
+    server = {k: str(v) for k, v in (where.profile.server if where.profile else {}).items()}
+    try:
+        instance = made(config=server).start()
+    except Exception as exc:  # noqa: BLE001 - say why, pin the clients only
+        where.how += f"; no private instance could be started to pin ({exc}): only the clients are pinned"
+        return where
+    return Placement(where.kind, where.level, where.profile, instance.url, instance,
+                     how="a private instance, started so that it can be pinned (--pin-cpus); the found broker "
+                         "is left alone")
+
+
 def run_workloads(workloads: list[Scenario], kinds: list[str], level: str, repeat: int, folder: Path,
-                  console: Any, *, url: str | None = None, quiet: bool = False) -> list[dict[str, Any]]:
+                  console: Any, *, url: str | None = None, quiet: bool = False,
+                  pin_cpus: bool = False) -> list[dict[str, Any]]:
     """Run ``workloads`` on every kind in ``kinds`` (a workload bound to a broker: on that one),
     each ``repeat`` times interleaved (see :func:`plan`), every broker at its durability level;
-    private brokers started for a level are stopped before it returns. Returns the results in
-    the order they ran; each also went to a results file in ``folder``."""
+    private brokers started for a level are stopped before it returns. ``pin_cpus`` puts the
+    broker (then always one brokerbench started) and the clients on CPUs of their own
+    (:mod:`benchmarks.harness.pinning`). Returns the results in the order they ran; each also
+    went to a results file in ``folder``."""
     placements: dict[tuple[str, str], Placement] = {}
     results: list[dict[str, Any]] = []
+    pin = pin_cpus or any(w.pin_cpus for w in workloads)
     try:
         for kind, lvl in needed(workloads, kinds, level):
             try:
                 where = placements[(kind, lvl)] = place(kind, lvl, url)
             except DurabilityUnavailable as exc:
                 raise SystemExit(f"brokerbench run: {exc}") from exc
+            if pin and url is None:
+                where = placements[(kind, lvl)] = own_broker(where)
             console.print(f"{registry.get(kind).label}: durability {where.label}; {where.how}")
         scenarios = plan(workloads, placements, repeat, level)
+        if pin_cpus:
+            scenarios = [s.with_(pin_cpus=True) for s in scenarios]
+            console.print("CPU pinning: " + pinning.plan(True, broker_ours=True).why
+                          + " (a broker brokerbench did not start is never pinned)")
         with ProgressDisplay(console, len(scenarios), enabled=not quiet) as display:
             for scenario in scenarios:
                 display.begin(scenario)
@@ -213,7 +251,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         console.print(QUICK_LOOK)
     started = time.monotonic()
     results = run_workloads(workloads, unbound_kinds, args.durability, args.repeat, folder, console,
-                            url=args.url, quiet=args.quiet)
+                            url=args.url, quiet=args.quiet, pin_cpus=args.pin_cpus)
     print_summary(results, folder, console)
     console.print(f"{len(results)} runs in {time.monotonic() - started:.0f} s")
     if quick:

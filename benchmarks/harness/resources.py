@@ -28,18 +28,45 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def cpu_clock() -> list[tuple[float, float]]:
+    """Per CPU (in CPU number order): (busy seconds, all seconds) so far, for every process on
+    the machine; busy is everything but idle and I/O wait (a VM's steal time counts as busy:
+    the CPU was not ours)."""
+    out = []
+    for t in psutil.cpu_times(percpu=True):
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)  # already in user, nice
+        out.append((total - idle, total))
+    return out
+
+
+def busy_shares(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> dict[str, float | None]:
+    """Per CPU number (a string, as JSON keys are), the share of the time between two
+    :func:`cpu_clock` readings that any process kept it busy."""
+    shares: dict[str, float | None] = {}
+    for cpu, ((b0, t0), (b1, t1)) in enumerate(zip(before, after, strict=False)):
+        shares[str(cpu)] = round(min(max((b1 - b0) / (t1 - t0), 0.0), 1.0), 3) if t1 > t0 else None
+    return shares
+
+
 class CpuMeter:
-    """CPU used by a set of processes between ``begin()`` and ``end()``."""
+    """CPU used by a set of processes between ``begin()`` and ``end()``, and how busy each CPU
+    of the machine was meanwhile (``busy``: other work on a shared machine shows there)."""
 
     def __init__(self, pids: dict[str, list[int | None]]) -> None:
         self.pids = pids
         self.start: dict[str, list[float | None]] = {}
         self.used: dict[str, float | None] = {}
+        self.clock: list[tuple[float, float]] = []
+        self.busy: dict[str, float | None] = {}
 
     def begin(self) -> None:
         self.start = {group: [cpu_seconds(p) for p in pids] for group, pids in self.pids.items()}
+        self.clock = cpu_clock()
 
     def end(self) -> dict[str, float | None]:
+        if self.clock:
+            self.busy = busy_shares(self.clock, cpu_clock())
         for group, pids in self.pids.items():
             total: float | None = 0.0
             for pid, before in zip(pids, self.start.get(group, []), strict=False):

@@ -34,8 +34,8 @@ from brokers import registry
 from brokers.contract import Broker
 from brokers.provision import find
 
-from ..results import files
-from . import environment
+from ..results import cpu_cost, files
+from . import environment, pinning
 from .metrics import Recorder, SequenceCounts, read_seen_log, seen_done_per_s
 from .resources import CpuMeter, broker_pid
 from .roles import Control, Credit, RoleSpec, SharedFlag, role_main
@@ -105,6 +105,7 @@ class RunOutcome:
     events: list[dict[str, Any]] | None = None
     final_stats: dict[str, Any] | None = None
     redelivered_at_s: list[float] | None = None
+    cpu_pinning: dict[str, Any] | None = None  # where broker and clients ran (pinning.Pinned.record)
 
 
 def _role_context() -> Any:
@@ -219,9 +220,28 @@ class LiveRun:
 
         threads = scenario.threads
         client_pids = [os.getpid()] if threads else [r.pid for r in self.runners]
-        meter = CpuMeter({"broker": [] if threads else [broker_pid(scenario.broker, self.url)],
-                          "producers": client_pids if threads else client_pids[:scenario.producers],
-                          "consumers": [] if threads else client_pids[scenario.producers:]})
+        server = None if threads else broker_pid(scenario.broker, self.url)
+        groups = {"broker": [] if threads else [server],
+                  "producers": client_pids if threads else client_pids[:scenario.producers],
+                  "consumers": [] if threads else client_pids[scenario.producers:]}
+        if not threads:
+            groups["harness"] = [os.getpid()]
+        meter = CpuMeter(groups)
+        # Pinned before the start signal: every role has connected, so its threads exist.
+        pinned = pinning.apply(scenario.pin_cpus, broker_pid=server, in_process=threads,
+                               client_pids=[] if threads else [*client_pids, os.getpid()], keep=[os.getpid()])
+        try:
+            outcome = self._start(meter, scenario)
+        finally:
+            pinned.undo()
+        outcome.cpu_pinning = pinned.record()
+        if outcome.figures is not None:
+            outcome.figures["cpu_busy"] = meter.busy
+            outcome.figures.update(cpu_cost.derive(outcome.figures, outcome.cpu_pinning, pinned.plan.cores))
+        return outcome
+
+    def _start(self, meter: CpuMeter, scenario: Scenario) -> RunOutcome:
+        """Give the start time, sample the backlog in the background, and watch the run."""
         t0 = time.monotonic_ns() + 200_000_000
         self.control.t0.value = t0
         self.control.start.set()
@@ -229,7 +249,7 @@ class LiveRun:
         sampler.start()
         context = RunContext(scenario, self.url, self.admin,
                              {(s.role, s.index): r for s, r in zip(self.specs, self.runners, strict=True)},
-                             messages, t0)
+                             self.messages, t0)
         try:
             return self._watch(meter, sampler, context)
         finally:
@@ -421,6 +441,17 @@ def _sustainable(scenario: Scenario, once: RunOutcome) -> str | None:
     return None
 
 
+def _environment(scenario: Scenario, described: dict[str, Any], cpu_pinning: dict[str, Any] | None) -> dict[str, Any]:
+    """The environment of a run, with where its broker and clients ran."""
+    found = environment.capture({scenario.broker: described})
+    if cpu_pinning is None:  # the roles never started: nothing was pinned
+        cpu_pinning = pinning.plan(False, broker_ours=False).record()
+        if scenario.pin_cpus:
+            cpu_pinning["why"] = "not applied: the run stopped before its processes started"
+    found["cpu_pinning"] = cpu_pinning
+    return found
+
+
 def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, progress: Progress | None = None,
         actions: Sequence[Action] = (), extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path | None]:
     """Run a scenario, write its results file under ``out`` (if given); return (result, path)."""
@@ -436,7 +467,7 @@ def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, 
         if once.drain:
             more["drain"] = once.drain
         result = files.build(scenario.to_dict(), status="failed" if hard_errors else "ok", errors=once.errors,
-                             environment=environment.capture({scenario.broker: once.described}),
+                             environment=_environment(scenario, once.described, once.cpu_pinning),
                              measured=once.figures, hist=once.histograms, started=started, extra=more)
     path = files.write(result, out) if out is not None else None
     return result, path
@@ -445,12 +476,13 @@ def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, 
 def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started: datetime) -> dict[str, Any]:
     steps, best, errors = [], None, []
     described: dict[str, Any] = {}
+    cpu_pinning: dict[str, Any] | None = None
     rates = list(scenario.sweep_rates) or [scenario.rate * scenario.sweep_factor ** i
                                            for i in range(scenario.sweep_max_steps)]
     for rate in rates[:scenario.sweep_max_steps]:
         step_scenario = scenario.with_(mode="open", rate=round(rate, 3))
         once = run_once(step_scenario, url, progress)
-        described = once.described
+        described, cpu_pinning = once.described, once.cpu_pinning or cpu_pinning
         why = _sustainable(step_scenario, once)
         if once.figures is None:
             errors += once.errors
@@ -462,6 +494,6 @@ def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started:
         best = round(rate, 3)
     last = steps[-1] if steps else None
     return files.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
-                       environment=environment.capture({scenario.broker: described}),
+                       environment=_environment(scenario, described, cpu_pinning),
                        measured=last["figures"] if last else None, hist=last["histograms"] if last else None,
                        started=started, steps=steps, extra={"max_sustainable_rate": best})

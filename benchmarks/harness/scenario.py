@@ -40,6 +40,9 @@ class Scenario:
                 ``brokers.registry.DURABILITY_LEVELS``; see :mod:`benchmarks.harness.durability`),
                 "" when the adapter options were given as they are.
     repetition  which repetition of its cell this run is (1..k), 0 when not repeated.
+    pin_cpus    run the broker and the clients on separate CPUs (see
+                :mod:`benchmarks.harness.pinning`: only a broker brokerbench started is pinned);
+                off by default.
     """
 
     broker: str = ""
@@ -71,6 +74,7 @@ class Scenario:
     label: str = ""
     durability: str = ""
     repetition: int = 0
+    pin_cpus: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -12,6 +12,10 @@ files only. Schema history:
                       of them (``in_doubt_outcome``: ran, ran twice, never ran) and
                       ``refused_ran`` (refused, yet ran: a defect); ``rejected`` counts distinct
                       refused jobs. Older files load without them.
+                      Later run/3 files add, all optional: ``jobs_in_window``; the CPU cost per
+                      job (``cpu_per_1000_jobs``, ``jobs_per_broker_cpu_s``, ``utilisation``,
+                      ``bound_by``: :mod:`.cpu_cost`, which derives them for older files);
+                      ``cpu_s.harness``; ``environment.cpu_pinning``.
 """
 
 from __future__ import annotations
@@ -47,10 +51,14 @@ def figures(recorder: Recorder, *, window_s: float, cpu: dict[str, float | None]
     counters = recorder.counters
     in_window_done = counters.get("done_in_window", 0)
     sent_in_window = counters.get("sent_in_window", 0)
-    client_cpu = [v for k, v in cpu.items() if k != "broker"]
-    total_cpu = None if None in cpu.values() else round(sum(v for v in cpu.values() if v is not None), 3)
+    # The harness's own process (pacing, sampling) is measured apart: not a client an
+    # application would run, so neither in "clients" nor in jobs per CPU-second.
+    client_cpu = [v for k, v in cpu.items() if k not in ("broker", "harness")]
+    counted = [v for k, v in cpu.items() if k != "harness"]
+    total_cpu = None if None in counted else round(sum(v for v in counted if v is not None), 3)
     return {
         "window_s": round(window_s, 3),
+        "jobs_in_window": in_window_done,                 # finished in the window: what CPU and throughput count
         "sent": counters.get("sent", 0),
         "accepted": integrity["accepted"],
         "completed": integrity["ran"],

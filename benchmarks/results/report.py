@@ -19,6 +19,7 @@ from typing import Any
 from . import claims, experiments, fault_sections, plots, reference_clients, scenario_plots, sources, takeaways
 from . import files as results
 from .blocks import Block, Section
+from .cost_section import blocks as cost_blocks
 from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
 
 REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/results/scenarios/summary.json"
@@ -181,6 +182,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               "columns; each figure is the median over its files. A fault scenario's baseline "
                               "runs (other settings) are never part of these rows."),
                 sources_table(collected.runs)]
+        out += cost_blocks(collected.runs, plot_dir)
         kept = durability_table(collected)
         if kept is not None:
             out += [Block("heading", "What each side keeps", level=3),
@@ -206,6 +208,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.figure("durability-cost", scenario_plots.durability_cost(costs), "Throughput and publish latency per "
                                                                          "durability level")
         out.say(takeaways.durability(costs))
+        out += cost_blocks(costs, plot_dir, name="durability-cpu-per-job",
+                           heading="What each job costs at each durability level: broker vs client CPU")
     if collected.sweeps:
         out.append(Block("heading", "Latency against load"))
         rows = [[plots.label(r["scenario"]["broker"]), r["scenario"]["profile"],
@@ -219,7 +223,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
         out.say(takeaways.scaling(collected.scaling))
     out += fault_sections.blocks(collected, plot_dir)
-    found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
+    found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup, costs=costs)
     if found:
         out += [Block("heading", "The seed's claims, measured"),
                 Block("table", header=["claim", "measured", "setting", "verdict", "results files"],

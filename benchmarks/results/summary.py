@@ -14,14 +14,17 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
-SUMMARY_HEADER = ["job type", "broker", "durability", "max jobs/s", "jobs/CPU-s", "open loop in/s", "p50 ms",
-                  "p99 ms", "p99.9 ms", "publish p99 ms", "lost", "dup", "in doubt"]
+from . import cpu_cost
+
+SUMMARY_HEADER = ["job type", "broker", "durability", "max jobs/s", "jobs/CPU-s", "jobs/broker CPU-s", "bound by",
+                  "open loop in/s", "p50 ms", "p99 ms", "p99.9 ms", "publish p99 ms", "lost", "dup", "in doubt"]
 NOISY = 0.10  # a spread (max - min) above this share of the median: the figure is noisy
 
 Getter = Callable[[dict[str, Any]], Any]
 FIGURES: dict[str, dict[str, Getter]] = {
     "closed": {"max_jobs_per_s": lambda f: f["throughput"]["out_per_s"],
-               "jobs_per_cpu_s": lambda f: f["jobs_per_cpu_s"]},
+               "jobs_per_cpu_s": lambda f: f["jobs_per_cpu_s"],
+               "jobs_per_broker_cpu_s": cpu_cost.jobs_per_broker_cpu_s},
     "open": {"rate": lambda f: f["throughput"]["in_per_s"],
              "p50_ms": lambda f: f["latency_ms"]["end_to_end_intended"].get("p50"),
              "p99_ms": lambda f: f["latency_ms"]["end_to_end_intended"].get("p99"),
@@ -65,9 +68,11 @@ def _durability(result: dict[str, Any]) -> str:
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (profile, broker, durability): each figure's median over the repetitions in
     ``row[key]``, its :class:`Spread` in ``row["spread"][key]``, noisy keys in ``row["noisy"]``,
-    and the results files it was computed from in ``row["sources"]`` (where the runs name them)."""
+    and the results files it was computed from in ``row["sources"]`` (where the runs name them);
+    what bound its closed-loop runs in ``row["bound_by"]`` (:func:`.cpu_cost.bound_summary`)."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    costs: dict[tuple[str, str, str], list[cpu_cost.Cost]] = {}
     for r in results:
         sc, f = r["scenario"], r["figures"]
         key = (sc["profile"], sc["broker"], _durability(r))
@@ -88,7 +93,10 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["error"] = "; ".join(r["errors"])
         for name, get in FIGURES.get(sc["mode"], {}).items():
             values.setdefault(key, {}).setdefault(name, []).append(get(f))
+        if sc["mode"] == "closed" and (cost := cpu_cost.of(r)) is not None:
+            costs.setdefault(key, []).append(cost)
     for key, row in rows.items():
+        row["bound_by"] = cpu_cost.bound_summary(costs.get(key, []))
         spreads = {name: s for name, found in values.get(key, {}).items() if (s := Spread.of(found)) is not None}
         row.update({name: s.median for name, s in spreads.items()})
         row["spread"] = spreads
@@ -158,7 +166,8 @@ def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "", sep: st
         return fmt(row.get(key), pattern + unit)
 
     return [row["profile"], broker, row.get("durability", "-"), cell("max_jobs_per_s", "{:,.0f}"),
-            cell("jobs_per_cpu_s", "{:,.0f}"), cell("rate", "{:,.0f}", rate_unit), cell("p50_ms", "{:.1f}"),
+            cell("jobs_per_cpu_s", "{:,.0f}"), cell("jobs_per_broker_cpu_s", "{:,.0f}"), row.get("bound_by", "-"),
+            cell("rate", "{:,.0f}", rate_unit), cell("p50_ms", "{:.1f}"),
             cell("p99_ms", "{:.1f}"), cell("p999_ms", "{:.1f}"), cell("publish_p99_ms", "{:.2f}"),
             fmt(row.get("lost")), fmt(row.get("duplicated")), fmt(row.get("in_doubt"))]
 

@@ -12,6 +12,7 @@ import pytest
 from benchmarks.harness.runner import run
 from benchmarks.harness.scenario import Scenario
 from benchmarks.results import report
+from benchmarks.results.summary import SUMMARY_HEADER
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "reports" / "reference"
@@ -109,11 +110,12 @@ def test_each_headline_cell_is_the_median_of_the_files_its_row_names(tmp_path):
     named = {(r[0], r[1]): r[3].split(", ") for r in _table(text, "| job type | broker | durability | results files")}
     assert len(headline) == 2 and set(named) == {(r[0], r[1]) for r in headline}
     assert not any(baseline["name"] in name for names in named.values() for name in names)
-    columns = {3: ("closed", lambda f: f["throughput"]["out_per_s"], "{:,.0f}"),
-               4: ("closed", lambda f: f["jobs_per_cpu_s"], "{:,.0f}"),
-               6: ("open", lambda f: f["latency_ms"]["end_to_end_intended"]["p50"], "{:.1f}"),
-               7: ("open", lambda f: f["latency_ms"]["end_to_end_intended"]["p99"], "{:.1f}"),
-               9: ("open", lambda f: f["latency_ms"]["publish"]["p99"], "{:.2f}")}
+    at = {name: i for i, name in enumerate(SUMMARY_HEADER)}
+    columns = {at["max jobs/s"]: ("closed", lambda f: f["throughput"]["out_per_s"], "{:,.0f}"),
+               at["jobs/CPU-s"]: ("closed", lambda f: f["jobs_per_cpu_s"], "{:,.0f}"),
+               at["p50 ms"]: ("open", lambda f: f["latency_ms"]["end_to_end_intended"]["p50"], "{:.1f}"),
+               at["p99 ms"]: ("open", lambda f: f["latency_ms"]["end_to_end_intended"]["p99"], "{:.1f}"),
+               at["publish p99 ms"]: ("open", lambda f: f["latency_ms"]["publish"]["p99"], "{:.2f}")}
     for row in headline:
         files = [json.loads((folder / name).read_text()) for name in named[(row[0], row[1])]]
         assert len(files) == 4 and {f["scenario"]["profile"] for f in files} == {row[0]}
@@ -123,4 +125,4 @@ def test_each_headline_cell_is_the_median_of_the_files_its_row_names(tmp_path):
             expected = f"{form.format(median)} ({form.format(values[0])}-{form.format(values[-1])})"
             assert row[column].rstrip("*") == expected, (row[0], column)
         lost = sum(f["figures"]["lost"] for f in files)
-        assert row[10] == f"{lost:,}"
+        assert row[at["lost"]] == f"{lost:,}"
