@@ -11,6 +11,8 @@ writes into its own folder under ``<out>/results/`` and is recorded in ``<out>/r
 * ``--resume`` skips parts already finished on this machine at this commit (a session cut short
   goes on where it stopped); a part run again first empties its own folder, so no folder ever
   mixes commits;
+* the harness parts pin the broker (a private one, started for the run) and the clients to CPUs
+  of their own (``--no-pin`` leaves them together), so each side's CPU per job is its own;
 * a tree with uncommitted changes is refused (``--allow-dirty`` for trying the command out):
   results must name the code that made them.
 """
@@ -52,6 +54,7 @@ class Options:
     repeat: int = REFERENCE_REPEAT
     kinds: tuple[str, ...] = ()          # harness parts: the brokers compared (default: registry's)
     small: bool = False                  # fault scenarios at CI size (tests only)
+    pin_cpus: bool = True                # harness parts: broker and clients on CPUs of their own
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def _harness(workloads: Callable[[Options], list[Scenario]], level: str = "disk"
     def run(folder: Path, options: Options, console: Any) -> None:
         from .run import run_workloads
 
-        run_workloads(workloads(options), _kinds(options), level, options.repeat, folder, console, quiet=True)
+        run_workloads(workloads(options), _kinds(options), level, options.repeat, folder, console, quiet=True,
+                      pin_cpus=options.pin_cpus)
     return run
 
 
@@ -219,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run from a tree with uncommitted changes (the report will say so; not for the reference)")
     p.add_argument("--no-report", action="store_true", help="do not rebuild report.md / report.html at the end")
     p.add_argument("--broker", action="append", choices=registry.kinds(), help="harness parts: brokers compared")
+    p.add_argument("--no-pin", action="store_true",
+                   help="harness parts: leave broker and clients on the same CPUs (default: the broker, always a "
+                        "private one then, on CPUs of its own and the clients on the rest, where there are 2 or more)")
     p.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)     # tests: shorter windows
     p.add_argument("--repeat", type=int, default=REFERENCE_REPEAT, help=argparse.SUPPRESS)
     p.add_argument("--small", action="store_true", help=argparse.SUPPRESS)        # tests: CI-size scenarios
@@ -236,7 +243,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    options = Options(scale=args.scale, repeat=args.repeat, kinds=tuple(args.broker or ()), small=args.small)
+    options = Options(scale=args.scale, repeat=args.repeat, kinds=tuple(args.broker or ()), small=args.small,
+                      pin_cpus=not args.no_pin)
     parts = chosen_parts(args.only, args.skip)
     here = where_we_are()
     manifest = read_manifest(args.out)
