@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from brokers import registry
 
 from ..harness.metrics import SAMPLES_BEYOND, count_of, decode, recorded
+from . import environments
 from .percentiles import allowed
 
 
@@ -51,8 +52,9 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
 
 
 def caption(results: Iterable[dict[str, Any]]) -> str:
-    """One line: machine, versions of every broker involved, commit (a report's results share
-    one machine; each run names the broker it ran on)."""
+    """One line: machine, versions of every broker involved, commit (each run names the broker it
+    ran on); when the plotted results span more than one machine, kernel or commit, it says how
+    many settings, after the first file's."""
     results = list(results)
     if not results:
         return ""
@@ -63,8 +65,11 @@ def caption(results: Iterable[dict[str, Any]]) -> str:
         for kind, d in r.get("environment", {}).get("brokers", {}).items():
             versions.setdefault(kind, str(d.get("version", "?")))
     brokers = ", ".join(f"{label(k)} {v}" for k, v in sorted(versions.items()))
+    found = environments.groups(results)
     return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores; Python {env.get('python', '?')}; {brokers}; "
-            f"commit {env.get('git_commit') or '?'}")
+            f"commit {env.get('git_commit') or '?'}"
+            + (f"; MIXED: {len(found)} settings ({', '.join(environments.differences(found))})" if len(found) > 1
+               else ""))
 
 
 def _finish(fig: Figure, title: str, results: list[dict[str, Any]]) -> Figure:

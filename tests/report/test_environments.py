@@ -72,3 +72,12 @@ def test_one_clean_setting_is_said_plainly_with_its_count(tmp_path):
     assert (f"| results files | All {len(files)} results files: one machine ({CPU}, {CORES} cores, {MEMORY_GIB} GiB), "
             f"kernel {KERNEL}, commit 0123456789ab, clean tree. |") in text
     assert "Warning" not in text and "Note: this section" not in text
+
+
+def test_a_plot_caption_says_when_its_results_span_settings(tmp_path):
+    from benchmarks.results.plots import caption
+
+    one, _ = write_run(tmp_path, n=50, env=environment(commit="aaaaaaaaaaaa"))
+    two, _ = write_run(tmp_path, n=50, env=environment(commit="bbbbbbbbbbbb"), seed=1)
+    assert "MIXED: 2 settings (commits differ)" in caption([one, two])
+    assert "MIXED" not in caption([one, one])
