@@ -464,8 +464,9 @@ clustering and replication); BullMQ is **simpler to set up**. Each claim below g
 measured in, and a one-line verdict."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
-from benchmarks.results import claims, report
+from benchmarks.results import claims, environments, report
 collected = report.collect([RESULTS])
+print(environments.said(collected.every_file()))  # one machine and commit, or which ones
 found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
 display(Markdown(report.to_markdown([report.Block("table", header=["claim", "measured", "setting", "verdict"],
     rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])])))'''),
@@ -476,6 +477,7 @@ RabbitMQ with a confirm per message."""),
         new_code_cell(PREFLIGHT),
         new_code_cell('''from brokers.provision import open_broker
 from benchmarks.harness.metrics import new_histogram, record_us, summary
+from benchmarks.results.percentiles import of_summary  # a percentile only with the calls it needs
 import uuid
 N = 200 if SMALL else 2000
 if not LIVE_OK:
@@ -490,7 +492,7 @@ for kind, opts in (("redis", {}), ("rabbitmq", {"confirms": "each"})) if LIVE_OK
         record_us(hist, time.perf_counter_ns() - t)
     p.close(); b.remove(); b.close()
     s = summary(hist)
-    print(f"{kind:9s} enqueue of one job: p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms, max {s['max']:.2f} ms  (claim: 50 ms)")'''),
+    print(f"{kind:9s} enqueue of one job: {of_summary(s, 'p50')}, {of_summary(s, 'p99')}, max {s['max']:.2f} ms  (claim: 50 ms)")'''),
         new_markdown_cell("""## "Simpler to set up": start one of each
 
 A private broker each, on a free port in a temporary folder (what `brokers.provision` does on
@@ -532,8 +534,9 @@ them ran; *unavailable* = the longest stretch with no job accepted, up to the en
         new_code_cell('''from IPython.display import Markdown, display
 from benchmarks.commands.scenarios import table_markdown
 from benchmarks.faults.common import Row
-from benchmarks.results import plots, report
+from benchmarks.results import environments, plots, report
 collected = report.collect([RESULTS])
+print(environments.said(collected.every_file()))  # one machine and commit, or which ones
 rows = [r for r in collected.rows if r["scenario"].startswith("replication")]
 print(len(rows), "replication rows in", RESULTS.name)
 display(Markdown(table_markdown([Row(**r) for r in rows if r["scenario"] == "replication"])))'''),

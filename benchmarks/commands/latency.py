@@ -37,8 +37,9 @@ from brokers import registry
 from brokers.provision import find
 
 from ..harness import environment
-from ..harness.metrics import decode, encode, new_histogram, record_us, summary
+from ..harness.metrics import decode, encode, new_histogram, printable, record_us, summary
 from ..results import files as results_files
+from ..results.percentiles import of_summary
 from .drain import pika_consume
 
 SCHEMA = "brokerbench.latency/1"
@@ -313,16 +314,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             e = r["end_to_end_ms"]
             behind = "" if r["kept_rate"] else (f"; FELL BEHIND: sent {r['sent_per_s']:,.0f}/s of {args.rate:,.0f}/s,"
                                                  f" done {r['worker_finished_late_s']:.1f} s after the last was due")
-            print(f"round {round_ + 1}: {name:16s} end to end p50 {e['p50']:.2f} ms, p99 {e['p99']:.2f} ms; "
-                  f"publish p99 {r['publish_ms']['p99']:.2f} ms{behind}", flush=True)
+            print(f"round {round_ + 1}: {name:16s} end to end {of_summary(e, 'p50')}, {of_summary(e, 'p99')}; "
+                  f"publish {of_summary(r['publish_ms'], 'p99')}{behind}", flush=True)
     found = summarise(rounds)
     for name, b in found["fell_behind"].items():
         print(f"{name} fell behind the rate (sent as low as {b['sent_per_s']:,.0f} jobs/s of {args.rate:,.0f}; done up "
               f"to {b['worker_finished_late_s']:.1f} s late): its latency is its own backlog; compare at a rate it "
               f"keeps (--rate)")
-    for label, ratio in found["ratios"].items():
-        print(f"{label}: p50 x{statistics.median(ratio['p50']):.3g} ({min(ratio['p50']):.3g}-{max(ratio['p50']):.3g}), "
-              f"p99 x{statistics.median(ratio['p99']):.3g} ({min(ratio['p99']):.3g}-{max(ratio['p99']):.3g})")
+    fewest = min(r[name]["end_to_end_ms"].get("count", 0) for r in rounds for name in r)
+    for label, ratio in found["ratios"].items():  # a percentile's ratio only where every round has its samples
+        print(f"{label}: " + ", ".join(
+            f"{p} x{statistics.median(ratio[p]):.3g} ({min(ratio[p]):.3g}-{max(ratio[p]):.3g})" if printable(q, fewest)
+            else f"{p}: too few samples (n={fewest:,} in a round)" for p, q in (("p50", 50), ("p99", 99))))
     described = {}
     for kind, url in urls.items():
         broker = registry.get(kind).open(url, queue="bb-latency-describe")

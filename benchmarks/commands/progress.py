@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..harness.metrics import count_of
 from ..harness.scenario import Scenario
+from ..results.percentiles import cell
 
 
 class ProgressDisplay:
@@ -75,8 +77,10 @@ class ProgressDisplay:
             line = f"{head} [red]failed: {'; '.join(result['errors'])}[/red]"
         else:
             e2e = f["latency_ms"]["end_to_end_intended" if sc["mode"] in ("open", "sweep") else "end_to_end"]
-            line = (f"{head} out {f['throughput']['out_per_s']:9,.0f}/s  p50 {e2e.get('p50', 0):8.1f} ms  "
-                    f"p99 {e2e.get('p99', 0):8.1f} ms  lost {f['lost']}  dup {f['duplicated']}")
+            n = count_of(e2e)
+            line = (f"{head} out {f['throughput']['out_per_s']:9,.0f}/s  p50 {cell('p50', e2e.get('p50'), n):>8} ms  "
+                    f"p99 {cell('p99', e2e.get('p99'), n):>11} ms  n {n if n is None else f'{n:,}'}  "
+                    f"lost {f['lost']}  dup {f['duplicated']}")
             if result["errors"]:
                 line += f"  [yellow]{'; '.join(result['errors'])}[/yellow]"
         self.console.print(line)

@@ -33,7 +33,15 @@ from ..harness.runner import run
 from ..harness.scenario import MODES, Scenario, load_scenarios
 from ..harness.suite import default_workloads
 from ..harness.workloads import PROFILES
-from ..results.summary import NOISY_NOTE, SUMMARY_HEADER, ratio_rows, ratio_text, summary_cells, summary_rows
+from ..results.summary import (
+    NOISY_NOTE,
+    SAMPLES_NOTE,
+    SUMMARY_HEADER,
+    ratio_rows,
+    ratio_text,
+    summary_cells,
+    summary_rows,
+)
 from .progress import ProgressDisplay
 
 DEFAULT_REPEAT = 3
@@ -81,6 +89,7 @@ def print_summary(results: list[dict[str, Any]], folder: Path | None, console: A
     console.print(table)
     console.print("closed loop: as fast as producers can while the backlog stays bounded (throughput); "
                   "open loop: fixed rate, latency measured from each job's intended send time.")
+    console.print(SAMPLES_NOTE + ".")
     if any(r.get("repetitions", 0) > 1 for r in rows):
         console.print(NOISY_NOTE)
     if len(kinds) == 2:
@@ -259,6 +268,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if results and not args.no_report:
         from ..results import report
 
-        path = report.build([folder], folder)
+        # Its own files (one commit); a dirty tree or older files in --out are said at the report's top.
+        path = report.build([folder], folder, allow_mixed=True)
         console.print(f"report: {path} and {path.with_suffix('.html')}")
     return results

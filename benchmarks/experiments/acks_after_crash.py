@@ -14,7 +14,8 @@ a job that would run twice. Repeated for several waits T.
 
     python -m benchmarks.experiments.acks_after_crash --out reports/experiments
 
-It writes one JSON file (schema brokerbench.experiment.acks/1) and prints a table.
+It writes one JSON file (schema brokerbench.experiment.acks/1, with the environment it ran in, as
+every results file) and prints a table.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pika
 
 from brokers.instances import private_instance
 
+from ..harness import environment
 from ..results import files as results_files
 
 SCHEMA = "brokerbench.experiment.acks/1"
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "settings": {"messages": args.messages, "waits_s": waits, "repeat": args.repeat,
                            "node": "private RabbitMQ node, default settings"},
-              "trials": trials}
+              "trials": trials, "environment": environment.capture()}
     path = results_files.write_named(result, args.out, "acks-after-crash")
     print(f"results: {path}")
     return result

@@ -36,6 +36,7 @@ from brokers.contract import Backoff, BackoffType, Job, JobOptions, JobSpec
 
 from ..harness.metrics import encode, new_histogram, record_us, summary
 from ..harness.scenario import Scenario
+from ..results.percentiles import of_summary
 from .common import Row, Session, write_result
 
 DELAY_RANGE_MS = (250, 3000)
@@ -282,7 +283,7 @@ def run_scenario(session: Session) -> list[Row]:
                     f"{n:,} delayed jobs, random 0.25-3 s") + f", arriving over {spread:.0f} s"
             expectation = "none early; p99 lateness under 1 s"
             met = figures["early"] == 0 and figures["completed"] == n and (lat.get("p99") or 0) < 1000
-            note = (f"lateness p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms; "
+            note = (f"lateness {of_summary(lat, 'p50')}, {of_summary(lat, 'p99')}, max {lat.get('max')} ms; "
                     f"early {figures['early']}")
             if count is not None:
                 expectation = "none early; p99 lateness under 1 s; at most 28 delay queues, whatever the delays"
@@ -307,7 +308,7 @@ def run_scenario(session: Session) -> list[Row]:
                     met = objects["queues"] == found["distinct_delays"] and found["early"] == 0
                 note = (f"{objects['queues']:,} queues and {objects['bindings']:,} bindings for "
                         f"{found['distinct_delays']:,} distinct delays (declared in {found['declare_seconds']} s); "
-                        f"lateness p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms; broker CPU "
+                        f"lateness {of_summary(lat, 'p50')}, {of_summary(lat, 'p99')}; broker CPU "
                         f"{found['broker_cpu_s']} s")
                 missing = found["jobs"] - found["completed"]
                 if missing:  # a raw client without confirms: "lost" (accepted, never run) would overstate it
@@ -322,8 +323,8 @@ def run_scenario(session: Session) -> list[Row]:
             lat, ours_lat = naive["lateness_ms"], ours["lateness_ms"]
             expectation = "one TTL queue: short delays wait for the long head; the delay levels do not"
             met = (lat.get("p50") or 0) > 1000 and (ours_lat.get("p99") or 0) < 1000
-            note = (f"naive single queue: 300 ms jobs behind a 3 s one ran p50 {lat.get('p50')} ms late; "
-                    f"delay levels: p99 {ours_lat.get('p99')} ms late")
+            note = (f"naive single queue: 300 ms jobs behind a 3 s one ran {of_summary(lat, 'p50')} late; "
+                    f"delay levels: {of_summary(ours_lat, 'p99')} late")
             path = _write(session, kind, "ttl-head-of-line", {**naive, "delay_levels": ours}, started,
                           expectation, met)
             rows.append(Row("delays at scale", kind, "per-message TTL pitfall", None, None, None, expectation,

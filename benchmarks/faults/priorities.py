@@ -22,6 +22,7 @@ from brokers.contract import Job, JobOptions, JobSpec
 
 from ..harness.metrics import new_histogram, record_us, summary
 from ..harness.scenario import Scenario
+from ..results.percentiles import of_summary
 from .common import Row, Session, write_result
 
 LOW, HIGH = 10, 1
@@ -72,8 +73,8 @@ def run_scenario(session: Session) -> list[Row]:
         high, low = figures["high_wait_ms"], figures["low_wait_ms"]
         expectation = "urgent jobs wait far less than the backlog (p99 under a tenth of the low jobs' p50)"
         met = high.get("count") == figures["urgent"] and (high.get("p99") or 1e9) < (low.get("p50") or 0) / 10
-        note = (f"urgent (priority 1) wait p50 {high.get('p50')} ms, p99 {high.get('p99')} ms; backlog "
-                f"(priority 10) p50 {low.get('p50')} ms, p99 {low.get('p99')} ms")
+        note = (f"urgent (priority 1) wait {of_summary(high, 'p50')}, {of_summary(high, 'p99')}; backlog "
+                f"(priority 10) wait {of_summary(low, 'p50')}, {of_summary(low, 'p99')}")
         described = figures.pop("describe")
         scenario = Scenario(broker=kind, mode="drain", drain_jobs=backlog, label=f"priorities-{kind}").to_dict()
         path = write_result(session, scenario, described, started, expectation, met, **figures)

@@ -246,7 +246,7 @@ def cost_rows(session: Session) -> list[Row]:
     """The mix on one node vs replicated: closed-loop jobs/s and open-loop p50/p99, each side
     run ``repeats`` times (3; 1 with ``--small``), the sides interleaved within a repetition so
     that drift hits them alike; each figure is the median with its min-max."""
-    from ..results.summary import Spread, fmt_spread
+    from ..results.summary import Spread, fmt_spread, percentile_spread
 
     repeats = 1 if session.small else 3
     closed = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 4), warmup_s=1, producers=1,
@@ -280,9 +280,8 @@ def cost_rows(session: Session) -> list[Row]:
     for i, (driver, profile, _, topology) in enumerate(sides):
         jobs = Spread.of([f.get("throughput", {}).get("out_per_s") for f in found[i]["closed"]])
         e2e = [f.get("latency_ms", {}).get("end_to_end_intended", {}) for f in found[i]["open"]]
-        p50, p99 = Spread.of([e.get("p50") for e in e2e]), Spread.of([e.get("p99") for e in e2e])
         note = (f"{topology}; closed loop {fmt_spread(jobs)} jobs/s; open loop {open_.rate:.0f}/s: "
-                f"p50 {fmt_spread(p50, '{:.1f}')} ms, p99 {fmt_spread(p99, '{:.0f}')} ms"
+                f"{percentile_spread('p50', e2e)}, {percentile_spread('p99', e2e)}"
                 + (f" (median of {repeats} runs, min-max)" if repeats > 1 else ""))
         every = found[i]["closed"] + found[i]["open"]
         lost = sum(f.get("lost", 0) for f in every)

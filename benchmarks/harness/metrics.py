@@ -18,10 +18,12 @@ ran); refused but ran is a defect of the adapter's word.
 from __future__ import annotations
 
 import base64
+import math
 import struct
 import threading
 from array import array
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
@@ -29,6 +31,34 @@ from hdrh.histogram import HdrHistogram
 LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3  # 1 µs .. 1 hour, 3 significant digits
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
 HISTOGRAMS = ("publish", "send_delay", "queue_wait", "end_to_end", "end_to_end_intended")
+SAMPLES_BEYOND = 10  # a percentile is printed only when about this many samples lie beyond it
+
+
+def min_samples(q: float) -> int:
+    """The fewest samples percentile ``q`` (0-100) needs to be printed as a number:
+    ``SAMPLES_BEYOND / (1 - q/100)``, rounded up, so that about ten samples lie above it
+    (p50: 20, p90: 100, p99: 1,000, p99.9: 10,000). With fewer, the "percentile" is one of the
+    few slowest samples (p99.9 of 735 samples is the maximum). The max (q = 100) needs one."""
+    if q >= 100:
+        return 1
+    return math.ceil(Fraction(SAMPLES_BEYOND) / (1 - Fraction(str(q)) / 100))
+
+
+def printable(q: float, n: int | None) -> bool:
+    """True when ``n`` samples are enough to print percentile ``q`` (see :func:`min_samples`);
+    False when they are not, or when ``n`` is unknown (an old file that kept neither its count
+    nor its histogram): a percentile is never printed without knowing its n."""
+    return n is not None and n >= min_samples(q)
+
+
+def count_of(figure: dict[str, Any] | None, encoded: str | None = None) -> int | None:
+    """The number of samples behind a :func:`summary`: its ``count``; for a summary written
+    without one, the total count of its encoded histogram when that was kept; else None."""
+    if figure and figure.get("count") is not None:
+        return int(figure["count"])
+    if encoded:
+        return int(decode(encoded).get_total_count())
+    return None
 
 
 def new_histogram() -> HdrHistogram:

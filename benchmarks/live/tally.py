@@ -21,7 +21,10 @@ lost         accepted jobs that can no longer run, among those accepted more tha
              (ready, delayed, unacked, at least a prefetch per worker), recomputed each time. A
              lower bound: a backlog of newer jobs hides losses until it drains, and a job merely
              late is never called lost.
-Rates and latency percentiles are over the last seconds (``WINDOW_S``), like a dashboard.
+Rates and latency percentiles are over the last seconds (``WINDOW_S``), like a dashboard; a
+percentile is given only when those seconds hold the runs it needs (the report's rule,
+:func:`benchmarks.harness.metrics.printable`: p50 20, p99 1,000), else None, and ``latency_n``
+says how many runs there were.
 
 What is kept, and for how long (memory is bounded by the jobs in flight, not by the session):
 the id of every accepted job until it runs or is dead-lettered (Redis: or is found lost); once
@@ -38,6 +41,8 @@ import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
+
+from ..harness.metrics import printable
 
 WINDOW_S = 5.0        # latency percentiles over the runs of the last 5 s
 RATE_S = 1.0          # rates over the last second
@@ -57,7 +62,8 @@ def _recent(times: deque[float], since: float) -> int:
 
 
 def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
+    """Percentile ``q`` of ``values``; None when there are too few of them for it (the rule)."""
+    if not printable(q, len(values)):
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
@@ -228,7 +234,7 @@ class Tally:
             return {**self.counts,
                     "in_per_s": _recent(self.in_times, now - RATE_S) / RATE_S,
                     "out_per_s": _recent(self.out_times, now - RATE_S) / RATE_S,
-                    "p50_ms": _percentile(recent, 50), "p99_ms": _percentile(recent, 99),
+                    "p50_ms": _percentile(recent, 50), "p99_ms": _percentile(recent, 99), "latency_n": len(recent),
                     "mean_ms": statistics.fmean(recent) if recent else None,
                     "waiting_to_run": len(self.unran), "last_error": self.last_error,
                     "tracked_ids": len(self.unran) + len(self.ran) + len(self.doubt) + len(self.lost_ids)

@@ -10,6 +10,8 @@ interval:
 * latency percentiles: for each repetition, the distribution-free 95 % interval of the
   percentile from its HDR histogram (the order statistics around rank n*q, +-1.96 sqrt(n q (1-q))),
   then the span of those over the repetitions: noise within a run and between runs both count.
+  A percentile some run has too few samples for (fewer than 10 / (1 - q): p50 20, p99 1,000;
+  :func:`~benchmarks.harness.metrics.min_samples`) is "cannot tell", whatever its interval says.
 
 Intervals that do not overlap: B differs ("higher" / "lower", with the change of the medians);
 intervals that overlap: "within noise". Lost and duplicated jobs are counts, not samples: any
@@ -26,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..harness.metrics import decode, recorded, value_at_percentile
+from ..harness.metrics import count_of, decode, min_samples, printable, recorded, value_at_percentile
 from . import files as results
+from . import percentiles
 
 Z95 = 1.96
 LATENCY = {"p50 ms": ("end_to_end_intended", 50.0), "p99 ms": ("end_to_end_intended", 99.0),
@@ -43,6 +46,8 @@ class Side:
     high: float
     runs: int
     interval: bool  # False: one run of a figure that has no interval of its own
+    fewest: int | None = None  # percentiles: the samples of the run with the fewest (None: not a percentile)
+    enough: bool = True        # percentiles: every run has the samples the percentile needs
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,12 @@ def cell_of(result: dict[str, Any]) -> str:
 
 def percentile_interval(encoded: str, q: float) -> tuple[float, float, float] | None:
     """(low, value, high) in ms of percentile ``q`` (0-100) of an encoded HDR histogram."""
+    found = percentile_sample(encoded, q)
+    return None if found is None else found[:3]
+
+
+def percentile_sample(encoded: str, q: float) -> tuple[float, float, float, int] | None:
+    """(low, value, high, n): :func:`percentile_interval` and the samples it rests on."""
     hist = decode(encoded)
     n = hist.get_total_count()
     if not n:
@@ -73,7 +84,7 @@ def percentile_interval(encoded: str, q: float) -> tuple[float, float, float] | 
     buckets = recorded(hist)
     low, value, high = (value_at_percentile(hist, x, buckets) / 1000
                         for x in (100 * lo_rank / n, q, min(100.0, 100 * hi_rank / n)))
-    return low, value, high
+    return low, value, high, n
 
 
 def _samples(runs: list[dict[str, Any]]) -> dict[str, Side | int]:
@@ -89,19 +100,25 @@ def _samples(runs: list[dict[str, Any]]) -> dict[str, Side | int]:
             out[name] = Side(statistics.median(values), min(values), max(values), len(values), len(values) > 1)
     if mode in ("open", "sweep"):
         for name, (hist, q) in LATENCY.items():
-            found = [percentile_interval(h, q) for r in runs
+            found = [percentile_sample(h, q) for r in runs
                      if (h := ((r.get("histograms") or {}).get("overall") or {}).get(hist))]
             found = [f for f in found if f is not None]
             if found:
-                out[name] = Side(statistics.median(v for _, v, _ in found), min(lo for lo, _, _ in found),
-                                 max(hi for _, _, hi in found), len(found), True)
+                fewest = min(n for *_, n in found)
+                out[name] = Side(statistics.median(v for _, v, _, _ in found), min(lo for lo, *_ in found),
+                                 max(hi for _, _, hi, _ in found), len(found), True, fewest, printable(q, fewest))
     out["lost"] = sum(f["lost"] for f in figures)
     out["duplicated"] = sum(f["duplicated"] for f in figures)
     return out
 
 
-def judge(a: Side, b: Side) -> str:
+def judge(a: Side, b: Side, q: float | None = None) -> str:
+    """The verdict on one figure (``q``: the percentile it is, for the words of "too few")."""
     change = (b.median - a.median) / a.median * 100 if a.median else float("inf")
+    if not (a.enough and b.enough):
+        fewest = min(n for n in (a.fewest, b.fewest) if n is not None)
+        needs = f"; it needs {min_samples(q):,}" if q is not None else ""
+        return f"cannot tell: too few samples (a run with n={fewest:,}{needs})"
     if not (a.interval and b.interval):
         return f"cannot tell: one run {'each' if not (a.interval or b.interval) else 'on one side'} ({change:+.0f} %)"
     if b.low > a.high:
@@ -128,7 +145,7 @@ def verdicts(a_paths: list[Path], b_paths: list[Path]) -> list[Verdict]:
         for name in [n for n in a if n in b]:
             x, y = a[name], b[name]
             if isinstance(x, Side) and isinstance(y, Side):
-                out.append(Verdict(cell, name, x, y, judge(x, y)))
+                out.append(Verdict(cell, name, x, y, judge(x, y, LATENCY[name][1] if name in LATENCY else None)))
             elif isinstance(x, int) and isinstance(y, int):
                 said = "same" if x == y else f"B {'more' if y > x else 'fewer'} ({x} -> {y})"
                 out.append(Verdict(cell, name, None, None, said))
@@ -149,7 +166,9 @@ def rows(paths: list[Path]) -> list[dict[str, Any]]:
             "durability": sc.get("durability") or "-", "repetition": sc.get("repetition", 0),
             "rate": sc["rate"] if sc["mode"] in ("open", "sweep") else None, "status": r["status"],
             "out_per_s": f.get("throughput", {}).get("out_per_s"), "p50": e2e.get("p50"), "p99": e2e.get("p99"),
-            "p99_9": e2e.get("p99_9"), "publish_p99": lat.get("publish", {}).get("p99"),
+            "p99_9": e2e.get("p99_9"), "n": count_of(e2e) if e2e else None,
+            "publish_p99": lat.get("publish", {}).get("p99"),
+            "publish_n": count_of(lat["publish"]) if lat.get("publish") else None,
             "lost": f.get("lost"), "duplicated": f.get("duplicated"), "jobs_per_cpu_s": f.get("jobs_per_cpu_s"),
             "max_sustainable_rate": r.get("max_sustainable_rate"), "created": r["created"],
         })
@@ -164,9 +183,33 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def _side(s: Side | None) -> str:
+    """One side of a verdict: median [interval] (runs); a percentile to three significant
+    digits with the samples of its smallest run, or "n too small" without its value."""
     if s is None:
         return "-"
+    if s.fewest is not None:
+        runs = f" ({s.runs} run, n>={s.fewest:,})"
+        if not s.enough:
+            return "n too small" + runs
+        return percentiles.sig(s.median) + f" [{percentiles.sig(s.low)}-{percentiles.sig(s.high)}]" + runs
     return f"{s.median:,.1f}" + (f" [{s.low:,.1f}-{s.high:,.1f}]" if s.interval else "") + f" ({s.runs} run)"
+
+
+# The listing's percentile columns: (percentile, the column of its sample count).
+LISTED = {"p50": ("p50", "n"), "p99": ("p99", "n"), "p99_9": ("p99_9", "n"), "publish_p99": ("p99", "publish_n")}
+
+
+def _listed(row: dict[str, Any], column: str) -> str:
+    """A cell of the runs listing: percentiles under the rule (:func:`percentiles.cell`)."""
+    value = row[column]
+    if value is None:
+        return "-"
+    if column in LISTED:
+        name, counts = LISTED[column]
+        return percentiles.cell(name, value, row[counts])
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}" if column in ("n", "publish_n") else str(value)
 
 
 def main(argv: list[str] | None = None) -> list[Any]:
@@ -187,18 +230,19 @@ def main(argv: list[str] | None = None) -> list[Any]:
             table.add_row(v.cell, v.figure, _side(v.a), _side(v.b), v.verdict)
         console.print(table)
         console.print("interval: min-max over repetitions; for percentiles also each run's 95 % interval from "
-                      "its histogram. Intervals apart: a difference beyond the noise of both.")
+                      "its histogram. Intervals apart: a difference beyond the noise of both. A percentile q needs "
+                      f"{min_samples(50):,} / {min_samples(99):,} samples per run (p50 / p99: 10 / (1 - q)); "
+                      "with fewer it is \"cannot tell\".")
         return found
     table_rows = rows(expand(args.paths))
     table = Table(title="brokerbench runs")
     columns = ["broker", "profile", "mode", "durability", "repetition", "rate", "status", "out_per_s", "p50", "p99",
-               "p99_9", "publish_p99", "lost", "duplicated", "jobs_per_cpu_s"]
+               "p99_9", "n", "publish_p99", "publish_n", "lost", "duplicated", "jobs_per_cpu_s"]
     if any(row["max_sustainable_rate"] is not None for row in table_rows):
         columns.append("max_sustainable_rate")
     for c in columns:
         table.add_column(c.replace("_", " "), no_wrap=c == "profile")
     for row in table_rows:
-        table.add_row(*("-" if row[c] is None else f"{row[c]:,.1f}" if isinstance(row[c], float) else str(row[c])
-                        for c in columns))
+        table.add_row(*(_listed(row, c) for c in columns))
     console.print(table)
     return table_rows

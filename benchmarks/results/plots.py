@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 
 from brokers import registry
 
-from ..harness.metrics import decode, recorded
+from ..harness.metrics import SAMPLES_BEYOND, count_of, decode, recorded
+from . import environments
+from .percentiles import allowed
 
 
 def _driver(kind: str) -> registry.Driver | None:
@@ -50,8 +52,9 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
 
 
 def caption(results: Iterable[dict[str, Any]]) -> str:
-    """One line: machine, versions of every broker involved, commit (a report's results share
-    one machine; each run names the broker it ran on)."""
+    """One line: machine, versions of every broker involved, commit (each run names the broker it
+    ran on); when the plotted results span more than one machine, kernel or commit, it says how
+    many settings, after the first file's."""
     results = list(results)
     if not results:
         return ""
@@ -62,8 +65,11 @@ def caption(results: Iterable[dict[str, Any]]) -> str:
         for kind, d in r.get("environment", {}).get("brokers", {}).items():
             versions.setdefault(kind, str(d.get("version", "?")))
     brokers = ", ".join(f"{label(k)} {v}" for k, v in sorted(versions.items()))
+    found = environments.groups(results)
     return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores; Python {env.get('python', '?')}; {brokers}; "
-            f"commit {env.get('git_commit') or '?'}")
+            f"commit {env.get('git_commit') or '?'}"
+            + (f"; MIXED: {len(found)} settings ({', '.join(environments.differences(found))})" if len(found) > 1
+               else ""))
 
 
 def _finish(fig: Figure, title: str, results: list[dict[str, Any]]) -> Figure:
@@ -128,30 +134,43 @@ def throughput_by_type(results: list[dict[str, Any]]) -> Figure:
 
 def latency_percentiles(results: list[dict[str, Any]], metric: str = "end_to_end_intended") -> Figure:
     """Open-loop latency percentiles (log scale) per job type, one line per broker (the median of
-    the repetitions; the band their min-max)."""
+    the repetitions; the band their min-max). A percentile is drawn only where every run of the
+    cell has the samples it needs (:func:`~benchmarks.harness.metrics.printable`); each panel's
+    title gives the samples per run and names the percentiles left out."""
     runs = _groups(results, "open")
     profiles = [p for p in PROFILE_ORDER if any(k[0] == p for k in runs)]
     fig, axes = _subplots(1, max(len(profiles), 1), figsize=(3.2 * max(len(profiles), 1), 3.8), sharey=True,
                              squeeze=False)
     for ax, profile in zip(axes[0], profiles, strict=False):
+        counts: list[int | None] = []
+        left_out: set[str] = set()
         for broker in sorted({b for p, b in runs if p == profile}):
             group = runs[(profile, broker)]
-            names = [n for n, _ in PERCENTILES if n in group[0]["figures"]["latency_ms"][metric]]
-            per = [[r["figures"]["latency_ms"][metric][n] for r in group if n in r["figures"]["latency_ms"][metric]]
-                   for n in names]
+            figures = [r["figures"]["latency_ms"][metric] for r in group]
+            counts += [count_of(f) for f in figures]
+            names = [n for n, _ in PERCENTILES if n in figures[0]]
+            left_out |= {n.replace("_", ".") for n in names if any(allowed(f, n) is None for f in figures)}
+            names = [n for n in names if all(allowed(f, n) is not None for f in figures)]
+            per = [[f[n] for f in figures] for n in names]
             xs = [n.replace("p99_9", "p99.9") for n in names]
             ax.plot(xs, [_median(v) for v in per], marker=marker(broker), color=colour(broker),
                     label=side_label(group))
             if len(group) > 1:
                 ax.fill_between(xs, [min(v) for v in per], [max(v) for v in per], color=colour(broker), alpha=0.15)
         rate = next(g[0]["scenario"]["rate"] for (p, _), g in runs.items() if p == profile)
-        ax.set_title(f"{_short(profile)} at {rate:,.0f}/s", fontsize=10)
+        known = [c for c in counts if c is not None]
+        n = ("n unknown" if not known else f"n={min(known):,}" if min(known) == max(known)
+             else f"n={min(known):,}-{max(known):,}")
+        ax.set_title(f"{_short(profile)} at {rate:,.0f}/s, {n} per run"
+                     + (f"\n{', '.join(sorted(left_out))}: too few samples, not drawn" if left_out else ""),
+                     fontsize=9)
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("end-to-end latency, ms (log)")
     axes[0][0].legend(frameon=False, fontsize=8)
     every = [r for group in runs.values() for r in group]
-    return _finish(fig, "Latency percentiles, open loop (from each job's intended send time)", every)
+    return _finish(fig, "Latency percentiles, open loop (from each job's intended send time); a percentile q is "
+                        f"drawn only with {SAMPLES_BEYOND}/(1-q) samples per run", every)
 
 
 def latency_cdf(results: list[dict[str, Any]], profile: str = "mix",
@@ -186,8 +205,9 @@ def cdf_and_tail(curves: list[tuple[str, Any, str]], xlabel: str, title: str, us
     fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
     for kind, hist, name in curves:
         xs, ys = cdf_points(hist)
-        left.plot(xs, ys, color=colour(kind), label=name)
+        left.plot(xs, ys, color=colour(kind), label=f"{name} (n={hist.get_total_count():,})")
         tail_panel(right, xs, ys, hist.get_total_count(), color=colour(kind))
+    right.set_title(f"dotted: fewer than {SAMPLES_BEYOND} jobs slower (too few to read)", fontsize=8)
     left.set_xscale("log")
     left.set_ylabel("share of jobs at or below")
     left.grid(True, which="both", alpha=0.3)
@@ -212,9 +232,15 @@ def cdf_points(hist: Any) -> tuple[list[float], list[float]]:
 
 def tail_panel(ax: Any, xs: list[float], ys: list[float], total: int, **style: Any) -> None:
     """The share of jobs slower than x, on a log y axis: the tail a linear CDF squeezes into its
-    top pixel. Drawn down to one job in ``total``."""
+    top pixel. Drawn down to one job in ``total``: solid while at least ``SAMPLES_BEYOND`` jobs
+    are slower (the rule of every percentile), dotted beyond, where a few jobs make the curve."""
     floor = 1 / max(total, 1)
-    ax.plot(xs, [max(1 - y, floor) for y in ys], **style)
+    shares = [max(1 - y, floor) for y in ys]
+    readable = SAMPLES_BEYOND / max(total, 1)
+    cut = next((i for i, share in enumerate(shares) if share < readable), len(shares))
+    ax.plot(xs[:cut + 1], shares[:cut + 1], **style)
+    if cut < len(shares):
+        ax.plot(xs[cut:], shares[cut:], linestyle=":", **style)
     ax.set_yscale("log")
     ax.set_ylim(floor / 2, 1.1)
     ax.set_xscale("log")
@@ -224,14 +250,16 @@ def tail_panel(ax: Any, xs: list[float], ys: list[float], total: int, **style: A
 
 
 def latency_vs_load(sweeps: list[dict[str, Any]]) -> Figure:
-    """p50 and p99 against offered rate, saturation (max sustainable rate) marked."""
+    """p50 and p99 against offered rate, saturation (max sustainable rate) marked; a step with
+    too few samples for a percentile has no point (a gap in its line)."""
     fig, ax = _subplots(figsize=(7.5, 4.2))
     for r in sweeps:
         broker = r["scenario"]["broker"]
         steps = r.get("steps") or []
         rates = [s["offered_rate"] for s in steps]
         for name, style in (("p50", "--"), ("p99", "-")):
-            ys = [s["figures"]["latency_ms"]["end_to_end_intended"].get(name) for s in steps]
+            ys = [math.nan if (v := allowed(s["figures"]["latency_ms"]["end_to_end_intended"], name)) is None else v
+                  for s in steps]
             ax.plot(rates, ys, style, marker=marker(broker), color=colour(broker),
                     label=f"{label(broker)} {name}")
         best = r.get("max_sustainable_rate")
@@ -358,12 +386,15 @@ def replication_cost(results: list[dict[str, Any]]) -> Figure:
             mid = _median(jobs)
             left.barh(i, mid, color=colour(broker), xerr=[[mid - min(jobs)], [max(jobs) - mid]] if len(jobs) > 1
                       else None, capsize=3, ecolor="#333333")
-        if "open" in runs:
+        if "open" in runs:  # a percentile some run has too few samples for is not drawn, but said
             e2e = [f["latency_ms"]["end_to_end_intended"] for f in runs["open"]]
-            right.barh(i + 0.2, _median([e.get("p99") or 0 for e in e2e]), height=0.4, color=colour(broker),
-                       label="p99" if i == 0 else None)
-            right.barh(i - 0.2, _median([e.get("p50") or 0 for e in e2e]), height=0.4, color=colour(broker),
-                       alpha=0.45, label="p50" if i == 0 else None)
+            for name, at, alpha in (("p99", i + 0.2, 1.0), ("p50", i - 0.2, 0.45)):
+                values = [allowed(e, name) for e in e2e]
+                if None in values:
+                    right.text(0, at, f" {name}: too few samples", fontsize=7, va="center")
+                    continue
+                right.barh(at, _median(values), height=0.4, color=colour(broker), alpha=alpha,
+                           label=name if name not in right.get_legend_handles_labels()[1] else None)
     for ax in (left, right):
         ax.set_yticks(range(len(sides)))
         ax.grid(True, axis="x", alpha=0.3)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from ..harness.metrics import count_of, printable
 from . import sources
 from .blocks import Block
+from .percentiles import cell, q_of, sig
 from .summary import fmt
 
 HEADING = "Our adapters against the reference clients ({} benchmark)"
@@ -22,8 +24,10 @@ def _from(d: dict[str, Any]) -> str:
     return f" Results file: {sources.of(d)}." if sources.of(d) else ""
 
 
-def _spread(figure: dict[str, Any], form: str = "{:.2f}") -> str:
-    return f"{form.format(figure['median'])} ({form.format(figure['min'])}-{form.format(figure['max'])})"
+def _spread(figure: dict[str, Any], form: Any = "{:.2f}") -> str:
+    """median (min-max); ``form``: a format string or a function from a value to its text."""
+    text = form.format if isinstance(form, str) else form
+    return f"{text(figure['median'])} ({text(figure['min'])}-{text(figure['max'])})"
 
 
 def _ratios(ratios: dict[str, list[float]]) -> str:
@@ -50,14 +54,43 @@ def _kept(behind: dict[str, float] | None) -> str:
             f"{behind['worker_finished_late_s']:.1f} s after it was due")
 
 
+def _fewest(d: dict[str, Any], name: str, figure: str) -> int | None:
+    """The samples of the round with the fewest, for one contender's figure (None: unknown)."""
+    counts = [count_of((r.get(name) or {}).get(figure)) for r in d.get("rounds") or []]
+    return None if not counts or None in counts else min(counts)  # type: ignore[type-var]
+
+
+def _percentile(d: dict[str, Any], name: str, figure: str, percentile: str) -> str:
+    """median (min-max) of the rounds, when every round has the samples the percentile needs."""
+    n = _fewest(d, name, figure)
+    spread = d["summary"][figure][name][percentile]
+    return _spread(spread, sig) if printable(q_of(percentile), n) else cell(percentile, None, n)
+
+
+def _counts(d: dict[str, Any], name: str, figure: str) -> str:
+    counts = [count_of((r.get(name) or {}).get(figure)) for r in d.get("rounds") or []]
+    if not counts or None in counts:
+        return "n unknown"
+    low, high = min(counts), max(counts)  # type: ignore[type-var]
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
 def latency_blocks(d: dict[str, Any]) -> list[Block]:
+    """The latency benchmark: each contender's percentiles (median (min-max) of the rounds, under
+    the samples rule, beside each round's count) and the ratios a percentile allows."""
     s, settings = d["summary"], d["settings"]
     behind = s.get("fell_behind", {})
-    rows = [[name, _spread(e2e["p50"]), _spread(e2e["p99"]), _spread(s["publish_ms"][name]["p99"]),
-             _kept(behind.get(name))]
-            for name, e2e in s["end_to_end_ms"].items()]
-    ratios = "; ".join(f"{label}: p50 x{statistics.median(r['p50']):.3g}, p99 x{statistics.median(r['p99']):.3g}"
-                       for label, r in s["ratios"].items())
+    rows = [[name, _percentile(d, name, "end_to_end_ms", "p50"), _percentile(d, name, "end_to_end_ms", "p99"),
+             _counts(d, name, "end_to_end_ms"), _percentile(d, name, "publish_ms", "p99"),
+             _counts(d, name, "publish_ms"), _kept(behind.get(name))]
+            for name in s["end_to_end_ms"]]
+    parts = []
+    for label, r in s["ratios"].items():  # a ratio only of percentiles both contenders have the samples for
+        shown = [f"{p} x{statistics.median(r[p]):.3g}" for p in ("p50", "p99")
+                 if all(printable(q_of(p), _fewest(d, name, "end_to_end_ms")) for name in label.split(" / "))]
+        if shown:
+            parts.append(f"{label}: " + ", ".join(shown))
+    ratios = "; ".join(parts) or "none (too few samples)"
     fell = ("" if not behind else
             f" {' and '.join(behind)} could not keep {settings['rate']:,.0f} jobs/s here (producer or worker): "
             "their figures are their own backlog (each job's clock starts at its intended send time), so the "
@@ -67,8 +100,8 @@ def latency_blocks(d: dict[str, Any]) -> list[Block]:
                           f"(Redis concurrency / AMQP prefetch {settings['width']}), no-op jobs of "
                           f"{settings['payload_bytes']} B; median (min-max) of {settings['rounds']} alternating "
                           f"rounds. {settings['durability']}. " + CAVEAT + _from(d)),
-            Block("table", header=["contender", "end to end p50 ms", "end to end p99 ms", "publish call p99 ms",
-                                   "producer kept the rate"], rows=rows),
+            Block("table", header=["contender", "end to end p50 ms", "end to end p99 ms", "end to end n per round",
+                                   "publish call p99 ms", "publish n per round", "producer kept the rate"], rows=rows),
             Block("text", "Ratios (ours / reference, per round, median): " + ratios + "." + fell)]
 
 

@@ -4,6 +4,11 @@ HTML report and the PNG plots, in ``DIR``.
 The report reads results files only (runs, sweeps, fault scenarios, drain, latency, enqueue and
 setup-cost files, found recursively under the paths given) and prints their numbers as they
 are: the same files always give the same report text.
+
+It refuses files that were not measured in one setting (one machine, kernel and clean commit:
+:mod:`.environments`) unless ``--allow-mixed`` is given; the report then says so at its top
+and in each section whose files span more than one setting. Percentiles follow one rule
+(:mod:`.percentiles`): printed only with the samples they need, always beside their count.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from . import claims, experiments, fault_sections, plots, reference_clients, scenario_plots, sources, takeaways
+from . import environments as envs
 from . import files as results
 from .blocks import Block, Section
 from .cost_section import blocks as cost_blocks
-from .summary import NOISY_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
+from .percentiles import of_summary
+from .summary import NOISY_NOTE, SAMPLES_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
 
 REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/results/scenarios/summary.json"
 
@@ -41,6 +48,11 @@ class Collected:
 
     def everything(self) -> list[dict[str, Any]]:
         return self.runs + self.labelled + self.sweeps + self.scaling + self.faults
+
+    def every_file(self) -> list[dict[str, Any]]:
+        """Every results file read, of every kind (the environments of a report are theirs)."""
+        return (self.everything() + self.drains + self.latencies + self.enqueues + self.acks
+                + ([self.setup] if self.setup else []))
 
 
 def collect(paths: list[Path]) -> Collected:
@@ -138,13 +150,20 @@ def durability_table(collected: Collected) -> Block | None:
 
 
 def environment_table(collected: Collected) -> Block:
+    """The setting of the results files: first whether they share one machine, kernel and clean
+    commit (or, when not, every group with its files), then the first file's details."""
+    found = envs.groups(collected.every_file())
+    mixed = envs.mixed(found)
     first = next(iter(collected.everything()), None)
     env = first["environment"] if first else {}
     m = env.get("machine", {})
-    rows = [["machine", f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('os')}"],
-            ["Python", str(env.get("python"))],
-            ["packages", ", ".join(f"{k} {v}" for k, v in sorted(env.get("packages", {}).items()) if v)],
-            ["git commit", str(env.get("git_commit"))]]
+    rows = [["results files", envs.agreed(found) or "NOT one setting: " + ", ".join(envs.differences(found))]]
+    rows += [[f"setting {i}", g.words()] for i, g in enumerate(found, start=1) if mixed]
+    rows += [["machine (first file)" if mixed else "machine",
+              f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('os')}"],
+             ["Python", str(env.get("python"))],
+             ["packages", ", ".join(f"{k} {v}" for k, v in sorted(env.get("packages", {}).items()) if v)],
+             ["git commit", str(env.get("git_commit"))]]
     seen: dict[str, dict[str, Any]] = {}
     for r in collected.runs:
         seen.update(r["environment"].get("brokers", {}))
@@ -155,27 +174,44 @@ def environment_table(collected: Collected) -> Block:
 
 
 def _steps(steps: list[dict[str, Any]]) -> str:
+    """A sweep's steps: each rate with its p99 and the samples it rests on (the rule applies)."""
     parts = []
     for s in steps:
-        p99 = fmt(s["figures"]["latency_ms"]["end_to_end_intended"].get("p99"), "{:.0f}")
-        parts.append(f"{s['offered_rate']:,.0f}/s: p99 {p99} ms" + ("" if s["sustainable"] else f" ({s['why_not']})"))
+        p99 = of_summary(s["figures"]["latency_ms"]["end_to_end_intended"], "p99")
+        parts.append(f"{s['offered_rate']:,.0f}/s: {p99}" + ("" if s["sustainable"] else f" ({s['why_not']})"))
     return "; ".join(parts)
 
 
+def _noted(items: list[Block], results: list[dict[str, Any]]) -> list[Block]:
+    """``items`` (a section), with the environments note after its first heading when its
+    ``results`` span more than one setting."""
+    note = envs.section_note(results)
+    if not note or not items:
+        return items
+    at = next((i + 1 for i, b in enumerate(items) if b.kind == "heading"), 0)
+    return items[:at] + [Block("text", note)] + items[at:]
+
+
 def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
+    found = envs.groups(collected.every_file())
+    warning = envs.warning(found)
+    where = ("measured in the settings listed in the warning below" if warning
+             else "measured on the machine described here")
     out = Section(plot_dir, [Block("heading", "brokerbench: a BullMQ-style queue on Redis against RabbitMQ", level=1),
                         Block("text", "Every number below comes from the results files next to this report, "
-                                      "measured on the machine described here. Numbers from a shared 2-core "
+                                      f"{where}. Numbers from a shared 2-core "
                                       "machine are noisy: read the ratios between brokers, measured in the same "
                                       "run, rather than the absolute values.")])
+    out.say(warning)
     out += [Block("heading", "Environment"), environment_table(collected)]
 
     if collected.runs:
-        out += [Block("heading", "The comparison: three job types and their mix"),
-                Block("text", "Closed loop: producers as fast as they can while the backlog stays bounded; it "
+        out += [Block("heading", "The comparison: three job types and their mix")]
+        out.say(envs.section_note(collected.runs))
+        out += [Block("text", "Closed loop: producers as fast as they can while the backlog stays bounded; it "
                               "measures throughput. Open loop: a fixed rate; latency is measured from each job's "
                               "intended send time, so a stalled producer cannot hide it."),
-                summary_table(collected.runs)]
+                summary_table(collected.runs), Block("text", SAMPLES_NOTE + ".")]
         out += spread_blocks(collected.runs)
         out += [Block("heading", "Where each row comes from", level=3),
                 Block("text", "Closed-loop files give max jobs/s and jobs/CPU-s, open-loop files the latency "
@@ -200,8 +236,8 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.say(takeaways.publish(collected.runs))
     costs = [r for r in collected.labelled if r["scenario"].get("label", "").startswith("durability-")]
     if costs:
-        out += [Block("heading", "What durability costs"),
-                Block("text", "The mix at each durability level, closed and open loop, the levels measured side by "
+        out += _noted([Block("heading", "What durability costs")], costs)
+        out += [Block("text", "The mix at each durability level, closed and open loop, the levels measured side by "
                               "side in one run (scenarios/durability.toml). Each row names its broker profile and "
                               "its files."),
                 summary_table(costs), sources_table(costs)]
@@ -211,7 +247,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out += cost_blocks(costs, plot_dir, name="durability-cpu-per-job",
                            heading="What each job costs at each durability level: broker vs client CPU")
     if collected.sweeps:
-        out.append(Block("heading", "Latency against load"))
+        out += _noted([Block("heading", "Latency against load")], collected.sweeps)
         rows = [[plots.label(r["scenario"]["broker"]), r["scenario"]["profile"],
                  fmt(r.get("max_sustainable_rate")), _steps(r["steps"]), sources.of(r)] for r in collected.sweeps]
         out.append(Block("table", header=["broker", "job type", "max sustainable jobs/s", "steps", "results file"],
@@ -219,15 +255,17 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.figure("latency-vs-load", plots.latency_vs_load(collected.sweeps), "Latency against offered load")
         out.say(takeaways.sweep(collected.sweeps))
     if collected.scaling:
-        out.append(Block("heading", "Scaling with consumers"))
+        out += _noted([Block("heading", "Scaling with consumers")], collected.scaling)
         out.figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
         out.say(takeaways.scaling(collected.scaling))
-    out += fault_sections.blocks(collected, plot_dir)
-    found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup, costs=costs)
-    if found:
-        out += [Block("heading", "The seed's claims, measured"),
-                Block("table", header=["claim", "measured", "setting", "verdict", "results files"],
-                      rows=[[c.claim, c.measured, c.setting, c.verdict, sources.cite(c.sources)] for c in found])]
+    out += _noted(fault_sections.blocks(collected, plot_dir), collected.faults + collected.acks)
+    said = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup, costs=costs)
+    if said:
+        out += _noted([Block("heading", "The seed's claims, measured")],
+                      collected.runs + collected.faults + collected.drains + ([collected.setup] if collected.setup
+                                                                              else []))
+        out += [Block("table", header=["claim", "measured", "setting", "verdict", "results files"],
+                      rows=[[c.claim, c.measured, c.setting, c.verdict, sources.cite(c.sources)] for c in said])]
     out += reference_clients.blocks(collected.drains, collected.latencies, collected.enqueues)
     return out
 
@@ -271,10 +309,15 @@ def to_html(items: list[Block], plot_dir: Path) -> str:
             f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 
 
-def build(paths: list[Path], out: Path) -> Path:
+def build(paths: list[Path], out: Path, allow_mixed: bool = False) -> Path:
+    """Write report.md, report.html and plots/ into ``out`` from the results files under
+    ``paths``. Raises ValueError when there are none, and
+    :class:`~.environments.MixedEnvironments` (a ValueError naming every setting with its files)
+    when they were not measured on one machine, kernel and clean commit, unless ``allow_mixed``."""
     collected = collect(paths)
     if not (collected.everything() or collected.drains or collected.latencies or collected.enqueues):
         raise ValueError(f"no results files under {', '.join(map(str, paths))}")
+    envs.check(collected.every_file(), allow_mixed)
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     for old in plot_dir.glob("*.png"):
@@ -289,7 +332,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="brokerbench report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="results files or folders (searched recursively)")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md, report.html, plots/ (required)")
+    parser.add_argument(envs.ALLOW_OPTION, dest="allow_mixed", action="store_true",
+                        help="write the report even when the files come from more than one machine, kernel or "
+                             "commit, or a dirty tree; it then warns at its top and in each section (default: refuse)")
     args = parser.parse_args(argv)
-    path = build(args.paths, args.out)
+    try:
+        path = build(args.paths, args.out, allow_mixed=args.allow_mixed)
+    except envs.MixedEnvironments as exc:
+        raise SystemExit(f"brokerbench report: {exc}") from exc
     print(f"report: {path} (and {path.with_suffix('.html')})")
     return path

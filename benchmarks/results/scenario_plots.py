@@ -12,6 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from ..harness.metrics import decode, recorded, value_at_percentile
+from .percentiles import allowed, words
 from .plots import _finish, _median, _subplots, cdf_and_tail, colour, label, marker, merged
 
 SEED_ENQUEUE_MS = 50.0          # the seed: "enqueue in 50 ms"
@@ -115,7 +116,8 @@ def _cell(runs: list[dict[str, Any]], kind: str, level: str, mode: str) -> list[
 
 def durability_cost(runs: list[dict[str, Any]]) -> Figure | None:
     """The mix at each durability level, measured side by side: closed-loop jobs/s and open-loop
-    publish p99 (median of the repetitions, whiskers min-max); each bar names its profile."""
+    publish p99 (median of the repetitions, whiskers min-max); each bar names its profile. A
+    level whose runs have too few publish calls for a p99 gets no bar, only those words."""
     runs = [r for r in runs if r["scenario"].get("label", "").startswith("durability-")]
     if not runs:
         return None
@@ -124,13 +126,17 @@ def durability_cost(runs: list[dict[str, Any]]) -> Figure | None:
     fig, axes = _subplots(1, 2, figsize=(10, 4.4))
     width = 0.8 / len(kinds)
     for ax, (mode, get, unit) in zip(axes, (("closed", lambda f: f["throughput"]["out_per_s"], "jobs finished per s"),
-                                            ("open", lambda f: f["latency_ms"]["publish"].get("p99"),
+                                            ("open", lambda f: allowed(f["latency_ms"]["publish"], "p99"),
                                              "publish call p99, ms"))):
         for i, kind in enumerate(kinds):
             xs, ys, low, high, names = [], [], [], [], []
             for j, level in enumerate(levels):
                 cell = _cell(runs, kind, level, mode)
                 values = [v for r in cell if (v := get(r["figures"])) is not None]
+                if mode == "open" and cell and len(values) < len(cell):  # some run lacks the samples
+                    ax.text(j + (i - (len(kinds) - 1) / 2) * width, 0, "n too\nsmall", fontsize=6, ha="center",
+                            va="bottom", color=colour(kind))
+                    continue
                 if not values:
                     continue
                 y = _median(values)
@@ -175,8 +181,9 @@ def publish_histogram(runs: list[dict[str, Any]], profile: str = "mix") -> Figur
         top = max(top, *shares)
         used += [i for i, c in enumerate(counts) if c]
         ax.stairs(shares, edges, color=colour(kind), linewidth=1.5,
-                  label=f"{label(kind)} ({(mine[0].get('durability') or {}).get('profile', '')}), p99 "
-                        f"{value_at_percentile(hist, 99) / 1000:.2f} ms")
+                  label=f"{label(kind)} ({(mine[0].get('durability') or {}).get('profile', '')}), "
+                        + words("p99", value_at_percentile(hist, 99) / 1000, hist.get_total_count(),
+                                hist.get_max_value() / 1000))
     if used:  # from the fastest call to past the seed's figure
         ax.set_xlim(edges[min(used)] / 2, max(edges[max(used) + 1] * 2, SEED_ENQUEUE_MS * 3))
     ax.axvline(SEED_ENQUEUE_MS, color="#444444", linestyle="--")
@@ -198,7 +205,9 @@ def delay_lateness(faults: list[dict[str, Any]]) -> Figure | None:
     for r in found:
         kind = r["scenario"]["broker"]
         hist = decode(r["fault"]["lateness_histogram"])
-        curves.append((kind, hist, f"{label(kind)}: p50 {value_at_percentile(hist, 50) / 1000:.0f} ms, p99 "
-                                   f"{value_at_percentile(hist, 99) / 1000:.0f} ms"))
+        n, most = hist.get_total_count(), hist.get_max_value() / 1000
+        said = [words(name, value_at_percentile(hist, q) / 1000, n, most, with_n=False)
+                for name, q in (("p50", 50), ("p99", 99))]
+        curves.append((kind, hist, f"{label(kind)}: " + ", ".join(said)))
     return cdf_and_tail(curves, "ran this late after its due time, ms (log)",
                         "Delayed jobs: lateness (CDF, and its tail on a log scale)", found)

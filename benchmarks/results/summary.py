@@ -6,6 +6,9 @@ A cell (broker x workload x mode) run k times gives each figure as the median of
 with their min-max; a figure whose min-max spans more than :data:`NOISY` of its median is
 flagged noisy. The ratio between two brokers is taken per repetition pair (A's run i against
 B's run i, measured side by side), then given as the median with its min-max.
+
+Latency percentiles follow one rule (:mod:`.percentiles`): a percentile is printed only when
+every run of its cell has the samples it needs; each is shown beside its sample count.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..harness.metrics import SAMPLES_BEYOND, count_of, min_samples, printable
 from . import cpu_cost
+from .percentiles import cell, label, q_of, sig, words
 
 SUMMARY_HEADER = ["job type", "broker", "durability", "max jobs/s", "jobs/CPU-s", "jobs/broker CPU-s", "bound by",
-                  "open loop in/s", "p50 ms", "p99 ms", "p99.9 ms", "publish p99 ms", "lost", "dup", "in doubt"]
+                  "open loop in/s", "p50 ms", "p99 ms", "p99.9 ms", "latency n", "publish p99 ms", "publish n",
+                  "lost", "dup", "in doubt"]
 NOISY = 0.10  # a spread (max - min) above this share of the median: the figure is noisy
 
 Getter = Callable[[dict[str, Any]], Any]
@@ -29,8 +35,18 @@ FIGURES: dict[str, dict[str, Getter]] = {
              "p50_ms": lambda f: f["latency_ms"]["end_to_end_intended"].get("p50"),
              "p99_ms": lambda f: f["latency_ms"]["end_to_end_intended"].get("p99"),
              "p999_ms": lambda f: f["latency_ms"]["end_to_end_intended"].get("p99_9"),
-             "publish_p99_ms": lambda f: f["latency_ms"]["publish"].get("p99")},
+             "publish_p99_ms": lambda f: f["latency_ms"]["publish"].get("p99"),
+             # what the percentiles rest on: samples per run (n) and the max, shown where n is too small
+             "latency_n": lambda f: f["latency_ms"]["end_to_end_intended"].get("count"),
+             "latency_max_ms": lambda f: f["latency_ms"]["end_to_end_intended"].get("max"),
+             "publish_n": lambda f: f["latency_ms"]["publish"].get("count"),
+             "publish_max_ms": lambda f: f["latency_ms"]["publish"].get("max")},
 }
+# Each percentile column: its percentile, the key of its runs' sample counts and of their max.
+PERCENTILE_CELLS = {"p50_ms": ("p50", "latency_n", None), "p99_ms": ("p99", "latency_n", None),
+                    "p999_ms": ("p99_9", "latency_n", "latency_max_ms"),
+                    "publish_p99_ms": ("p99", "publish_n", None)}
+COUNTS = ("latency_n", "publish_n")
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         spreads = {name: s for name, found in values.get(key, {}).items() if (s := Spread.of(found)) is not None}
         row.update({name: s.median for name, s in spreads.items()})
         row["spread"] = spreads
-        row["noisy"] = sorted(name for name, s in spreads.items() if s.noisy)
+        row["noisy"] = sorted(name for name, s in spreads.items() if s.noisy and name not in COUNTS)
         row["repetitions"] = max((s.n for s in spreads.values()), default=0)
     return sorted(rows.values(), key=_order)
 
@@ -118,7 +134,9 @@ def _order(row: dict[str, Any]) -> tuple[int, int, str]:
 
 def ratio_rows(results: list[dict[str, Any]], first: str, second: str) -> list[dict[str, Any]]:
     """Per job type, ``first``/``second`` for throughput (closed loop) and p99 (open loop), each
-    taken per repetition pair (same repetition number, same durability level) and summarised."""
+    taken per repetition pair (same repetition number, same durability level) and summarised. A
+    pair in which either run has too few samples for a p99 (:func:`~benchmarks.harness.metrics.printable`)
+    gives no p99 ratio."""
     by: dict[tuple[str, str, str, int], dict[str, float | None]] = {}
     for r in results:
         sc, f = r["scenario"], r["figures"]
@@ -127,7 +145,10 @@ def ratio_rows(results: list[dict[str, Any]], first: str, second: str) -> list[d
         name, get = ("max_jobs_per_s", FIGURES["closed"]["max_jobs_per_s"]) if sc["mode"] == "closed" \
             else ("p99_ms", FIGURES["open"]["p99_ms"])
         cell = (sc["profile"], sc.get("durability", ""), name, sc.get("repetition", 0))
-        by.setdefault(cell, {})[sc["broker"]] = get(f)
+        value = get(f)
+        if name == "p99_ms" and not printable(99.0, count_of(f["latency_ms"]["end_to_end_intended"])):
+            value = None  # too few samples for a p99: this pair gives no ratio
+        by.setdefault(cell, {})[sc["broker"]] = value
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for (profile, level, name, _), pair in by.items():
         a, b = pair.get(first), pair.get(second)
@@ -145,15 +166,54 @@ def fmt(value: Any, pattern: str = "{:,.0f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def fmt_spread(spread: Spread | None, pattern: str = "{:,.0f}", unit: str = "", sep: str = " ") -> str:
+def fmt_spread(spread: Spread | None, pattern: str | Callable[[float], str] = "{:,.0f}", unit: str = "",
+               sep: str = " ") -> str:
     """``median (min-max)``, with ``*`` when noisy; the bare value for one repetition. ``sep``
-    goes between the median and the range (a newline in a console table)."""
+    goes between the median and the range (a newline in a console table). ``pattern``: a
+    format string, or a function from a value to its text."""
     if spread is None:
         return "-"
-    text = pattern.format(spread.median) + unit
+    form = pattern.format if isinstance(pattern, str) else pattern
+    text = form(spread.median) + unit
     if spread.n > 1:
-        text += f"{sep}({pattern.format(spread.low)}-{pattern.format(spread.high)})" + ("*" if spread.noisy else "")
+        text += f"{sep}({form(spread.low)}-{form(spread.high)})" + ("*" if spread.noisy else "")
     return text
+
+
+def fmt_counts(spread: Spread | None) -> str:
+    """Samples per run: "12,340", or "11,900-12,500" over several runs (never flagged noisy)."""
+    if spread is None:
+        return "n unknown"
+    low, high = int(spread.low), int(spread.high)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
+def percentile_cell(row: dict[str, Any], key: str, sep: str = " ") -> str:
+    """A percentile column of a summary row: the median (min-max) of its runs to three
+    significant digits when every run has the samples the percentile needs; else "n too small"
+    (p99.9: the max of the runs, labelled "max"); "n unknown" when the runs kept no count."""
+    spread = row.get("spread") or {}
+    name, counts, most = PERCENTILE_CELLS[key]
+    if key not in spread:
+        return "-"
+    fewest = int(spread[counts].low) if counts in spread else None
+    if fewest is not None and printable(q_of(name), fewest):
+        return fmt_spread(spread[key], sig, sep=sep)
+    if fewest is not None and most and most in spread:
+        return "max " + fmt_spread(spread[most], sig, sep=sep) + " (n too small)"
+    return cell(name, None, fewest)
+
+
+def percentile_spread(name: str, summaries: list[dict[str, Any]], unit: str = " ms") -> str:
+    """Percentile ``name`` over several runs' summaries, in words: "p99 126 (113-165)* ms
+    (n>=2,205 per run)" when every run has the samples it needs, else "p99: too few samples (...)"
+    without its value (:func:`.percentiles.words`)."""
+    counts = [count_of(f) for f in summaries]
+    fewest = None if not counts or None in counts else min(counts)  # type: ignore[type-var]
+    spread = Spread.of([f.get(name) for f in summaries])
+    if spread is None or not printable(q_of(name), fewest):
+        return words(name, None, fewest, unit=unit)
+    return f"{label(name)} {fmt_spread(spread, sig)}{unit} (n>={fewest:,} per run)"
 
 
 def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "", sep: str = " ") -> list[str]:
@@ -165,11 +225,17 @@ def summary_cells(row: dict[str, Any], broker: str, rate_unit: str = "", sep: st
             return fmt_spread(spread[key], pattern, unit, sep)
         return fmt(row.get(key), pattern + unit)
 
+    def latency(key: str) -> str:
+        return percentile_cell(row, key, sep) if key in spread else "-"
+
+    def counts(key: str) -> str:
+        return fmt_counts(spread.get(key)) if any(k in spread for k in PERCENTILE_CELLS) else "-"
+
     return [row["profile"], broker, row.get("durability", "-"), cell("max_jobs_per_s", "{:,.0f}"),
             cell("jobs_per_cpu_s", "{:,.0f}"), cell("jobs_per_broker_cpu_s", "{:,.0f}"), row.get("bound_by", "-"),
-            cell("rate", "{:,.0f}", rate_unit), cell("p50_ms", "{:.1f}"),
-            cell("p99_ms", "{:.1f}"), cell("p999_ms", "{:.1f}"), cell("publish_p99_ms", "{:.2f}"),
-            fmt(row.get("lost")), fmt(row.get("duplicated")), fmt(row.get("in_doubt"))]
+            cell("rate", "{:,.0f}", rate_unit), latency("p50_ms"),
+            latency("p99_ms"), latency("p999_ms"), counts("latency_n"), latency("publish_p99_ms"),
+            counts("publish_n"), fmt(row.get("lost")), fmt(row.get("duplicated")), fmt(row.get("in_doubt"))]
 
 
 def ratio_text(rows: list[dict[str, Any]], first_label: str, second_label: str) -> list[str]:
@@ -188,3 +254,7 @@ def ratio_text(rows: list[dict[str, Any]], first_label: str, second_label: str) 
 
 NOISY_NOTE = (f"median over the repetitions (min-max); * marks a spread over {NOISY:.0%} of the median: "
               "noisy, read it as a range")
+SAMPLES_NOTE = ("Latency columns: three significant digits (the histograms' precision); n: the samples of each "
+                f"run. A percentile is printed only when every run has at least {SAMPLES_BEYOND} / (1 - q) samples "
+                f"(p50: {min_samples(50):,}, p99: {min_samples(99):,}, p99.9: {min_samples(99.9):,}); else "
+                "\"n too small\", and for p99.9 the max, labelled as such")

@@ -2,7 +2,9 @@
 results files as the plot: what a reader should see in it, with the figure that shows it.
 
 Each function returns "" when its results do not hold what it needs (the report then prints
-nothing under the plot rather than a sentence that is not backed by a number).
+nothing under the plot rather than a sentence that is not backed by a number). A percentile is
+quoted only when its histogram has the samples it needs, and always with its count
+(:mod:`.percentiles`); otherwise the sentence says how few samples there were.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from ..harness.metrics import recorded, value_at_percentile
+from ..harness.metrics import count_of, recorded, value_at_percentile
+from .percentiles import allowed, n_text, of_summary, q_of, words
 from .plots import label, merged
 from .scenario_plots import LEVELS, SEED_ENQUEUE_MS
 
@@ -55,7 +58,7 @@ def throughput(runs: Runs) -> str:
             f"{label(b)}.")
     # Why, only where the runs show it: the ratio falls as the job's own run time (open-loop p50) grows.
     p50 = {p: _median([r for r in runs if r["scenario"]["profile"] == p and r["scenario"]["mode"] == "open"],
-                      lambda f: f["latency_ms"]["end_to_end_intended"].get("p50")) for p in ratios}
+                      lambda f: allowed(f["latency_ms"]["end_to_end_intended"], "p50")) for p in ratios}
     order = sorted((p for p in ratios if p50[p] is not None), key=lambda p: p50[p])
     if len(order) > 2 and all(ratios[x] >= ratios[y] for x, y in zip(order, order[1:])):
         text += (" The gap narrows as jobs get longer (ordered by their open-loop p50): the broker's own cost per "
@@ -88,11 +91,18 @@ def _open_histograms(runs: Runs, profile: str, metric: str) -> list[tuple[str, A
     return out
 
 
+def _quoted(hist: Any, *names: str) -> str:
+    """Percentiles of a merged histogram, each under the rule, with the count once:
+    "p50 2.41 ms, p99.9: too few samples (...)"."""
+    n, most = hist.get_total_count(), hist.get_max_value() / 1000
+    said = [words(name, value_at_percentile(hist, q_of(name)) / 1000, n, most, with_n=False) for name in names]
+    return ", ".join(said) + f" ({n_text(n)}, the repetitions together)"
+
+
 def tail(runs: Runs, profile: str = "mix") -> str:
     parts = []
     for kind, hist in _open_histograms(runs, profile, "end_to_end_intended"):
-        parts.append(f"{label(kind)} p50 {value_at_percentile(hist, 50) / 1000:.1f} ms, p99.9 "
-                     f"{value_at_percentile(hist, 99.9) / 1000:.0f} ms")
+        parts.append(f"{label(kind)} " + _quoted(hist, "p50", "p99", "p99_9"))
     if not parts:
         return ""
     return (f"{'; '.join(parts)}. The log-y panel shows the slowest jobs, which a linear CDF squeezes into its "
@@ -104,8 +114,9 @@ def publish(runs: Runs, profile: str = "mix") -> str:
     for kind, hist in _open_histograms(runs, profile, "publish"):
         total = hist.get_total_count() or 1
         over = sum(count for value, count in recorded(hist) if value / 1000 > SEED_ENQUEUE_MS)
-        parts.append(f"{label(kind)}: {over:,} of {total:,} calls over {SEED_ENQUEUE_MS:.0f} ms, p99 "
-                     f"{value_at_percentile(hist, 99) / 1000:.2f} ms")
+        parts.append(f"{label(kind)}: {over:,} of {total:,} calls over {SEED_ENQUEUE_MS:.0f} ms, "
+                     + words("p99", value_at_percentile(hist, 99) / 1000, total, hist.get_max_value() / 1000,
+                             with_n=False))
     if not parts:
         return ""
     return ("The seed's 50 ms is far to the right of almost every call here (client and broker on one host): "
@@ -253,11 +264,15 @@ def durability(runs: Runs) -> str:
             cell = [r for r in mine if r["scenario"].get("durability") == level]
             jobs = _median([r for r in cell if r["scenario"]["mode"] == "closed"],
                            lambda f: f["throughput"]["out_per_s"])
-            pub = _median([r for r in cell if r["scenario"]["mode"] == "open"],
-                          lambda f: f["latency_ms"]["publish"].get("p99"))
-            if jobs and pub is not None:
+            publish = [r["figures"]["latency_ms"]["publish"] for r in cell
+                       if r["scenario"]["mode"] == "open" and r.get("figures")]
+            if jobs and publish:  # the median p99 of the runs, when every run has the samples for one
+                values = [allowed(f, "p99") for f in publish]
+                counts = [count_of(f) for f in publish]
+                fewest = None if None in counts else min(counts)  # type: ignore[type-var]
+                pub = statistics.median(values) if None not in values else None  # type: ignore[type-var]
                 name = (cell[0].get("durability") or {}).get("profile", level)
-                cells.append(f"{name} {jobs:,.0f} jobs/s, publish p99 {pub:.1f} ms")
+                cells.append(f"{name} {jobs:,.0f} jobs/s, publish {words('p99', pub, fewest)}")
                 rates[level] = jobs
         if cells:
             cost = "".join(f"; {lv} keeps x{rates[lv] / rates['in-memory']:.2f} of in-memory's jobs/s"
@@ -271,8 +286,8 @@ def durability(runs: Runs) -> str:
 
 def delays(faults: Runs) -> str:
     found = [r for r in faults if r["name"].startswith("delays-delays") and r["fault"].get("lateness_ms")]
-    parts = [f"{label(r['scenario']['broker'])} p50 {r['fault']['lateness_ms'].get('p50')} ms, p99 "
-             f"{r['fault']['lateness_ms'].get('p99')} ms, {r['fault'].get('early', 0)} early" for r in found]
+    parts = [f"{label(r['scenario']['broker'])} {of_summary(r['fault']['lateness_ms'], 'p50')}, "
+             f"{of_summary(r['fault']['lateness_ms'], 'p99')}, {r['fault'].get('early', 0)} early" for r in found]
     if not parts:
         return ""
     return ("No delayed job ran early; how late they ran depends on how each side wakes up: BullMQ-style workers "

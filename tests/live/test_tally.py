@@ -97,3 +97,17 @@ def test_ids_are_forgotten_once_run_and_past_the_duplicate_window():
     assert snap["tracked_ids"] == 2, "only j0 (run again since) and the in-doubt id are kept"
     snap = tally.snapshot(now=2.0 + DUPLICATE_WINDOW_S + DOUBT_KEEP_S)
     assert snap["tracked_ids"] == 0 and snap["accepted"] == n and snap["ran"] == n + 1, "counts stay"
+
+
+def test_a_percentile_is_given_only_with_the_runs_it_needs_in_its_window():
+    from benchmarks.harness.metrics import min_samples
+
+    tally = Tally()
+    for i in range(min_samples(99) - 1):
+        tally.add(ran(f"j{i}", t=100.0))
+    snap = tally.snapshot(now=100.5)
+    assert snap["latency_n"] == min_samples(99) - 1
+    assert snap["p50_ms"] == 5.0 and snap["p99_ms"] is None, "999 runs: a p50, no p99"
+    tally.add(ran("one-more", t=100.0))
+    snap = tally.snapshot(now=100.5)
+    assert snap["latency_n"] == min_samples(99) and snap["p99_ms"] == 5.0

@@ -45,3 +45,23 @@ def test_an_empty_histogram_has_a_count_only():
     hist = metrics.new_histogram()
     assert metrics.summary(hist) == {"count": 0}
     assert metrics.recorded(hist) == []
+
+
+@pytest.mark.parametrize("q, needed", [(50, 20), (90, 100), (99, 1_000), (99.9, 10_000), (99.99, 100_000),
+                                       (100, 1)])
+def test_a_percentile_needs_ten_samples_beyond_it(q, needed):
+    assert metrics.min_samples(q) == needed
+    assert not metrics.printable(q, needed - 1) and metrics.printable(q, needed), "the boundary is n = 10 / (1 - q)"
+
+
+def test_a_percentile_whose_sample_count_is_unknown_is_never_printable():
+    assert not metrics.printable(50, None)
+
+
+def test_the_count_of_a_summary_comes_from_it_or_from_its_histogram():
+    hist = _histogram(5)
+    n = hist.get_total_count()
+    assert metrics.count_of(metrics.summary(hist)) == n
+    without = {k: v for k, v in metrics.summary(hist).items() if k != "count"}  # an older writer's summary
+    assert metrics.count_of(without, metrics.encode(hist)) == n
+    assert metrics.count_of(without) is None
