@@ -112,7 +112,7 @@ class PrivateBrokers:
             raise ValueError(f"{registry.get(kind).label} has no replicated setting")
         cluster = self._clusters.get(kind)
         if cluster is None:
-            cluster = replication.cluster_class()()
+            cluster = replication.new_cluster()
             self._clusters[kind] = cluster
             cluster.start()
         else:
