@@ -68,7 +68,7 @@ LEVELS: dict[str, DurabilityLevel] = {level.key: level for level in (
     DurabilityLevel("memory", "from memory",
                     "accepted means the broker holds the job in memory and nowhere else: a crash of the broker "
                     "loses what it held (Redis without persistence / RabbitMQ transient messages, confirmed)"),
-    DurabilityLevel("second", "within ~1 s (Redis only)",
+    DurabilityLevel("second", "within ~1 s, Redis only",
                     "accepted means the job is in memory and in a write log that reaches the disk within about a "
                     "second: a crash of the broker's process loses none of them, an OS crash or a power cut up to "
                     "about a second of them (Redis AOF, appendfsync everysec, BullMQ's production advice; "
@@ -126,6 +126,18 @@ def check_level(key: str) -> DurabilityLevel:
     if base not in LEVELS or key not in level_keys():
         raise ValueError(f"unknown durability {key!r}; known: {', '.join(level_keys())}")
     return LEVELS[base]
+
+
+def level_rank(key: str) -> tuple[int, str]:
+    """Where level ``key`` sorts in tables and plots: weakest first, a variant beside its level
+    (memory, second, disk, disk:quorum, majority), then old names (in-memory, durable, strict),
+    then anything else."""
+    base, variant = split_level(key)
+    if base in LEVELS:
+        return list(LEVELS).index(base), variant
+    if key in OLD_LEVELS:
+        return len(LEVELS) + list(OLD_LEVELS).index(key), ""
+    return len(LEVELS) + len(OLD_LEVELS), key
 
 
 def level_label(key: str) -> str:
@@ -238,6 +250,8 @@ class Replication:
         promise of the replicated nodes (:attr:`server`), so the rows price the copies alone.
     :param server: settings every node of the replicated broker runs (its ``config``), e.g.
         Redis's AOF, so that each node keeps what a one-node broker at the same level keeps.
+    :param node_level: what each node keeps on its own (a key of :data:`LEVELS`): the
+        :attr:`single_node` rows at that level are the baselines the copies' cost is read against.
     """
 
     cluster_path: str
@@ -246,6 +260,7 @@ class Replication:
     profiles: tuple[DurabilityProfile, ...]
     single_node: tuple[DurabilityProfile, ...] = ()
     server: Mapping[str, str] = field(default_factory=dict)
+    node_level: str = ""
 
     def cluster_class(self) -> Any:
         return _load(self.cluster_path)

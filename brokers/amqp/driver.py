@@ -242,6 +242,7 @@ DRIVER = Driver(
                               options={"persistent": True, "confirms": "windowed", "queue_type": "quorum"},
                               level="disk:quorum"),
         ),
+        node_level="disk",  # each node fsyncs its log before it confirms
     ),
     server_pid=server_pid,
     inject_raw=inject_raw,

@@ -223,6 +223,7 @@ DRIVER = Driver(
         single_node=(DurabilityProfile("one node, AOF always", "fsync before each reply, one copy", False,
                                        server=AOF_ALWAYS, level="disk"),),
         server=AOF_ALWAYS,  # every node fsyncs before it replies, as every RabbitMQ node fsyncs its log
+        node_level="disk",
     ),
     packages=("redis", "hiredis", "bullmq"),
     colour="#D55E00",
