@@ -12,6 +12,12 @@ files only. Schema history:
                       of them (``in_doubt_outcome``: ran, ran twice, never ran) and
                       ``refused_ran`` (refused, yet ran: a defect); ``rejected`` counts distinct
                       refused jobs. Older files load without them.
+
+Durability levels were renamed by what "accepted" promises (memory, second, disk, majority;
+:data:`brokers.registry.LEVELS`); the ``durability`` section also carries the level's ``label``
+and, on the replication scenario's files, what each node kept (``node_level``,
+``node_server``). Files written before keep their level (in-memory, durable, strict): readers
+print it as "<name> (old level)".
 """
 
 from __future__ import annotations
