@@ -225,3 +225,17 @@ def test_the_durability_scenario_file_runs_each_level_once_per_broker_that_gives
     assert paired.placed == [("redis", "memory"), ("rabbitmq", "memory"), ("redis", "second"), ("redis", "disk"),
                              ("rabbitmq", "disk"), ("rabbitmq", "disk:quorum")]
     assert [(kind, level) for kind, level, _ in paired.left_out] == [("rabbitmq", "second"), ("redis", "disk:quorum")]
+
+
+def test_replication_results_files_name_the_level_and_what_each_node_kept():
+    """The replication scenario's durability section: a replicated setting's own level beside
+    what each of its nodes keeps, and a one-node baseline at that same per-node level."""
+    from benchmarks.faults.replication import _durability
+
+    replication = registry.get("redis").replication
+    wait = next(p for p in replication.profiles if p.options.get("wait_replicas"))
+    copies = _durability(wait, replication, "Redis primary + 2 replicas, 3 Sentinels")
+    one = _durability(replication.single_node[0], replication)
+    assert (copies["level"], copies["label"], copies["node_level"]) == ("majority", "on a majority", "disk")
+    assert copies["node_server"] == {"appendonly": "yes", "appendfsync": "always"} == one["node_server"]
+    assert (one["level"], one["node_level"], one["how"]) == ("disk", "disk", "private: one node")
