@@ -40,17 +40,117 @@ PROTOCOL_REDIS = "resp"  # the Redis serialization protocol
 PROTOCOL_AMQP_091 = "amqp-0-9-1"
 PROTOCOL_IN_PROCESS = "in-process"
 
-# Durability levels: each kind names the profile that gives each one (DurabilityProfile.level),
-# so that a comparison sets like against like. The default comparison runs "durable".
-DURABILITY_LEVELS = {
-    "in-memory": "nothing on disk: a broker crash loses the backlog; accepted means in the broker's memory "
-                 "(Redis without persistence / RabbitMQ transient messages, confirmed)",
-    "durable": "every job written to disk as it is accepted (Redis AOF, fsync every second, BullMQ's "
-               "production advice / RabbitMQ persistent messages, confirmed once on disk)",
-    "strict": "nothing accepted is lost even to an OS crash (Redis AOF, fsync before each reply / "
-              "RabbitMQ quorum queue, confirmed once in the Raft log)",
+# Durability levels, named by what "accepted" promises. Each kind names the profile that gives
+# each level it can give (DurabilityProfile.level), so a comparison sets like against like; a
+# kind with no profile at a level sits that level out, and says why (Driver.lacks). A level key
+# may carry a variant after a colon ("disk:quorum"): another profile of one kind at the same
+# promise, run as a row of its own. The default comparison runs "disk".
+
+
+@dataclass(frozen=True)
+class DurabilityLevel:
+    """What "accepted" means at one level, the same on every broker that gives it.
+
+    :param key: its name in the CLI, scenario files and results files ("disk").
+    :param label: a few words for tables and plots ("on disk").
+    :param promise: one sentence: what a producer that saw a job accepted may count on.
+    :param replicated: only a replicated broker gives it (the replication scenario measures it;
+        a single-node run refuses it).
+    """
+
+    key: str
+    label: str
+    promise: str
+    replicated: bool = False
+
+
+LEVELS: dict[str, DurabilityLevel] = {level.key: level for level in (
+    DurabilityLevel("memory", "from memory",
+                    "accepted means the broker holds the job in memory and nowhere else: a crash of the broker "
+                    "loses what it held (Redis without persistence / RabbitMQ transient messages, confirmed)"),
+    DurabilityLevel("second", "within ~1 s, Redis only",
+                    "accepted means the job is in memory and in a write log that reaches the disk within about a "
+                    "second: a crash of the broker's process loses none of them, an OS crash or a power cut up to "
+                    "about a second of them (Redis AOF, appendfsync everysec, BullMQ's production advice; "
+                    "RabbitMQ has no such setting, so this level has no RabbitMQ side)"),
+    DurabilityLevel("disk", "on disk",
+                    "accepted means the job was written to disk and fsynced before the reply: neither a crash of "
+                    "the broker nor of the machine loses it, losing the disk does (Redis AOF, appendfsync always / "
+                    "RabbitMQ persistent messages with publisher confirms, on a classic queue or a quorum queue "
+                    "of one node)"),
+    DurabilityLevel("majority", "on a majority",
+                    "accepted means a node other than the one that took the job has it too, so losing that node "
+                    "loses none of them (Redis: WAIT 1, one of 2 replicas has received it, every node with AOF "
+                    "always / RabbitMQ: a quorum queue on 3 nodes, fsynced by a majority before the confirm)",
+                    replicated=True),
+)}
+DURABILITY_LEVELS = {key: level.promise for key, level in LEVELS.items()}
+DEFAULT_DURABILITY = "disk"
+VARIANT = ":"  # "disk:quorum": the level, then one kind's other profile at the same promise
+
+# Names of the first three levels (results files written before the rename keep them). Each is
+# refused where a level is asked for, with what it meant.
+OLD_LEVELS = {
+    "in-memory": "Redis without persistence / RabbitMQ transient messages: now 'memory'",
+    "durable": "Redis AOF everysec (replies before the fsync) beside RabbitMQ persistent + confirms (confirms "
+               "after it): not one promise; Redis's side is now 'second' (Redis only), the pair on disk is 'disk'",
+    "strict": "Redis AOF always beside a RabbitMQ quorum queue on one node: both are now 'disk' (the quorum "
+              "queue: 'disk:quorum')",
 }
-DEFAULT_DURABILITY = "durable"
+
+
+class LevelUnavailable(ValueError):
+    """A broker kind has no profile at the level asked for; the message says why."""
+
+
+def split_level(key: str) -> tuple[str, str]:
+    """``"disk:quorum"`` -> ``("disk", "quorum")``; ``"disk"`` -> ``("disk", "")``."""
+    base, _, variant = key.partition(VARIANT)
+    return base, variant
+
+
+def level_keys() -> list[str]:
+    """Every level key a run may ask for: the levels, then the variants registered kinds name."""
+    variants = [p.level for d in drivers() for p in d.durability if split_level(p.level)[1]]
+    return list(LEVELS) + list(dict.fromkeys(variants))
+
+
+def check_level(key: str) -> DurabilityLevel:
+    """The level ``key`` names (a variant's level for ``"disk:quorum"``). A ValueError naming the
+    known keys for anything else; for an old name (:data:`OLD_LEVELS`), also what it meant."""
+    if key in OLD_LEVELS:
+        raise ValueError(f"durability {key!r} is an old level name: it meant {OLD_LEVELS[key]}. Levels are now "
+                         "named by what 'accepted' promises: " + "; ".join(
+                             f"{k} ({v.label})" for k, v in LEVELS.items()))
+    base, _ = split_level(key)
+    if base not in LEVELS or key not in level_keys():
+        raise ValueError(f"unknown durability {key!r}; known: {', '.join(level_keys())}")
+    return LEVELS[base]
+
+
+def level_rank(key: str) -> tuple[int, str]:
+    """Where level ``key`` sorts in tables and plots: weakest first, a variant beside its level
+    (memory, second, disk, disk:quorum, majority), then old names (in-memory, durable, strict),
+    then anything else."""
+    base, variant = split_level(key)
+    if base in LEVELS:
+        return list(LEVELS).index(base), variant
+    if key in OLD_LEVELS:
+        return len(LEVELS) + list(OLD_LEVELS).index(key), ""
+    return len(LEVELS) + len(OLD_LEVELS), key
+
+
+def level_label(key: str) -> str:
+    """How tables name level ``key``: its label ("on disk", "on disk (quorum)"); an old name
+    from an older results file as "<name> (old level)"; anything else as it is, "" as "-"."""
+    if not key:
+        return "-"
+    if key in OLD_LEVELS:
+        return f"{key} (old level)"
+    base, variant = split_level(key)
+    if base not in LEVELS:
+        return key
+    return LEVELS[base].label + (f" ({variant})" if variant else "")
 
 
 @dataclass(frozen=True)
@@ -64,7 +164,8 @@ class DurabilityProfile:
     :param options: adapter options (publisher confirms, persistence, queue type).
     :param own_instance: runs need a broker instance of their own (server settings differ,
         or the run must start from an empty broker).
-    :param level: the durability level it gives (a key of :data:`DURABILITY_LEVELS`), if any.
+    :param level: the durability level it gives (a key of :data:`LEVELS`, or a variant such as
+        ``"disk:quorum"``), "" when it gives none (nothing promised to the producer).
     """
 
     name: str
@@ -145,7 +246,12 @@ class Replication:
     :param profiles: replicated settings, each a :class:`DurabilityProfile` whose promise is
         about losing the leader (``options``: adapter options on the replicated broker).
     :param single_node: one-node settings the cost-of-replication rows set beside them
-        (``server``: a private single instance's settings).
+        (``server``: a private single instance's settings); each should keep the per-node
+        promise of the replicated nodes (:attr:`server`), so the rows price the copies alone.
+    :param server: settings every node of the replicated broker runs (its ``config``), e.g.
+        Redis's AOF, so that each node keeps what a one-node broker at the same level keeps.
+    :param node_level: what each node keeps on its own (a key of :data:`LEVELS`): the
+        :attr:`single_node` rows at that level are the baselines the copies' cost is read against.
     """
 
     cluster_path: str
@@ -153,9 +259,15 @@ class Replication:
     follower: str
     profiles: tuple[DurabilityProfile, ...]
     single_node: tuple[DurabilityProfile, ...] = ()
+    server: Mapping[str, str] = field(default_factory=dict)
+    node_level: str = ""
 
     def cluster_class(self) -> Any:
         return _load(self.cluster_path)
+
+    def new_cluster(self) -> Any:
+        """A replicated broker of this kind, not started, whose every node runs :attr:`server`."""
+        return self.cluster_class()(config=dict(self.server))
 
 
 def _no_worker_options(concurrency: int, prefetch: int | None) -> dict[str, Any]:
@@ -205,6 +317,8 @@ class Driver:
         the one small runs use.
     :param durability: its durability profiles, weakest first (the first keeps nothing of its
         backlog through a crash), in the order tables list them.
+    :param lacks: durability levels (keys of :data:`LEVELS`) it has no profile for by nature,
+        each with why, in words (said when a run asks for it).
     :param restart_pause_s: how long a crashed instance stays down before its restart.
     :param memory_alarm: how a private instance is made to block publishers (None: it has no
         such alarm and accepts jobs until it is full).
@@ -248,6 +362,7 @@ class Driver:
     queue_bound: QueueBound = field(default_factory=QueueBound)
     recovery_settings: tuple[RecoverySetting, ...] = ()
     durability: tuple[DurabilityProfile, ...] = ()
+    lacks: Mapping[str, str] = field(default_factory=dict)
     restart_pause_s: float = 0.5
     memory_alarm: MemoryAlarm | None = None
     memory_policies: tuple[MemoryPolicy, ...] = ()
@@ -291,15 +406,29 @@ class Driver:
                          f"{', '.join(p.name for p in self.durability) or 'none'}")
 
     def at_level(self, level: str) -> DurabilityProfile:
-        """Its profile for durability ``level`` (see :data:`DURABILITY_LEVELS`)."""
-        if level not in DURABILITY_LEVELS:
-            raise ValueError(f"unknown durability {level!r}; known: {', '.join(DURABILITY_LEVELS)}")
+        """Its profile for durability ``level`` (a key of :func:`level_keys`). A ValueError for an
+        unknown or old level name; :class:`LevelUnavailable` when it has no profile there: a
+        level only replicated brokers give (pointing at the replication scenario), one it lacks
+        by nature (:attr:`lacks`, with why), or another kind's variant."""
+        wanted = check_level(level)
         for profile in self.durability:
             if profile.level == level:
                 return profile
+        base, variant = split_level(level)
+        if wanted.replicated:
+            raise LevelUnavailable(
+                f"durability {level!r} ({wanted.label}) needs a copy on another node: one {self.label} node "
+                "cannot give it. The replication scenario runs it on replicated brokers: brokerbench scenario "
+                "replication")
+        if level in self.lacks:
+            raise LevelUnavailable(f"{self.label} has no profile at durability {level!r}: {self.lacks[level]}")
+        if variant:
+            main = next((p.name for p in self.durability if p.level == base), None)
+            raise LevelUnavailable(f"{self.label} has no {variant!r} variant of durability {base!r}"
+                                   + (f"; its {base!r} profile is {main}" if main else ""))
         have = [p.level for p in self.durability if p.level]
-        raise ValueError(f"{self.label} has no {level!r} durability profile; it has "
-                         f"{', '.join(have) or 'none (nothing of it survives its process)'}")
+        raise LevelUnavailable(f"{self.label} has no {level!r} durability profile; it has "
+                               f"{', '.join(have) or 'none (nothing of it survives its process)'}")
 
 
 def _load(path: str) -> Any:

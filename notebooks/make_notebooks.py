@@ -270,8 +270,12 @@ for name in ("redis", "rabbitmq"):
 
 What survives a broker crash depends on settings, not brands: Redis with AOF `appendfsync
 always` loses nothing it acknowledged, RabbitMQ loses nothing it *confirmed* for persistent
-messages. Without persistence (Redis) or without confirms (RabbitMQ) jobs are lost. Notebook
-03 measures it; here is what each broker says about itself."""),
+messages. Without persistence (Redis) or without confirms (RabbitMQ) jobs are lost. brokerbench
+names each setting by what "accepted" means there (`brokerbench run --durability`): *memory*
+(acknowledged from memory), *second* (written to disk within about a second: Redis's AOF
+everysec; RabbitMQ has no such setting), *disk* (acknowledged on disk: both sides above, the
+default), *majority* (a replica or a majority has it: notebook 05). Notebook 03 measures it;
+here is what each broker says about itself."""),
         new_code_cell('''for name, b in BOTH.items():
     print(name, json.dumps(b.describe(), default=str)[:300])
 print()
@@ -329,10 +333,12 @@ How long the producer waited for each `publish` in the open-loop runs, one job p
         new_code_cell('say(takeaways.publish(collected.runs))\nscenario_plots.publish_histogram(collected.runs)'),
         new_markdown_cell("""## What durability costs
 
-The mix at three durability levels, measured side by side (`scenarios/durability.toml`):
-*in-memory* (Redis without persistence / RabbitMQ transient messages), *durable* (AOF fsync every
-second / persistent messages with confirms) and *strict* (AOF fsync before each reply / quorum
-queue). Each bar names the profile it ran."""),
+The mix at each durability level, measured side by side (`scenarios/durability.toml`). A level
+is named by what "accepted" means: *from memory* (Redis without persistence / RabbitMQ transient
+messages, confirmed), *within ~1 s* (Redis AOF, fsync every second, BullMQ's advice: Redis only,
+since RabbitMQ confirms a persistent message only after its fsync), *on disk* (AOF fsync before
+each reply / persistent messages with confirms; RabbitMQ also with a quorum queue on one node).
+Each bar names the profile it ran."""),
         new_code_cell('''costs = [r for r in collected.labelled if r["scenario"].get("label", "").startswith("durability-")]
 if costs:
     display(Markdown(report.to_markdown([report.summary_table(costs)])))
@@ -405,7 +411,8 @@ figs[0] if figs else None'''),
 A backlog of thousands sat in the broker when it died. What survived depends on the
 durability profile, not on the brand: both lose accepted jobs without persistence (Redis) or
 without confirms (RabbitMQ, where "accepted" then only means written to a socket), and neither
-loses any with them. The plots show the durable pair, one per broker.
+loses any with them. The plots show the pair acknowledged on disk (AOF always, persistent +
+confirms), one per broker.
 
 **Limits.** A SIGKILL leaves the operating system's page cache alone, so it cannot tell Redis's
 `appendfsync everysec` (fsync once a second) from `always`: only an OS crash or power loss would,
@@ -415,10 +422,10 @@ work: jobs that ran but whose acknowledgement was not yet on disk run again.""")
 for r in crashes:
     f = r["figures"]
     print(f'{r["scenario"]["broker"]:9s} {r["fault"]["profile"]:26s} accepted {f["accepted"]:6,d} lost {f["lost"]:5,d} duplicated {f["duplicated"]:5,d}')
-# The durable pair, one per broker: the same promise, each broker's way of keeping it.
-durable = {"redis": "AOF everysec", "rabbitmq": "persistent + confirms"}
+# The pair acknowledged on disk, one per broker: the same promise, each broker's way of keeping it.
+on_disk = {"redis": "AOF always", "rabbitmq": "persistent + confirms"}
 pick = []
-for broker, profile in durable.items():
+for broker, profile in on_disk.items():
     pick += [r for r in crashes if r["scenario"]["broker"] == broker and r["fault"]["profile"] == profile][:1]
 plots.timeline(pick[0]) if pick else None'''),
         new_code_cell('plots.timeline(pick[1]) if len(pick) > 1 else None'),
@@ -521,8 +528,13 @@ guarantees". Here both brokers run replicated, on private processes on this mach
   down; 2 of 3 Sentinels agree and promote the replica with the most data). Replication is
   **asynchronous**: the primary answers before any replica has the write. BullMQ adds jobs this
   way. A producer can also ask for `WAIT 1`: the call returns once one replica has the jobs.
+  Every node writes each job to its AOF and fsyncs before it replies (`appendfsync always`).
 * **RabbitMQ**: a 3-node cluster; every queue is a **quorum queue** (Raft, 3 replicas) and
-  producers use publisher confirms: a confirm means a majority of the replicas has the message.
+  producers use publisher confirms: a confirm means a majority of the replicas has the message
+  on disk.
+
+So each node keeps what one node keeps "on disk"; `WAIT 1` and the quorum queue add the level
+"on a majority": a job accepted is on another node too.
 
 The load is closed loop (a backlog of up to 2,000 light jobs), so a failover always has jobs in
 flight. *Lost* = accepted (reply or confirm received) and never run; *in doubt* = sent, and the
@@ -554,7 +566,9 @@ figs[0] if figs else None'''),
         new_markdown_cell("""## What the copies cost
 
 The mix on one node against the replicated settings: closed-loop throughput and open-loop
-latency. Each bar names its setting."""),
+latency. Each bar names its setting and what "accepted" means there. Every Redis node runs AOF
+with an fsync before each reply, as every RabbitMQ node fsyncs its log, and the one-node rows keep
+the same ("on disk"), so the difference is the copies."""),
         new_code_cell('''cost = [r for r in collected.faults if r.get("fault", {}).get("cost_mode")]
 plots.replication_cost(collected.faults) if cost else print("no cost runs in these results")'''),
         new_markdown_cell("""## Try it live

@@ -4,8 +4,9 @@ The default comparison is the product's main job: every compared broker, the mix
 type alone, each measured twice: closed loop (maximum throughput, backlog bounded) and open
 loop at a fixed rate (latency without coordinated omission); see
 :mod:`benchmarks.harness.suite`. Scenario files name workloads; each runs on every selected
-broker. Every broker runs at one durability level (``--durability``, default "durable": see
-:mod:`benchmarks.harness.durability`), and every cell runs ``--repeat`` times, interleaved
+broker. Every broker runs at one durability level, named by what "accepted" promises
+(``--durability``, default "disk": see :mod:`benchmarks.harness.durability`); a broker with no
+profile at the level sits it out and the run says so. Every cell runs ``--repeat`` times, interleaved
 across brokers and workloads (A B A B..., so drift hits all alike). It ends with a summary
 table (medians with min-max, noisy cells flagged, the ratio between the brokers per repetition
 pair), the folder of its results files, and a report (report.md, report.html) in that folder.
@@ -28,7 +29,7 @@ from typing import Any
 from brokers import registry
 
 from ..harness import pinning
-from ..harness.durability import DurabilityUnavailable, Placement, place
+from ..harness.durability import DurabilityUnavailable, Placement, pairing, place
 from ..harness.runner import run
 from ..harness.scenario import MODES, Scenario, load_scenarios
 from ..harness.suite import default_workloads
@@ -110,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=tuple(PROFILES),
                    help="one job type alone, or mix (default: the default comparison's four)")
     p.add_argument("--mode", choices=MODES, help="closed, open, sweep or drain (default: closed and open)")
-    p.add_argument("--durability", choices=tuple(registry.DURABILITY_LEVELS), default=registry.DEFAULT_DURABILITY,
-                   help="durability level of every broker: " + "; ".join(
-                       f"{k}: {v.split(':')[0]}" for k, v in registry.DURABILITY_LEVELS.items())
-                   + " (default %(default)s)")
+    p.add_argument("--durability", type=durability_level, default=registry.DEFAULT_DURABILITY, metavar="LEVEL",
+                   help="what 'accepted' means on every broker: " + "; ".join(
+                       f"{k}: {level.label}" for k, level in registry.LEVELS.items())
+                   + "; disk:quorum: on disk, RabbitMQ's quorum queue on one node (default %(default)s)")
     p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, metavar="K",
                    help="runs of every cell, interleaved across brokers (default %(default)s)")
     p.add_argument("--scenario", type=Path, help="a JSON or TOML file of scenarios (overrides the rest; default none)")
@@ -140,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def durability_level(text: str) -> str:
+    """``--durability``'s value, checked: a level key, or an error naming the levels (and, for an
+    old name, what it meant)."""
+    try:
+        registry.check_level(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
     """What to run: a file's workloads, the default comparison, or one workload from the options
     (bound to no broker yet, unless a file's workload names one)."""
@@ -161,15 +172,17 @@ def plan(workloads: list[Scenario], placements: dict[tuple[str, str], Placement]
          level: str = registry.DEFAULT_DURABILITY) -> list[Scenario]:
     """Every workload on every placed broker, ``repeat`` times: repetition 1 of everything, then
     2, ... and within one, the brokers alternate (A B A B...). A workload runs at its own
-    durability level (a scenario file may set one per scenario), else at ``level``."""
+    durability level (a scenario file may set one per scenario), else at ``level``; on a broker
+    not placed at that level (it sits the level out: see :func:`~benchmarks.harness.durability.pairing`)
+    it does not run."""
     kinds = list(dict.fromkeys(kind for kind, _ in placements))
     out = []
     for rep in range(1, repeat + 1):
         for workload in workloads:
             for kind in [workload.broker] if workload.broker else kinds:
                 where = placements.get((kind, workload.durability or level))
-                scenario = where.bind(workload) if where else workload.on(kind)
-                out.append(scenario.with_(repetition=rep if repeat > 1 else 0))
+                if where is not None:
+                    out.append(where.bind(workload).with_(repetition=rep if repeat > 1 else 0))
     return out
 
 
@@ -218,7 +231,13 @@ def run_workloads(workloads: list[Scenario], kinds: list[str], level: str, repea
     results: list[dict[str, Any]] = []
     pin = pin_cpus or any(w.pin_cpus for w in workloads)
     try:
-        for kind, lvl in needed(workloads, kinds, level):
+        try:
+            paired = pairing(needed(workloads, kinds, level))
+        except DurabilityUnavailable as exc:
+            raise SystemExit(f"brokerbench run: {exc}") from exc
+        for note in paired.notes():
+            console.print(note)
+        for kind, lvl in paired.placed:
             try:
                 where = placements[(kind, lvl)] = place(kind, lvl, url)
             except DurabilityUnavailable as exc:

@@ -20,6 +20,7 @@ from typing import Any
 
 from brokers import registry
 
+from ..harness.durability import describe_profile
 from ..harness.runner import run
 from ..harness.scenario import Scenario
 from ..harness.supervision import Action, RunContext
@@ -70,10 +71,11 @@ def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs
         instance: Any = session.brokers.fresh(broker, dict(chosen.server))
     else:
         instance = session.brokers.instance(broker, dict(chosen.server) or None)
-    scenario = base.with_(broker=broker, label=f"broker-crash-{broker}",
+    scenario = base.with_(broker=broker, label=f"broker-crash-{broker}", durability=chosen.level,
                           broker_options={**chosen.options, "reconnect_for_s": 60.0})
     result, path = run(scenario, url=instance.url, out=session.out, progress=session.progress,
-                       actions=[Action(1 + scenario.duration_s / 3, _crash(instance, driver.restart_pause_s))])
+                       actions=[Action(1 + scenario.duration_s / 3, _crash(instance, driver.restart_pause_s))],
+                       extra={"durability": describe_profile(chosen, "a private instance of the scenario")})
     f = result["figures"] or {}
     lost, dup = f.get("lost"), f.get("duplicated")
     if chosen.no_loss:
@@ -92,7 +94,7 @@ def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs
         met = False
     attach(result, path, expectation, met, profile=profile, recovery_s=recovery)
     return Row("broker crash", broker, profile, lost, dup, recovery, expectation, met, note,
-               str(path) if path else None)
+               str(path) if path else None, level=chosen.level)
 
 
 def run_scenario(session: Session) -> list[Row]:

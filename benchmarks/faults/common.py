@@ -42,6 +42,7 @@ class Row:
     resumed: bool | None = None          # replication rows: False when acceptances never came back
     in_doubt: int | None = None          # jobs the broker may hold: the producer could not know
     refused_ran: int | None = None       # refused, yet ran: the adapter's refusal was untrue
+    level: str = ""                      # the durability level its setting gives (brokers/registry.py), if any
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +113,7 @@ class PrivateBrokers:
             raise ValueError(f"{registry.get(kind).label} has no replicated setting")
         cluster = self._clusters.get(kind)
         if cluster is None:
-            cluster = replication.cluster_class()()
+            cluster = replication.new_cluster()
             self._clusters[kind] = cluster
             cluster.start()
         else:

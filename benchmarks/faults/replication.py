@@ -2,7 +2,10 @@
 
 Each kind that can run replicated here (:attr:`brokers.registry.Driver.replication`) runs on a
 private replicated broker (:mod:`brokers.clusters`): a Redis primary with 2 replicas and 3
-Sentinels, a 3-node RabbitMQ cluster with quorum queues. Under closed-loop load (producers as
+Sentinels, every node with AOF fsynced before each reply (``appendfsync always``), and a 3-node
+RabbitMQ cluster with quorum queues (each node fsyncs its log), so that every node keeps what
+one node keeps at the level "disk". Every results file names the durability level of its
+setting (WAIT 1 and the quorum queue: "majority"). Under closed-loop load (producers as
 fast as the backlog allows, so a failover has jobs in flight to lose):
 
 * **kill the leader**: SIGKILL the Redis primary (Sentinel promotes a replica) or the node
@@ -23,8 +26,11 @@ second). The no-loss
 profiles run 3 times (1 with ``--small``).
 
 The cost of replication: the mix in closed loop (throughput) and open loop (p50/p99) on one
-node vs the replicated profiles, each side's settings named in its row; each side runs 3 times
-(1 with ``--small``), the sides interleaved, and each figure is the median with its min-max.
+node vs the replicated profiles, each side's settings and level named in its row; the one-node
+rows keep what each replicated node keeps (:attr:`brokers.registry.Replication.node_level`:
+Redis AOF always; RabbitMQ persistent + confirms on a classic queue and a quorum queue of one
+member), so the difference is the copies alone. Each side runs 3 times (1 with ``--small``),
+the sides interleaved, and each figure is the median with its min-max.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from brokers import registry
 from brokers.clusters import ClusterError, pause, resume
 from brokers.registry import DurabilityProfile
 
+from ..harness.durability import describe_profile
 from ..harness.runner import run
 from ..harness.scenario import Scenario
 from ..harness.supervision import Action, RunContext
@@ -165,6 +172,20 @@ def _expectation(fault: str, profile: DurabilityProfile) -> str:
 HOLD_S = {"hang": 8.0, "partition": 20.0}
 
 
+def _durability(profile: DurabilityProfile, replication: registry.Replication,
+                topology: str | None = None) -> dict[str, Any]:
+    """A results file's durability section for a run on the replicated broker (``topology``,
+    as it describes itself) or, when None, on one node: the setting's level and promise, the
+    settings each node ran (``node_server``) and the level each node keeps on its own
+    (``node_level``), which the cost rows pair one node and copies by."""
+    out = describe_profile(profile, f"private: {topology or 'one node'}")
+    if topology is None:
+        out.update(node_server=dict(profile.server), node_level=registry.split_level(profile.level)[0])
+    else:
+        out.update(node_server=dict(replication.server), node_level=replication.node_level)
+    return out
+
+
 def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str, attempt: int = 0,
              runs: int = 1) -> Row:
     """One failover: ``fault`` is "leader" (SIGKILL), "follower" (SIGKILL), "hang" (SIGSTOP)
@@ -184,10 +205,11 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
     # Workers with short locks (as the tests' fast recovery): a job a Redis worker settled on a
     # primary that died before replicating it is back in "active" on the new primary, and
     # comes back only when its lock expires (BullMQ's 30 s default would hold it up to ~60 s).
-    scenario = base.with_(broker=kind, label=f"replication-{fault}-{kind}",
+    scenario = base.with_(broker=kind, label=f"replication-{fault}-{kind}", durability=profile.level,
                           broker_options={**profile.options, **driver.fast_recovery, "reconnect_for_s": 90.0})
     result, path = run(scenario, url=cluster.url, out=session.out, progress=session.progress,
-                       actions=[Action(scenario.warmup_s + FAULT_AT_S, do)])
+                       actions=[Action(scenario.warmup_s + FAULT_AT_S, do)],
+                       extra={"durability": _durability(profile, words, cluster.describe()["topology"])})
     f = result["figures"] or {}
     lost, dup = f.get("lost"), f.get("duplicated")
     fault_at = record["fault_at_s"] or scenario.warmup_s + FAULT_AT_S
@@ -212,7 +234,8 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
            fault_at_s=record["fault_at_s"],
            unavailable_s=gap, resumed=came_back, topology=cluster.describe())
     return Row("replication", kind, f"{profile.name}: {what}", lost, dup, None, expectation, met, note,
-               str(path) if path else None, unavailable_s=gap, failover_s=record["failover_s"], resumed=came_back)
+               str(path) if path else None, unavailable_s=gap, failover_s=record["failover_s"], resumed=came_back,
+               level=profile.level)
 
 
 def failover_rows(session: Session) -> list[Row]:
@@ -252,35 +275,40 @@ def cost_rows(session: Session) -> list[Row]:
     closed = Scenario(profile="mix", mode="closed", duration_s=session.size(8, 4), warmup_s=1, producers=1,
                       consumers=2, concurrency=8, max_backlog=2000, drain_timeout_s=60)
     open_ = closed.with_(mode="open", rate=300)
-    sides: list[tuple[registry.Driver, DurabilityProfile, str, str]] = []  # driver, profile, url, topology
+    # driver, profile, url, topology, the results file's durability section
+    sides: list[tuple[registry.Driver, DurabilityProfile, str, str, dict[str, Any]]] = []
     for driver in session.drivers(can_crash=True):
         replication = driver.replication
         if replication is None:
             continue
         for profile in replication.single_node:
             single = session.brokers.fresh(driver.kind, dict(profile.server))
-            sides.append((driver, profile, single.url, "one node"))
+            sides.append((driver, profile, single.url, "one node", _durability(profile, replication)))
         for profile in replication.profiles:
             cluster = session.brokers.cluster(driver.kind)
-            sides.append((driver, profile, cluster.url, cluster.describe()["topology"]))
+            topology = cluster.describe()["topology"]
+            sides.append((driver, profile, cluster.url, topology, _durability(profile, replication, topology)))
     found: dict[int, dict[str, list[dict[str, Any]]]] = {i: {"closed": [], "open": []} for i in range(len(sides))}
     paths: dict[int, list[Any]] = {i: [] for i in range(len(sides))}
     for rep in range(1, repeats + 1):
-        for i, (driver, profile, url, topology) in enumerate(sides):
+        for i, (driver, profile, url, topology, durability) in enumerate(sides):
             for mode, scenario in (("closed", closed), ("open", open_)):
                 result, path = run(scenario.with_(broker=driver.kind, label=f"replication-cost-{mode}-{driver.kind}",
-                                                  broker_options=dict(profile.options),
+                                                  broker_options=dict(profile.options), durability=profile.level,
                                                   repetition=rep if repeats > 1 else 0),
-                                   url=url, out=session.out, progress=session.progress)
+                                   url=url, out=session.out, progress=session.progress,
+                                   extra={"durability": durability})
                 found[i][mode].append(result["figures"] or {})
                 paths[i].append(path)
                 attach(result, path, "the price of the copies, measured", True, profile=profile.name,
                        topology=topology, cost_mode=mode)
     rows: list[Row] = []
-    for i, (driver, profile, _, topology) in enumerate(sides):
+    for i, (driver, profile, _, topology, durability) in enumerate(sides):
         jobs = Spread.of([f.get("throughput", {}).get("out_per_s") for f in found[i]["closed"]])
         e2e = [f.get("latency_ms", {}).get("end_to_end_intended", {}) for f in found[i]["open"]]
-        note = (f"{topology}; closed loop {fmt_spread(jobs)} jobs/s; open loop {open_.rate:.0f}/s: "
+        node = ", ".join(f"{k} {v}" for k, v in durability["node_server"].items())
+        note = (f"{registry.level_label(profile.level)}; {topology}" + (f" ({node} on each node)" if node else "")
+                + f"; closed loop {fmt_spread(jobs)} jobs/s; open loop {open_.rate:.0f}/s: "
                 f"{percentile_spread('p50', e2e)}, {percentile_spread('p99', e2e)}"
                 + (f" (median of {repeats} runs, min-max)" if repeats > 1 else ""))
         every = found[i]["closed"] + found[i]["open"]
@@ -288,7 +316,7 @@ def cost_rows(session: Session) -> list[Row]:
         dup = sum(f.get("duplicated", 0) for f in every)
         rows.append(Row("replication cost", driver.kind, profile.name, lost, dup, None,
                         "the price of the copies, measured (no fault)", lost == 0, note,
-                        str(paths[i][0]) if paths[i] and paths[i][0] else None))
+                        str(paths[i][0]) if paths[i] and paths[i][0] else None, level=profile.level))
     return rows
 
 

@@ -458,7 +458,7 @@ def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, 
     started = datetime.now().astimezone()
     url = resolve_url(scenario, url)
     if scenario.mode == "sweep":
-        result = _run_sweep(scenario, url, progress, started)
+        result = _run_sweep(scenario, url, progress, started, extra)
     else:
         once = run_once(scenario, url, progress, actions)
         hard_errors = [e for e in once.errors if "drain_timeout_s" not in e]
@@ -473,7 +473,8 @@ def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, 
     return result, path
 
 
-def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started: datetime) -> dict[str, Any]:
+def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started: datetime,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     steps, best, errors = [], None, []
     described: dict[str, Any] = {}
     cpu_pinning: dict[str, Any] | None = None
@@ -496,4 +497,4 @@ def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started:
     return files.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
                        environment=_environment(scenario, described, cpu_pinning),
                        measured=last["figures"] if last else None, hist=last["histograms"] if last else None,
-                       started=started, steps=steps, extra={"max_sustainable_rate": best})
+                       started=started, steps=steps, extra={"max_sustainable_rate": best, **(extra or {})})

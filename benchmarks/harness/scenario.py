@@ -36,9 +36,11 @@ class Scenario:
     A run lasts ``warmup_s`` (not counted) + ``duration_s``, then consumers get up to
     ``drain_timeout_s`` to finish what was sent; every run stops by itself.
 
-    durability  the durability level the run was bound to (a key of
-                ``brokers.registry.DURABILITY_LEVELS``; see :mod:`benchmarks.harness.durability`),
-                "" when the adapter options were given as they are.
+    durability  the durability level the run was bound to, named by what "accepted" promises
+                (``brokers.registry.level_keys()``: memory, second, disk, majority, or a variant
+                such as disk:quorum; see :mod:`benchmarks.harness.durability`), "" when the
+                adapter options were given as they are. An old level name (in-memory,
+                durable, strict) is refused with what it meant.
     repetition  which repetition of its cell this run is (1..k), 0 when not repeated.
     pin_cpus    run the broker and the clients on separate CPUs (see
                 :mod:`benchmarks.harness.pinning`: only a broker brokerbench started is pinned);
@@ -98,8 +100,11 @@ class Scenario:
             problems.append("duration_s and drain_timeout_s must be > 0, warmup_s >= 0")
         if not (0 <= self.poison_share < 1 and 0 <= self.malformed_share < 1):
             problems.append("poison_share and malformed_share must be in [0, 1)")
-        if self.durability and self.durability not in registry.DURABILITY_LEVELS:
-            problems.append(f"durability must be one of {tuple(registry.DURABILITY_LEVELS)} or empty")
+        if self.durability:
+            try:
+                registry.check_level(self.durability)
+            except ValueError as exc:
+                problems.append(f"{exc} (or empty)")
         if self.repetition < 0:
             problems.append("repetition must be >= 0")
         if self.execution not in ("auto", "processes", "threads"):

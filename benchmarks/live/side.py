@@ -42,7 +42,7 @@ class Side:
         self.kind, self.mark, self.shared = kind, mark, shared
         self.queue = f"{load.QUEUE}-{uuid.uuid4().hex[:6]}"   # two labs on one shared broker never meet
         self.driver = registry.get(kind)
-        self.profile = self.driver.at_level("durable")
+        self.profile = self.driver.at_level(registry.DEFAULT_DURABILITY)
         self.instance: Any = None
         self.url = ""
         self.settings = load.LoadSettings()

@@ -55,8 +55,11 @@ def _closed(runs: list[dict[str, Any]], broker: str) -> list[dict[str, Any]]:
 
 
 def _persistence(runs: list[dict[str, Any]]) -> str:
-    """The durability profile the runs used, in words (older results: what the broker said)."""
-    said = {(r.get("durability") or {}).get("profile") for r in runs} - {None}
+    """The durability the runs used, in words: level and profile ("on disk: AOF always"); older
+    results without a durability section: what the broker said."""
+    from .summary import durability_words
+
+    said = {durability_words(r) for r in runs if (r.get("durability") or {}).get("profile")}
     if said:
         return ", ".join(sorted(said))
     aof = {r["environment"].get("brokers", {}).get(r["scenario"]["broker"], {}).get("aof_enabled") for r in runs}
@@ -260,8 +263,9 @@ def guarantees(rows: list[dict[str, Any]]) -> Claim | None:
     return Claim("You need RabbitMQ for delivery guarantees", measured,
                  "closed loop with a backlog of thousands, broker process SIGKILLed and restarted, clients "
                  "reconnecting; one node each",
-                 "settings, not brands: both lose nothing acknowledged when configured for it (Redis with AOF; "
-                 "RabbitMQ persistent + confirms) and both lose jobs when not. Limits: a process kill leaves the page "
+                 "settings, not brands: both lose nothing acknowledged when 'accepted' means on disk (Redis AOF "
+                 "always; RabbitMQ persistent + confirms) and both lose jobs when not. Limits: a process kill leaves "
+                 "the page "
                  "cache, so it cannot tell AOF everysec (up to ~1 s lost in an OS crash or power loss) from always; "
                  "without confirms 'accepted' only means written to a socket; a classic queue writes acks to disk "
                  "lazily, so jobs acked just before the crash run again (see the acks experiment), a quorum queue "

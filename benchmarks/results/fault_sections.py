@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from brokers import registry
+
 from . import experiments, plots, scenario_plots, sources, takeaways
 from .blocks import Block, Section
 from .summary import fmt
@@ -29,7 +31,8 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
                 Block("text", OUTCOME_WORDS + " Each scenario ran on private brokers."),
                 Block("table", header=["scenario", "broker", "profile", "lost", "dup", "in doubt", "recovery s",
                                        "expectation", "met", "note", "results file"],
-                      rows=[[r["scenario"], plots.label(r["broker"]), r["profile"], fmt(r["lost"]),
+                      rows=[[r["scenario"], plots.label(r["broker"]), r["profile"]
+                             + (f" ({registry.level_label(r['level'])})" if r.get("level") else ""), fmt(r["lost"]),
                              fmt(r["duplicated"]), fmt(r.get("in_doubt")), fmt(r["recovery_s"], "{}"), r["expectation"],
                              "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in general_rows])]
         out.figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
@@ -60,8 +63,9 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
     return out
 
 
-# Broker-crash timelines shown: the durable pair and the in-memory pair, one run each per broker.
-TIMELINE_PROFILES = ("AOF everysec", "persistent + confirms", "no persistence", "transient messages")
+# Broker-crash timelines shown: the pair acknowledged on disk and the pair acknowledged from
+# memory, one run each per broker.
+TIMELINE_PROFILES = ("AOF always", "persistent + confirms", "no persistence", "transient messages")
 
 
 def timeline_takeaway(result: dict[str, Any]) -> str:
@@ -77,6 +81,25 @@ def timeline_takeaway(result: dict[str, Any]) -> str:
             f"could not be read.")
 
 
+def node_settings(faults: list[dict[str, Any]]) -> str:
+    """What each node of the replicated brokers kept, from the results files (the settings every
+    node ran and the level each keeps on its own), or that older files did not record it."""
+    said: dict[str, dict[str, Any]] = {}
+    for r in faults:
+        d = r.get("durability") or {}
+        if r["name"].startswith("replication-") and "node_level" in d and not r["name"].startswith("replication-cost"):
+            said.setdefault(r["scenario"]["broker"], d)
+    if not said:
+        return ("These results do not record each node's settings (older files: the Redis nodes then ran "
+                "without AOF).")
+    parts = []
+    for kind, d in sorted(said.items(), reverse=True):
+        server = ", ".join(f"{k} {v}" for k, v in d.get("node_server", {}).items())
+        parts.append(f"{plots.label(kind)}: every node {registry.level_label(d['node_level'])}"
+                     + (f" ({server})" if server else ""))
+    return "; ".join(parts) + ". The cost rows' one-node baselines keep the same, so they price the copies alone."
+
+
 def replication_blocks(collected: Any, rows: list[dict[str, Any]], plot_dir: Path) -> list[Block]:
     """Replication and failover: the failover rows, the cost of copies, a failover timeline
     per broker (the first leader kill)."""
@@ -84,16 +107,18 @@ def replication_blocks(collected: Any, rows: list[dict[str, Any]], plot_dir: Pat
     cost = [r for r in rows if r["scenario"] == "replication cost"]
     out = Section(plot_dir, [Block("heading", "Replication and failover: losing the node that holds the queue"),
            Block("text", "Redis: a primary with 2 replicas and 3 Sentinels (down after 1 s); RabbitMQ: a 3-node "
-                         "cluster, every queue a quorum queue (3 replicas). Private brokers on one machine, closed-"
-                         "loop load. Unavailable: the longest stretch in which no job was accepted (100 ms steps). "
+                         "cluster, every queue a quorum queue (3 replicas). " + node_settings(collected.faults)
+                         + " Private brokers on one machine, closed-loop load. "
+                         "Unavailable: the longest stretch in which no job was accepted (100 ms steps). "
                          "Failover: until Sentinel named a new primary, or rabbitmqctl a new queue leader (polled; "
                          "one rabbitmqctl call takes about 0.8 s, so RabbitMQ's figure is an upper bound). Every "
                          "node of a replicated broker shares this machine's cores with the others and the load: "
                          "the cost rows show what copies cost on one box, not on three.")])
     if failovers:
-        out.append(Block("table", header=["broker", "setting: fault", "lost", "dup", "in doubt", "unavailable s",
-                                          "failover s", "expectation", "met", "note", "results file"],
-                         rows=[[plots.label(r["broker"]), r["profile"], fmt(r["lost"]), fmt(r["duplicated"]),
+        out.append(Block("table", header=["broker", "setting: fault", "accepted means", "lost", "dup", "in doubt",
+                                          "unavailable s", "failover s", "expectation", "met", "note", "results file"],
+                         rows=[[plots.label(r["broker"]), r["profile"], registry.level_label(r.get("level", "")),
+                                fmt(r["lost"]), fmt(r["duplicated"]),
                                 fmt(r.get("in_doubt")), fmt(r.get("unavailable_s"), "{}")
                                 + (" (never resumed)" if r.get("resumed") is False else ""),
                                 fmt(r.get("failover_s"), "{}"), r["expectation"],

@@ -16,6 +16,12 @@ files only. Schema history:
                       job (``cpu_per_1000_jobs``, ``jobs_per_broker_cpu_s``, ``utilisation``,
                       ``bound_by``: :mod:`.cpu_cost`, which derives them for older files);
                       ``cpu_s.harness``; ``environment.cpu_pinning``.
+
+Durability levels were renamed by what "accepted" promises (memory, second, disk, majority;
+:data:`brokers.registry.LEVELS`); the ``durability`` section also carries the level's ``label``
+and, on the replication scenario's files, what each node kept (``node_level``,
+``node_server``). Files written before keep their level (in-memory, durable, strict): readers
+print it as "<name> (old level)".
 """
 
 from __future__ import annotations

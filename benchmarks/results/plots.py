@@ -94,10 +94,13 @@ def _groups(results: list[dict[str, Any]], mode: str) -> dict[tuple[str, str], l
 
 
 def side_label(runs: list[dict[str, Any]]) -> str:
-    """The broker, with the durability profile its runs used (every plot names it)."""
-    said = (runs[0].get("durability") or {}) if runs else {}
-    kind = runs[0]["scenario"]["broker"] if runs else "?"
-    return label(kind) + (f" ({said['profile']})" if said.get("profile") else "")
+    """The broker, with the durability its runs used: level and profile (every plot names it)."""
+    from .summary import durability_words
+
+    if not runs:
+        return label("?")
+    words = durability_words(runs[0])
+    return label(runs[0]["scenario"]["broker"]) + (f" ({words})" if words != "-" else "")
 
 
 def _median(values: list[float]) -> float:
@@ -375,7 +378,9 @@ def replication_cost(results: list[dict[str, Any]]) -> Figure:
     cost = [r for r in results if r.get("fault", {}).get("cost_mode") and r.get("figures")]
     sides = sorted({(r["scenario"]["broker"], r["fault"]["profile"], r["fault"]["topology"]) for r in cost})
     fig, (left, right) = _subplots(1, 2, figsize=(10, 0.5 * len(sides) + 1.8))
-    names = [f"{label(b)}: {p}" for b, p, _ in sides]
+    levels = {(r["scenario"]["broker"], r["fault"]["profile"]): (r.get("durability") or {}).get("level") for r in cost}
+    names = [f"{label(b)}: {p}" + (f" ({registry.level_label(levels[(b, p)])})" if levels.get((b, p)) else "")
+             for b, p, _ in sides]
     for i, (broker, profile, _topology) in enumerate(sides):
         runs: dict[str, list[dict[str, Any]]] = {}
         for r in cost:

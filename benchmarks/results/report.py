@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brokers import registry
+
 from . import claims, experiments, fault_sections, plots, reference_clients, scenario_plots, sources, takeaways
 from . import environments as envs
 from . import files as results
@@ -143,10 +145,25 @@ def durability_table(collected: Collected) -> Block | None:
         measured = "; ".join(f"lost {fmt(c['lost'])}, dup {fmt(c['duplicated'])} "
                              f"({source}{Path(str(c['results_file'])).name})" for c in found) \
             or "not measured in these results"
-        rows.append([plots.label(kind), said["level"], profile, said.get("promise", ""), said.get("how", ""),
-                     measured])
+        rows.append([plots.label(kind), registry.level_label(said["level"]), profile, said.get("promise", ""),
+                     said.get("how", ""), measured])
     return Block("table", header=["broker", "durability", "profile", "what it promises", "broker used",
                                   "after a broker crash (SIGKILL under load)"], rows=rows)
+
+
+def level_text(runs: list[dict[str, Any]]) -> str:
+    """What "accepted" meant in these runs, per level they name: the level's promise, or for an
+    old level name what it paired (not always one promise)."""
+    levels = dict.fromkeys((r.get("durability") or {}).get("level") or r["scenario"].get("durability", "")
+                           for r in runs)
+    said = []
+    for level in filter(None, levels):
+        if level in registry.OLD_LEVELS:
+            said.append(f"These runs used the old level '{level}': {registry.OLD_LEVELS[level]}.")
+        elif registry.split_level(level)[0] in registry.LEVELS:
+            promise = registry.LEVELS[registry.split_level(level)[0]].promise
+            said.append(f"Level '{registry.level_label(level)}': {promise[0].upper()}{promise[1:]}.")
+    return " ".join(said)
 
 
 def environment_table(collected: Collected) -> Block:
@@ -222,9 +239,9 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         kept = durability_table(collected)
         if kept is not None:
             out += [Block("heading", "What each side keeps", level=3),
-                    Block("text", "Both sides run the same durability level. A process SIGKILL leaves the page "
-                                  "cache alone, so it cannot tell fsync every second from fsync before each reply; "
-                                  "only an OS crash or power loss would."),
+                    Block("text", (level_text(collected.runs) + " ").lstrip()
+                          + "A process SIGKILL leaves the page cache alone, so it cannot tell fsync every second "
+                            "from fsync before each reply; only an OS crash or power loss would."),
                     kept]
         out.figure("throughput", plots.throughput_by_type(collected.runs), "Maximum throughput per job type")
         out.say(takeaways.throughput(collected.runs))

@@ -7,17 +7,24 @@ histogram, delay lateness, and log-y tails. Same colours, captions and conventio
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable
 
 from matplotlib.figure import Figure
 
+from brokers.registry import level_label, level_rank
+
 from ..harness.metrics import decode, recorded, value_at_percentile
 from .percentiles import allowed, words
-from .plots import _finish, _median, _subplots, cdf_and_tail, colour, label, marker, merged
+from .plots import _finish, _median, _subplots, cdf_and_tail, colour, label, marker, merged, side_label
 
 SEED_ENQUEUE_MS = 50.0          # the seed: "enqueue in 50 ms"
 HEARTBEAT_DEFAULT_S = 60.0      # RabbitMQ's default heartbeat timeout (a lost host, not a closed socket)
-LEVELS = ("in-memory", "durable", "strict")
+
+
+def level_order(found: Iterable[str]) -> list[str]:
+    """The durability levels in ``found`` (each once, "" left out) in the order plots and
+    takeaways list them (:func:`brokers.registry.level_rank`)."""
+    return sorted(set(found) - {""}, key=level_rank)
 
 
 def memory_under_backpressure(faults: list[dict[str, Any]]) -> Figure | None:
@@ -122,7 +129,7 @@ def durability_cost(runs: list[dict[str, Any]]) -> Figure | None:
     if not runs:
         return None
     kinds = sorted({r["scenario"]["broker"] for r in runs})
-    levels = [lv for lv in LEVELS if any(r["scenario"].get("durability") == lv for r in runs)]
+    levels = level_order(r["scenario"].get("durability", "") for r in runs)
     fig, axes = _subplots(1, 2, figsize=(10, 4.4))
     width = 0.8 / len(kinds)
     for ax, (mode, get, unit) in zip(axes, (("closed", lambda f: f["throughput"]["out_per_s"], "jobs finished per s"),
@@ -149,7 +156,7 @@ def durability_cost(runs: list[dict[str, Any]]) -> Figure | None:
                           ecolor="#333333")
             form = "{:,.0f}" if mode == "closed" else "{:.1f}"
             ax.bar_label(bars, labels=[f"{form.format(y)}\n{n}" for y, n in zip(ys, names)], fontsize=6.5, padding=2)
-        ax.set_xticks(range(len(levels)), levels)
+        ax.set_xticks(range(len(levels)), [level_label(lv).replace(", ", ",\n") for lv in levels], fontsize=8)
         ax.set_ylabel(unit)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.2)
         ax.spines[["top", "right"]].set_visible(False)
@@ -181,7 +188,7 @@ def publish_histogram(runs: list[dict[str, Any]], profile: str = "mix") -> Figur
         top = max(top, *shares)
         used += [i for i, c in enumerate(counts) if c]
         ax.stairs(shares, edges, color=colour(kind), linewidth=1.5,
-                  label=f"{label(kind)} ({(mine[0].get('durability') or {}).get('profile', '')}), "
+                  label=f"{side_label(mine)}, "
                         + words("p99", value_at_percentile(hist, 99) / 1000, hist.get_total_count(),
                                 hist.get_max_value() / 1000))
     if used:  # from the fastest call to past the seed's figure

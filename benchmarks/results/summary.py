@@ -75,10 +75,19 @@ class Spread:
         return self.n > 1 and self.relative > NOISY
 
 
-def _durability(result: dict[str, Any]) -> str:
-    """How tables name a run's durability: the profile's own name, else the level, else "-"."""
+def durability_words(result: dict[str, Any]) -> str:
+    """How tables and plots name a run's durability: the level by its promise and the profile
+    that gave it ("on disk: AOF always"); an older file's level name as "<name> (old level)";
+    the profile alone, or the level alone, when only one is known; "-" when neither is."""
+    from brokers.registry import level_label
+
     said = result.get("durability") or {}
-    return said.get("profile") or said.get("level") or result["scenario"].get("durability") or "-"
+    level = said.get("level") or result["scenario"].get("durability") or ""
+    profile = said.get("profile")
+    if level and profile:
+        return f"{level_label(level)}: {profile}"
+    return profile or level_label(level)
+
 
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,9 +100,10 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     costs: dict[tuple[str, str, str], list[cpu_cost.Cost]] = {}
     for r in results:
         sc, f = r["scenario"], r["figures"]
-        key = (sc["profile"], sc["broker"], _durability(r))
+        key = (sc["profile"], sc["broker"], durability_words(r))
         row = rows.setdefault(key, {"profile": key[0], "broker": key[1], "durability": key[2], "repetitions": 0,
-                                    "sources": []})
+                                    "sources": [], "level": (r.get("durability") or {}).get("level")
+                                    or sc.get("durability", "")})
         if r.get("source_file"):
             row["sources"].append(r["source_file"])
         if f is None:
@@ -121,15 +131,17 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=_order)
 
 
-def _order(row: dict[str, Any]) -> tuple[int, int, str]:
-    """Job types in the comparison's order, then brokers in the registry's."""
+def _order(row: dict[str, Any]) -> tuple[int, int, tuple[int, str], str]:
+    """Job types in the comparison's order, then brokers in the registry's, then levels weakest
+    first (:func:`brokers.registry.level_rank`)."""
     from brokers import registry
 
     from ..harness.suite import PROFILES_IN_ORDER
 
     kinds = registry.kinds()
     profile = PROFILES_IN_ORDER.index(row["profile"]) if row["profile"] in PROFILES_IN_ORDER else 99
-    return profile, kinds.index(row["broker"]) if row["broker"] in kinds else 99, row.get("durability", "")
+    return (profile, kinds.index(row["broker"]) if row["broker"] in kinds else 99,
+            registry.level_rank(row.get("level", row.get("durability")) or ""), row.get("durability", ""))
 
 
 def ratio_rows(results: list[dict[str, Any]], first: str, second: str) -> list[dict[str, Any]]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from brokers.registry import level_label, split_level
+
 from ..harness.metrics import count_of, recorded, value_at_percentile
 from .percentiles import allowed, n_text, of_summary, q_of, words
 from .plots import label, merged
-from .scenario_plots import LEVELS, SEED_ENQUEUE_MS
+from .scenario_plots import SEED_ENQUEUE_MS, level_order
 
 Runs = list[dict[str, Any]]
 
@@ -256,11 +258,13 @@ def memory(faults: Runs) -> str:
 
 
 def durability(runs: Runs) -> str:
+    """The mix at each level, per broker: jobs/s and publish p99, each level's jobs/s against
+    the memory level's, and which level a broker has no side at (nothing is paired there)."""
     runs = [r for r in runs if r["scenario"].get("label", "").startswith("durability-")]
     parts = []
     for kind, mine in sorted(_by_kind(runs).items(), reverse=True):
         cells, rates = [], {}
-        for level in LEVELS:
+        for level in level_order(r["scenario"].get("durability", "") for r in mine):
             cell = [r for r in mine if r["scenario"].get("durability") == level]
             jobs = _median([r for r in cell if r["scenario"]["mode"] == "closed"],
                            lambda f: f["throughput"]["out_per_s"])
@@ -272,16 +276,29 @@ def durability(runs: Runs) -> str:
                 fewest = None if None in counts else min(counts)  # type: ignore[type-var]
                 pub = statistics.median(values) if None not in values else None  # type: ignore[type-var]
                 name = (cell[0].get("durability") or {}).get("profile", level)
-                cells.append(f"{name} {jobs:,.0f} jobs/s, publish {words('p99', pub, fewest)}")
+                cells.append(f"'{level_label(level)}' ({name}): {jobs:,.0f} jobs/s, "
+                             f"publish {words('p99', pub, fewest)}")
                 rates[level] = jobs
         if cells:
-            cost = "".join(f"; {lv} keeps x{rates[lv] / rates['in-memory']:.2f} of in-memory's jobs/s"
-                           for lv in LEVELS[1:] if lv in rates and rates.get("in-memory"))
+            floor = next((lv for lv in ("memory", "in-memory") if rates.get(lv)), None)
+            cost = "".join(f"; '{level_label(lv)}': x{rates[lv] / rates[floor]:.2f} the jobs/s of "
+                           f"'{level_label(floor)}'" for lv in rates if floor and lv != floor)
             parts.append(f"{label(kind)}: " + "; ".join(cells) + cost)
     if not parts:
         return ""
-    return (". ".join(parts) + ". Each level's bars were measured side by side in one run; read differences "
-            "smaller than the whiskers as noise.")
+    kinds, alone = _by_kind(runs), []
+    for lv in level_order(r["scenario"].get("durability", "") for r in runs):
+        have = {r["scenario"]["broker"] for r in runs if r["scenario"].get("durability") == lv}
+        missing = " or ".join(label(k) for k in sorted(kinds) if k not in have)
+        if not missing:
+            continue
+        base, variant = split_level(lv)
+        alone.append(f"'{level_label(lv)}' is {' and '.join(label(k) for k in sorted(have))}'s second profile with "
+                     f"the promise '{level_label(base)}': compare it with {missing}'s '{level_label(base)}' bar"
+                     if variant else f"'{level_label(lv)}' has no {missing} bar: no {missing} setting gives that "
+                     "promise, so nothing is paired with it")
+    return (". ".join(parts + alone) + ". Each level's bars were measured side by side in one run; read "
+            "differences smaller than the whiskers as noise.")
 
 
 def delays(faults: Runs) -> str:
@@ -321,21 +338,44 @@ def failovers(rows: Runs) -> str:
 
 
 def replication_cost(faults: Runs) -> str:
-    """The replication scenario's cost runs: closed-loop jobs/s of each replicated setting
-    against one node, per broker (medians of the repetitions)."""
+    """The replication scenario's cost runs: closed-loop jobs/s of each replicated setting against
+    each one-node row that keeps what its nodes keep (the same ``node_level`` in the results
+    files: the copies are then the only difference), naming that row and the promise of each side
+    (medians of the repetitions). Older files record no level: every one-node row of the kind is
+    named, with a word that the per-node durability was not recorded."""
     rates: dict[tuple[str, str], list[float]] = {}
+    said: dict[tuple[str, str], dict[str, Any]] = {}
     for r in faults:
         if r.get("fault", {}).get("cost_mode") == "closed" and r.get("figures"):
-            rates.setdefault((r["scenario"]["broker"], r["fault"]["profile"]), []).append(
-                r["figures"]["throughput"]["out_per_s"])
-    parts = []
+            key = (r["scenario"]["broker"], r["fault"]["profile"])
+            rates.setdefault(key, []).append(r["figures"]["throughput"]["out_per_s"])
+            said[key] = r.get("durability") or {}
+    parts, unrecorded, kept = [], False, set()
     for kind in sorted({k for k, _ in rates}, reverse=True):
         mine = {p: statistics.median(v) for (k, p), v in rates.items() if k == kind}
-        single = next((v for p, v in mine.items() if p.startswith("one node")), None)
-        parts += [f"{label(kind)} {p}: x{v / single:.2f} of one node's jobs/s" for p, v in mine.items()
-                  if single and not p.startswith("one node")]
-    return ("; ".join(parts) + ". Here every copy shares the same 2 cores, so this overstates the CPU cost of "
-            "copies on separate machines, where they cost network round trips instead." if parts else "")
+        singles = [p for p in mine if p.startswith("one node")]
+        for p, jobs in mine.items():
+            if p in singles:
+                continue
+            level = said[(kind, p)].get("level")
+            bases = [s for s in singles if said[(kind, s)].get("node_level")
+                     and said[(kind, s)]["node_level"] == said[(kind, p)].get("node_level")]
+            if bases:
+                kept.add(level_label(said[(kind, p)]["node_level"]))
+            else:
+                bases, unrecorded = singles, unrecorded or bool(singles)
+            ratios = [f"x{jobs / mine[s]:.2f} the jobs/s of '{s}'" for s in bases if mine[s]]
+            if ratios:
+                promise = f" ({level_label(level)})" if level else ""
+                parts.append(f"{label(kind)} {p}{promise}: " + " and ".join(ratios))
+    if not parts:
+        return ""
+    same = ("; each against one node that keeps what each of its nodes keeps (" + ", ".join(sorted(kept))
+            + "), so the copies are the difference") if not unrecorded else (
+        "; these results do not record what each node kept, so one node and the copies may differ in more "
+        "than the copies")
+    return ("; ".join(parts) + same + ". Here every copy shares the same 2 cores, so this overstates the CPU cost "
+            "of copies on separate machines, where they cost network round trips instead.")
 
 
 def failover_timeline(result: dict[str, Any]) -> str:

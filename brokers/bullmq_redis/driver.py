@@ -7,6 +7,7 @@ import atexit
 import secrets
 import time
 import uuid
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..registry import (
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from ..contract import Broker
 
 KIND = "redis"
+# AOF with an fsync before each reply: what "on disk" takes (one node, and every replicated node)
+AOF_ALWAYS = MappingProxyType({"appendonly": "yes", "appendfsync": "always"})
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None, ""}
 
 
@@ -177,13 +180,13 @@ DRIVER = Driver(
                                         (1000, 500, False))),
     durability=(
         DurabilityProfile("no persistence", "everything in memory is gone: loses the backlog", False,
-                          server={"appendonly": "no", "save": ""}, own_instance=True, level="in-memory"),
-        DurabilityProfile("AOF everysec", "fsync once a second: may lose up to about a second of jobs", False,
+                          server={"appendonly": "no", "save": ""}, own_instance=True, level="memory"),
+        DurabilityProfile("AOF everysec", "replies before the fsync, which comes once a second: a process crash "
+                          "loses nothing, an OS crash or power cut up to about a second of jobs", False,
                           server={"appendonly": "yes", "appendfsync": "everysec"}, own_instance=True,
-                          level="durable"),
+                          level="second"),
         DurabilityProfile("AOF always", "fsync before each reply: loses nothing acknowledged", True,
-                          server={"appendonly": "yes", "appendfsync": "always"}, own_instance=True,
-                          level="strict"),
+                          server=AOF_ALWAYS, own_instance=True, level="disk"),
     ),
     restart_pause_s=0.5,
     memory_policies=(
@@ -207,15 +210,20 @@ DRIVER = Driver(
         follower="replica",
         profiles=(
             DurabilityProfile("async replication (BullMQ's way)",
-                              "a job is accepted once the primary has it; replication is asynchronous, so jobs "
-                              "the primary accepted but had not yet sent to a replica are lost when Sentinel "
-                              "promotes that replica (Redis docs: Replication, Sentinel)", False),
-            DurabilityProfile("WAIT 1", "a job is accepted once 1 replica has it; Sentinel promotes the replica "
-                              "with the most data, so losing the primary loses none of them (Redis docs: WAIT "
-                              "narrows the loss window, it does not make failover strongly consistent)", True,
-                              options={"wait_replicas": 1}),
+                              "a job is accepted once the primary has it on disk; replication is asynchronous, so "
+                              "jobs the primary accepted but had not yet sent to a replica are lost when Sentinel "
+                              "promotes that replica (Redis docs: Replication, Sentinel)", False, level="disk"),
+            DurabilityProfile("WAIT 1", "a job is accepted once the primary has it on disk and 1 replica has "
+                              "received it; Sentinel promotes the replica with the most data, so losing the "
+                              "primary loses none of them (Redis docs: WAIT narrows the loss window, it does not "
+                              "make failover strongly consistent)", True,
+                              options={"wait_replicas": 1}, level="majority"),
         ),
-        single_node=(DurabilityProfile("one node, no replicas", "everything is on one node", False),),
+        # One node at the replicated nodes' own promise: the cost rows price the copies alone.
+        single_node=(DurabilityProfile("one node, AOF always", "fsync before each reply, one copy", False,
+                                       server=AOF_ALWAYS, level="disk"),),
+        server=AOF_ALWAYS,  # every node fsyncs before it replies, as every RabbitMQ node fsyncs its log
+        node_level="disk",
     ),
     packages=("redis", "hiredis", "bullmq"),
     colour="#D55E00",

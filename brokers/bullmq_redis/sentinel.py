@@ -206,7 +206,7 @@ class RedisSentinelGroup:
     def describe(self) -> dict[str, Any]:
         """What results files say of it (no URL, no password)."""
         return {"topology": f"Redis primary + {self.replicas} replicas, {self.sentinels} Sentinels",
-                "down_after_ms": self.down_after_ms,
+                "down_after_ms": self.down_after_ms, "node_config": dict(self.config),
                 "network": "own network namespace, an address per process" if self.namespace else "loopback"}
 
     def can_partition(self) -> str | None:

@@ -54,6 +54,11 @@ def test_the_replicated_url_names_every_node(replicated_kind, private_brokers):
     cluster = private_brokers.cluster(replicated_kind)
     described = cluster.describe()
     assert "topology" in described
+    driver = registry.get(replicated_kind)
+    wanted = dict(driver.replication.server)
+    if wanted and driver.read_settings is not None:  # every node keeps what one node keeps (Redis: AOF always)
+        for node in cluster.nodes:
+            assert driver.read_settings(node.url, tuple(wanted)) == wanted, node.port
     broker = registry.get(replicated_kind).open(cluster.url, queue=f"test-{uuid.uuid4().hex[:8]}")
     try:
         assert broker.describe().get("kind") == replicated_kind

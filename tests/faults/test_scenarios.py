@@ -54,6 +54,9 @@ def test_broker_crash_keeps_what_the_profile_promises(session, broker, profile):
     else:  # the weakest profile: a backlog of thousands sat in memory; the harness must see it lost
         assert row.lost > 0, row
     _check_files([row])
+    level = registry.get(broker).profile(profile).level  # the file and the row name the level it gave
+    said = results.load(row.results_file)
+    assert row.level == level and said["scenario"]["durability"] == level and said["durability"]["level"] == level
 
 
 def test_dropped_connections_are_survived(session):

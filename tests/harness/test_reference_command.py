@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.commands import reference
-from benchmarks.harness.suite import (REFERENCE_CLOSED_S, REFERENCE_OPEN_S, reference_workloads,
-                                      scaling_workloads)
+from benchmarks.harness.suite import REFERENCE_CLOSED_S, REFERENCE_OPEN_S, reference_workloads, scaling_workloads
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "reports" / "reference" / "results"

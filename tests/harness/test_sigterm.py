@@ -142,10 +142,10 @@ def _private_redis(seen: dict[int, tuple[float, str]]) -> tuple[int, Path] | Non
 
 
 def test_sigterm_stops_a_run_and_its_private_redis(command, tmp_path):
-    """``brokerbench run`` at durability "durable" on Redis starts a private redis-server (the
+    """``brokerbench run`` at durability "disk" on Redis starts a private redis-server (the
     shared one keeps nothing on disk) and role processes; SIGTERM stops them all, and deletes
     the private instance's folder."""
-    proc = command("run", "--broker", "redis", "--durability", "durable", "--profile", "user_variables_update",
+    proc = command("run", "--broker", "redis", "--durability", "disk", "--profile", "user_variables_update",
                    "--mode", "open", "--rate", "50", "--duration-s", "120", "--warmup-s", "0", "--repeat", "1",
                    "--service-factor", "0", "--quiet", "--no-report", "--out", str(tmp_path / "out"))
 

@@ -38,7 +38,8 @@ def test_every_accepted_id_is_reported_until_the_producer_stops(kind):
     settings = load.LoadSettings(rate=200, profile="user_variables_update")
     queue = f"{load.QUEUE}-test-{uuid.uuid4().hex[:6]}"
     url = find(kind).url
-    options = load.broker_options(kind, settings, dict(registry.get(kind).at_level("durable").options))
+    profile = registry.get(kind).at_level(registry.DEFAULT_DURABILITY)
+    options = load.broker_options(kind, settings, dict(profile.options))
     admin = registry.get(kind).open(url, queue=queue, **options)
     ctx = multiprocessing.get_context("spawn")
     reader, writer = ctx.Pipe(duplex=False)

@@ -31,7 +31,7 @@ def synthetic(folder: Path, *, broker: str, mode: str, repetition: int, jobs_per
                             worker_counts={})
     figures["throughput"] = {"in_per_s": jobs_per_s, "out_per_s": jobs_per_s}
     figures["jobs_per_cpu_s"] = round(jobs_per_s * 5 / 3, 1)
-    scenario = Scenario(broker=broker, profile="mix", mode=mode, rate=300, durability="durable",
+    scenario = Scenario(broker=broker, profile="mix", mode=mode, rate=300, durability="disk",
                         repetition=repetition).to_dict()
     result = files.build(scenario, status="ok", errors=[], environment=environment.capture(), measured=figures,
                          hist=files.histograms(recorder), started=datetime.now(timezone.utc))

@@ -155,3 +155,26 @@ def test_each_headline_cell_is_the_median_of_the_files_its_row_names(tmp_path):
             assert row[column].rstrip("*") == expected, (row["job type"], column)
         lost = sum(f["figures"]["lost"] for f in files)
         assert row["lost"] == f"{lost:,}"
+
+
+def test_tables_name_a_runs_level_by_its_promise_and_an_older_files_level_as_old():
+    """Results files keep their level string: new ones print by promise and profile, older ones
+    (in-memory, durable, strict) as the old name, and the report says what the old one paired."""
+    from benchmarks.results.fault_sections import node_settings
+    from benchmarks.results.summary import durability_words
+
+    def result(level: str, profile: str) -> dict:
+        return {"scenario": {"broker": "redis", "durability": level},
+                "durability": {"level": level, "profile": profile}}
+
+    new, old = result("disk", "AOF always"), result("durable", "AOF everysec")
+    assert durability_words(new) == "on disk: AOF always"
+    assert durability_words(old) == "durable (old level): AOF everysec"
+    assert durability_words({"scenario": {"durability": ""}}) == "-"
+    assert "not one promise" in report.level_text([old]) and "'durable'" in report.level_text([old])
+    assert report.level_text([new]).startswith("Level 'on disk': Accepted means the job was written to disk")
+    replicated = {"name": "replication-leader-redis", "scenario": {"broker": "redis"},
+                  "durability": {"level": "majority", "node_level": "disk",
+                                 "node_server": {"appendonly": "yes", "appendfsync": "always"}}}
+    assert "every node on disk (appendonly yes, appendfsync always)" in node_settings([replicated])
+    assert "do not record" in node_settings([{**replicated, "durability": {}}])

@@ -111,3 +111,53 @@ def test_the_scaling_sentence_explains_only_what_its_curve_shows():
     reps = takeaways.scaling([_closed("redis", 1, y) for y in (90.0, 100.0, 110.0)]
                              + [_closed("redis", 4, y) for y in (350.0, 400.0, 390.0)])
     assert "100 (90-110) -> 390 (350-400) jobs/s" in reps
+def _cost(kind: str, profile: str, jobs: float, level: str | None = None, node_level: str | None = None) -> dict:
+    """A closed-loop cost run of the replication scenario (``level`` None: an older file)."""
+    run = {"scenario": {"broker": kind, "profile": "mix", "mode": "closed", "label": f"replication-cost-closed-{kind}"},
+           "fault": {"cost_mode": "closed", "profile": profile, "topology": "one node"},
+           "figures": {"throughput": {"out_per_s": jobs}}}
+    if level is not None:
+        run["durability"] = {"level": level, "profile": profile, "node_level": node_level}
+    return run
+
+
+def test_the_cost_of_copies_is_read_against_one_node_at_the_same_promise_and_says_which():
+    """Each replicated setting against the one-node rows whose nodes keep what its nodes keep (on
+    disk), naming them; a one-node row at another level is no baseline."""
+    faults = [_cost("redis", "one node, no persistence", 3000, "memory", "memory"),
+              _cost("redis", "one node, AOF always", 1000, "disk", "disk"),
+              _cost("redis", "WAIT 1", 800, "majority", "disk"),
+              _cost("rabbitmq", "one node, classic + confirms", 1500, "disk", "disk"),
+              _cost("rabbitmq", "one node, quorum + confirms", 1000, "disk:quorum", "disk"),
+              _cost("rabbitmq", "quorum queue + confirms (3 replicas)", 900, "majority", "disk")]
+    text = takeaways.replication_cost(faults)
+    assert "WAIT 1 (on a majority): x0.80 the jobs/s of 'one node, AOF always'" in text
+    assert ("quorum queue + confirms (3 replicas) (on a majority): x0.60 the jobs/s of 'one node, classic + "
+            "confirms' and x0.90 the jobs/s of 'one node, quorum + confirms'") in text
+    assert "no persistence" not in text and "x0.27" not in text
+    assert "keeps what each of its nodes keeps (on disk)" in text
+
+
+def test_older_cost_files_without_levels_say_so():
+    text = takeaways.replication_cost([_cost("redis", "one node, no replicas", 1000),
+                                       _cost("redis", "WAIT 1", 500)])
+    assert "WAIT 1: x0.50 the jobs/s of 'one node, no replicas'" in text
+    assert "do not record what each node kept" in text
+
+
+def _level_run(kind: str, level: str, mode: str, value: float) -> dict:
+    figures = {"throughput": {"out_per_s": value}, "latency_ms": {"publish": {"p99": value / 1000}}}
+    return {"scenario": {"broker": kind, "profile": "mix", "mode": mode, "durability": level,
+                         "label": f"durability-{level.replace(':', '-')}-{kind}"},
+            "durability": {"level": level, "profile": f"{kind} at {level}"}, "figures": figures}
+
+
+def test_the_durability_takeaway_names_levels_by_promise_and_says_what_is_not_paired():
+    each = {"redis": ("memory", "second", "disk"), "rabbitmq": ("memory", "disk", "disk:quorum")}
+    runs = [_level_run(kind, level, mode, value) for kind, levels in each.items()
+            for value, level in zip((4000, 3000, 2000), levels) for mode in ("closed", "open")]
+    text = takeaways.durability(runs)
+    assert "'on disk' (redis at disk): 2,000 jobs/s" in text
+    assert "'on disk': x0.50 the jobs/s of 'from memory'" in text
+    assert "'within ~1 s, Redis only' has no RabbitMQ bar" in text
+    assert "'on disk (quorum)' is RabbitMQ's second profile with the promise 'on disk'" in text
