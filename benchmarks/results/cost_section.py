@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from . import cpu_cost, plots, sources
 from .blocks import Block, Section
-from .summary import Spread, _durability, _order, fmt_spread
+from .summary import Spread, _order, durability_words, fmt_spread
 
 HEADER = ["job type", "broker", "durability", "loop", "broker CPU-s / 1k jobs", "client CPU-s / 1k jobs",
           "jobs/broker CPU-s", "utilisation broker / clients", "CPUs", "bound by", "results files"]
@@ -37,7 +37,7 @@ def _cells(results: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], lis
     for r in results:
         sc = r["scenario"]
         if r.get("figures") and sc["mode"] in ("closed", "open"):
-            cells.setdefault((sc["profile"], sc["broker"], _durability(r), sc["mode"]), []).append(r)
+            cells.setdefault((sc["profile"], sc["broker"], durability_words(r), sc["mode"]), []).append(r)
     return dict(sorted(cells.items(), key=lambda kv: (*_order({"profile": kv[0][0], "broker": kv[0][1],
                                                                 "durability": kv[0][2]}), kv[0][3])))
 
