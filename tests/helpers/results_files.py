@@ -39,7 +39,7 @@ def write_run(folder: Path, *, broker: str = "redis", profile: str = "mix", mode
                             worker_counts={})
     figures["throughput"] = {"in_per_s": jobs_per_s, "out_per_s": jobs_per_s}
     figures["jobs_per_cpu_s"] = round(jobs_per_s * 5 / 3, 1)
-    scenario = Scenario(broker=broker, profile=profile, mode=mode, rate=300, durability="durable",
+    scenario = Scenario(broker=broker, profile=profile, mode=mode, rate=300, durability="disk",
                         repetition=repetition).to_dict()
     result = files.build(scenario, status="ok", errors=[], environment=env or environment(), measured=figures,
                          hist=files.histograms(recorder), started=datetime.now(timezone.utc))
