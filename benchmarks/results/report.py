@@ -96,6 +96,24 @@ def collect(paths: list[Path]) -> Collected:
 
 
 # ---------------------------------------------------------------------------------- blocks
+def durability_runs(collected: Collected) -> list[dict[str, Any]]:
+    """The mix at each durability level, for "What durability costs": the ``durability-*`` runs,
+    and where they lack a (broker, level) the headline measured, the headline's own mix runs at
+    it (the reference measures its main level once, in the headline, at the same length; a copy
+    of each is relabelled here, its results file still named). None without durability runs."""
+    labelled = [r for r in collected.labelled if r["scenario"].get("label", "").startswith("durability-")]
+    if not labelled:
+        return []
+    have = {(r["scenario"]["broker"], r["scenario"].get("durability")) for r in labelled}
+    borrowed = []
+    for r in collected.runs:
+        sc = r["scenario"]
+        level = sc.get("durability") or ""
+        if sc["profile"] == "mix" and level and (sc["broker"], level) not in have:
+            borrowed.append({**r, "scenario": {**sc, "label": f"durability-{level.replace(':', '-')}"}})
+    return labelled + borrowed
+
+
 def summary_table(runs: list[dict[str, Any]]) -> Block:
     rows = [summary_cells(r, plots.label(r["broker"])) for r in summary_rows(runs)]
     return Block("table", header=list(SUMMARY_HEADER), rows=rows)
@@ -251,7 +269,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.say(takeaways.tail(collected.runs))
         out.figure("publish-latency", scenario_plots.publish_histogram(collected.runs), "Publish latency histogram")
         out.say(takeaways.publish(collected.runs))
-    costs = [r for r in collected.labelled if r["scenario"].get("label", "").startswith("durability-")]
+    costs = durability_runs(collected)
     if costs:
         out += _noted([Block("heading", "What durability costs")], costs)
         out += [Block("text", "The mix at each durability level, closed and open loop, the levels measured side by "

@@ -25,7 +25,8 @@ def environment(*, cpu: str = CPU, kernel: str = KERNEL, commit: str = COMMIT, d
 
 def write_run(folder: Path, *, broker: str = "redis", profile: str = "mix", mode: str = "open", n: int = 0,
               latency_ms: float = 10.0, spread: float = 0.5, publish_n: int | None = None, jobs_per_s: float = 500.0,
-              repetition: int = 0, seed: int = 0, env: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
+              repetition: int = 0, seed: int = 0, env: dict[str, Any] | None = None, durability: str = "disk",
+              label: str = "") -> tuple[dict[str, Any], Path]:
     """One results file (schema-valid) in ``folder``: in open loop ``n`` end-to-end latencies
     and ``publish_n`` (default ``n``) publish latencies, spread uniformly over
     ``latency_ms`` x (1 +- ``spread``); ``jobs_per_s`` as its throughput."""
@@ -39,8 +40,8 @@ def write_run(folder: Path, *, broker: str = "redis", profile: str = "mix", mode
                             worker_counts={})
     figures["throughput"] = {"in_per_s": jobs_per_s, "out_per_s": jobs_per_s}
     figures["jobs_per_cpu_s"] = round(jobs_per_s * 5 / 3, 1)
-    scenario = Scenario(broker=broker, profile=profile, mode=mode, rate=300, durability="disk",
-                        repetition=repetition).to_dict()
+    scenario = Scenario(broker=broker, profile=profile, mode=mode, rate=300, durability=durability,
+                        repetition=repetition, label=label).to_dict()
     result = files.build(scenario, status="ok", errors=[], environment=env or environment(), measured=figures,
                          hist=files.histograms(recorder), started=datetime.now(timezone.utc))
     return result, files.write(result, folder)

@@ -178,3 +178,30 @@ def test_tables_name_a_runs_level_by_its_promise_and_an_older_files_level_as_old
                                  "node_server": {"appendonly": "yes", "appendfsync": "always"}}}
     assert "every node on disk (appendonly yes, appendfsync always)" in node_settings([replicated])
     assert "do not record" in node_settings([{**replicated, "durability": {}}])
+
+
+def test_durability_costs_take_the_headline_mix_for_the_level_it_measured(tmp_path):
+    """The reference measures 'on disk' once, in the headline: "What durability costs" reads the
+    headline's mix runs for it beside the durability runs of the other levels, naming their files."""
+    from tests.helpers.results_files import write_run
+
+    written = {}
+    for broker in ("redis", "rabbitmq"):
+        for mode in ("closed", "open"):
+            _, written[(broker, "disk", mode)] = write_run(tmp_path / "runs", broker=broker, mode=mode, n=2000,
+                                                           jobs_per_s=900.0)
+            _, written[(broker, "memory", mode)] = write_run(tmp_path / "durability", broker=broker, mode=mode,
+                                                             n=2000, jobs_per_s=1800.0, durability="memory",
+                                                             label=f"durability-memory-{broker}")
+        write_run(tmp_path / "runs", broker=broker, profile="user_variables_update", mode="closed")
+    text = report.build([tmp_path], tmp_path / "out").read_text()
+    section = text[text.index("## What durability costs"):]
+    rows = _table(section, "| job type | broker | durability | max jobs/s")
+    assert {(r["broker"], r["durability"].split(":")[0], r["max jobs/s"]) for r in rows} == {
+        (b, level, f"{jobs:,.0f}") for b in ("BullMQ-style Redis", "RabbitMQ")
+        for level, jobs in (("on disk", 900), ("from memory", 1800))}
+    files = " ".join(r["results files (closed and open loop)"] for r in _table(section, "| job type | broker | "
+                                                                                         "durability | results files"))
+    for path in written.values():
+        assert path.name in files
+    assert "user_variables_update" not in section[:section.index("##", 3)]
