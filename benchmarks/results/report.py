@@ -96,6 +96,25 @@ def collect(paths: list[Path]) -> Collected:
 
 
 # ---------------------------------------------------------------------------------- blocks
+def length_note(runs: list[dict[str, Any]]) -> str:
+    """Says how long the headline's windows were, and that it is a quick look, not the reference,
+    when any closed-loop window is under 30 s or any open-loop one under 60 s."""
+    from ..harness.suite import REFERENCE_CLOSED_S, REFERENCE_OPEN_S
+
+    windows = {mode: [r["figures"]["window_s"] for r in runs
+                      if r["scenario"]["mode"] == mode and (r.get("figures") or {}).get("window_s")]
+               for mode in ("closed", "open")}
+    said = ", ".join(f"{mode} loop {min(w):g}-{max(w):g} s" if min(w) != max(w) else f"{mode} loop {w[0]:g} s"
+                     for mode, w in windows.items() if w)
+    if not said:
+        return ""
+    short = any(w < REFERENCE_CLOSED_S for w in windows["closed"]) or any(w < REFERENCE_OPEN_S for w in windows["open"])
+    if short:
+        return (f"A quick look, not the reference: measured windows of {said} (the reference's: at least "
+                f"{REFERENCE_CLOSED_S:g} s closed loop and {REFERENCE_OPEN_S:g} s open loop; `brokerbench reference`).")
+    return f"Measured windows: {said}, after a warm-up that is not counted."
+
+
 def durability_runs(collected: Collected) -> list[dict[str, Any]]:
     """The mix at each durability level, for "What durability costs": the ``durability-*`` runs,
     and where they lack a (broker, level) the headline measured, the headline's own mix runs at
@@ -247,6 +266,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                               "measures throughput. Open loop: a fixed rate; latency is measured from each job's "
                               "intended send time, so a stalled producer cannot hide it."),
                 summary_table(collected.runs), Block("text", SAMPLES_NOTE + ".")]
+        out.say(length_note(collected.runs))
         out += spread_blocks(collected.runs)
         out += [Block("heading", "Where each row comes from", level=3),
                 Block("text", "Closed-loop files give max jobs/s and jobs/CPU-s, open-loop files the latency "

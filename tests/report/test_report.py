@@ -205,3 +205,17 @@ def test_durability_costs_take_the_headline_mix_for_the_level_it_measured(tmp_pa
     for path in written.values():
         assert path.name in files
     assert "user_variables_update" not in section[:section.index("##", 3)]
+
+
+def test_a_report_of_short_windows_says_it_is_a_quick_look(tmp_path):
+    from benchmarks.results.report import length_note
+
+    def run(mode: str, window: float) -> dict:
+        return {"scenario": {"mode": mode}, "figures": {"window_s": window}}
+
+    quick = length_note([run("closed", 2.0), run("open", 2.5)])
+    assert quick.startswith("A quick look, not the reference") and "closed loop 2 s, open loop 2.5 s" in quick
+    assert "quick look" in length_note([run("closed", 30.0), run("open", 59.0)])
+    full = length_note([run("closed", 30.0), run("closed", 30.2), run("open", 60.0)])
+    assert "quick look" not in full and "closed loop 30-30.2 s, open loop 60 s" in full
+    assert length_note([]) == ""
