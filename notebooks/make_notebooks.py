@@ -474,7 +474,8 @@ measured in, and a one-line verdict."""),
 from benchmarks.results import claims, environments, report
 collected = report.collect([RESULTS])
 print(environments.said(collected.every_file()))  # one machine and commit, or which ones
-found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup)
+found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup,
+                         costs=report.durability_runs(collected))  # broker cores at each promise
 display(Markdown(report.to_markdown([report.Block("table", header=["claim", "measured", "setting", "verdict"],
     rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])])))'''),
         new_markdown_cell("""## Measure the first claim yourself
