@@ -78,8 +78,12 @@ class ProgressDisplay:
         else:
             e2e = f["latency_ms"]["end_to_end_intended" if sc["mode"] in ("open", "sweep") else "end_to_end"]
             n = count_of(e2e)
-            line = (f"{head} out {f['throughput']['out_per_s']:9,.0f}/s  p50 {cell('p50', e2e.get('p50'), n):>8} ms  "
-                    f"p99 {cell('p99', e2e.get('p99'), n):>11} ms  n {n if n is None else f'{n:,}'}  "
+
+            def ms(q: str, width: int) -> str:  # "n too small" carries no unit
+                said = cell(q, e2e.get(q), n)
+                return f"{said:>{width}} ms" if said[:1].isdigit() else f"{said:>{width + 3}}"
+            line = (f"{head} out {f['throughput']['out_per_s']:9,.0f}/s  p50 {ms('p50', 8)}  "
+                    f"p99 {ms('p99', 11)}  n {n if n is None else f'{n:,}'}  "
                     f"lost {f['lost']}  dup {f['duplicated']}")
             if result["errors"]:
                 line += f"  [yellow]{'; '.join(result['errors'])}[/yellow]"
