@@ -13,8 +13,10 @@ writes into its own folder under ``<out>/results/`` and is recorded in ``<out>/r
   mixes commits;
 * the harness parts pin the broker (a private one, started for the run) and the clients to CPUs
   of their own (``--no-pin`` leaves them together), so each side's CPU per job is its own;
-* a tree with uncommitted changes is refused (``--allow-dirty`` for trying the command out):
-  results must name the code that made them.
+* a tree with uncommitted changes to code is refused (``--allow-dirty`` for trying the command
+  out): results must name the code that made them. "Code" is everything outside ``reports/``
+  (:func:`benchmarks.harness.environment.git_commit`): the results this command writes there,
+  and a commit of some of them, change neither the commit the next part names nor ``--resume``.
 """
 
 from __future__ import annotations

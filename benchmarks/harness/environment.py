@@ -46,16 +46,26 @@ def _memory_gib() -> float | None:
     return None
 
 
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[2]
+# What results are written into: a change there is output, not code (``brokerbench reference``
+# replaces the committed results files while it runs, and a commit of results changes no code).
+OUTPUT_FOLDERS = ("reports",)
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    """The code that makes a result: the last commit that changed anything outside
+    :data:`OUTPUT_FOLDERS`, with "-dirty" when files outside them have uncommitted changes
+    (untracked files aside). So results written into ``reports/`` while a run goes on, or
+    committed since, do not change the commit the next result names."""
+    root = root or Path(__file__).resolve().parents[2]
+    code = ["--", "."] + [f":(exclude){folder}" for folder in OUTPUT_FOLDERS]
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        out = subprocess.run(["git", "log", "-1", "--format=%h", "--abbrev=12", *code], cwd=root,
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", *code], cwd=root,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
+    if out.returncode != 0 or not out.stdout.strip():
         return None
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
