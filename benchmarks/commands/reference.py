@@ -11,8 +11,9 @@ writes into its own folder under ``<out>/results/`` and is recorded in ``<out>/r
 * ``--resume`` skips parts already finished on this machine at this commit (a session cut short
   goes on where it stopped); a part run again first empties its own folder, so no folder ever
   mixes commits;
-* the harness parts pin the broker (a private one, started for the run) and the clients to CPUs
-  of their own (``--no-pin`` leaves them together), so each side's CPU per job is its own;
+* the harness parts but scaling pin the broker (a private one, started for the run) and the
+  clients to CPUs of their own (``--no-pin`` leaves them together), so each side's CPU per job
+  is its own; scaling is never pinned (its consumer processes need every CPU open to them);
 * a tree with uncommitted changes to code is refused (``--allow-dirty`` for trying the command
   out): results must name the code that made them. "Code" is everything outside ``reports/``
   (:func:`benchmarks.harness.environment.git_commit`): the results this command writes there,
@@ -85,12 +86,15 @@ def _kinds(options: Options) -> list[str]:
     return list(options.kinds or registry.compared_kinds())
 
 
-def _harness(workloads: Callable[[Options], list[Scenario]], level: str = "disk") -> Callable[..., None]:
+def _harness(workloads: Callable[[Options], list[Scenario]], level: str = "disk",
+             pin: bool = True) -> Callable[..., None]:
+    """A part made of harness runs. ``pin`` False: never pinned (scaling asks whether more
+    consumer processes help, which needs every CPU open to them)."""
     def run(folder: Path, options: Options, console: Any) -> None:
         from .run import run_workloads
 
         run_workloads(workloads(options), _kinds(options), level, options.repeat, folder, console, quiet=True,
-                      pin_cpus=options.pin_cpus)
+                      pin_cpus=options.pin_cpus and pin)
     return run
 
 
@@ -152,8 +156,8 @@ PARTS: tuple[Part, ...] = (
     Part("sweep", "the mix at rising rates until a step is not sustainable (15 s steps), on disk",
          _harness(lambda o: [sweep_workload(o.scale)]),
          lambda o: _harness_seconds([sweep_workload(o.scale)], o, len(_kinds(o)))),
-    Part("scaling", "the mix, closed loop, 1, 2 and 4 consumer processes, on disk",
-         _harness(lambda o: scaling_workloads(o.scale)),
+    Part("scaling", "the mix, closed loop, 1, 2 and 4 consumer processes, on disk, not pinned",
+         _harness(lambda o: scaling_workloads(o.scale), pin=False),
          lambda o: _harness_seconds(scaling_workloads(o.scale), o, len(_kinds(o)))),
     Part("scenarios", "every fault scenario on private brokers, full size",
          _scenarios(_fault_names()), lambda o: 900.0 * (0.3 if o.small else 1.0)),
