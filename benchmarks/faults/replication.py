@@ -56,7 +56,7 @@ TENTH_S = 0.1
 
 def _load(session: Session) -> Scenario:
     """Closed loop on light jobs: a backlog of up to 2,000 jobs and a stream of acceptances."""
-    return Scenario(profile="user_variables_update", mode="closed", duration_s=session.size(14, 7), warmup_s=1,
+    return Scenario(profile="user_variables_update", mode="closed", duration_s=session.size(14, 12), warmup_s=1,
                     producers=1, consumers=2, concurrency=4, max_backlog=2000, drain_timeout_s=90)
 
 
