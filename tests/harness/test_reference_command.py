@@ -56,7 +56,7 @@ def test_a_dirty_tree_is_refused(monkeypatch, tmp_path):
 
 
 def _short(tmp_path: Path, *extra: str) -> dict:
-    return reference.main(["--out", str(tmp_path), "--only", "runs", "--only", "scaling", "--broker", "memory",
+    return reference.main(["--out", str(tmp_path), "--only", "sweep", "--only", "scaling", "--broker", "memory",
                            "--scale", "0.03", "--repeat", "1", "--allow-dirty", "--no-report", *extra])
 
 
@@ -64,12 +64,12 @@ def test_parts_write_their_folders_and_a_manifest_and_resume_skips_what_is_done(
     here = {**reference.where_we_are(), "git_commit": "feedbeef"}
     monkeypatch.setattr(reference, "where_we_are", lambda: here)
     manifest = _short(tmp_path)
-    runs = sorted((tmp_path / "results" / "runs").glob("*.json"))
+    runs = sorted((tmp_path / "results" / "sweep").glob("*.json"))
     scaling = sorted((tmp_path / "results" / "scaling").glob("*.json"))
-    assert len(runs) == len(reference_workloads()) and len(scaling) == len(reference.scaling_workloads())
+    assert len(runs) == 1 and len(scaling) == len(reference.scaling_workloads())
     on_disk = json.loads((tmp_path / reference.MANIFEST).read_text())
     assert on_disk == manifest
-    for name in ("runs", "scaling"):
+    for name in ("sweep", "scaling"):
         assert on_disk["parts"][name]["status"] == "done"
         assert on_disk["parts"][name]["where"]["git_commit"] == "feedbeef"
         assert on_disk["parts"][name]["seconds"] > 0
@@ -82,13 +82,13 @@ def test_parts_write_their_folders_and_a_manifest_and_resume_skips_what_is_done(
 
     # at another commit, --resume runs the part again, into an emptied folder
     monkeypatch.setattr(reference, "where_we_are", lambda: {**here, "git_commit": "0ddba11"})
-    stray = tmp_path / "results" / "runs" / "stray-from-an-older-commit.json"
+    stray = tmp_path / "results" / "sweep" / "stray-from-an-older-commit.json"
     stray.write_text("{}")
     _short(tmp_path, "--resume")
     assert not stray.exists()
     again = json.loads((tmp_path / reference.MANIFEST).read_text())
-    assert again["parts"]["runs"]["where"]["git_commit"] == "0ddba11"
-    assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == len(reference_workloads())
+    assert again["parts"]["sweep"]["where"]["git_commit"] == "0ddba11"
+    assert len(list((tmp_path / "results" / "sweep").glob("*.json"))) == 1
 
 
 def test_the_default_run_says_it_is_a_quick_look(capsys, tmp_path):
