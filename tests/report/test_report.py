@@ -14,6 +14,7 @@ from benchmarks.harness.runner import run
 from benchmarks.harness.scenario import Scenario
 from benchmarks.results import environments, report
 from benchmarks.results.percentiles import cell, q_of, sig
+from tests.helpers.markdown import table as _table
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "reports" / "reference"
@@ -97,17 +98,6 @@ def test_brokerbench_report_rebuilds_the_committed_reference_report(tmp_path):
     assert committed and sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == committed
 
 
-def _table(text: str, header_start: str) -> list[dict[str, str]]:
-    """The rows of the Markdown table whose header line starts with ``header_start``, by column."""
-    lines = text.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    header = [c.strip() for c in lines[at].strip("|").split("|")]
-    rows = []
-    for line in lines[at + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)))
-    return rows
 
 
 def test_each_headline_cell_is_the_median_of_the_files_its_row_names(tmp_path):

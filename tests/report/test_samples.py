@@ -14,20 +14,8 @@ from benchmarks.harness.metrics import value_at_percentile
 from benchmarks.results import claims, compare, report, takeaways
 from benchmarks.results.percentiles import cell, sig, words
 from benchmarks.results.plots import merged
+from tests.helpers.markdown import table as _table
 from tests.helpers.results_files import write_run
-
-
-def _table(text: str, header_start: str) -> list[dict[str, str]]:
-    """The rows of the Markdown table whose header starts with ``header_start``, by column name."""
-    lines = text.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    header = [c.strip() for c in lines[at].strip("|").split("|")]
-    rows = []
-    for line in lines[at + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)))
-    return rows
 
 
 def test_three_significant_digits_never_round_the_integer_part():
