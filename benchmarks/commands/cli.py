@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scenario": ("benchmarks.commands.scenarios:main", "one fault scenario on private brokers (see `scenarios`)"),
     "scenarios": ("benchmarks.commands.scenarios:main_all", "every fault scenario, ending with one table"),
     "report": ("benchmarks.results.report:main", "results files -> Markdown and HTML report with plots"),
+    "quotes": ("benchmarks.results.quotes:main",
+               "check (or --update) every figure the pages quote against the results files"),
     "setup-cost": ("benchmarks.commands.setup_cost:main", "start-up time and declared objects of each broker"),
     "latency": ("benchmarks.commands.latency:main",
                 "end to end at a fixed rate, one worker: ours vs official BullMQ / plain pika"),

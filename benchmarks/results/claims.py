@@ -208,13 +208,20 @@ def rabbitmq_per_second(runs: list[dict[str, Any]], drains: list[dict[str, Any]]
     closed = _closed(runs, _kind(RABBITMQ))
     if not closed:
         return None
-    best = max(closed, key=lambda r: r["figures"]["throughput"]["out_per_s"])
-    rate = best["figures"]["throughput"]["out_per_s"]
+    # The job type RabbitMQ moved fastest, by its median over the repetitions (not the best one).
+    by_profile: dict[str, list[dict[str, Any]]] = {}
+    for r in closed:
+        by_profile.setdefault(r["scenario"]["profile"], []).append(r)
+    spreads = {p: Spread.of([r["figures"]["throughput"]["out_per_s"] for r in rs]) for p, rs in by_profile.items()}
+    fastest = max(spreads, key=lambda p: spreads[p].median)
+    best_runs = by_profile[fastest]
     drain_rate = plain_rate = None
     for d in drains:
         drain_rate = d["summary"]["median_jobs_per_s"].get("amqp-ours", drain_rate)
         plain_rate = d["summary"]["median_jobs_per_s"].get("pika-plain", plain_rate)
-    measured = f"{rate:,.0f}/s with real job work ({best['scenario']['profile']})"
+    spread = spreads[fastest]
+    measured = (f"{fmt_spread(spread)}/s with real job work ({fastest}, closed loop"
+                + (f": median of {spread.n} runs" if spread.n > 1 else "") + ")")
     if drain_rate:
         measured += (f"; {drain_rate:,.0f}/s draining no-op jobs with one consumer process (our batching adapter; "
                      f"a plain pika consumer: {plain_rate or 0:,.0f}/s)")
@@ -234,7 +241,7 @@ def rabbitmq_per_second(runs: list[dict[str, Any]], drains: list[dict[str, Any]]
     return Claim("RabbitMQ handles more than 100,000 tasks/s", measured,
                  "Python (pika) clients, persistent messages with publisher confirms, one node, 2 cores shared "
                  "by broker and clients; broker CPU measured apart from the clients'",
-                 verdict, _from([best, *drains]) + [n for c in needs for n in c.sources if n])
+                 verdict, _from([*best_runs, *drains]) + [n for c in needs for n in c.sources if n])
 
 
 def guarantees(rows: list[dict[str, Any]]) -> Claim | None:

@@ -292,9 +292,11 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     costs = durability_runs(collected)
     if costs:
         out += _noted([Block("heading", "What durability costs")], costs)
-        out += [Block("text", "The mix at each durability level, closed and open loop, the levels measured side by "
-                              "side in one run (scenarios/durability.toml). Each row names its broker profile and "
-                              "its files."),
+        out += [Block("text", "The mix at each durability level, closed and open loop. Each row names its broker "
+                              "profile and its files; a row whose files are under runs/ is the headline's own run "
+                              "at that level (the reference measures its main level once, at the same length). "
+                              "`brokerbench run --scenario scenarios/durability.toml` measures every level side by "
+                              "side in one go."),
                 summary_table(costs), sources_table(costs)]
         out.figure("durability-cost", scenario_plots.durability_cost(costs), "Throughput and publish latency per "
                                                                          "durability level")
