@@ -46,18 +46,21 @@ def _memory_gib() -> float | None:
     return None
 
 
-# What results are written into: a change there is output, not code (``brokerbench reference``
-# replaces the committed results files while it runs, and a commit of results changes no code).
-OUTPUT_FOLDERS = ("reports",)
+# What cannot change a measurement: the results themselves (``brokerbench reference`` replaces
+# the committed results files while it runs, and a commit of results changes no code), and the
+# prose, tests and notebooks that read them. A change there keeps the commit results name, so a
+# page or a test can be fixed while a long reference run goes on, or between its parts.
+NOT_MEASURED = ("reports", "docs", "notebooks", "tests", ".ci", "*.md")
 
 
 def git_commit(root: Path | None = None) -> str | None:
     """The code that makes a result: the last commit that changed anything outside
-    :data:`OUTPUT_FOLDERS`, with "-dirty" when files outside them have uncommitted changes
+    :data:`NOT_MEASURED`, with "-dirty" when files outside them have uncommitted changes
     (untracked files aside). So results written into ``reports/`` while a run goes on, or
-    committed since, do not change the commit the next result names."""
+    committed since, and edits of pages, tests or notebooks, do not change the commit the next
+    result names."""
     root = root or Path(__file__).resolve().parents[2]
-    code = ["--", "."] + [f":(exclude){folder}" for folder in OUTPUT_FOLDERS]
+    code = ["--", "."] + [f":(exclude){path}" for path in NOT_MEASURED]
     try:
         out = subprocess.run(["git", "log", "-1", "--format=%h", "--abbrev=12", *code], cwd=root,
                              capture_output=True, text=True, timeout=5)

@@ -1,5 +1,5 @@
-"""Results name the code that made them: the last commit outside reports/, dirty only when code
-is, so `brokerbench reference` writing (or a commit of) results does not change what they name."""
+"""Results name the code that made them: the last commit outside reports/ (and docs, tests,
+notebooks), dirty only when code is, so `brokerbench reference` writing (or a commit of) results does not change what they name."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def test_the_commit_is_the_codes_and_results_never_make_it_dirty(tmp_path):
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "results")
     assert git_commit(tmp_path) == code, "a commit of results names the same code"
+
+    for page in ("docs/page.md", "README.md", "tests/test_x.py", "notebooks/make.py"):
+        (tmp_path / page).parent.mkdir(exist_ok=True)
+        (tmp_path / page).write_text("said\n")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "pages, tests and notebooks")
+    (tmp_path / "docs/page.md").write_text("said again\n")
+    assert git_commit(tmp_path) == code, "prose, tests and notebooks are not the code that measures"
 
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == code + "-dirty"
