@@ -204,7 +204,7 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
     base = base.with_(duration_s=base.duration_s + hold_s)
     # Workers with short locks (as the tests' fast recovery): a job a Redis worker settled on a
     # primary that died before replicating it is back in "active" on the new primary, and
-    # comes back only when its lock expires (BullMQ's 30 s default would hold it up to ~60 s).
+    # comes back only when its lock expires and a stalled check sees it (BullMQ's defaults: up to 90 s).
     scenario = base.with_(broker=kind, label=f"replication-{fault}-{kind}", durability=profile.level,
                           broker_options={**profile.options, **driver.fast_recovery, "reconnect_for_s": 90.0})
     result, path = run(scenario, url=cluster.url, out=session.out, progress=session.progress,
