@@ -162,10 +162,13 @@ def outage_words(gap: float | None, came_back: bool) -> str:
 
 
 def _expectation(fault: str, profile: DurabilityProfile) -> str:
+    """What the row expects, in words; a no-loss profile's promise is quoted whole, caveats and
+    sources included (WAIT's: it narrows the loss window, it does not make failover strongly
+    consistent), as the report's replication table and notebook 05 print it."""
     if fault == "follower":
         return "lost 0: a copy is gone, the leader goes on"
     if profile.no_loss:
-        return "lost 0 (" + profile.promise.split(":")[0].split("(")[0].strip() + ")"
+        return "lost 0: " + profile.promise
     return "may lose accepted jobs (asynchronous replication)"
 
 
