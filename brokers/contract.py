@@ -450,8 +450,15 @@ class CrashRedelivery:
     ``trigger`` is "connection-close" (the broker returns unsettled jobs the moment the worker's
     connection closes), "lock-expiry" (the job's lock must expire, then a periodic check hands
     it out again) or "none" (nothing outlives the worker's process).
-    For "lock-expiry", the bound is lock duration + two check intervals: a check may run just
-    before the lock expires, and the next one comes an interval later; the worker options
+    For "lock-expiry" (BullMQ's stalled check) the bound is max(lock, 2 x interval) + interval.
+    A job goes back at the first check that finds its lock gone and finds the mark an earlier
+    check set on it (every check marks all active jobs; renewing a lock clears the mark), so
+    it needs its lock to expire (at most a lock duration after the death) and two checks after
+    its last renewal. Checks come an interval apart, but if the dead worker was the one running
+    them, the others wait for its throttle key (``stalled-check``, one interval) to expire, so
+    the first check after its last one may come up to two intervals later. Without that case
+    the bound is max(lock, interval) + interval. The earliest is half a lock: a lock renewed
+    just before the death (every half lock) still had that long to live. The worker options
     named by ``lock_option`` and ``interval_option`` (in ms) give the two, with defaults.
     """
 
@@ -470,7 +477,7 @@ class CrashRedelivery:
         if self.trigger == "lock-expiry":
             lock = options.get(self.lock_option, self.default_lock_ms)
             interval = options.get(self.interval_option, self.default_interval_ms)
-            return (lock + 2 * interval) / 1000
+            return (max(lock, 2 * interval) + interval) / 1000
         return None
 
     def describe(self, worker_options: Mapping[str, Any] | None = None) -> str:
@@ -479,7 +486,7 @@ class CrashRedelivery:
         if self.trigger == "connection-close":
             return f"jobs back as soon as the connection closes (< {bound:g} s)"
         if self.trigger == "lock-expiry":
-            return f"jobs back within lock + 2 x stalled interval ({bound:.1f} s)"
+            return f"jobs back within max(lock, 2 x stalled interval) + stalled interval ({bound:.1f} s)"
         return "nothing outlives the worker's process"
 
 

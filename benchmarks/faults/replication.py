@@ -162,10 +162,13 @@ def outage_words(gap: float | None, came_back: bool) -> str:
 
 
 def _expectation(fault: str, profile: DurabilityProfile) -> str:
+    """What the row expects, in words; a no-loss profile's promise is quoted whole, caveats and
+    sources included (WAIT's: it narrows the loss window, it does not make failover strongly
+    consistent), as the report's replication table and notebook 05 print it."""
     if fault == "follower":
         return "lost 0: a copy is gone, the leader goes on"
     if profile.no_loss:
-        return "lost 0 (" + profile.promise.split(":")[0].split("(")[0].strip() + ")"
+        return "lost 0: " + profile.promise
     return "may lose accepted jobs (asynchronous replication)"
 
 
@@ -204,7 +207,7 @@ def run_case(session: Session, kind: str, profile: DurabilityProfile, fault: str
     base = base.with_(duration_s=base.duration_s + hold_s)
     # Workers with short locks (as the tests' fast recovery): a job a Redis worker settled on a
     # primary that died before replicating it is back in "active" on the new primary, and
-    # comes back only when its lock expires (BullMQ's 30 s default would hold it up to ~60 s).
+    # comes back only when its lock expires and a stalled check sees it (BullMQ's defaults: up to 90 s).
     scenario = base.with_(broker=kind, label=f"replication-{fault}-{kind}", durability=profile.level,
                           broker_options={**profile.options, **driver.fast_recovery, "reconnect_for_s": 90.0})
     result, path = run(scenario, url=cluster.url, out=session.out, progress=session.progress,

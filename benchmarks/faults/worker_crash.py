@@ -5,9 +5,10 @@ worker finished but had not yet acknowledged run again). Recovery time differs, 
 adapter's capabilities say (:class:`brokers.contract.CrashRedelivery`):
 * RabbitMQ returns a dead consumer's unacked messages the moment its connection closes;
 * BullMQ-style Redis waits for the job's lock to expire (lock duration) and for a stalled check
-  to notice (every stalled interval): recovery between lock duration and lock duration + two
-  stalled intervals. Several lock/interval settings show the trade-off (short locks recover fast
-  but must be renewed often, and a long GC pause can make a live job look stalled).
+  to notice (every stalled interval): recovery within max(lock, 2 x stalled interval) + stalled
+  interval, the bound :class:`brokers.contract.CrashRedelivery` derives. Several lock/interval
+  settings show the trade-off (short locks recover fast but must be renewed often, and a long GC
+  pause can make a live job look stalled).
 Each kind's settings come from its driver (``recovery_settings``); small runs use the last.
 """
 

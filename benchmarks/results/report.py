@@ -246,6 +246,18 @@ def _noted(items: list[Block], results: list[dict[str, Any]]) -> list[Block]:
     return items[:at] + [Block("text", note)] + items[at:]
 
 
+def ours_note(runs: list[dict[str, Any]], drains: list[dict[str, Any]]) -> str:
+    """Whose code the headline measured when it has BullMQ-style runs: our adapters, not the
+    official clients, and where those are compared with ours ("" without such runs)."""
+    bullmq, rabbitmq = claims._kind(claims.BULLMQ), claims._kind(claims.RABBITMQ)
+    if bullmq not in {r["scenario"]["broker"] for r in runs}:
+        return ""
+    pointer = claims.official_note(drains)
+    return (f"Both sides run through this suite's own adapters: {plots.label(bullmq)} is {claims.OURS}, with "
+            f"BullMQ's key layout and semantics but our own Lua scripts, not the official BullMQ client; "
+            f"{plots.label(rabbitmq)} is reached through our pika adapter. {pointer[0].upper()}{pointer[1:]}.")
+
+
 def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     found = envs.groups(collected.every_file())
     warning = envs.warning(found)
@@ -264,8 +276,9 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.say(envs.section_note(collected.runs))
         out += [Block("text", "Closed loop: producers as fast as they can while the backlog stays bounded; it "
                               "measures throughput. Open loop: a fixed rate; latency is measured from each job's "
-                              "intended send time, so a stalled producer cannot hide it."),
-                summary_table(collected.runs), Block("text", SAMPLES_NOTE + ".")]
+                              "intended send time, so a stalled producer cannot hide it.")]
+        out.say(ours_note(collected.runs, collected.drains))
+        out += [summary_table(collected.runs), Block("text", SAMPLES_NOTE + ".")]
         out.say(length_note(collected.runs))
         out += spread_blocks(collected.runs)
         out += [Block("heading", "Where each row comes from", level=3),

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from matplotlib.figure import Figure
 
+from brokers import registry
 from brokers.registry import level_label, level_rank
 
 from ..harness.metrics import decode, recorded, value_at_percentile
@@ -76,8 +77,10 @@ def _alarm_limit(result: dict[str, Any]) -> float | None:
 
 def recovery_against_lock(faults: list[dict[str, Any]]) -> Figure | None:
     """Worker crash: when the killed worker's jobs ran again, against the Redis lock duration
-    (each point: first to last redelivery; the band: what the lock and stalled check allow),
-    beside RabbitMQ, which returns them when the dead consumer's connection closes."""
+    (each point: first to last redelivery; the band: what the lock and stalled check allow, from
+    half the lock to the bound of the kind's ``crash_redelivery``, max(lock, 2 x stalled
+    interval) + stalled interval), beside RabbitMQ, which returns them when the dead consumer's
+    connection closes."""
     crashes = [r for r in faults if r["name"].startswith("worker-crash") and r.get("figures")
                and r["fault"].get("recovery_last_s") is not None]
     if not crashes:
@@ -88,9 +91,10 @@ def recovery_against_lock(faults: list[dict[str, Any]]) -> Figure | None:
         kind, options = r["scenario"]["broker"], r["scenario"]["broker_options"]
         first, last = r["fault"]["recovery_first_s"], r["fault"]["recovery_last_s"]
         if "lock_duration_ms" in options:
-            lock, interval = options["lock_duration_ms"] / 1000, options.get("stalled_interval_ms", 30000) / 1000
+            lock = options["lock_duration_ms"] / 1000
+            bound = registry.get(kind).capabilities.crash_redelivery.bound_s(options) or lock
             locks.append(lock)
-            ax.fill_between([lock * 0.93, lock * 1.07], lock / 2, lock + 2 * interval, color=colour(kind), alpha=0.15,
+            ax.fill_between([lock * 0.93, lock * 1.07], lock / 2, bound, color=colour(kind), alpha=0.15,
                             linewidth=0)
             ax.plot([lock, lock], [first, last], color=colour(kind), linewidth=3)
             ax.plot([lock], [last], marker=marker(kind), color=colour(kind))
@@ -112,7 +116,8 @@ def recovery_against_lock(faults: list[dict[str, Any]]) -> Figure | None:
     ax.set_xlabel("Redis lock duration, s (log)")
     ax.set_ylabel("kill to redelivery, s (log)")
     ax.grid(True, which="both", alpha=0.3)
-    return _finish(fig, "Worker killed: jobs back after the lock expires (band: lock/2 to lock + 2 stalled checks)",
+    return _finish(fig, "Worker killed: jobs back after the lock expires (band: lock/2 to "
+                   "max(lock, 2 x stalled check) + stalled check)",
                    crashes)
 
 

@@ -34,7 +34,8 @@ from .worker import RedisWorker
 CAPABILITIES = Capabilities(
     delivery=("at-least-once. A job is accepted once Redis ran addJobs.lua. A worker holds a job "
               "under a lock it renews; if the worker dies, the lock expires and the stalled check "
-              "puts the job back in wait (after lockDuration, at most two stalledIntervals more), "
+              "puts the job back in wait (at most max(lockDuration, 2 x stalledInterval) + "
+              "stalledInterval after the crash: see CrashRedelivery), "
               "up to maxStalledCount times, then fails it."),
     ordering=("FIFO per lane for jobs without priority; those run before prioritized jobs, which "
               "run lowest number first and FIFO within a number. Stalled jobs go back to the head "

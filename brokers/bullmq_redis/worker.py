@@ -4,9 +4,11 @@ Delivery guarantee: at-least-once. A job taken by this worker sits in ``active``
 ``<id>:lock`` (our token, TTL ``lock_duration_ms``), which :mod:`.locks` renews every half lock
 duration. If this process dies, the lock expires; the stalled check (run by every worker, at
 most once per ``stalled_interval_ms`` per queue) then moves the job back to wait, so it runs
-again: redelivery takes between ``lock_duration_ms`` and ``lock_duration_ms + 2 x
-stalled_interval_ms`` (a check may run just before the lock expires; the next one comes an
-interval later). After ``max_stalled_count`` such recoveries the job is failed.
+again: redelivery takes between half ``lock_duration_ms`` (a lock renewed just before the
+death) and ``max(lock_duration_ms, 2 x stalled_interval_ms) + stalled_interval_ms`` (the job
+needs its lock gone and a mark from an earlier check that a renewal did not clear; the reasoning
+is in :class:`brokers.contract.CrashRedelivery`). After ``max_stalled_count`` such recoveries the
+job is failed.
 
 Throughput: the loop (:class:`brokers.worker_loop.PollingWorker`) takes up to ``concurrency``
 jobs per round trip (moveToActive.lua), and each later round trip settles every job that
