@@ -66,4 +66,6 @@ def test_a_private_live_cell_runs_when_asked_and_says_why_not(maker, small, aske
 
 def test_the_docs_name_the_switch():
     assert SWITCH in MAKER.__doc__
+    for page in ("run_sheet.md", "live_class.md"):
+        assert SWITCH in (ROOT / "docs" / "teaching" / page).read_text(), page
     assert SWITCH in (ROOT / "README.md").read_text()
