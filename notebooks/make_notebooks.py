@@ -6,12 +6,21 @@
 Every notebook reads two environment variables:
   BROKERBENCH_NOTEBOOK_PROFILE  "full" (default) or "small" (what CI uses: short live parts)
   BROKERBENCH_RESULTS           results folder to read (default: the committed reference run)
+and notebooks 02, 03 and 05 one more, the one switch for their live cells:
+  BROKERBENCH_NOTEBOOK_LIVE     "1" runs their live cells on the full profile too (the small
+                                profile always runs them). 02's runs on the brokers the pre-flight
+                                cell finds (Docker will do); 03's and 05's start private brokers,
+                                so they also need redis-server and rabbitmq-server installed
+                                here, and say so when the switch is on and either is missing.
+Set it where Jupyter starts (`BROKERBENCH_NOTEBOOK_LIVE=1 jupyter lab notebooks/`), or with
+`%env BROKERBENCH_NOTEBOOK_LIVE=1` in the notebook before its live cell.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -43,13 +52,34 @@ for kind in ("redis", "rabbitmq"):
         MISSING[kind] = str(exc)
         print(f"{kind:9s} MISSING: {exc}")
 servers = {k: registry.get(k).server_class() for k in ("redis", "rabbitmq")}
-PRIVATE_OK = all(cls is not None and cls.binary() for cls in servers.values())
+NO_BINARY = [cls.program if cls is not None else k for k, cls in servers.items() if cls is None or not cls.binary()]
+PRIVATE_OK = not NO_BINARY
 print("private brokers (fault and replication cells):", "can be started here" if PRIVATE_OK else
-      "cannot be started here: redis-server and rabbitmq-server must both be installed")
+      "cannot be started here: redis-server and rabbitmq-server must both be installed locally (a broker in "
+      "Docker is not enough: these cells start and kill brokers of their own); missing: " + ", ".join(NO_BINARY))
 LIVE_OK = not MISSING
 if not LIVE_OK:
     print("Live cells will say they are skipped; the recorded results in", RESULTS, "stand in for them",
           "(reports/reference/report.md has every figure).")'''
+
+# The one switch for the live cells of notebooks 02, 03 and 05 (see the module docstring).
+LIVE_SWITCH = '''LIVE_ASKED = os.environ.get("BROKERBENCH_NOTEBOOK_LIVE") == "1"
+LIVE_WANTED = SMALL or LIVE_ASKED   # CI runs the live cells on the small profile
+print("live cells:", "on (BROKERBENCH_NOTEBOOK_LIVE=1)" if LIVE_ASKED else "on (small profile)" if SMALL else
+      "off: start Jupyter with BROKERBENCH_NOTEBOOK_LIVE=1 (or run %env BROKERBENCH_NOTEBOOK_LIVE=1) to run them")'''
+
+
+def private_live(recorded: str) -> str:
+    """The start of a live cell that starts private brokers: LIVE, and why not when it is off."""
+    return LIVE_SWITCH + f'''
+LIVE = LIVE_WANTED and PRIVATE_OK
+if LIVE_WANTED and not PRIVATE_OK:
+    print(("BROKERBENCH_NOTEBOOK_LIVE=1 is set, but this" if LIVE_ASKED else "This") + " live cell is skipped: it "
+          "starts private brokers, and this machine lacks " + " and ".join(NO_BINARY) + " (brokers in Docker "
+          "are not enough; see the pre-flight cell). {recorded}")
+elif not LIVE:
+    print("{recorded}")'''
+
 
 def concepts() -> list:
     return [
@@ -297,8 +327,10 @@ def throughput() -> list:
         new_markdown_cell("""# 02 · Throughput and latency
 
 The comparisons from results files: by default the committed reference run
-(`reports/reference/results`), or your own (`BROKERBENCH_RESULTS=reports/runs/<time>`). Set
-`LIVE = True` to run a small benchmark here first. Plots come from `benchmarks/results/plots.py`."""),
+(`reports/reference/results`), or your own (`BROKERBENCH_RESULTS=reports/runs/<time>`). Plots
+come from `benchmarks/results/plots.py`. To run a small benchmark here first, start Jupyter with
+`BROKERBENCH_NOTEBOOK_LIVE=1` (CI runs it on the small profile): it runs on the brokers the
+pre-flight cell finds (a local install or `docker compose up -d` will do)."""),
         new_code_cell(SETUP),
         new_code_cell('''from IPython.display import Markdown, display
 from benchmarks.results import plots, report, scenario_plots, takeaways
@@ -306,10 +338,16 @@ from benchmarks.results.summary import summary_rows
 def say(text):  # a plot's takeaway, computed from the same results files (empty: nothing to say)
     if text:
         display(Markdown("**Takeaway.** " + text))
-LIVE = SMALL   # CI runs a tiny live benchmark; set True to run one yourself
 collected = report.collect([RESULTS])
 print(len(collected.runs), "runs,", len(collected.sweeps), "sweeps,", len(collected.scaling), "scaling runs")'''),
-        new_code_cell('''if LIVE:
+        # The pre-flight only when the live cell is wanted: reading recorded results starts no broker.
+        new_code_cell(LIVE_SWITCH + "\nif LIVE_WANTED:  # the pre-flight: what is here, what is missing\n"
+                      + textwrap.indent(PREFLIGHT, "    ")),
+        new_code_cell('''LIVE = LIVE_WANTED and LIVE_OK
+if LIVE_WANTED and not LIVE_OK:
+    print(("BROKERBENCH_NOTEBOOK_LIVE=1 is set, but the" if LIVE_ASKED else "The") + " live benchmark is skipped: "
+          "no " + " and no ".join(MISSING) + " was found (see the cell above); the recorded results below stand in")
+if LIVE:
     from benchmarks.harness.runner import run
     from benchmarks.harness.scenario import Scenario
     live = []
@@ -444,12 +482,12 @@ side wakes up for a due job."""),
         new_code_cell('say(takeaways.delays(collected.faults))\nscenario_plots.delay_lateness(collected.faults)'),
         new_markdown_cell("""## Try one live
 
-With `LIVE = True` (CI does, on the small profile) a scenario runs here on private brokers it
-starts and stops itself."""),
+With `BROKERBENCH_NOTEBOOK_LIVE=1` in Jupyter's environment (CI runs it on the small profile), the
+priorities scenario, small, runs here on private brokers it starts and stops itself. Private
+brokers need `redis-server` and `rabbitmq-server` installed on this machine: brokers in Docker
+are not enough (the pre-flight cell says what is missing)."""),
         new_code_cell(PREFLIGHT),
-        new_code_cell('''LIVE = SMALL and PRIVATE_OK
-if SMALL and not PRIVATE_OK:
-    print("skipped: private brokers cannot be started here (see the pre-flight cell); the table above is recorded")
+        new_code_cell(private_live("The table above is recorded.") + '''
 if LIVE:
     import tempfile
     from benchmarks.faults import priorities
@@ -579,12 +617,13 @@ the same ("on disk"), so the difference is the copies."""),
 plots.replication_cost(collected.faults) if cost else print("no cost runs in these results")'''),
         new_markdown_cell("""## Try it live
 
-With `LIVE = True` (CI does, on the small profile) this starts both replicated brokers (about
-30 s for the three RabbitMQ nodes), kills each leader once under load, and stops everything."""),
+With `BROKERBENCH_NOTEBOOK_LIVE=1` in Jupyter's environment (CI runs it on the small profile),
+this starts both replicated brokers as private processes (about 30 s for the three RabbitMQ
+nodes), kills each leader once under load, and stops everything. It needs `redis-server` and
+`rabbitmq-server` installed on this machine: brokers in Docker are not enough (the pre-flight
+cell says what is missing)."""),
         new_code_cell(PREFLIGHT),
-        new_code_cell('''LIVE = SMALL and PRIVATE_OK
-if SMALL and not PRIVATE_OK:
-    print("skipped: private brokers cannot be started here (see the pre-flight cell); the rows above are recorded")
+        new_code_cell(private_live("The rows above are recorded.") + '''
 live_figs = []
 if LIVE:
     import json, os, tempfile

@@ -27,3 +27,16 @@ def test_the_wheel_holds_the_library_and_its_data_but_no_benchmark_tests(tmp_pat
                      "benchmarks/results/results_schema.json", "benchmarks/commands/cli.py"):
         assert expected in names
     assert not [n for n in names if n.startswith("benchmarks/bench/") or "/test_" in n or n.startswith("tests/")]
+
+
+def test_the_jupyter_extra_brings_a_front_end_and_stays_out_of_all():
+    """`pip install -e ".[all,jupyter]"` for a class; CI installs `.[all]` and needs no front end."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("jupyterlab") for req in extras["jupyter"])
+    assert "brokerbench[notebooks]" in extras["jupyter"]
+    (everything,) = extras["all"]
+    assert "jupyter" not in everything.split("[")[1].rstrip("]").split(",")
+    assert not any("jupyterlab" in req for name, reqs in extras.items() if name != "jupyter" for req in reqs)
+    assert '.[all,jupyter]' in (ROOT / "README.md").read_text()
