@@ -276,3 +276,44 @@ def _classic_later(r: Results) -> str:
 @quote("acks.quorum.back", "quorum queue, any wait: acked messages delivered again (most)")
 def _quorum_back(r: Results) -> str:
     return count(max(_trials(r, "quorum", True) + _trials(r, "quorum", False)))
+
+
+@quote("replication.redis.wait.doubt_never_ran", "Redis with WAIT 1: jobs in doubt that never ran, all runs together")
+def _wait_never(r: Results) -> str:
+    return count(sum(d["figures"]["in_doubt_outcome"]["never_ran"]
+                     for d in _failovers(r, "redis", WAIT, ("hang", "partition"))))
+
+
+@quote("replication.redis.wait.duplicated", "Redis with WAIT 1: jobs run twice per run, primary hung or cut off (range)")
+def _wait_dup(r: Results) -> str:
+    return span(d["figures"]["duplicated"] for d in _failovers(r, "redis", WAIT, ("hang", "partition")))
+
+
+# --- a memory alarm held longer than a confirm waits (scenarios/backpressure-held-alarm-*) ---------
+
+HELD = "scenarios/backpressure-held-alarm-rabbitmq-*.json"
+
+
+@quote("alarm.rabbitmq.alarm_s", "RabbitMQ: seconds the memory alarm was held")
+def _alarm_s(r: Results) -> str:
+    return count(r.value(HELD, "fault.alarm_s"))
+
+
+@quote("alarm.rabbitmq.refused", "RabbitMQ, memory alarm held past the confirm timeout: jobs given back refused")
+def _alarm_refused(r: Results) -> str:
+    return count(r.value(HELD, "figures.rejected"))
+
+
+@quote("alarm.rabbitmq.lost", "RabbitMQ, memory alarm held past the confirm timeout: accepted jobs lost")
+def _alarm_lost(r: Results) -> str:
+    return count(r.value(HELD, "figures.lost"))
+
+
+@quote("replication.redis.async.duplicated_cut", "Redis async replication: jobs run twice per run, primary hung or cut off (range)")
+def _async_dup(r: Results) -> str:
+    return span(d["figures"]["duplicated"] for d in _failovers(r, "redis", ASYNC, ("hang", "partition")))
+
+
+for _b in BROKERS:
+    quote(f"worker_crash.{_b}.duplicated", f"{_b}: jobs run twice per worker-kill run (range over its settings)")(
+        lambda r, b=_b: span(r.values(f"scenarios/worker-crash-{b}-*.json", "figures.duplicated")))
