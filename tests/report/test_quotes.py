@@ -20,12 +20,10 @@ def test_every_quoted_figure_agrees_with_the_committed_reference():
         "(brokerbench quotes --update rewrites them):\n" + "\n".join(map(str, wrong))
 
 
-def test_the_pages_quote_figures_and_every_quote_is_used():
-    used = {m.name for m in quotes.marks()}
+def test_the_teaching_pages_quote_their_figures_through_marks():
     pages = {m.page for m in quotes.marks()}
-    assert {"docs/teaching/answers.md", "docs/teaching/which_to_choose.md"} <= pages
-    unused = set(quotes.registry()) - used
-    assert not unused, f"quotes defined but quoted nowhere: {sorted(unused)}"
+    assert {"docs/teaching/answers.md", "docs/teaching/which_to_choose.md", "docs/teaching/run_sheet.md",
+            "README.md"} <= pages
 
 
 def test_every_quote_reads_the_committed_reference():
