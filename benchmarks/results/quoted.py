@@ -86,7 +86,8 @@ CRASH_PROFILES = {
 for _b, _profiles in CRASH_PROFILES.items():
     for _slug, _profile in _profiles.items():
         pattern = f"scenarios/broker-crash-{_b}-*.json"
-        quote(f"broker_crash.{_b}.{_slug}.lost", f"{_b} '{_profile}' killed under load: accepted jobs lost (range over runs)")(
+        quote(f"broker_crash.{_b}.{_slug}.lost",
+              f"{_b} '{_profile}' killed under load: accepted jobs lost (range over runs)")(
             lambda r, p=pattern, pr=_profile: span(r.values(p, "figures.lost", fault__profile=pr)))
         quote(f"broker_crash.{_b}.{_slug}.duplicated", f"{_b} '{_profile}' killed under load: jobs run twice (range)")(
             lambda r, p=pattern, pr=_profile: span(r.values(p, "figures.duplicated", fault__profile=pr)))
@@ -102,8 +103,10 @@ WORKER_LOCKS = {"defaults": "lock 30000 ms, stalled check 30000 ms (BullMQ's def
                 "lock1": "lock 1000 ms, stalled check 500 ms"}
 
 for _slug, _profile in WORKER_LOCKS.items():
-    quote(f"worker_crash.redis.{_slug}.back_s", f"Redis, {_profile}: seconds from the kill until the last of its jobs ran again")(
-        lambda r, pr=_profile: fixed(r.value("scenarios/worker-crash-redis-*.json", "fault.recovery_last_s", fault__profile=pr)))
+    quote(f"worker_crash.redis.{_slug}.back_s",
+          f"Redis, {_profile}: seconds from the kill until the last of its jobs ran again")(
+        lambda r, pr=_profile: fixed(r.value("scenarios/worker-crash-redis-*.json", "fault.recovery_last_s",
+                                             fault__profile=pr)))
 
 
 @quote("worker_crash.rabbitmq.back_s", "RabbitMQ: seconds from the worker's kill until the last of its jobs ran again")
@@ -154,7 +157,8 @@ ASYNC = "async replication (BullMQ's way)"
 WAIT = "WAIT 1"
 
 
-@quote("replication.rabbitmq.runs", "RabbitMQ quorum (3 replicas): failover runs (leader killed, hung, cut off; follower killed)")
+@quote("replication.rabbitmq.runs",
+      "RabbitMQ quorum (3 replicas): failover runs (leader killed, hung, cut off; follower killed)")
 def _rq_runs(r: Results) -> str:
     return count(len(_failovers(r, "rabbitmq", QUORUM)))
 
@@ -174,7 +178,8 @@ def _wait_lost(r: Results) -> str:
     return count(sum(d["figures"]["lost"] for d in _failovers(r, "redis", WAIT)))
 
 
-@quote("replication.redis.async.lost_cut", "Redis async replication: jobs lost per run with the primary hung or cut off (range)")
+@quote("replication.redis.async.lost_cut",
+      "Redis async replication: jobs lost per run with the primary hung or cut off (range)")
 def _async_lost(r: Results) -> str:
     return span(d["figures"]["lost"] for d in _failovers(r, "redis", ASYNC, ("hang", "partition")))
 
@@ -184,7 +189,8 @@ def _async_runs(r: Results) -> str:
     return count(len(_failovers(r, "redis", ASYNC, ("hang", "partition"))))
 
 
-@quote("replication.redis.wait.unavailable_s", "Redis with WAIT 1: seconds no job was accepted, primary hung or cut off (range)")
+@quote("replication.redis.wait.unavailable_s",
+      "Redis with WAIT 1: seconds no job was accepted, primary hung or cut off (range)")
 def _wait_out(r: Results) -> str:
     return span((d["fault"]["unavailable_s"] for d in _failovers(r, "redis", WAIT, ("hang", "partition"))), fixed)
 
@@ -200,9 +206,11 @@ def _wait_twice(r: Results) -> str:
                      for d in _failovers(r, "redis", WAIT, ("hang", "partition"))))
 
 
-@quote("replication.rabbitmq.unavailable_s", "RabbitMQ quorum: seconds no job was accepted when the leader was killed, hung or cut off (range)")
+@quote("replication.rabbitmq.unavailable_s",
+      "RabbitMQ quorum: seconds no job was accepted when the leader was killed, hung or cut off (range)")
 def _rq_out(r: Results) -> str:
-    return span((d["fault"]["unavailable_s"] for d in _failovers(r, "rabbitmq", QUORUM, ("leader", "hang", "partition"))), fixed)
+    runs = _failovers(r, "rabbitmq", QUORUM, ("leader", "hang", "partition"))
+    return span((d["fault"]["unavailable_s"] for d in runs), fixed)
 
 
 def _cost(r: Results, broker: str, profile: str) -> float:
@@ -210,15 +218,18 @@ def _cost(r: Results, broker: str, profile: str) -> float:
                            fault__profile=profile))
 
 
-COST = {"rabbitmq": {"quorum3": QUORUM, "classic1": "one node, classic + confirms", "quorum1": "one node, quorum + confirms"}}
+COST = {"rabbitmq": {"quorum3": QUORUM, "classic1": "one node, classic + confirms",
+                     "quorum1": "one node, quorum + confirms"}}
 
 for _b, _profiles in COST.items():
     for _slug, _profile in _profiles.items():
-        quote(f"replication.cost.{_b}.{_slug}", f"{_b} '{_profile}': median mix jobs/s, closed loop (replication-cost)")(
+        quote(f"replication.cost.{_b}.{_slug}",
+              f"{_b} '{_profile}': median mix jobs/s, closed loop (replication-cost)")(
             lambda r, b=_b, pr=_profile: count(_cost(r, b, pr)))
 
 
-@quote("replication.cost.rabbitmq.quorum3_vs_quorum1_pct", "RabbitMQ: throughput lost to 3 replicas against one quorum node, %")
+@quote("replication.cost.rabbitmq.quorum3_vs_quorum1_pct",
+      "RabbitMQ: throughput lost to 3 replicas against one quorum node, %")
 def _rq_cost(r: Results) -> str:
     return fixed((1 - _cost(r, "rabbitmq", QUORUM) / _cost(r, "rabbitmq", COST["rabbitmq"]["quorum1"])) * 100, 0)
 
@@ -238,7 +249,8 @@ def _drain(r: Results, contender: str) -> float:
     return middle(rnd[contender]["jobs_per_s"] for rnd in d["rounds"])
 
 
-@quote("drain.ours_vs_official_bullmq", "our BullMQ-style worker's drain rate over the official Python bullmq worker's (medians)")
+@quote("drain.ours_vs_official_bullmq",
+      "our BullMQ-style worker's drain rate over the official Python bullmq worker's (medians)")
 def _drain_ratio(r: Results) -> str:
     return fixed(_drain(r, "redis-ours") / _drain(r, "bullmq-official"), 1)
 
@@ -262,7 +274,8 @@ def _classic_at_once(r: Results) -> str:
     return span(_trials(r, "classic", True))
 
 
-@quote("acks.classic.back_after_wait", "classic queue killed 0.2 s or more after the acks: acked messages delivered again (most)")
+@quote("acks.classic.back_after_wait",
+      "classic queue killed 0.2 s or more after the acks: acked messages delivered again (most)")
 def _classic_later(r: Results) -> str:
     return count(max(_trials(r, "classic", False)))
 
@@ -278,7 +291,8 @@ def _wait_never(r: Results) -> str:
                      for d in _failovers(r, "redis", WAIT, ("hang", "partition"))))
 
 
-@quote("replication.redis.wait.duplicated", "Redis with WAIT 1: jobs run twice per run, primary hung or cut off (range)")
+@quote("replication.redis.wait.duplicated",
+      "Redis with WAIT 1: jobs run twice per run, primary hung or cut off (range)")
 def _wait_dup(r: Results) -> str:
     return span(d["figures"]["duplicated"] for d in _failovers(r, "redis", WAIT, ("hang", "partition")))
 
@@ -303,7 +317,8 @@ def _alarm_lost(r: Results) -> str:
     return count(r.value(HELD, "figures.lost"))
 
 
-@quote("replication.redis.async.duplicated_cut", "Redis async replication: jobs run twice per run, primary hung or cut off (range)")
+@quote("replication.redis.async.duplicated_cut",
+      "Redis async replication: jobs run twice per run, primary hung or cut off (range)")
 def _async_dup(r: Results) -> str:
     return span(d["figures"]["duplicated"] for d in _failovers(r, "redis", ASYNC, ("hang", "partition")))
 

@@ -1,5 +1,6 @@
 """Results name the code that made them: the last commit outside reports/ (and docs, tests,
-notebooks), dirty only when code is, so `brokerbench reference` writing (or a commit of) results does not change what they name."""
+notebooks), dirty only when code is, so `brokerbench reference` writing (or a commit of) results
+does not change what they name."""
 
 from __future__ import annotations
 
