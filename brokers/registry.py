@@ -327,6 +327,10 @@ class Driver:
         settings ``keys`` (to tell whether a found broker already runs a durability profile);
         None when it cannot say (a private instance is then started for a profile that has
         server settings).
+    :param profile_of: ``profile_of(described)``: the name of the durability profile (one of
+        :attr:`durability`) a broker ran, read from what its adapter's ``describe()`` said of it
+        (a results file's ``environment.brokers[kind]``); None when that does not tell. Plots
+        name the durability of results files that have no durability section with it.
     :param server_pid: ``server_pid(url)``: the broker's pid when it runs on this host.
     :param memory_used_mb: ``memory_used_mb(url)``: the broker's own memory figure, if it has one.
     :param inject_raw: ``inject_raw(broker, name, raw)``: put a job whose payload is ``raw``
@@ -367,6 +371,7 @@ class Driver:
     memory_alarm: MemoryAlarm | None = None
     memory_policies: tuple[MemoryPolicy, ...] = ()
     read_settings: Callable[[str, tuple[str, ...]], dict[str, str]] | None = None
+    profile_of: Callable[[Mapping[str, Any]], str | None] | None = None
     server_pid: Callable[[str], int | None] = _no_pid
     memory_used_mb: Callable[[str], float | None] = _unknown_memory
     inject_raw: Callable[["Broker", str, bytes], str] | None = None
@@ -404,6 +409,12 @@ class Driver:
                 return profile
         raise ValueError(f"{self.label} has no durability profile {name!r}; it has "
                          f"{', '.join(p.name for p in self.durability) or 'none'}")
+
+    def recorded_profile(self, described: Mapping[str, Any]) -> DurabilityProfile | None:
+        """The durability profile a broker ran, from what its adapter described
+        (:attr:`profile_of`), or None when that does not tell."""
+        name = self.profile_of(described) if self.profile_of and described else None
+        return next((p for p in self.durability if p.name == name), None) if name else None
 
     def at_level(self, level: str) -> DurabilityProfile:
         """Its profile for durability ``level`` (a key of :func:`level_keys`). A ValueError for an

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..registry import (
     PROTOCOL_AMQP_091,
@@ -162,6 +162,16 @@ def hold_memory_alarm(instance: Any) -> Callable[[], None]:
     return clear
 
 
+def profile_of(described: Mapping[str, Any]) -> str | None:
+    """The durability profile whose adapter options a RabbitMQ adapter ran (persistent messages,
+    publisher confirms, queue type), from its description; None when none matches."""
+    ran = {"persistent": described.get("producer_persistent"), "confirms": described.get("producer_confirms"),
+           "queue_type": described.get("queue_type")}
+    found = [p.name for p in DRIVER.durability if all(ran.get(k) == v for k, v in
+                                                      {"queue_type": "classic", **p.options}.items())]
+    return found[0] if len(found) == 1 else None
+
+
 def declared_objects() -> dict[str, int]:
     """Exchanges, queues and bindings our topology declares before the first job (one routed
     lane, the 28 delay levels included)."""
@@ -248,6 +258,7 @@ DRIVER = Driver(
     inject_raw=inject_raw,
     drop_connections=drop_connections,
     declared_objects=declared_objects,
+    profile_of=profile_of,
     packages=("pika",),
     colour="#0072B2",
     marker="s",

@@ -8,7 +8,7 @@ import secrets
 import time
 import uuid
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..registry import (
     PROTOCOL_REDIS,
@@ -106,6 +106,17 @@ def read_settings(url: str, keys: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
+def profile_of(described: Mapping[str, Any]) -> str | None:
+    """The durability profile whose server settings a Redis ran, from its description (AOF on
+    or off, CONFIG's appendfsync and save); None when CONFIG was unavailable or none matches."""
+    config = described.get("config")
+    if "aof_enabled" not in described or not isinstance(config, Mapping):
+        return None
+    settings = {**{k: _text(v) for k, v in config.items()}, "appendonly": "yes" if described["aof_enabled"] else "no"}
+    found = [p.name for p in DRIVER.durability if all(settings.get(k) == v for k, v in p.server.items())]
+    return found[0] if len(found) == 1 else None
+
+
 def inject_raw(broker: "Broker", name: str, raw: bytes) -> str:
     """Write a job hash whose data is ``raw`` and push its id to the default lane's wait list,
     as a client that skips our producer could."""
@@ -200,6 +211,7 @@ DRIVER = Driver(
                      worker_options={"lock_duration_ms": 3000, "stalled_interval_ms": 1000}),
     ),
     read_settings=read_settings,
+    profile_of=profile_of,
     server_pid=server_pid,
     memory_used_mb=memory_used_mb,
     inject_raw=inject_raw,
