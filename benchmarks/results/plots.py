@@ -1,13 +1,16 @@
 """Plots of results files (matplotlib). Notebooks and ``brokerbench report`` call these.
 
-One colour per broker everywhere (each driver's; Okabe-Ito, safe for colour-blind readers); every figure has
-a title, axis units and a caption with the environment it was measured in.
+One colour per broker everywhere (each driver's; Okabe-Ito, safe for colour-blind readers), and no broker's
+colour for anything else (events, redeliveries, a new leader); every figure has a title, a line under it
+naming the durability each side ran (what "accepted" promised: :mod:`.promises`, read from the results files
+drawn), axis units and a caption with the environment it was measured in.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from typing import Any, Iterable
 
 from matplotlib.figure import Figure
@@ -15,8 +18,12 @@ from matplotlib.figure import Figure
 from brokers import registry
 
 from ..harness.metrics import SAMPLES_BEYOND, count_of, decode, recorded
-from . import environments
+from . import environments, promises
 from .percentiles import allowed
+
+EVENT_COLOUR = "#CC79A7"    # a fault injected (Okabe-Ito reddish purple: no broker's colour)
+MARK_COLOUR = "#000000"     # redeliveries, a new leader: marks that belong to neither broker
+NEUTRAL = "#777777"         # legend keys for a style (solid, hatched, light) shared by every broker
 
 
 def _driver(kind: str) -> registry.Driver | None:
@@ -40,6 +47,8 @@ def colour(kind: str) -> str:
 def marker(kind: str) -> str:
     driver = _driver(kind)
     return driver.marker if driver else "o"
+
+
 PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99), ("p99_9", 99.9))
 PROFILE_ORDER = ("mix", "heavy_workflow_execution", "user_variables_update", "statistics_aggregation")
 
@@ -72,10 +81,23 @@ def caption(results: Iterable[dict[str, Any]]) -> str:
                else ""))
 
 
-def _finish(fig: Figure, title: str, results: list[dict[str, Any]]) -> Figure:
-    fig.suptitle(title, fontsize=12)
+def _finish(fig: Figure, title: str, results: list[dict[str, Any]], durability: str | None = None) -> Figure:
+    """Title; under it the durability line (``durability``, else :func:`.promises.line` of
+    ``results``); the caption at the foot. The figure grows by the line's height, so its axes keep
+    their room."""
+    said = promises.line(results) if durability is None else durability
+    width, height = fig.get_size_inches()
+    lines = textwrap.wrap(said, width=max(50, int(width * 15))) if said else []
+    title = "\n".join(part for line in title.split("\n") for part in textwrap.wrap(line, width=int(width * 10)))
+    title_in = 0.14 + 0.24 * (title.count("\n") + 1)
+    line_in = 0.06 + 0.16 * len(lines) if lines else 0.0
+    height += line_in
+    fig.set_size_inches(width, height)
+    fig.suptitle(title, fontsize=12, y=1 - 0.08 / height, va="top").set_in_layout(False)  # placed here, not by
+    if lines:                                                                              # tight_layout
+        fig.text(0.5, 1 - title_in / height, "\n".join(lines), fontsize=8.5, color="#222222", ha="center", va="top")
     fig.text(0.01, 0.005, caption(results), fontsize=7, color="#555555", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.2 / height, 1, 1 - (title_in + line_in + 0.02) / height))
     return fig
 
 
@@ -253,35 +275,42 @@ def tail_panel(ax: Any, xs: list[float], ys: list[float], total: int, **style: A
 
 
 def latency_vs_load(sweeps: list[dict[str, Any]]) -> Figure:
-    """p50 and p99 against offered rate, saturation (max sustainable rate) marked; a step with
-    too few samples for a percentile has no point (a gap in its line)."""
+    """p50 and p99 against offered rate, one line per sweep (its repetitions drawn apart, one
+    legend entry per broker and percentile), each broker's max sustainable rates marked with how
+    many of its sweeps reached each; a step with too few samples for a percentile has no point (a
+    gap in its line)."""
     fig, ax = _subplots(figsize=(7.5, 4.2))
-    for r in sweeps:
-        broker = r["scenario"]["broker"]
-        steps = r.get("steps") or []
-        rates = [s["offered_rate"] for s in steps]
-        for name, style in (("p50", "--"), ("p99", "-")):
-            ys = [math.nan if (v := allowed(s["figures"]["latency_ms"]["end_to_end_intended"], name)) is None else v
-                  for s in steps]
-            ax.plot(rates, ys, style, marker=marker(broker), color=colour(broker),
-                    label=f"{label(broker)} {name}")
-        best = r.get("max_sustainable_rate")
-        if best:
-            ax.axvline(best, color=colour(broker), alpha=0.6, linestyle=":")
-            ax.text(best, 0.02 + 0.08 * (sweeps.index(r) % 2), f" max sustainable {best:,.0f}/s",
+    kinds = sorted({r["scenario"]["broker"] for r in sweeps})
+    for k, broker in enumerate(kinds):
+        mine = [r for r in sweeps if r["scenario"]["broker"] == broker]
+        for i, r in enumerate(mine):
+            steps = r.get("steps") or []
+            rates = [s["offered_rate"] for s in steps]
+            for name, style in (("p50", "--"), ("p99", "-")):
+                ys = [math.nan if (v := allowed(s["figures"]["latency_ms"]["end_to_end_intended"], name)) is None
+                      else v for s in steps]
+                ax.plot(rates, ys, style, marker=marker(broker), color=colour(broker), alpha=0.85,
+                        label=f"{label(broker)} {name}" if i == 0 else None)
+        best = [r["max_sustainable_rate"] for r in mine if r.get("max_sustainable_rate")]
+        for j, rate in enumerate(sorted(set(best))):
+            ax.axvline(rate, color=colour(broker), alpha=0.6, linestyle=":")
+            runs = f" ({best.count(rate)} of {len(mine)} sweeps)" if len(mine) > 1 else ""
+            ax.text(rate, 0.02 + 0.08 * (k + j), f" {label(broker)}: max sustainable {rate:,.0f}/s{runs}",
                     color=colour(broker), fontsize=7, transform=ax.get_xaxis_transform())
     ax.set_yscale("log")
     ax.set_xlabel("offered load, jobs per second")
     ax.set_ylabel("end-to-end latency, ms (log)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
     profile = sweeps[0]["scenario"]["profile"] if sweeps else ""
-    return _finish(fig, f"Latency against load ({_short(profile)}), saturation marked", sweeps)
+    per = max((sum(1 for r in sweeps if r["scenario"]["broker"] == b) for b in kinds), default=1)
+    return _finish(fig, f"Latency against load ({_short(profile)}), saturation marked"
+                   + (f": {per} sweeps per broker, each drawn" if per > 1 else ""), sweeps)
 
 
 def scaling_with_consumers(results: list[dict[str, Any]]) -> Figure:
     """Closed-loop throughput against the number of consumer processes."""
-    fig, ax = _subplots(figsize=(6.5, 4))
+    fig, ax = _subplots(figsize=(7.5, 4))
     used = []
     for broker in sorted({r["scenario"]["broker"] for r in results}):
         points = sorted((r["scenario"]["consumers"], r["figures"]["throughput"]["out_per_s"]) for r in results

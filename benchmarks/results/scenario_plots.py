@@ -168,7 +168,10 @@ def durability_cost(runs: list[dict[str, Any]]) -> Figure | None:
     axes[0].set_title("throughput, closed loop", fontsize=10)
     axes[1].set_title("publish latency, open loop at the same rate", fontsize=10)
     axes[0].legend(frameon=False, fontsize=8)
-    return _finish(fig, "What durability costs: the mix at each level, side by side", runs)
+    levels_said = ", ".join(f"'{level_label(lv)}'" for lv in levels)
+    return _finish(fig, "What durability costs: the mix at each level, side by side", runs,
+                   durability=f"Durability: one level per group of bars ({levels_said}), read from the files; each "
+                              "bar names its broker's profile at that level")
 
 
 def publish_histogram(runs: list[dict[str, Any]], profile: str = "mix") -> Figure | None:
