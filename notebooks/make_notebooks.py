@@ -435,7 +435,7 @@ hears of it at once. A vanished *host* (power cut, cable pulled) closes nothing:
 waits for missed heartbeats (the suite's clients ask for 30 s; RabbitMQ's default is 60 s),
 while the BullMQ timing stays what the lock says. The scenario runs BullMQ's defaults (lock 30 s,
 stalled check every 30 s) and three shorter locks; the plot below puts them side by side. The
-orange ticks in the timelines mark each redelivered run."""),
+black ticks along the top of the timelines mark each redelivered run."""),
         new_code_cell('say(takeaways.recovery(collected.faults))\nscenario_plots.recovery_against_lock(collected.faults)'),
         new_code_cell('''crash = [r for r in collected.faults if r["name"].startswith("worker-crash")]
 for r in crash:

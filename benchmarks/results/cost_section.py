@@ -88,30 +88,41 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def cpu_per_job(results: list[dict[str, Any]]) -> Figure | None:
-    """Closed loop: CPU seconds per 1,000 jobs, the broker's (dark) under the clients' (light),
-    one stacked bar per job type and broker (medians of the repetitions)."""
+    """Closed loop: CPU seconds per 1,000 jobs, the broker's (solid) under the clients' (light,
+    hatched), one stacked bar per job type and broker (medians of the repetitions), in the broker's
+    colour; the legend keys the brokers by colour and the two parts in grey. Where a broker ran
+    more than one durability setting, each bar names its own (else the line under the title does)."""
+    from matplotlib.patches import Patch
+
     cells = [(key, runs) for key, runs in _cells(results).items() if key[3] == "closed"]
     if not cells:
         return None
-    fig, ax = plots._subplots(figsize=(max(6.0, 1.1 * len(cells) + 2), 4.2))
+    settings: dict[str, set[str]] = {}
+    for (_, broker, durability, _), _runs in cells:
+        settings.setdefault(broker, set()).add(durability)
+    per_bar = any(len(s) > 1 for s in settings.values())
+    fig, ax = plots._subplots(figsize=(max(6.0, (1.45 if per_bar else 1.1) * len(cells) + 2), 4.2))
     labels = []
-    levels = len({key[2] for key, _ in cells}) > 1
     for x, ((profile, broker, durability, _), runs) in enumerate(cells):
         costs = [c for r in runs if (c := cpu_cost.of(r)) is not None]
         own = _median([c.per_1000.get("broker") for c in costs]) or 0.0
         theirs = _median([c.per_1000.get("clients") for c in costs]) or 0.0
-        ax.bar(x, own, 0.6, color=plots.colour(broker), label="broker" if x == 0 else None)
-        ax.bar(x, theirs, 0.6, bottom=own, color=plots.colour(broker), alpha=0.35, hatch="//",
-               label="clients (Python producers + consumers)" if x == 0 else None)
+        ax.bar(x, own, 0.6, color=plots.colour(broker))
+        ax.bar(x, theirs, 0.6, bottom=own, color=plots.colour(broker), alpha=0.35, hatch="//")
         ax.text(x, own + theirs, f"{own:.2f} + {theirs:.2f}", ha="center", va="bottom", fontsize=7)
-        labels.append(f"{plots._short(profile)}\n{plots.label(broker)}" + (f"\n{durability}" if levels else ""))
+        labels.append(f"{plots._short(profile)}\n{plots.label(broker)}"
+                      + ("\n" + durability.replace(": ", ":\n", 1) if per_bar else ""))
     ax.set_xticks(range(len(cells)), labels, fontsize=7)
     ax.set_ylabel("CPU seconds per 1,000 jobs")
-    ax.set_ylim(bottom=0)
-    ax.legend(frameon=False, fontsize=8)
+    ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.05)
+    keys = [Patch(color=plots.colour(kind), label=plots.label(kind)) for kind in sorted(settings)]
+    keys += [Patch(color=plots.NEUTRAL, label="broker"),
+             Patch(facecolor=plots.NEUTRAL, alpha=0.35, hatch="//", label="clients (Python producers + consumers)")]
+    ax.legend(handles=keys, frameon=False, fontsize=8, ncol=len(keys), loc="lower left", bbox_to_anchor=(0, 1.0))
     ax.spines[["top", "right"]].set_visible(False)
-    return plots._finish(fig, "What each job costs, closed loop: broker CPU (solid) and client CPU (hatched)",
-                         [r for _, runs in cells for r in runs])
+    used = [r for _, runs in cells for r in runs]
+    return plots._finish(fig, "What each job costs, closed loop: broker CPU (solid) and client CPU (hatched)", used,
+                         durability="Durability: per bar, under its name" if per_bar else None)
 
 
 def takeaway(results: list[dict[str, Any]], profile: str = "mix") -> str:

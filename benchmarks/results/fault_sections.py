@@ -75,7 +75,7 @@ def timeline_takeaway(result: dict[str, Any]) -> str:
     if result["name"].startswith("worker-crash"):
         return (f"{who}: the killed consumer's jobs ran again {fault.get('recovery_first_s')}-"
                 f"{fault.get('recovery_last_s')} s after the kill ({f.get('redelivered', 0)} redelivered runs, "
-                f"orange ticks); lost {f.get('lost')}, duplicated {f.get('duplicated')}.")
+                f"black ticks along the top); lost {f.get('lost')}, duplicated {f.get('duplicated')}.")
     return (f"{who}: of {f.get('accepted', 0):,} jobs accepted, {f.get('lost', 0):,} were lost and "
             f"{f.get('duplicated', 0):,} ran twice; the gap in the backlog line is the time the broker "
             f"could not be read.")

@@ -338,7 +338,7 @@ def timeline(result: dict[str, Any]) -> Figure:
     top.set_ylabel("jobs per second")
     redelivered = result.get("redelivered_at_s") or []
     if redelivered:  # one tick per redelivered run, along the top of the rate panel
-        top.plot(redelivered, [1.0] * len(redelivered), "|", color="#D55E00", markersize=10,
+        top.plot(redelivered, [1.0] * len(redelivered), "|", color=MARK_COLOUR, markersize=10,
                  transform=top.get_xaxis_transform(), label=f"redelivered ({len(redelivered)} runs)")
     top.legend(frameon=False, fontsize=8)
     # An unreadable backlog (the broker was down) is a gap in the line, not a straight line across.
@@ -347,8 +347,8 @@ def timeline(result: dict[str, Any]) -> Figure:
     bottom.set_xlabel("seconds since start")
     for event in result.get("events", []):
         for ax in (top, bottom):
-            ax.axvline(event["t_s"], color="#CC79A7", linestyle="--")
-        top.annotate(event["what"][:40], (event["t_s"], top.get_ylim()[1]), fontsize=7, color="#CC79A7",
+            ax.axvline(event["t_s"], color=EVENT_COLOUR, linestyle="--")
+        top.annotate(event["what"][:40], (event["t_s"], top.get_ylim()[1]), fontsize=7, color=EVENT_COLOUR,
                      xytext=(3, -10), textcoords="offset points")
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
@@ -408,8 +408,9 @@ def replication_cost(results: list[dict[str, Any]]) -> Figure:
     sides = sorted({(r["scenario"]["broker"], r["fault"]["profile"], r["fault"]["topology"]) for r in cost})
     fig, (left, right) = _subplots(1, 2, figsize=(10, 0.5 * len(sides) + 1.8))
     levels = {(r["scenario"]["broker"], r["fault"]["profile"]): (r.get("durability") or {}).get("level") for r in cost}
-    names = [f"{label(b)}: {p}" + (f" ({registry.level_label(levels[(b, p)])})" if levels.get((b, p)) else "")
+    names = [f"{label(b)}: {p}" + (f"\n'{registry.level_label(levels[(b, p)])}'" if levels.get((b, p)) else "")
              for b, p, _ in sides]
+    keys: dict[str, Any] = {}
     for i, (broker, profile, _topology) in enumerate(sides):
         runs: dict[str, list[dict[str, Any]]] = {}
         for r in cost:
@@ -427,8 +428,8 @@ def replication_cost(results: list[dict[str, Any]]) -> Figure:
                 if None in values:
                     right.text(0, at, f" {name}: too few samples", fontsize=7, va="center")
                     continue
-                right.barh(at, _median(values), height=0.4, color=colour(broker), alpha=alpha,
-                           label=name if name not in right.get_legend_handles_labels()[1] else None)
+                bar = right.barh(at, _median(values), height=0.4, color=colour(broker), alpha=alpha)
+                keys.setdefault(f"{label(broker)} {name}", bar)
     for ax in (left, right):
         ax.set_yticks(range(len(sides)))
         ax.grid(True, axis="x", alpha=0.3)
@@ -436,8 +437,16 @@ def replication_cost(results: list[dict[str, Any]]) -> Figure:
     right.set_yticklabels([])
     left.set_xlabel("jobs finished per second (closed loop, mix)")
     right.set_xlabel("end-to-end ms (open loop, mix)")
-    right.legend(frameon=False, fontsize=8)
-    return _finish(fig, "The cost of replication: one node vs copies", cost)
+    if keys:
+        right.legend(keys.values(), keys.keys(), frameon=False, fontsize=8, ncol=2, loc="lower center",
+                     bbox_to_anchor=(0.5, 1.0))
+    nodes = promises.nodes(cost)
+    recorded = any(levels.values())
+    note = f"; {promises.FROM_SETTINGS}" if any(promises.kept(r).from_settings for r in cost) else ""
+    said = (("Durability: each bar's level under its name; " if recorded else
+             "Durability: these files record no level for the settings; ")
+            + (f"every node kept {nodes}" if nodes else "what every node kept is not recorded") + note)
+    return _finish(fig, "The cost of replication: one node vs copies", cost, durability=said)
 
 
 def failover_timeline(result: dict[str, Any]) -> Figure:
@@ -455,14 +464,14 @@ def failover_timeline(result: dict[str, Any]) -> Figure:
     ax.set_ylabel("jobs per second")
     for event in result.get("events", []):
         at = fault.get("fault_at_s") or event["t_s"]  # the action may look the leader up first
-        ax.axvline(at, color="#CC79A7", linestyle="--")
+        ax.axvline(at, color=EVENT_COLOUR, linestyle="--")
         ax.annotate(event["what"].split(";")[0].split(" (")[0][:40], (at, 0.97), xycoords=("data", "axes fraction"),
-                    fontsize=7, color="#CC79A7", xytext=(3, -10), textcoords="offset points")
+                    fontsize=7, color=EVENT_COLOUR, xytext=(3, -10), textcoords="offset points")
         if fault.get("failover_s") is not None:
             promoted = at + fault["failover_s"]
-            ax.axvline(promoted, color="#009E73", linestyle=":")
+            ax.axvline(promoted, color=MARK_COLOUR, linestyle=":")
             ax.annotate(f"new leader (+{fault['failover_s']} s)", (promoted, 0.85), xycoords=("data", "axes fraction"),
-                        fontsize=7, color="#009E73", xytext=(3, -10), textcoords="offset points")
+                        fontsize=7, color=MARK_COLOUR, xytext=(3, -10), textcoords="offset points")
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False, fontsize=8, loc="lower right")
     title = (f"{label(broker)}: {fault.get('fault', 'failover')} ({fault.get('profile', '')})\n"
