@@ -38,7 +38,7 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
         out.figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
         out.say(takeaways.reliability(general_rows))
     out.figure("recovery-vs-lock", scenario_plots.recovery_against_lock(collected.faults),
-           "Worker crash: recovery time against lock duration")
+           "Worker crash: recovery time for each lock duration / stalled-check setting")
     out.say(takeaways.recovery(collected.faults))
     out.figure("memory-backpressure", scenario_plots.memory_under_backpressure(collected.faults),
            "Memory and backlog over time under backpressure")

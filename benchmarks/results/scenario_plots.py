@@ -75,31 +75,44 @@ def _alarm_limit(result: dict[str, Any]) -> float | None:
         return None
 
 
+def _recovery_setting(options: dict[str, Any]) -> tuple[float, float]:
+    """(lock duration, stalled-check interval) in seconds of a worker-crash run's options."""
+    return options["lock_duration_ms"] / 1000, options.get("stalled_interval_ms", 30000) / 1000
+
+
 def recovery_against_lock(faults: list[dict[str, Any]]) -> Figure | None:
-    """Worker crash: when the killed worker's jobs ran again, against the Redis lock duration
-    (each point: first to last redelivery; the band: what the lock and stalled check allow, from
-    half the lock to the bound of the kind's ``crash_redelivery``, max(lock, 2 x stalled
-    interval) + stalled interval), beside RabbitMQ, which returns them when the dead consumer's
-    connection closes."""
+    """Worker crash: when the killed worker's jobs ran again, for each Redis worker setting (the
+    lock duration and the stalled-check interval, which the scenario changes together: each point
+    is one pair, named on the x axis; the first to last redelivery measured; the band what that
+    pair allows, from half the lock to the bound of the kind's ``crash_redelivery``, max(lock,
+    2 x stalled interval) + stalled interval), beside RabbitMQ, which returns them when the dead
+    consumer's connection closes."""
     crashes = [r for r in faults if r["name"].startswith("worker-crash") and r.get("figures")
                and r["fault"].get("recovery_last_s") is not None]
     if not crashes:
         return None
-    fig, ax = _subplots(figsize=(7.5, 4.4))
-    locks = []
-    for r in sorted(crashes, key=lambda r: r["scenario"]["broker_options"].get("lock_duration_ms", 0)):
+    fig, ax = _subplots(figsize=(8, 4.6))
+    settings = sorted({_recovery_setting(r["scenario"]["broker_options"]) for r in crashes
+                       if "lock_duration_ms" in r["scenario"]["broker_options"]})
+    defaults: set[tuple[float, float]] = set()
+    keyed: set[str] = set()
+    for r in crashes:
         kind, options = r["scenario"]["broker"], r["scenario"]["broker_options"]
         first, last = r["fault"]["recovery_first_s"], r["fault"]["recovery_last_s"]
         if "lock_duration_ms" in options:
-            lock = options["lock_duration_ms"] / 1000
+            lock, interval = _recovery_setting(options)
             bound = registry.get(kind).capabilities.crash_redelivery.bound_s(options) or lock
-            locks.append(lock)
-            ax.fill_between([lock * 0.93, lock * 1.07], lock / 2, bound, color=colour(kind), alpha=0.15,
-                            linewidth=0)
-            ax.plot([lock, lock], [first, last], color=colour(kind), linewidth=3)
-            ax.plot([lock], [last], marker=marker(kind), color=colour(kind))
-            note = " (BullMQ's defaults)" if "defaults" in r["fault"].get("profile", "") else ""
-            ax.annotate(f"{last:.2f} s{note}", (lock, last), textcoords="offset points", xytext=(6, -3), fontsize=7)
+            x = settings.index((lock, interval))
+            if "defaults" in r["fault"].get("profile", ""):
+                defaults.add((lock, interval))
+            ax.fill_between([x - 0.22, x + 0.22], lock / 2, bound, color=colour(kind), alpha=0.15, linewidth=0,
+                            label=None if "band" in keyed else "what the pair allows: lock/2 to "
+                                                               "max(lock, 2 x check) + check")
+            ax.plot([x, x], [first, last], color=colour(kind), linewidth=3)
+            ax.plot([x], [last], marker=marker(kind), color=colour(kind), linestyle="none",
+                    label=None if kind in keyed else f"{label(kind)}: first to last redelivery")
+            keyed |= {"band", kind}
+            ax.annotate(f"{last:.2f} s", (x, last), textcoords="offset points", xytext=(7, -3), fontsize=7)
         else:
             ax.axhline(last, color=colour(kind), linestyle="--")
             ax.text(0.01, last, f" {label(kind)}: {last:.3f} s (connection closed by the kernel)",
@@ -108,16 +121,20 @@ def recovery_against_lock(faults: list[dict[str, Any]]) -> Figure | None:
             ax.text(0.01, HEARTBEAT_DEFAULT_S, f" {label(kind)}, a lost host: about the heartbeat timeout "
                     f"({HEARTBEAT_DEFAULT_S:.0f} s default; not measured)", color=colour(kind), fontsize=7,
                     va="bottom", transform=ax.get_yaxis_transform())
-    ax.set_xscale("log")
     ax.set_yscale("log")
-    if locks:
-        ax.set_xticks(sorted(set(locks)), [f"{x:g}" for x in sorted(set(locks))])
-        ax.set_xticks([], minor=True)
-    ax.set_xlabel("Redis lock duration, s (log)")
+    if settings:
+        ax.set_xticks(range(len(settings)), [f"lock {lock:g} s /\ncheck {interval:g} s"
+                                             + ("\n(BullMQ's defaults)" if (lock, interval) in defaults else "")
+                                             for lock, interval in settings], fontsize=8)
+        ax.set_xlim(-0.6, len(settings) - 0.4)
+        ax.legend(frameon=False, fontsize=7, loc="center right")
+    locked = sorted({label(r["scenario"]["broker"]) for r in crashes
+                     if "lock_duration_ms" in r["scenario"]["broker_options"]})
+    ax.set_xlabel(f"{' / '.join(locked) or 'Redis'} worker setting: lock duration / stalled-job check interval "
+                  "(both change from point to point)", fontsize=9)
     ax.set_ylabel("kill to redelivery, s (log)")
     ax.grid(True, which="both", alpha=0.3)
-    return _finish(fig, "Worker killed: jobs back after the lock expires (band: lock/2 to "
-                   "max(lock, 2 x stalled check) + stalled check)",
+    return _finish(fig, "Worker killed: jobs back after the lock expires and a stalled check finds them",
                    crashes)
 
 

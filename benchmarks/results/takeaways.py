@@ -221,14 +221,18 @@ def reliability(rows: Runs) -> str:
 def recovery(faults: Runs) -> str:
     crashes = [r for r in faults if r["name"].startswith("worker-crash") and r.get("fault", {}).get("recovery_last_s")
                is not None]
-    locked = sorted((r["scenario"]["broker_options"]["lock_duration_ms"], r["fault"]["recovery_last_s"])
+    locked = sorted((r["scenario"]["broker_options"]["lock_duration_ms"],
+                     r["scenario"]["broker_options"].get("stalled_interval_ms", 30000), r["fault"]["recovery_last_s"])
                     for r in crashes if "lock_duration_ms" in r["scenario"]["broker_options"])
     other = [r for r in crashes if "lock_duration_ms" not in r["scenario"]["broker_options"]]
     if not locked:
         return ""
-    defaults = " (BullMQ's defaults, stalled check every 30 s)" if locked[-1][0] == 30000 else ""
-    text = (f"On Redis a killed worker's jobs wait for its lock: back after {locked[-1][1]:.1f} s with a "
-            f"{locked[-1][0] / 1000:g} s lock{defaults}, {locked[0][1]:.2f} s with a {locked[0][0] / 1000:g} s lock. "
+    (lock, check, longest), (short, short_check, shortest) = locked[-1], locked[0]
+    defaults = " (BullMQ's defaults)" if (lock, check) == (30000, 30000) else ""
+    text = (f"On Redis a killed worker's jobs wait for its lock to expire and a stalled check to find them: back "
+            f"after {longest:.1f} s with a {lock / 1000:g} s lock and a check every {check / 1000:g} s{defaults}, "
+            f"{shortest:.2f} s with a {short / 1000:g} s lock and a check every {short_check / 1000:g} s (the "
+            "scenario changes the two together). "
             "A shorter "
             "lock recovers sooner but must be renewed more often, and a worker stalled longer than it (a long "
             "GC pause, a blocked event loop) has its job run twice.")
