@@ -423,7 +423,7 @@ print(len(rows), "rows from the scenarios summary")'''),
         new_code_cell('''from benchmarks.commands.scenarios import table_markdown
 from benchmarks.faults.common import Row
 display(Markdown(table_markdown([Row(**r) for r in rows])))'''),
-        new_code_cell('say(takeaways.reliability(rows))\nplots.reliability_table(rows)'),
+        new_code_cell('say(takeaways.reliability(rows))'),
         new_markdown_cell("""## A worker killed mid-job
 
 RabbitMQ hands the dead consumer's unacknowledged jobs out again the moment its connection

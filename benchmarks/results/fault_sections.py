@@ -35,7 +35,6 @@ def blocks(collected: Any, plot_dir: Path) -> list[Block]:
                              + (f" ({registry.level_label(r['level'])})" if r.get("level") else ""), fmt(r["lost"]),
                              fmt(r["duplicated"]), fmt(r.get("in_doubt")), fmt(r["recovery_s"], "{}"), r["expectation"],
                              "yes" if r["met"] else "NO", r["note"], sources.of(r) or "-"] for r in general_rows])]
-        out.figure("reliability", plots.reliability_table(general_rows), "Fault scenarios table")
         out.say(takeaways.reliability(general_rows))
     out.figure("recovery-vs-lock", scenario_plots.recovery_against_lock(collected.faults),
            "Worker crash: recovery time for each lock duration / stalled-check setting")

@@ -380,30 +380,11 @@ def backlog_label(broker: str) -> str:
     return "backlog, jobs\n(" + " + ".join(counted) + ("" if "active" in stats else "; not unacked") + ")"
 
 
-def reliability_table(rows: list[dict[str, Any]]) -> Figure:
-    """The fault scenarios' table as a picture (the report also has it as text)."""
-    columns = ["scenario", "broker", "profile", "lost", "duplicated", "in_doubt", "recovery_s", "met"]
-    cells = [["-" if row.get(c) is None else ("yes" if row[c] is True else "NO" if row[c] is False else str(row[c]))
-              for c in columns] for row in rows]
-    fig, ax = _subplots(figsize=(10, 0.26 * len(rows) + 0.8))
-    ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=[c.replace("_", " ") for c in columns], loc="upper center",
-                     cellLoc="left", colWidths=[0.16, 0.08, 0.33, 0.07, 0.09, 0.08, 0.09, 0.06])
-    table.auto_set_font_size(False)
-    table.set_fontsize(7.5)
-    table.scale(1, 1.25)
-    for i, row in enumerate(rows, start=1):
-        table[i, 1].set_text_props(color=colour(row["broker"]))
-        if row.get("met") is False:
-            table[i, 7].set_facecolor("#F0E442")
-    fig.suptitle("Fault scenarios: lost, duplicated and in-doubt jobs, recovery time, expectation met", fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
 def replication_cost(results: list[dict[str, Any]]) -> Figure:
     """The price of copies: closed-loop jobs/s and open-loop p50/p99 of the mix, one node vs
-    replicated, per broker and setting (results of the replication scenario's cost runs)."""
+    replicated, per broker and setting (results of the replication scenario's cost runs). Each
+    bar names its setting and, where its files record it, its level; the line under the title
+    says what every node kept. The legend keys each broker's own colour (p99 solid, p50 light)."""
     cost = [r for r in results if r.get("fault", {}).get("cost_mode") and r.get("figures")]
     sides = sorted({(r["scenario"]["broker"], r["fault"]["profile"], r["fault"]["topology"]) for r in cost})
     fig, (left, right) = _subplots(1, 2, figsize=(10, 0.5 * len(sides) + 1.8))
