@@ -1,6 +1,6 @@
 """Plots of the scenarios' own figures and of distributions (matplotlib): memory under
-backpressure, recovery against lock duration, what durability costs, the publish-latency
-histogram, delay lateness, and log-y tails. Same colours, captions and conventions as
+backpressure, recovery for each lock duration / stalled-check pair, what durability costs, the
+publish-latency histogram, delay lateness, and log-y tails. Same colours, captions and conventions as
 :mod:`benchmarks.results.plots`.
 """
 
