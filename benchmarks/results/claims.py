@@ -348,10 +348,14 @@ def shared_cache(rows: list[dict[str, Any]]) -> Claim | None:
                  f"{lru['lost'] or 0:,} lost; at {strict['profile']}: {strict['note']}, "
                  f"{strict['duplicated'] or 0:,} ran twice, {strict['lost'] or 0:,} lost",
                  "private Redis with a small maxmemory, producers faster than consumers",
-                 "only if that Redis never evicts: a cache's eviction policy (here volatile-lru) removes BullMQ's lock "
-                 "keys, so running jobs are taken as stalled and run twice (allkeys-lru could drop jobs outright); "
-                 "with noeviction producers get a clear error instead. A cache Redis usually evicts: give the queue "
-                 "its own Redis, or set noeviction", _from([lru, strict]))
+                 "only if that Redis never evicts: a cache's eviction policy (here volatile-lru) removes keys with a "
+                 "time to live, BullMQ's lock keys among them, and a running job whose lock is gone can be taken as "
+                 "stalled and run again while it still runs" + (
+                     f" ({lru['duplicated']:,} ran twice here)" if lru["duplicated"] else
+                     " (none ran twice here: these jobs were shorter than the stalled check; longer ones do, and "
+                     "BullMQ itself refuses to complete a job whose lock is gone)")
+                 + "; allkeys-lru could drop jobs outright; with noeviction producers get a clear error instead. A "
+                 "cache Redis usually evicts: give the queue its own Redis, or set noeviction", _from([lru, strict]))
 
 
 DELAY_LEVELS = 28  # the AMQP adapter's fixed delay levels (brokers/amqp/topology.py: LEVELS)

@@ -30,7 +30,11 @@ def test_the_shared_cache_claim_rests_on_the_eviction_rows():
             _row("maxmemory 24mb, noeviction", 0, "refused 7250")]
     claim = claims.shared_cache(rows)
     assert claim is not None and "92 jobs ran twice" in claim.measured and "noeviction" in claim.verdict
+    assert "(92 ran twice here)" in claim.verdict
     assert claims.shared_cache(rows[:1]) is None, "no verdict without both rows"
+    rows[0]["duplicated"] = 0
+    calm = claims.shared_cache(rows)
+    assert "none ran twice here" in calm.verdict and "run twice" not in calm.verdict
 
 
 def test_the_acks_experiment_table_and_takeaway_come_from_its_trials():
