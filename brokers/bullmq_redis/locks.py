@@ -92,17 +92,24 @@ class LockKeeper:
     def extend_locks(self) -> None:
         with self._held_lock:
             held = list(self._held.items())
+        tokens = dict(held)
         by_lane: dict[str, list[Any]] = {}
         for (lane, job_id), token in held:
             by_lane.setdefault(lane, []).extend([job_id, token])
         for lane, pairs in by_lane.items():
             lost = self.broker.scripts.call("extendLocks", self.broker.lane_keys[lane],
                                             int(time.time() * 1000), [self.lock_duration_ms, *pairs])
-            if lost:
-                self.release(lane, [job_id.decode() for job_id in lost])  # gone for good: say it once
-            for job_id in lost:
+            if not lost:
+                continue
+            # A job settled while the script ran had its lock deleted by its own settlement and was
+            # released meanwhile: not a lost lock. Only a job still held under the same token is.
+            with self._held_lock:
+                gone = [j for j in (job_id.decode() for job_id in lost)
+                        if (lane, j) in self._held and self._held[(lane, j)] == tokens.get((lane, j))]
+            self.release(lane, gone)  # gone for good: say it once
+            for job_id in gone:
                 log.warning("worker %s lost the lock of job %s (lane %s): another worker may run it",
-                            self.worker_id, job_id.decode(), lane)
+                            self.worker_id, job_id, lane)
 
     def check_stalled(self) -> None:
         for lane in self.lanes:
