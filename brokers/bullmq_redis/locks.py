@@ -47,6 +47,7 @@ class LockKeeper:
         self.stalled_interval_ms = stalled_interval_ms
         self.max_stalled_count = max_stalled_count
         self._held: dict[tuple[str, str], str] = {}  # (lane, job id) -> lock token
+        self._settling: set[tuple[str, str]] = set()  # held jobs whose settlement is on its way
         self._held_lock = threading.Lock()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,11 +58,20 @@ class LockKeeper:
         with self._held_lock:
             self._held[(lane, job_id)] = token
 
+    def settling(self, lane: str, job_ids: Sequence[str]) -> None:
+        """The worker is about to send these jobs' settlement, which deletes their locks: a
+        renewal that finds one gone meanwhile is not a lost lock (a lost one is reported by the
+        settlement's own reply). Their locks are still renewed until :meth:`release`, so a
+        settlement whose reply is lost keeps them."""
+        with self._held_lock:
+            self._settling.update((lane, job_id) for job_id in job_ids)
+
     def release(self, lane: str, job_ids: Sequence[str]) -> None:
         """The jobs were settled: stop renewing their locks."""
         with self._held_lock:
             for job_id in job_ids:
                 self._held.pop((lane, job_id), None)
+                self._settling.discard((lane, job_id))
 
     # ------------------------------------------------------------------------------- thread
     def start(self) -> None:
@@ -101,11 +111,13 @@ class LockKeeper:
                                             int(time.time() * 1000), [self.lock_duration_ms, *pairs])
             if not lost:
                 continue
-            # A job settled while the script ran had its lock deleted by its own settlement and was
-            # released meanwhile: not a lost lock. Only a job still held under the same token is.
+            # A job settled while the script ran had its lock deleted by its own settlement (it is
+            # settling, or released since): not a lost lock. Only a job still held under the same
+            # token, with no settlement on its way, is.
             with self._held_lock:
                 gone = [j for j in (job_id.decode() for job_id in lost)
-                        if (lane, j) in self._held and self._held[(lane, j)] == tokens.get((lane, j))]
+                        if (lane, j) in self._held and self._held[(lane, j)] == tokens.get((lane, j))
+                        and (lane, j) not in self._settling]
             self.release(lane, gone)  # gone for good: say it once
             for job_id in gone:
                 log.warning("worker %s lost the lock of job %s (lane %s): another worker may run it",

@@ -163,6 +163,8 @@ class RedisWorker(PollingWorker):
                 if call is None:
                     continue
                 self._unanswered[lane] = call
+            if call.batch:
+                self.locks.settling(lane, [s.job.id for s in call.batch])
             reply = self.broker.scripts.call(call.script, keys, call.now, call.args, call=call.call)
             del self._unanswered[lane]
             self._calls.answered(call.call)

@@ -50,3 +50,21 @@ def test_a_job_taken_again_under_a_new_token_is_not_reported_for_the_old_one(cap
         keeper.extend_locks()
     assert "lost the lock" not in caplog.text
     assert keeper._held[("default", "9")] == "token-new"
+
+
+def test_a_job_whose_settlement_is_on_its_way_is_not_reported_lost_and_is_renewed_until_released(caplog):
+    seen: list[list] = []
+
+    def renew(script, keys, now, args):
+        seen.append(list(args))
+        return [b"7"]  # the settlement reached Redis first and deleted the lock; its reply has not
+
+    keeper = _keeper(renew)
+    keeper.hold("default", "7", "token-7")
+    keeper.settling("default", ["7"])
+    with caplog.at_level(logging.WARNING):
+        keeper.extend_locks()
+    assert "lost the lock" not in caplog.text
+    assert "7" in seen[0] and ("default", "7") in keeper._held, "renewed until the settlement is answered"
+    keeper.release("default", ["7"])
+    assert ("default", "7") not in keeper._held and not keeper._settling
