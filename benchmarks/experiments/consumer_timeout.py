@@ -205,7 +205,11 @@ def ours_trial(url: str, hold_s: float, wait_s: float, index: int) -> dict[str, 
     notes = _Notes(at)
     worker_log = logging.getLogger("brokers.amqp.worker")
     out: dict[str, Any] = {"consumer": "ours: AmqpWorker, concurrency 2 (handlers on threads)", "hold_s": hold_s}
-    broker = RabbitMQBroker(url, queue=f"bb-ctimeout-{uuid.uuid4().hex[:8]}-{index}")
+    try:
+        broker = RabbitMQBroker(url, queue=f"bb-ctimeout-{uuid.uuid4().hex[:8]}-{index}")
+    except Exception as exc:  # noqa: BLE001 - recorded, not hidden
+        out.update(error=f"{type(exc).__name__}: {exc}", worker_warnings=[], runs=[], ran=0, ran_at_once=None)
+        return out
     worker_log.addHandler(notes)
     try:
         with broker.producer() as producer:
