@@ -222,12 +222,15 @@ def check(url: str, timeout: float = 3.0) -> None:
     if ambiguous_credentials(url):
         raise BrokerError(f"{redact(url)} is not a Redis URL brokerbench can use: its credentials hold an "
                           "unencoded '/', '?' or '#' (percent-encode them: %2F, %3F, %23)")
+    unparsable = ""
     try:
         probe = client_for(url, socket_connect_timeout=timeout, socket_timeout=timeout,
                            retry=Retry(ExponentialBackoff(), 0))
     except ValueError as exc:  # the parser's words may quote a piece of the URL: say only what kind of error
-        raise BrokerError(f"{redact(url)} is not a Redis URL brokerbench can use ({type(exc).__name__} from the "
-                          "URL parser; check the scheme, host, port and database number)") from None
+        unparsable = type(exc).__name__
+    if unparsable:  # raised outside the except block, so the parser's error is not even its __context__
+        raise BrokerError(f"{redact(url)} is not a Redis URL brokerbench can use ({unparsable} from the "
+                          "URL parser; check the scheme, host, port and database number)")
     try:
         probe.ping()
         check_version(url, probe.info("server").get("redis_version", "0"))
