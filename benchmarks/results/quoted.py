@@ -152,6 +152,11 @@ def _failovers(r: Results, broker: str, profile: str, faults: tuple[str, ...] = 
     return out
 
 
+def _cut_off(r: Results, profile: str) -> list[dict]:
+    """The Redis runs at ``profile`` whose primary hung or was cut off (not killed)."""
+    return _failovers(r, "redis", profile, ("hang", "partition"))
+
+
 QUORUM = "quorum queue + confirms (3 replicas)"
 ASYNC = "async replication (BullMQ's way)"
 WAIT = "WAIT 1"
@@ -181,29 +186,29 @@ def _wait_lost(r: Results) -> str:
 @quote("replication.redis.async.lost_cut",
       "Redis async replication: jobs lost per run with the primary hung or cut off (range)")
 def _async_lost(r: Results) -> str:
-    return span(d["figures"]["lost"] for d in _failovers(r, "redis", ASYNC, ("hang", "partition")))
+    return span(d["figures"]["lost"] for d in _cut_off(r, ASYNC))
 
 
 @quote("replication.redis.async.runs_cut", "Redis async replication: runs with the primary hung or cut off")
 def _async_runs(r: Results) -> str:
-    return count(len(_failovers(r, "redis", ASYNC, ("hang", "partition"))))
+    return count(len(_cut_off(r, ASYNC)))
 
 
 @quote("replication.redis.wait.unavailable_s",
       "Redis with WAIT 1: seconds no job was accepted, primary hung or cut off (range)")
 def _wait_out(r: Results) -> str:
-    return span((d["fault"]["unavailable_s"] for d in _failovers(r, "redis", WAIT, ("hang", "partition"))), fixed)
+    return span((d["fault"]["unavailable_s"] for d in _cut_off(r, WAIT)), fixed)
 
 
 @quote("replication.redis.wait.in_doubt", "Redis with WAIT 1: jobs in doubt per run, primary hung or cut off (range)")
 def _wait_doubt(r: Results) -> str:
-    return span(d["figures"]["in_doubt"] for d in _failovers(r, "redis", WAIT, ("hang", "partition")))
+    return span(d["figures"]["in_doubt"] for d in _cut_off(r, WAIT))
 
 
 @quote("replication.redis.wait.doubt_ran_twice", "Redis with WAIT 1: jobs in doubt that ran twice, all runs together")
 def _wait_twice(r: Results) -> str:
     return count(sum(d["figures"]["in_doubt_outcome"]["ran_twice"]
-                     for d in _failovers(r, "redis", WAIT, ("hang", "partition"))))
+                     for d in _cut_off(r, WAIT)))
 
 
 @quote("replication.rabbitmq.unavailable_s",
@@ -288,13 +293,13 @@ def _quorum_back(r: Results) -> str:
 @quote("replication.redis.wait.doubt_never_ran", "Redis with WAIT 1: jobs in doubt that never ran, all runs together")
 def _wait_never(r: Results) -> str:
     return count(sum(d["figures"]["in_doubt_outcome"]["never_ran"]
-                     for d in _failovers(r, "redis", WAIT, ("hang", "partition"))))
+                     for d in _cut_off(r, WAIT)))
 
 
 @quote("replication.redis.wait.duplicated",
       "Redis with WAIT 1: jobs run twice per run, primary hung or cut off (range)")
 def _wait_dup(r: Results) -> str:
-    return span(d["figures"]["duplicated"] for d in _failovers(r, "redis", WAIT, ("hang", "partition")))
+    return span(d["figures"]["duplicated"] for d in _cut_off(r, WAIT))
 
 
 # --- a memory alarm held longer than a confirm waits (scenarios/backpressure-held-alarm-*) ---------
@@ -320,7 +325,7 @@ def _alarm_lost(r: Results) -> str:
 @quote("replication.redis.async.duplicated_cut",
       "Redis async replication: jobs run twice per run, primary hung or cut off (range)")
 def _async_dup(r: Results) -> str:
-    return span(d["figures"]["duplicated"] for d in _failovers(r, "redis", ASYNC, ("hang", "partition")))
+    return span(d["figures"]["duplicated"] for d in _cut_off(r, ASYNC))
 
 
 for _b in BROKERS:
