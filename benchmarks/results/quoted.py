@@ -224,7 +224,8 @@ def _cost(r: Results, broker: str, profile: str) -> float:
 
 
 COST = {"rabbitmq": {"quorum3": QUORUM, "classic1": "one node, classic + confirms",
-                     "quorum1": "one node, quorum + confirms"}}
+                     "quorum1": "one node, quorum + confirms"},
+        "redis": {"wait": WAIT, "async": ASYNC, "one": "one node, AOF always"}}
 
 for _b, _profiles in COST.items():
     for _slug, _profile in _profiles.items():
@@ -237,6 +238,11 @@ for _b, _profiles in COST.items():
       "RabbitMQ: throughput lost to 3 replicas against one quorum node, %")
 def _rq_cost(r: Results) -> str:
     return fixed((1 - _cost(r, "rabbitmq", QUORUM) / _cost(r, "rabbitmq", COST["rabbitmq"]["quorum1"])) * 100, 0)
+
+
+@quote("replication.cost.redis.wait_vs_one_pct", "Redis: throughput lost to WAIT 1 against one node at AOF always, %")
+def _redis_cost(r: Results) -> str:
+    return fixed((1 - _cost(r, "redis", WAIT) / _cost(r, "redis", COST["redis"]["one"])) * 100, 0)
 
 
 # --- start-up (setup/) ----------------------------------------------------------------------
