@@ -33,3 +33,22 @@ def test_unroutable_lines_are_the_files_trials():
         assert found.group(1).strip() == figures, f"{mode}: the page says '{found.group(1)}', the file '{figures}'"
     assert f"{data['settings']['messages']:,} persistent messages per trial" in page
     assert f"{data['settings']['repeat']} trials per way" in page
+
+
+def test_consumer_timeout_lines_are_the_files_trials():
+    data = json.loads(_file_named_after("consumer-timeout").read_text())
+    page = " ".join(PAGE.read_text().split())
+    settings = data["settings"]
+    assert f"`consumer_timeout = {settings['consumer_timeout_ms']}`" in page
+    assert f"held {settings['hold_s']} s by its first run" in page
+    pika, ours = data["trials"]
+    assert "error" not in pika and "error" not in ours, data["trials"]
+    assert f"closed the channel at {pika['channel_closed_at_s']} s with {pika['close_code']}" in page
+    assert f"(ran {pika['ran']} times, at once: {'yes' if pika['ran_at_once'] else 'no'})" in page
+    assert pika["runs"][0]["ack"].endswith("ChannelWrongStateError") and "`ChannelWrongStateError`" in page
+    assert f"the channel was closed at {ours['channel_seen_closed_at_s']} s" in page
+    assert f"only at {ours['worker_warnings'][0]['at_s']} s" in page
+    assert f"ran the redelivered job at {ours['runs'][1]['started_s']} s" in page
+    assert f"(ran {ours['ran']} times, {'at once' if ours['ran_at_once'] else 'not at once'})" in page
+    report = ours["report"]
+    assert f"(completed {report['completed']}, lost_lock {report['lost_lock']})" in page
