@@ -91,7 +91,7 @@ BullMQ-style queue on Redis and RabbitMQ, side by side, with what to look at: th
 the queue, and RabbitMQ's counters of ready and unacknowledged messages.
 
 Order for a class: work queue → acks and redelivery → prefetch vs concurrency → retries →
-delays → priorities → routing → durability.
+delays → priorities → routing → durability → a confirm is not a delivery.
 
 To let a class *watch* these happen, run `brokerbench live` in a terminal and open the URL it
 prints: both brokers side by side in a browser while load runs, with a worker kill, a broker
@@ -316,6 +316,32 @@ for row, text in redis_q.capabilities.table().items():
     print(f"redis    {row:24s} {text[:110]}")
 for row, text in rabbit_q.capabilities.table().items():
     print(f"rabbitmq {row:24s} {text[:110]}")'''),
+        new_markdown_cell("""## 9. In production: a confirm is not a delivery
+
+A publisher confirm says RabbitMQ took responsibility for a message, not that a queue holds it:
+a message that no binding matches is confirmed all the same, and dropped. Publishing with
+`mandatory` makes the broker send it back (`basic.return`, 312 NO_ROUTE) before the confirm; an
+alternate exchange on the publishing exchange catches it instead. Our AMQP adapter does both. On
+the Redis side there is no routing to miss: the add script's reply means the job hash and its
+place in the wait list are written (section 1).
+
+The cell sends a few persistent messages with a key that no binding matches, in four ways, on
+exchanges and queues of its own (deleted after), and counts with the broker's own figures:
+confirms, returns, and the messages in the bound queue and in the catch queue. *Control* uses the
+bound key, to prove the counting. The rest of what a queue needs in production (replicas that
+must acknowledge, `consumer_timeout`, heartbeats, the dual write, shutdown, retention, timeouts)
+is in `docs/teaching/production.md`."""),
+        new_code_cell('''from benchmarks.experiments.unroutable import MODES, trial
+N = 20
+for n, mode in enumerate(MODES):
+    t = trial(find("rabbitmq").url, None, mode, N, n)
+    if "error" in t:
+        print(f"{mode:19s} failed: {t['error']}")
+        continue
+    catch = "-" if t["in_catch"] is None else t["in_catch"]
+    print(f"{mode:19s} key {t['routing_key']!r:9s} sent {t['messages']}  confirmed {t['acked']}  "
+          f"nacked {t['nacked']}  returned {t['returned']}  in the bound queue {t['in_witness']}  "
+          f"in the catch queue {catch}")'''),
         new_code_cell('''for b in BOTH.values():
     b.remove(); b.close()
 print("cleaned up")'''),
