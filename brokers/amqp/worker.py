@@ -125,12 +125,26 @@ class AmqpWorker(Worker):
 
     # ------------------------------------------------------------------------- connection
     def _reset_acks(self) -> None:
-        self._done: set[int] = set()      # settled, ack not sent
+        """Forget the acknowledgement state of a channel that is gone (or not yet open). A job
+        settled on it whose ack never left is counted ``lost_lock``: RabbitMQ requeued it with
+        the channel, so it runs again (a settlement is counted when its ack is sent, never
+        before: a channel the broker closed under a long job, as ``consumer_timeout`` does, must
+        not leave that run counted as completed)."""
+        self._lose_unacked()
+        self._done: dict[int, tuple[Settlement, Outcome]] = {}  # settled, ack not sent
+        self._run: list[tuple[Settlement, Outcome]] = []        # the pending run's settlements
         self._singled: set[int] = set()   # acked one by one, above the cursor
         self._cursor = 0                  # every tag <= cursor is acked or in the pending run
         self._run_top = 0                 # highest tag of the pending run (not yet acked)
         self._run_len = 0
         self._last_flush = time.monotonic()
+
+    def _lose_unacked(self) -> None:
+        """Count every settlement whose ack was never sent as ``lost_lock`` (its channel is gone)."""
+        left = list(getattr(self, "_run", ())) + list(getattr(self, "_done", {}).values())
+        self._run, self._done = [], {}
+        for s, _outcome in left:
+            self._count(s, Outcome.LOST_LOCK)
 
     def _open(self, again: bool = False) -> None:
         broker = self.broker
@@ -261,7 +275,7 @@ class AmqpWorker(Worker):
                 if left is not None:
                     wait = min(wait, left)
                 before = self.report.settled + runner.in_flight
-                if not self._guard(lambda wait=wait: self._conn.process_data_events(time_limit=wait)):
+                if not self._guard(lambda wait=wait: self._events(wait)):
                     continue
                 settled = runner.collect()
                 if settled:
@@ -285,9 +299,20 @@ class AmqpWorker(Worker):
             except CONNECTION_ERRORS as exc:
                 log.warning("worker could not ack its last jobs (%r): RabbitMQ redelivers them", exc)
             finally:
+                self._lose_unacked()
                 self._forget_copies()
                 self._close_copies()
         return self.report
+
+    def _events(self, wait: float) -> None:
+        """Wait up to ``wait`` s for deliveries and replies. pika returns, rather than raises,
+        when the broker closes a channel while the connection lives (``consumer_timeout``, a
+        precondition failed): raise then, so :meth:`_guard` opens new channels at once instead
+        of the worker idling on a dead channel until its next ack fails."""
+        assert self._conn is not None
+        self._conn.process_data_events(time_limit=wait)
+        if self._ch_closed_by is not None:
+            raise pe.ChannelClosedByBroker(*self._ch_closed_by)
 
     def _stopping_since(self, now: float) -> float:
         if self._stop_seen is None:
@@ -336,8 +361,7 @@ class AmqpWorker(Worker):
             if d.generation != self.generation:
                 self._count(s, Outcome.LOST_LOCK)  # its connection is gone: RabbitMQ requeued it
             elif not self._needs_copy(s):
-                self._done.add(d.tag)
-                self._count(s, s.outcome)
+                self._done[d.tag] = (s, s.outcome)  # counted once its ack is sent
             else:
                 self._parked.append(s)
         if self._parked:
@@ -362,8 +386,7 @@ class AmqpWorker(Worker):
         for ticket, accepted in self._copies.results(wait_s).items():
             s, _ = self._awaiting.pop(ticket)
             if accepted:
-                self._done.add(s.ref.tag)  # the copy is safe: now the original may be acked
-                self._count(s, s.outcome)
+                self._done[s.ref.tag] = (s, s.outcome)  # the copy is safe: now the original may be acked
             else:
                 refused = True
                 self._hand_back(s, "refused the %s copy" % s.outcome.value)
@@ -424,7 +447,7 @@ class AmqpWorker(Worker):
         while True:  # extend the contiguous run of settled tags
             nxt = self._cursor + 1
             if nxt in self._done:
-                self._done.discard(nxt)
+                self._run.append(self._done.pop(nxt))
                 self._run_top, self._run_len = nxt, self._run_len + 1
             elif nxt in self._singled:
                 self._singled.discard(nxt)
@@ -434,13 +457,15 @@ class AmqpWorker(Worker):
         force = force or time.monotonic() - self._last_flush >= self.ack_interval_s
         if self._run_len and (force or self._run_len >= self.ack_batch):
             self._ch.basic_ack(self._run_top, multiple=True)
-            self._run_len = 0
+            acked, self._run, self._run_len = self._run, [], 0
+            for s, outcome in acked:
+                self._count(s, outcome)
             self._last_flush = time.monotonic()
         if force and self._done:
             for tag in sorted(self._done):  # settled behind a gap: ack each on its own
                 self._ch.basic_ack(tag)
-            self._singled |= self._done
-            self._done.clear()
+                self._singled.add(tag)
+                self._count(*self._done.pop(tag))
             self._last_flush = time.monotonic()
 
     def close(self) -> None:

@@ -360,3 +360,53 @@ def test_a_delayed_job_held_for_a_full_lane_is_counted_while_it_is_held(private_
         broker.remove()
         broker.close()
         node.ctl("eval", f"application:set_env(rabbit, dead_letter_worker_publisher_confirm_timeout, {restore}).")
+
+
+def test_a_channel_the_broker_closes_under_a_running_job_is_reopened_at_once_and_that_run_counts_lost(make_broker):
+    """RabbitMQ closes a consumer's channel while its connection lives (consumer_timeout, a
+    precondition failed) and requeues what it held unacked. The worker must open a new channel at
+    once (not idle until the running job's ack fails), and the run whose ack can no longer be
+    sent is counted lost_lock, never completed. The close is caused here by an ack of a tag the
+    channel never delivered (406 PRECONDITION_FAILED, from the broker's side, as a timeout is)."""
+    broker = make_broker("rabbitmq")
+    producer = broker.producer()
+    first = producer.publish("workflow_execution", {"n": 1})
+    producer.flush()
+    holding, release = threading.Event(), threading.Event()
+    runs: list[tuple[str, bool]] = []
+
+    def handler(job):
+        runs.append((job.id, job.redelivered))
+        if job.id == first and not job.redelivered:
+            holding.set()
+            release.wait(30)
+
+    worker = broker.worker(handler, concurrency=2)
+    report: list = []
+    thread = threading.Thread(target=lambda: report.append(worker.run(timeout=40)), daemon=True)
+    thread.start()
+    try:
+        assert holding.wait(10), "the first job never started"
+        worker._conn.add_callback_threadsafe(lambda: worker._ch.basic_ack(10_000))  # noqa: SLF001
+
+        def ran(run: tuple[str, bool]) -> bool:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and run not in runs:
+                time.sleep(0.05)
+            return run in runs
+
+        assert ran((first, True)), f"the requeued job did not run again while its first run held: {runs}"
+        second = producer.publish("workflow_execution", {"n": 2})
+        producer.flush()
+        assert ran((second, False)), f"a job published after the reopen did not run: {runs}"
+    finally:
+        release.set()
+        time.sleep(0.3)
+        worker.stop()
+        thread.join(20)
+        producer.close()
+    assert report, "the worker did not stop"
+    # the first run of the first job (its ack could not be sent): lost; its second run and the
+    # second job: completed; nothing else ran
+    assert (report[0].completed, report[0].lost_lock) == (2, 1), (report[0], runs)
+    assert len(runs) == 3, runs

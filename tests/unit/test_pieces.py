@@ -237,25 +237,45 @@ class FakeChannel:
 def ack_worker(batch: int) -> AmqpWorker:
     worker = AmqpWorker.__new__(AmqpWorker)
     worker.ack_batch, worker.ack_interval_s = batch, 3600
+    worker.counted = []
+    worker._count = lambda s, outcome: worker.counted.append((s, outcome))
     worker._reset_acks()
     worker._ch = FakeChannel()
     return worker
 
 
+def settled(w: AmqpWorker, *tags: int) -> None:
+    for tag in tags:
+        w._done[tag] = (f"job{tag}", Outcome.COMPLETED)
+
+
 def test_acks_cover_contiguous_runs_with_one_multiple_ack():
     w = ack_worker(batch=3)
-    w._done |= {1, 2}
+    settled(w, 1, 2)
     w._flush_acks(force=False)
-    assert w._ch.acks == []                     # run of 2 < batch
-    w._done |= {3, 5}
+    assert w._ch.acks == [] and w.counted == []  # run of 2 < batch: not acked, not yet counted
+    settled(w, 3, 5)
     w._flush_acks(force=False)
     assert w._ch.acks == [(3, True)]            # 1..3 in one ack; 5 waits behind 4
+    assert [s for s, _ in w.counted] == ["job1", "job2", "job3"]
     w._flush_acks(force=True)
     assert w._ch.acks == [(3, True), (5, False)]  # forced: 5 acked on its own
-    w._done |= {4, 6}
+    settled(w, 4, 6)
     w._flush_acks(force=True)
     # 4 and 6 form the new run (5 was acked alone): the multiple ack names 6, a live tag
     assert w._ch.acks[-1] == (6, True) and w._cursor == 6
+    assert sorted(s for s, _ in w.counted) == [f"job{i}" for i in range(1, 7)]
+    assert {o for _, o in w.counted} == {Outcome.COMPLETED}
+
+
+def test_a_settlement_whose_ack_never_left_is_counted_lost_when_its_channel_goes():
+    w = ack_worker(batch=3)
+    settled(w, 1, 2, 4)
+    w._flush_acks(force=False)                  # 1, 2 wait in the run; 4 behind the gap
+    w._reset_acks()                             # the broker closed the channel (consumer_timeout)
+    assert sorted(w.counted) == [("job1", Outcome.LOST_LOCK), ("job2", Outcome.LOST_LOCK),
+                                 ("job4", Outcome.LOST_LOCK)]
+    assert w._done == {} and w._run == []
 
 
 # ------------------------------------------------------------------------------ urls, provision
