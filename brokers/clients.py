@@ -1,0 +1,194 @@
+"""Clients: who speaks to a server in a run. A run is a (server, client) pair.
+
+A server is a broker kind of :mod:`brokers.registry` (what runs, how it is found, started,
+killed, and what it promises). A client is the library whose producer and worker a run uses
+on it. Each kind's own adapter is a client (named after the kind: ``redis`` is our BullMQ-style
+adapter on redis-py, ``rabbitmq`` our pika adapter); contenders are the libraries people really
+use, run as processes of their own that speak the role protocol
+(:mod:`benchmarks.contenders.protocol`): the official BullMQ on Node and amqplib on Node.
+
+Adding a client: a :class:`Client` given to :func:`register`, from a module named in the
+``BROKERBENCH_CLIENTS`` environment variable (comma-separated, each with a ``CLIENT``), or from
+the entry point group ``brokerbench.clients``; no file here changes. A contender needs a role
+program that passes tests/contenders/test_role_protocol.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from importlib import import_module, metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import registry
+
+ENV_CLIENTS = "BROKERBENCH_CLIENTS"
+ENTRY_POINTS = "brokerbench.clients"
+NODE_FOLDER = Path(__file__).resolve().parents[1] / "benchmarks" / "contenders" / "node"
+NODE_INSTALL = f"npm ci --prefix {NODE_FOLDER}"
+
+
+class ClientUnavailable(RuntimeError):
+    """A contender cannot run on this machine (its runtime or packages are missing); the message
+    says what to install."""
+
+
+@dataclass(frozen=True)
+class Client:
+    """One client library a run can use on its server.
+
+    :param name: its name in the CLI and results files ("bullmq-node").
+    :param label: how tables name it ("BullMQ 6 (Node)").
+    :param server: the broker kind it speaks to (a :mod:`brokers.registry` kind).
+    :param official: the library the seed's service would really use (not ours).
+    :param command: argv of its role program (the role protocol on stdin/stdout); empty for a
+        kind's own adapter, whose roles run inside the harness's processes.
+    :param cwd: the folder its command runs in.
+    :param role_options: adapter options of a run (the durability level's, the fault scenario's)
+        that the role takes, each under the name the role knows; the role refuses anything else.
+    :param server_side: adapter options that the server or the queue's declaration already
+        carries (the harness declares the queue with our adapter): dropped, not refused.
+    :param needs: files that must exist before it runs (its installed packages), with
+        ``install_hint`` saying how to get them.
+    :param install_hint: what to run when it cannot start.
+    :param notes: what a reader of its figures must know, in a sentence.
+    """
+
+    name: str
+    label: str
+    server: str
+    official: bool = False
+    command: tuple[str, ...] = ()
+    cwd: Path | None = None
+    role_options: Mapping[str, str] = None  # type: ignore[assignment]
+    server_side: tuple[str, ...] = ()
+    needs: tuple[Path, ...] = ()
+    install_hint: str = ""
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.role_options is None:
+            object.__setattr__(self, "role_options", {})
+
+    @property
+    def external(self) -> bool:
+        """Its roles are processes of another program (the role protocol), not our adapters."""
+        return bool(self.command)
+
+    def check_available(self) -> None:
+        """A :class:`ClientUnavailable` saying what to install, if it cannot start here."""
+        if not self.external:
+            return
+        program = self.command[0]
+        if shutil.which(program) is None:
+            raise ClientUnavailable(f"{self.label} needs {program!r}, which is not installed here: {self.install_hint}")
+        missing = [str(p) for p in self.needs if not p.exists()]
+        if missing:
+            raise ClientUnavailable(f"{self.label} is not installed ({', '.join(missing)} missing): "
+                                    f"{self.install_hint}")
+
+    def options_for_role(self, broker_options: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's adapter options as the role takes them; a ValueError naming any option this
+        client cannot honour (a level it cannot give, say: the run must not pretend it did)."""
+        out: dict[str, Any] = {}
+        refused = []
+        for key, value in broker_options.items():
+            if key in self.role_options:
+                out[self.role_options[key]] = value
+            elif key not in self.server_side:
+                refused.append(key)
+        if refused:
+            raise ValueError(f"{self.label} cannot run with {', '.join(sorted(refused))} (it takes "
+                             f"{', '.join(sorted(self.role_options)) or 'no option'})")
+        return out
+
+
+HARNESS_OPTIONS = ("reconnect_for_s", "max_job_bytes", "queue")  # our adapters' own; a role has none
+
+
+def own_client(kind: str) -> Client:
+    """A kind's own adapter as a client (named after the kind)."""
+    driver = registry.get(kind)
+    return Client(name=kind, label=f"ours ({driver.label})", server=kind)
+
+
+_contenders: dict[str, Client] = {}
+_loaded = False
+_lock = threading.RLock()
+
+
+def _node_clients() -> tuple[Client, ...]:
+    node_needs = (NODE_FOLDER / "node_modules" / "bullmq", NODE_FOLDER / "node_modules" / "amqplib")
+    hint = f"install Node.js 18 or later, then the pinned packages: brokerbench clients install ({NODE_INSTALL})"
+    return (
+        Client(name="bullmq-node", label="BullMQ (Node)", server="redis", official=True,
+               command=("node", "role.mjs", "bullmq"), cwd=NODE_FOLDER,
+               role_options={"lock_duration_ms": "lock_duration_ms", "stalled_interval_ms": "stalled_interval_ms",
+                             "max_stalled_count": "max_stalled_count"},
+               server_side=HARNESS_OPTIONS, needs=node_needs, install_hint=hint,
+               notes="the official BullMQ with ioredis, one add per call (addBulk for a batch), BullMQ's lock "
+                     "and stalled-check defaults"),
+        Client(name="amqplib-node", label="amqplib (Node)", server="rabbitmq", official=True,
+               command=("node", "role.mjs", "amqplib"), cwd=NODE_FOLDER,
+               role_options={"persistent": "persistent", "confirms": "confirms"},
+               server_side=(*HARNESS_OPTIONS, "queue_type", "max_priority", "max_length"),
+               needs=node_needs, install_hint=hint,
+               notes="amqplib with TCP_NODELAY on (its default leaves Nagle on: ~40 ms tails), a confirm "
+                     "channel whose confirms each call awaits, prefetch, one ack per message, no reconnection"),
+    )
+
+
+def _load() -> None:
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        for client in _node_clients():
+            register(client)
+        for module in (m.strip() for m in os.environ.get(ENV_CLIENTS, "").split(",") if m.strip()):
+            register(import_module(module).CLIENT)
+        for entry in metadata.entry_points(group=ENTRY_POINTS):
+            register(entry.load())
+
+
+def register(client: Client) -> Client:
+    """Add a client (replacing one of the same name). Returns it."""
+    with _lock:
+        _contenders[client.name] = client
+    return client
+
+
+def unregister(name: str) -> None:
+    _load()
+    with _lock:
+        _contenders.pop(name, None)
+
+
+def get(name: str) -> Client:
+    """The client ``name``: a contender, or a kind's own adapter; a ValueError listing them."""
+    _load()
+    if name in _contenders:
+        return _contenders[name]
+    if name in registry.kinds():
+        return own_client(name)
+    raise ValueError(f"unknown client {name!r}; known: {', '.join(names())}")
+
+
+def contenders() -> list[Client]:
+    """Every registered contender, in registration order."""
+    _load()
+    return list(_contenders.values())
+
+
+def names() -> list[str]:
+    """Every client's name: each kind's own adapter, then the contenders."""
+    return registry.kinds() + [c.name for c in contenders()]
+
+
+def for_server(kind: str) -> list[Client]:
+    """The clients that speak to server ``kind``: its own adapter first."""
+    return [own_client(kind)] + [c for c in contenders() if c.server == kind]
