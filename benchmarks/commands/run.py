@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from brokers import registry
+from brokers import clients, registry
 
 from ..harness import pinning
 from ..harness.durability import DurabilityUnavailable, Placement, pairing, place
@@ -42,6 +42,7 @@ from ..results.summary import (
     ratio_text,
     summary_cells,
     summary_rows,
+    who,
 )
 from .progress import ProgressDisplay
 
@@ -80,12 +81,13 @@ def print_summary(results: list[dict[str, Any]], folder: Path | None, console: A
 
     rows = summary_rows(results)
     kinds = list(dict.fromkeys(r["broker"] for r in rows))
-    table = Table(title="brokerbench: " + " vs ".join(registry.get(k).label for k in kinds)
-                  + " (this machine, this run)")
+    names = [registry.get(k).label for k in kinds] + [f"{registry.get(r['broker']).label} via {r['client']}"
+                                                       for r in rows if r.get("client")]
+    table = Table(title="brokerbench: " + " vs ".join(dict.fromkeys(names)) + " (this machine, this run)")
     for name in SUMMARY_HEADER:
         table.add_column(name, justify="left" if name in ("job type", "broker", "durability") else "right")
     for row in rows:
-        cells = summary_cells(row, row["broker"], rate_unit="/s", sep="\n")
+        cells = summary_cells(row, who(row), rate_unit="/s", sep="\n")
         table.add_row(SHORT.get(cells[0], cells[0]), *cells[1:])
     console.print(table)
     console.print("closed loop: as fast as producers can while the backlog stays bounded (throughput); "
@@ -108,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brokerbench run", description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", action="append", choices=registry.kinds(),
                    help=f"broker kind; repeat for several (default: {' and '.join(registry.compared_kinds())})")
+    p.add_argument("--client", action="append", metavar="NAME",
+                   help="client library whose producers and workers run; repeat for several, each on its own "
+                        "server, interleaved: a broker kind's name for our adapter (redis, rabbitmq), or a "
+                        "contender: " + ", ".join(f"{c.name} ({c.label}, on {c.server})" for c in clients.contenders())
+                        + " (default: our adapter on every --broker). `brokerbench clients` lists them and installs "
+                          "what they need")
     p.add_argument("--profile", choices=tuple(PROFILES),
                    help="one job type alone, or mix (default: the default comparison's four)")
     p.add_argument("--mode", choices=MODES, help="closed, open, sweep or drain (default: closed and open)")
@@ -129,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "private brokers, since a shared one is never pinned (default: off, every CPU shared)")
     for f in fields(Scenario):
         if f.name in ("broker", "profile", "mode", "broker_options", "sweep_rates", "label", "execution",
-                      "durability", "repetition", "pin_cpus"):
+                      "durability", "repetition", "pin_cpus", "client"):
             continue
         kind = type(f.default) if f.default is not None else int
         p.add_argument("--" + f.name.replace("_", "-"), type=kind if kind in (int, float) else str,
@@ -139,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-option", action="append", default=[], metavar="KEY=JSON",
                    help="adapter option over the durability level's, e.g. confirms=\"each\" (default none)")
     return p
+
+
+def check_clients(names: list[str]) -> list[str]:
+    """``--client`` values, each known and able to start here; else a SystemExit saying what is
+    unknown or what to install."""
+    for name in names:
+        try:
+            clients.get(name).check_available()
+        except (ValueError, clients.ClientUnavailable) as exc:
+            raise SystemExit(f"brokerbench run: {exc}") from None
+    return list(dict.fromkeys(names))
 
 
 def durability_level(text: str) -> str:
@@ -158,7 +177,7 @@ def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
         return load_scenarios(args.scenario)
     overrides = {f.name: getattr(args, f.name) for f in fields(Scenario)
                  if getattr(args, f.name, None) is not None
-                 and f.name not in ("broker", "profile", "mode", "durability", "repetition", "pin_cpus")}
+                 and f.name not in ("broker", "profile", "mode", "durability", "repetition", "pin_cpus", "client")}
     if args.sweep_rates:
         overrides["sweep_rates"] = tuple(float(r) for r in args.sweep_rates.split(","))
     if args.broker_option:
@@ -169,9 +188,10 @@ def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
 
 
 def plan(workloads: list[Scenario], placements: dict[tuple[str, str], Placement], repeat: int,
-         level: str = registry.DEFAULT_DURABILITY) -> list[Scenario]:
+         level: str = registry.DEFAULT_DURABILITY, client_names: list[str] | None = None) -> list[Scenario]:
     """Every workload on every placed broker, ``repeat`` times: repetition 1 of everything, then
-    2, ... and within one, the brokers alternate (A B A B...). A workload runs at its own
+    2, ... and within one, the brokers alternate (A B A B...), and on one broker its clients
+    (``client_names`` that speak to it; none named: our adapter). A workload runs at its own
     durability level (a scenario file may set one per scenario), else at ``level``; on a broker
     not placed at that level (it sits the level out: see :func:`~benchmarks.harness.durability.pairing`)
     it does not run."""
@@ -181,8 +201,12 @@ def plan(workloads: list[Scenario], placements: dict[tuple[str, str], Placement]
         for workload in workloads:
             for kind in [workload.broker] if workload.broker else kinds:
                 where = placements.get((kind, workload.durability or level))
-                if where is not None:
-                    out.append(where.bind(workload).with_(repetition=rep if repeat > 1 else 0))
+                if where is None:
+                    continue
+                names = [c for c in client_names or () if clients.get(c).server == kind] or [workload.client]
+                for name in names:
+                    bound = where.bind(workload).with_(repetition=rep if repeat > 1 else 0)
+                    out.append(bound.with_(client="" if name == kind else name))
     return out
 
 
@@ -220,7 +244,7 @@ def own_broker(where: Placement) -> Placement:
 
 def run_workloads(workloads: list[Scenario], kinds: list[str], level: str, repeat: int, folder: Path,
                   console: Any, *, url: str | None = None, quiet: bool = False,
-                  pin_cpus: bool = False) -> list[dict[str, Any]]:
+                  pin_cpus: bool = False, client_names: list[str] | None = None) -> list[dict[str, Any]]:
     """Run ``workloads`` on every kind in ``kinds`` (a workload bound to a broker: on that one),
     each ``repeat`` times interleaved (see :func:`plan`), every broker at its durability level;
     private brokers started for a level are stopped before it returns. ``pin_cpus`` puts the
@@ -245,7 +269,7 @@ def run_workloads(workloads: list[Scenario], kinds: list[str], level: str, repea
             if pin and url is None:
                 where = placements[(kind, lvl)] = own_broker(where)
             console.print(f"{registry.get(kind).label}: durability {where.label}; {where.how}")
-        scenarios = plan(workloads, placements, repeat, level)
+        scenarios = plan(workloads, placements, repeat, level, client_names)
         if pin_cpus:
             scenarios = [s.with_(pin_cpus=True) for s in scenarios]
             console.print("CPU pinning: " + pinning.plan(True, broker_ours=True).why
@@ -271,7 +295,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
     workloads = workloads_from_args(args)
-    unbound_kinds = list(args.broker or registry.compared_kinds())
+    client_names = check_clients(args.client or [])
+    servers = list(dict.fromkeys(clients.get(c).server for c in client_names))
+    unbound_kinds = list(args.broker or servers or registry.compared_kinds())
+    if client_names and set(servers) - set(unbound_kinds):
+        raise SystemExit(f"brokerbench run: --client {', '.join(client_names)} needs --broker "
+                         f"{', '.join(sorted(set(servers) - set(unbound_kinds)))} too")
     folder = args.out or Path("reports/runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     console = Console(width=None if sys.stdout.isatty() else 200)
     quick = not args.scenario and all(w.duration_s < 30 for w in workloads)
@@ -279,7 +308,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         console.print(QUICK_LOOK)
     started = time.monotonic()
     results = run_workloads(workloads, unbound_kinds, args.durability, args.repeat, folder, console,
-                            url=args.url, quiet=args.quiet, pin_cpus=args.pin_cpus)
+                            url=args.url, quiet=args.quiet, pin_cpus=args.pin_cpus, client_names=client_names)
     print_summary(results, folder, console)
     console.print(f"{len(results)} runs in {time.monotonic() - started:.0f} s")
     if quick:

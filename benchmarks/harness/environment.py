@@ -98,3 +98,22 @@ def capture(brokers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         "brokers": brokers or {},
         "git_commit": git_commit(),
     }
+
+
+def client_record(name: str, said: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Which client library ran (``brokers.clients``): its name, label, whether it is the
+    official library, and its runtime and library versions (a contender's own words ``said``
+    in its role's ready message; for our adapters, this Python's and its drivers' packages)."""
+    from brokers import clients, registry
+
+    client = clients.get(name)
+    record: dict[str, Any] = {"name": client.name, "label": client.label, "server": client.server,
+                              "official": client.official}
+    if client.external:
+        record.update({"runtime": (said or {}).get("runtime", "unknown"),
+                       "libraries": (said or {}).get("libraries", {})})
+    else:
+        packages = versions()
+        record.update({"runtime": f"python {platform.python_version()}",
+                       "libraries": {p: packages[p] for p in registry.get(client.server).packages if p in packages}})
+    return record

@@ -17,13 +17,25 @@ def broker_pid(kind: str, url: str) -> int | None:
     return registry.get(kind).server_pid(url)
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds a process has used so far (children not included)."""
+def cpu_seconds(pid: int | None, children: bool = False) -> float | None:
+    """User + system CPU seconds a process has used so far; with ``children``, its children's
+    too, before and after they ended (a role that runs a contender's program counts that
+    program's CPU: the role's own process is only the harness's bridge to it)."""
     if pid is None:
         return None
     try:
-        times = psutil.Process(pid).cpu_times()
-        return times.user + times.system
+        process = psutil.Process(pid)
+        times = process.cpu_times()
+        total = times.user + times.system
+        if children:
+            total += getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)  # waited for
+            for child in process.children(recursive=True):  # still running
+                try:
+                    child_times = child.cpu_times()
+                    total += child_times.user + child_times.system
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue  # it just ended
+        return total
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -53,15 +65,17 @@ class CpuMeter:
     """CPU used by a set of processes between ``begin()`` and ``end()``, and how busy each CPU
     of the machine was meanwhile (``busy``: other work on a shared machine shows there)."""
 
-    def __init__(self, pids: dict[str, list[int | None]]) -> None:
+    def __init__(self, pids: dict[str, list[int | None]], with_children: tuple[str, ...] = ()) -> None:
         self.pids = pids
+        self.with_children = with_children  # groups whose processes' children count too
         self.start: dict[str, list[float | None]] = {}
         self.used: dict[str, float | None] = {}
         self.clock: list[tuple[float, float]] = []
         self.busy: dict[str, float | None] = {}
 
     def begin(self) -> None:
-        self.start = {group: [cpu_seconds(p) for p in pids] for group, pids in self.pids.items()}
+        self.start = {group: [cpu_seconds(p, group in self.with_children) for p in pids]
+                      for group, pids in self.pids.items()}
         self.clock = cpu_clock()
 
     def end(self) -> dict[str, float | None]:
@@ -70,7 +84,7 @@ class CpuMeter:
         for group, pids in self.pids.items():
             total: float | None = 0.0
             for pid, before in zip(pids, self.start.get(group, []), strict=False):
-                after = cpu_seconds(pid)
+                after = cpu_seconds(pid, group in self.with_children)
                 if before is None or after is None:
                     total = None
                     break

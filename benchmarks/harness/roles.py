@@ -35,7 +35,7 @@ from brokers.contract import (
 
 from .metrics import SEEN_RECORD, Recorder, Trace
 from .scenario import Scenario
-from .workloads import PayloadBank, ServiceModel, closed_loop_types, open_loop_schedule, perform
+from .workloads import CPU_SHARE, PayloadBank, ServiceModel, closed_loop_types, open_loop_schedule, perform
 
 PROGRESS_EVERY_S = 0.5
 STOP_NOTICE_S = 0.2  # a consumer waiting for work looks at the stop signal at least this often
@@ -143,9 +143,18 @@ class Control:
                 self.outbox.send(message)
 
 
-def open_role_broker(spec: RoleSpec, scenario: Scenario, shared: Broker | None) -> Broker:
+def open_role_broker(spec: RoleSpec, scenario: Scenario, shared: Broker | None) -> Any:
+    """The adapter a role uses: ours, or a contender's role program behind the role protocol
+    (:class:`~benchmarks.contenders.bridge.ContenderBroker`) when the run's client is one."""
     if shared is not None:
         return shared
+    if scenario.external:
+        from brokers import clients
+
+        from ..contenders.bridge import ContenderBroker
+
+        return ContenderBroker(clients.get(scenario.client), scenario.broker, spec.url, spec.queue,
+                               scenario.broker_options, spec.role, spec.index)
     options = {"reconnect_for_s": 10.0, **scenario.broker_options}
     return registry.get(scenario.broker).open(spec.url, queue=spec.queue, **options)
 
@@ -162,7 +171,7 @@ def role_main(spec: RoleSpec, control: Control, shared: Broker | None = None) ->
         control.send("result", spec.role, spec.index, recorder.to_json(),
                      f"{spec.role} {spec.index} could not connect: {exc}", {})
         return
-    extra: dict[str, int] = {}
+    extra: dict[str, Any] = {}
     try:
         if spec.role == "producer":
             _produce(spec, scenario, broker, recorder, control)
@@ -177,6 +186,8 @@ def role_main(spec: RoleSpec, control: Control, shared: Broker | None = None) ->
                 broker.close()
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
+    if getattr(broker, "described", None):  # a contender: what it said it is (library versions)
+        extra["client"] = broker.described
     control.send("result", spec.role, spec.index, recorder.to_json(), error, extra)
     if spec.role == "producer":
         # Stay alive (idle) until the run ends, so the runner can read this process's CPU time.
@@ -232,8 +243,10 @@ class Acceptances:
         self.pending: dict[str, tuple[int, int]] = {}      # job id -> seq, publish start
         self.reported: list[tuple[list[str], int]] = []    # (ids, when) from on_accepted
 
-    def on_accepted(self, ids: list[str]) -> None:
-        self.reported.append((ids, time.monotonic_ns()))
+    def on_accepted(self, ids: list[str], when: int | None = None) -> None:
+        """``ids`` were accepted, seen ``when`` (monotonic ns; default now: a contender's role
+        says when it saw the acceptance, so the pipe back to the harness is not counted)."""
+        self.reported.append((ids, when or time.monotonic_ns()))
 
     def sent(self, ids: list[str | None], seqs: list[int], started: int) -> None:
         for job_id, s in zip(ids, seqs, strict=True):
@@ -418,9 +431,21 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
             pass
 
 
-def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recorder,
+def _consume(spec: RoleSpec, scenario: Scenario, broker: Any, recorder: Recorder,
              control: Control) -> dict[str, int]:
     seen_fd = os.open(spec.seen_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if spec.seen_log else None
+
+    def note_run(name: str, raw: Any, start: int, end: int, redelivered: bool, attempts_made: int,
+                 final: bool) -> None:
+        """Count a run of a job whose data carried trace ``raw``. ``final``: the run that ends the
+        job's chain (it completed, or its last attempt failed); a job is settled (not lost) once
+        such a run happened, whatever came before."""
+        if not raw:
+            return
+        trace = Trace(*raw)
+        if seen_fd is not None and final:
+            os.write(seen_fd, SEEN_RECORD.pack(trace.producer, trace.seq, end))  # unbuffered: survives SIGKILL
+        recorder.ran(name, trace, start, end, redelivered, attempts_made, final)
 
     def handle(job: Job) -> Any:
         start = time.monotonic_ns()
@@ -428,21 +453,18 @@ def _consume(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
         poison = job.name == POISON
         result = None if poison else perform(job.name, data)
         end = time.monotonic_ns()
-        raw = data.get(TRACE_KEY) if isinstance(data, dict) else None
-        if raw:
-            trace = Trace(*raw)
-            # The run that ends the job's chain: it completed, or its last attempt failed. A job
-            # is settled (not lost) once such a run happened, whatever came before.
-            final = not poison or job.attempts_made + 1 >= job.options.attempts
-            if seen_fd is not None and final:
-                os.write(seen_fd, SEEN_RECORD.pack(trace.producer, trace.seq, end))  # unbuffered: survives SIGKILL
-            recorder.ran(job.name, trace, start, end, job.redelivered, job.attempts_made, final)
+        note_run(job.name, data.get(TRACE_KEY) if isinstance(data, dict) else None, start, end, job.redelivered,
+                 job.attempts_made, not poison or job.attempts_made + 1 >= job.options.attempts)
         if poison:
             raise RuntimeError("poison job: this handler always fails")
         return result
 
-    options = registry.get(scenario.broker).worker_options(scenario.concurrency, scenario.prefetch)
-    worker = broker.worker(handle, concurrency=scenario.concurrency, **options)
+    if scenario.external:  # the contender runs the jobs (as perform() does) and reports each run
+        worker = broker.worker(note_run, concurrency=scenario.concurrency, prefetch=scenario.prefetch,
+                               cpu_share=CPU_SHARE)
+    else:
+        options = registry.get(scenario.broker).worker_options(scenario.concurrency, scenario.prefetch)
+        worker = broker.worker(handle, concurrency=scenario.concurrency, **options)
     if hasattr(worker, "idle_block_s"):  # notice the runner's stop soon (a delivery ends the wait anyway)
         worker.idle_block_s = min(worker.idle_block_s, STOP_NOTICE_S)
     done = threading.Event()

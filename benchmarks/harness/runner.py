@@ -106,6 +106,7 @@ class RunOutcome:
     final_stats: dict[str, Any] | None = None
     redelivered_at_s: list[float] | None = None
     cpu_pinning: dict[str, Any] | None = None  # where broker and clients ran (pinning.Pinned.record)
+    client: dict[str, Any] | None = None       # what a contender's roles said they are (name, versions)
 
 
 def _role_context() -> Any:
@@ -226,7 +227,8 @@ class LiveRun:
                   "consumers": [] if threads else client_pids[scenario.producers:]}
         if not threads:
             groups["harness"] = [os.getpid()]
-        meter = CpuMeter(groups)
+        # A contender's role process is a bridge to its program (a child): count both as the client.
+        meter = CpuMeter(groups, with_children=("producers", "consumers") if scenario.external else ())
         # Pinned before the start signal: every role has connected, so its threads exist.
         pinned = pinning.apply(scenario.pin_cpus, broker_pid=server, in_process=threads,
                                client_pids=[] if threads else [*client_pids, os.getpid()], keep=[os.getpid()])
@@ -385,7 +387,8 @@ def _merge(watch: RoleMessages, t0: int) -> tuple[Recorder, dict[str, int]]:
     for report in watch.reports.values():
         merged.merge_json(report["recorder"])
         for k, v in (report.get("extra") or {}).items():
-            worker[k] = worker.get(k, 0) + v
+            if isinstance(v, int):  # counts; "client" (what a contender said it is) is read elsewhere
+                worker[k] = worker.get(k, 0) + v
     if watch.seen_logs:  # count runs from the logs: they include consumers that were killed
         merged.seen = SequenceCounts()
         for path in watch.seen_logs:
@@ -424,8 +427,11 @@ def _assemble(scenario: Scenario, watch: RoleMessages, samples: list[tuple[float
         tenths = range(0, max(merged.accepted_per_tenth) + 1)
         timeline["accepted_per_100ms"] = [merged.accepted_per_tenth.get(t, 0) for t in tenths]
     figures = files.figures(merged, window_s=window_s, cpu=cpu, timeline=timeline, worker_counts=worker)
+    said = [extra["client"] for r in watch.reports.values()
+            if isinstance((extra := r.get("extra") or {}).get("client"), dict)]
     return RunOutcome(figures, files.histograms(merged), watch.errors, described, drain,
-                      redelivered_at_s=sorted(round((t - t0) / 1e9, 3) for t in merged.redelivered_at))
+                      redelivered_at_s=sorted(round((t - t0) / 1e9, 3) for t in merged.redelivered_at),
+                      client=said[0] if said else None)
 
 
 def _sustainable(scenario: Scenario, once: RunOutcome) -> str | None:
@@ -441,9 +447,11 @@ def _sustainable(scenario: Scenario, once: RunOutcome) -> str | None:
     return None
 
 
-def _environment(scenario: Scenario, described: dict[str, Any], cpu_pinning: dict[str, Any] | None) -> dict[str, Any]:
-    """The environment of a run, with where its broker and clients ran."""
+def _environment(scenario: Scenario, described: dict[str, Any], cpu_pinning: dict[str, Any] | None,
+                 client: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The environment of a run, with where its broker and clients ran, and which client ran."""
     found = environment.capture({scenario.broker: described})
+    found["client"] = environment.client_record(scenario.client or scenario.broker, client)
     if cpu_pinning is None:  # the roles never started: nothing was pinned
         cpu_pinning = pinning.plan(False, broker_ours=False).record()
         if scenario.pin_cpus:
@@ -467,7 +475,7 @@ def run(scenario: Scenario, *, url: str | None = None, out: Path | None = None, 
         if once.drain:
             more["drain"] = once.drain
         result = files.build(scenario.to_dict(), status="failed" if hard_errors else "ok", errors=once.errors,
-                             environment=_environment(scenario, once.described, once.cpu_pinning),
+                             environment=_environment(scenario, once.described, once.cpu_pinning, once.client),
                              measured=once.figures, hist=once.histograms, started=started, extra=more)
     path = files.write(result, out) if out is not None else None
     return result, path
@@ -478,12 +486,13 @@ def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started:
     steps, best, errors = [], None, []
     described: dict[str, Any] = {}
     cpu_pinning: dict[str, Any] | None = None
+    client: dict[str, Any] | None = None
     rates = list(scenario.sweep_rates) or [scenario.rate * scenario.sweep_factor ** i
                                            for i in range(scenario.sweep_max_steps)]
     for rate in rates[:scenario.sweep_max_steps]:
         step_scenario = scenario.with_(mode="open", rate=round(rate, 3))
         once = run_once(step_scenario, url, progress)
-        described, cpu_pinning = once.described, once.cpu_pinning or cpu_pinning
+        described, cpu_pinning, client = once.described, once.cpu_pinning or cpu_pinning, once.client or client
         why = _sustainable(step_scenario, once)
         if once.figures is None:
             errors += once.errors
@@ -495,6 +504,6 @@ def _run_sweep(scenario: Scenario, url: str, progress: Progress | None, started:
         best = round(rate, 3)
     last = steps[-1] if steps else None
     return files.build(scenario.to_dict(), status="failed" if errors else "ok", errors=errors,
-                       environment=_environment(scenario, described, cpu_pinning),
+                       environment=_environment(scenario, described, cpu_pinning, client),
                        measured=last["figures"] if last else None, hist=last["histograms"] if last else None,
                        started=started, steps=steps, extra={"max_sustainable_rate": best, **(extra or {})})

@@ -42,6 +42,10 @@ class Scenario:
                 adapter options were given as they are. An old level name (in-memory,
                 durable, strict) is refused with what it meant.
     repetition  which repetition of its cell this run is (1..k), 0 when not repeated.
+    client    the client library whose producers and workers run (``brokers.clients``): "" or the
+              kind's own name for our adapter, or a contender that speaks to this kind's server
+              (``bullmq-node`` on redis, ``amqplib-node`` on rabbitmq), run through the role
+              protocol (:mod:`benchmarks.contenders.protocol`).
     pin_cpus    run the broker and the clients on separate CPUs (see
                 :mod:`benchmarks.harness.pinning`: only a broker brokerbench started is pinned);
                 off by default.
@@ -77,6 +81,7 @@ class Scenario:
     durability: str = ""
     repetition: int = 0
     pin_cpus: bool = False
+    client: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -88,6 +93,18 @@ class Scenario:
             else:
                 if driver.in_process and self.execution == "processes":
                     problems.append(f"{driver.label} lives in one process: use execution 'threads'")
+        if self.client:
+            from brokers import clients
+
+            try:
+                client = clients.get(self.client)
+            except ValueError as exc:
+                problems.append(str(exc))
+            else:
+                if self.broker and client.server != self.broker:
+                    problems.append(f"client {self.client} speaks to {client.server}, not {self.broker}")
+                if client.external and self.malformed_share:
+                    problems.append(f"{client.label} cannot take raw messages: malformed_share must be 0")
         if self.profile not in PROFILES:
             problems.append(f"profile must be one of {tuple(PROFILES)}")
         if self.mode not in MODES:
@@ -131,8 +148,19 @@ class Scenario:
         return 1 if self.mode in ("open", "sweep") else 50
 
     @property
+    def external(self) -> bool:
+        """Its roles are a contender's processes (the role protocol), not our adapters."""
+        if not self.client or self.client == self.broker:
+            return False
+        from brokers import clients
+
+        return clients.get(self.client).external
+
+    @property
     def name(self) -> str:
         base = self.label or f"{self.broker}-{self.profile}-{self.mode}"
+        if self.client and self.client != self.broker and not self.label:
+            base = f"{self.broker}-{self.client}-{self.profile}-{self.mode}"
         return base + (f"-r{self.repetition}" if self.repetition else "")
 
     def to_dict(self) -> dict[str, Any]:

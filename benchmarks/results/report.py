@@ -27,9 +27,20 @@ from . import claims, experiments, fault_sections, plots, reference_clients, sce
 from . import environments as envs
 from . import files as results
 from .blocks import Block, Section
+from .clients_section import blocks as clients_blocks
 from .cost_section import blocks as cost_blocks
 from .percentiles import of_summary
-from .summary import NOISY_NOTE, SAMPLES_NOTE, SUMMARY_HEADER, fmt, ratio_rows, ratio_text, summary_cells, summary_rows
+from .summary import (
+    NOISY_NOTE,
+    SAMPLES_NOTE,
+    SUMMARY_HEADER,
+    contender,
+    fmt,
+    ratio_rows,
+    ratio_text,
+    summary_cells,
+    summary_rows,
+)
 
 REFERENCE_SCENARIOS = Path(__file__).resolve().parents[2] / "reports/reference/results/scenarios/summary.json"
 
@@ -46,6 +57,7 @@ class Collected:
     latencies: list[dict[str, Any]] = field(default_factory=list)
     enqueues: list[dict[str, Any]] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)          # experiment: acks before a crash
+    contenders: list[dict[str, Any]] = field(default_factory=list)    # runs of a real client (not our adapter)
     setup: dict[str, Any] | None = None
 
     def everything(self) -> list[dict[str, Any]]:
@@ -53,7 +65,7 @@ class Collected:
 
     def every_file(self) -> list[dict[str, Any]]:
         """Every results file read, of every kind (the environments of a report are theirs)."""
-        return (self.everything() + self.drains + self.latencies + self.enqueues + self.acks
+        return (self.everything() + self.drains + self.latencies + self.enqueues + self.acks + self.contenders
                 + ([self.setup] if self.setup else []))
 
 
@@ -70,7 +82,9 @@ def collect(paths: list[Path]) -> Collected:
         if isinstance(raw, dict) and schema:
             raw[sources.SOURCE] = path.relative_to(root).as_posix()
         if schema in results.READABLE:
-            if "fault" in raw:
+            if contender(raw["scenario"]):  # a real client's run: its own section, never the brokers'
+                out.contenders.append(raw)
+            elif "fault" in raw:
                 out.faults.append(raw)
             elif raw["scenario"]["mode"] == "sweep":
                 out.sweeps.append(raw)
@@ -336,6 +350,7 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
                                                                               else []))
         out += [Block("table", header=["claim", "measured", "setting", "verdict", "results files"],
                       rows=[[c.claim, c.measured, c.setting, c.verdict, sources.cite(c.sources)] for c in said])]
+    out += clients_blocks(collected.runs, collected.contenders)
     out += reference_clients.blocks(collected.drains, collected.latencies, collected.enqueues)
     return out
 
@@ -385,7 +400,8 @@ def build(paths: list[Path], out: Path, allow_mixed: bool = False) -> Path:
     :class:`~.environments.MixedEnvironments` (a ValueError naming every setting with its files)
     when they were not measured on one machine, kernel and clean commit, unless ``allow_mixed``."""
     collected = collect(paths)
-    if not (collected.everything() or collected.drains or collected.latencies or collected.enqueues):
+    if not (collected.everything() or collected.drains or collected.latencies or collected.enqueues
+            or collected.contenders):
         raise ValueError(f"no results files under {', '.join(map(str, paths))}")
     envs.check(collected.every_file(), allow_mixed)
     plot_dir = out / "plots"

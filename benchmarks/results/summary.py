@@ -90,18 +90,31 @@ def durability_words(result: dict[str, Any]) -> str:
 
 
 
+def contender(scenario: dict[str, Any]) -> str:
+    """The contender client a run used (``brokers.clients``), "" for the broker kind's own adapter."""
+    client = scenario.get("client") or ""
+    return "" if client == scenario.get("broker") else client
+
+
+def who(row: dict[str, Any]) -> str:
+    """How a table names a row's broker and client: the kind, "kind · client" for a contender."""
+    return row["broker"] + (f" · {row['client']}" if row.get("client") else "")
+
+
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (profile, broker, durability): each figure's median over the repetitions in
+    """One row per (profile, broker, durability, client: our adapter or a contender, never
+    mixed): each figure's median over the repetitions in
     ``row[key]``, its :class:`Spread` in ``row["spread"][key]``, noisy keys in ``row["noisy"]``,
     and the results files it was computed from in ``row["sources"]`` (where the runs name them);
     what bound its closed-loop runs in ``row["bound_by"]`` (:func:`.cpu_cost.bound_summary`)."""
-    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-    values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
-    costs: dict[tuple[str, str, str], list[cpu_cost.Cost]] = {}
+    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    values: dict[tuple[str, str, str, str], dict[str, list[float]]] = {}
+    costs: dict[tuple[str, str, str, str], list[cpu_cost.Cost]] = {}
     for r in results:
         sc, f = r["scenario"], r["figures"]
-        key = (sc["profile"], sc["broker"], durability_words(r))
-        row = rows.setdefault(key, {"profile": key[0], "broker": key[1], "durability": key[2], "repetitions": 0,
+        key = (sc["profile"], sc["broker"], durability_words(r), contender(sc))
+        row = rows.setdefault(key, {"profile": key[0], "broker": key[1], "durability": key[2], "client": key[3],
+                                    "repetitions": 0,
                                     "sources": [], "level": (r.get("durability") or {}).get("level")
                                     or sc.get("durability", "")})
         if r.get("source_file"):
@@ -131,9 +144,9 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=_order)
 
 
-def _order(row: dict[str, Any]) -> tuple[int, int, tuple[int, str], str]:
+def _order(row: dict[str, Any]) -> tuple[int, int, tuple[int, str], str, str]:
     """Job types in the comparison's order, then brokers in the registry's, then levels weakest
-    first (:func:`brokers.registry.level_rank`)."""
+    first (:func:`brokers.registry.level_rank`), our adapter before its contenders."""
     from brokers import registry
 
     from ..harness.suite import PROFILES_IN_ORDER
@@ -141,7 +154,8 @@ def _order(row: dict[str, Any]) -> tuple[int, int, tuple[int, str], str]:
     kinds = registry.kinds()
     profile = PROFILES_IN_ORDER.index(row["profile"]) if row["profile"] in PROFILES_IN_ORDER else 99
     return (profile, kinds.index(row["broker"]) if row["broker"] in kinds else 99,
-            registry.level_rank(row.get("level", row.get("durability")) or ""), row.get("durability", ""))
+            registry.level_rank(row.get("level", row.get("durability")) or ""), row.get("durability", ""),
+            row.get("client", ""))
 
 
 def ratio_rows(results: list[dict[str, Any]], first: str, second: str) -> list[dict[str, Any]]:
@@ -152,8 +166,8 @@ def ratio_rows(results: list[dict[str, Any]], first: str, second: str) -> list[d
     by: dict[tuple[str, str, str, int], dict[str, float | None]] = {}
     for r in results:
         sc, f = r["scenario"], r["figures"]
-        if f is None or sc["mode"] not in ("closed", "open") or sc["broker"] not in (first, second):
-            continue
+        if f is None or sc["mode"] not in ("closed", "open") or sc["broker"] not in (first, second) or contender(sc):
+            continue  # our adapters' runs only: a contender's are compared in their own table
         name, get = ("max_jobs_per_s", FIGURES["closed"]["max_jobs_per_s"]) if sc["mode"] == "closed" \
             else ("p99_ms", FIGURES["open"]["p99_ms"])
         cell = (sc["profile"], sc.get("durability", ""), name, sc.get("repetition", 0))
