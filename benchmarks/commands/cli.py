@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "one producer adds N jobs, one at a time and in batches: ours vs official BullMQ / plain pika"),
     "drain": ("benchmarks.commands.drain:main",
               "one worker process drains N no-op jobs: ours vs official BullMQ / plain pika"),
+    "clients": ("benchmarks.commands.clients_command:main",
+                "the clients a run can use (ours, the official BullMQ on Node, amqplib); `install` their packages"),
     "live": ("benchmarks.live.command:main",
              "both brokers side by side in a browser while load runs, with faults on buttons (for a class)"),
 }
