@@ -1,21 +1,25 @@
 """Experiment: what happens to a job that outlives RabbitMQ's consumer_timeout, and what does our
 worker do then?
 
-First run 2026-12-07 on a private RabbitMQ 3.10.8 node (reports/experiments/consumer-timeout-20261207-060812.json,
-quoted by docs/teaching/production.md, item 2): the 3 s timeout closed the channel after 60 s (the
-node's once-a-minute check; no tick setting was needed); pika's ``process_data_events`` returned
-rather than raised; the late ack raised ``ChannelWrongStateError``; the node's log named the
-timeout. Our worker behaved as read below: it noticed the closed channel only at the late ack
-(30 s later), and counted the run whose ack failed as completed (a defect, left open).
+First run 2026-12-07 on a private RabbitMQ 3.10.8 node (reports/experiments/consumer-timeout-20261207-060812.json):
+the 3 s timeout closed the channel after 60 s (the node's once-a-minute check; no tick setting
+was needed); pika's ``process_data_events`` returned rather than raised; the late ack raised
+``ChannelWrongStateError``; the node's log named the timeout. Our worker behaved as read below:
+it noticed the closed channel only at the late ack (30 s later), and counted the run whose ack
+failed as completed: a defect, fixed in commit ffa1be6. Run again after the fix
+(consumer-timeout-20261207-111041.json, quoted by docs/teaching/production.md, item 2): the
+worker reopened its channel within 0.2 s of the close, ran the redelivered job at once, and
+counted the first run lost_lock.
 
 Why: RabbitMQ closes the channel of a consumer that holds a delivery unacknowledged for longer
 than ``consumer_timeout`` (PRECONDITION_FAILED, 406) and requeues every unacked delivery of that
 channel: RabbitMQ's counterpart of a BullMQ lock that expired, except that it is never renewed,
 so a job merely longer than the timeout runs twice. Our AMQP adapter sets no timeout of its own.
-Read from its code: pika's ``BlockingConnection.process_data_events`` does not raise when the
-broker closes a channel, so our worker notices only at its next operation on that channel (the
-late job's ack), counts that run as completed before the ack fails, and takes no job meanwhile.
-This experiment checks that reading.
+Read from its code before the fix: pika's ``BlockingConnection.process_data_events`` does not
+raise when the broker closes a channel, so our worker noticed only at its next operation on that
+channel (the late job's ack), counted that run as completed before the ack failed, and took no
+job meanwhile. This experiment checked that reading; the worker now checks for a channel the
+broker closed after every I/O step.
 
 How, on a private RabbitMQ node (never a shared one) started with ``consumer_timeout = T`` ms
 (default 3000) in its rabbitmq.conf (``private_instance("rabbitmq", {"consumer_timeout": ...})``:
