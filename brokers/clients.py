@@ -133,11 +133,13 @@ def _node_clients() -> tuple[Client, ...]:
                      "and stalled-check defaults"),
         Client(name="amqplib-node", label="amqplib (Node)", server="rabbitmq", official=True,
                command=("node", "role.mjs", "amqplib"), cwd=NODE_FOLDER,
-               role_options={"persistent": "persistent", "confirms": "confirms"},
+               role_options={"persistent": "persistent", "confirms": "confirms", "reconnect_for_s": "reconnect_for_s"},
                server_side=(*HARNESS_OPTIONS, "queue_type", "max_priority", "max_length"),
                needs=node_needs, install_hint=hint,
                notes="amqplib with TCP_NODELAY on (its default leaves Nagle on: ~40 ms tails), a confirm "
-                     "channel whose confirms each call awaits, prefetch, one ack per message, no reconnection"),
+                     "channel whose confirms each call awaits, prefetch, one ack per message; amqplib has no "
+                     "reconnection, so the role has the plain one an application writes (again every 0.5 s "
+                     "for up to reconnect_for_s)"),
     )
 
 

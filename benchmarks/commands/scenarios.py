@@ -36,7 +36,7 @@ def table_markdown(rows: list[Row]) -> str:
              "| note |",
              "|---|---|---|---:|---:|---:|---:|" + ("---:|---:|" if failover else "") + "---|---|---|"]
     for r in rows:
-        cells = [r.scenario, r.broker, r.profile, _n(r.lost), _n(r.duplicated), _n(r.in_doubt), _n(r.recovery_s)]
+        cells = [r.scenario, r.who, r.profile, _n(r.lost), _n(r.duplicated), _n(r.in_doubt), _n(r.recovery_s)]
         if failover:
             cells += [unavailable_cell(r.unavailable_s, r.resumed), _n(r.failover_s)]
         cells += [r.expectation, "yes" if r.met else "**no**", r.note]
@@ -60,11 +60,11 @@ def print_table(rows: list[Row], console: Any) -> None:
         cells = [_n(r.lost), _n(r.duplicated), _n(r.in_doubt), _n(r.recovery_s)]
         if failover:
             cells += [unavailable_cell(r.unavailable_s, r.resumed), _n(r.failover_s)]
-        table.add_row(r.scenario, r.broker, r.profile, *cells, r.expectation,
+        table.add_row(r.scenario, r.who, r.profile, *cells, r.expectation,
                       "[green]yes[/green]" if r.met else "[red]no[/red]")
     console.print(table)
     for r in rows:
-        console.print(f"[bold]{r.scenario} / {r.broker} / {r.profile}[/bold]: {r.note}")
+        console.print(f"[bold]{r.scenario} / {r.who} / {r.profile}[/bold]: {r.note}")
 
 
 def main(argv: list[str] | None = None, *, names: list[str] | None = None) -> list[Row]:
@@ -79,7 +79,14 @@ def main(argv: list[str] | None = None, *, names: list[str] | None = None) -> li
     parser.add_argument("--quiet", action="store_true", help="no live progress display (default: shown)")
     parser.add_argument("--broker", action="append", choices=registry.kinds(),
                         help=f"repeat for several; default: {' and '.join(registry.compared_kinds())}")
+    parser.add_argument("--client", action="append", default=[], metavar="NAME",
+                        help="also run the scenarios that take contenders (worker crash, broker crash) with this "
+                             "client's roles, on its server; repeat for several (see `brokerbench clients`)")
     args = parser.parse_args(argv)
+    if args.client:
+        from .run import check_clients
+
+        args.client = check_clients(args.client)
     chosen = names if names is not None else [args.name]
     out = args.out or Path("reports/scenarios") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -90,14 +97,14 @@ def main(argv: list[str] | None = None, *, names: list[str] | None = None) -> li
     try:
         with ProgressDisplay(console, len(chosen), enabled=not args.quiet) as display:
             session = Session(brokers, small=args.small, out=out, progress=display.update,
-                              kinds=args.broker or registry.compared_kinds())
+                              kinds=args.broker or registry.compared_kinds(), clients=args.client)
             for name in chosen:
                 console.print(f"[bold]scenario {name}[/bold]: {SCENARIOS[name][1]}")
                 display.label(name)
                 found = scenario(name)(session)
                 rows += found
                 for r in found:
-                    console.print(f"  {r.broker:8s} {r.profile:36s} lost {_n(r.lost):>6s} dup {_n(r.duplicated):>6s} "
+                    console.print(f"  {r.who:8s} {r.profile:36s} lost {_n(r.lost):>6s} dup {_n(r.duplicated):>6s} "
                                   f"{'met' if r.met else '[red]NOT met[/red]'}")
     finally:
         brokers.close()

@@ -11,6 +11,9 @@ Each kind's durability profiles, and what each promises, come from its driver
 (:attr:`brokers.registry.Driver.durability`): Redis {no persistence, AOF everysec, AOF
 always}; RabbitMQ {transient messages, persistent without confirms, persistent + confirms,
 quorum + confirms}.
+
+With contenders (``--client``), each runs every profile whose adapter options it can honour
+(``brokers.clients.Client.options_for_role``): the same crash, the same counts.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ def _recovery(result: dict[str, Any]) -> float | None:
     return None
 
 
-def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs: int = 1) -> Row:
-    """One crash of one broker with one durability profile."""
+def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs: int = 1, client: str = "") -> Row:
+    """One crash of one broker with one durability profile, with our adapter or a contender's
+    roles (``client``)."""
     driver = registry.get(broker)
     chosen = driver.profile(profile)
     # Closed loop: producers keep a backlog of up to max_backlog jobs, so a crash has something
@@ -71,7 +75,8 @@ def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs
         instance: Any = session.brokers.fresh(broker, dict(chosen.server))
     else:
         instance = session.brokers.instance(broker, dict(chosen.server) or None)
-    scenario = base.with_(broker=broker, label=f"broker-crash-{broker}", durability=chosen.level,
+    label = f"broker-crash-{broker}" + (f"-{client}" if client else "")
+    scenario = base.with_(broker=broker, client=client, label=label, durability=chosen.level,
                           broker_options={**chosen.options, "reconnect_for_s": 60.0})
     result, path = run(scenario, url=instance.url, out=session.out, progress=session.progress,
                        actions=[Action(1 + scenario.duration_s / 3, _crash(instance, driver.restart_pause_s))],
@@ -94,14 +99,28 @@ def run_case(session: Session, broker: str, profile: str, attempt: int = 0, runs
         met = False
     attach(result, path, expectation, met, profile=profile, recovery_s=recovery)
     return Row("broker crash", broker, profile, lost, dup, recovery, expectation, met, note,
-               str(path) if path else None, level=chosen.level)
+               str(path) if path else None, level=chosen.level, client=client)
 
 
 def run_scenario(session: Session) -> list[Row]:
     repeats = 1 if session.small else 3
     rows = []
-    for driver in session.drivers(can_crash=True):
+    for driver, client in session.pairs(can_crash=True):
         for profile in driver.durability:
+            if client and not honours(client, profile):
+                continue
             runs = repeats if profile.no_loss else 1
-            rows += [run_case(session, driver.kind, profile.name, attempt, runs) for attempt in range(runs)]
+            rows += [run_case(session, driver.kind, profile.name, attempt, runs, client) for attempt in range(runs)]
     return rows
+
+
+def honours(client: str, profile: registry.DurabilityProfile) -> bool:
+    """Whether a contender can run with a profile's adapter options (a profile whose promise
+    needs an option of our adapter that the contender lacks is not run with it, never faked)."""
+    from brokers import clients
+
+    try:
+        clients.get(client).options_for_role(profile.options)
+    except ValueError:
+        return False
+    return True

@@ -43,6 +43,12 @@ class Row:
     in_doubt: int | None = None          # jobs the broker may hold: the producer could not know
     refused_ran: int | None = None       # refused, yet ran: the adapter's refusal was untrue
     level: str = ""                      # the durability level its setting gives (brokers/registry.py), if any
+    client: str = ""                     # a contender's name (brokers/clients.py) when its roles ran, else ours
+
+    @property
+    def who(self) -> str:
+        """The broker column: the server, and the contender when one ran instead of our adapter."""
+        return f"{self.broker} · {self.client}" if self.client else self.broker
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +170,8 @@ class Session:
     progress: Progress | None = None
     rows: list[Row] = field(default_factory=list)
     kinds: list[str] = field(default_factory=registry.compared_kinds)
+    clients: list[str] = field(default_factory=list)  # contenders run beside our adapters (brokers.clients)
+    ours: bool = True  # False: scenarios that take contenders run only the contenders
 
     def size(self, full: float, small: float) -> float:
         return small if self.small else full
@@ -173,6 +181,16 @@ class Session:
         processes that can be killed."""
         found = [registry.get(kind) for kind in self.kinds]
         return [d for d in found if d.can_crash or not can_crash]
+
+    def pairs(self, *, can_crash: bool = False) -> list[tuple[registry.Driver, str]]:
+        """(driver, client) for every run of a scenario that takes contenders: each kind with our
+        adapter (client ""), then with each contender of the session that speaks to its server.
+        A contender's roles are processes, so they can always be killed."""
+        from brokers import clients
+
+        chosen = [clients.get(name) for name in self.clients]
+        return [(d, c) for d in self.drivers(can_crash=can_crash)
+                for c in [*([""] if self.ours else []), *(c.name for c in chosen if c.server == d.kind)]]
 
 
 def write_result(session: "Session", scenario: dict[str, Any], described: dict[str, Any], started: datetime,

@@ -10,6 +10,10 @@ adapter's capabilities say (:class:`brokers.contract.CrashRedelivery`):
   settings show the trade-off (short locks recover fast but must be renewed often, and a long GC
   pause can make a live job look stalled).
 Each kind's settings come from its driver (``recovery_settings``); small runs use the last.
+With contenders (``brokerbench scenario worker-crash --client bullmq-node``) the same crash hits
+the contender's worker: the harness's consumer process is killed and its role process (Node)
+dies with it (PR_SET_PDEATHSIG); the official BullMQ takes the same lock and stalled-check
+settings, so the same bound applies.
 """
 
 from __future__ import annotations
@@ -44,14 +48,15 @@ def run_scenario(session: Session) -> list[Row]:
     # so the one that is killed is almost surely in the middle of some (about 7 on average).
     base = Scenario(profile="heavy_workflow_execution", mode="open", rate=100, time_scale=0.1,
                     duration_s=duration, warmup_s=1, producers=1, consumers=3, concurrency=8, drain_timeout_s=40)
-    for driver in session.drivers(can_crash=True):
+    for driver, client in session.pairs(can_crash=True):
         rule = driver.capabilities.crash_redelivery
         settings = driver.recovery_settings[-1:] if session.small else driver.recovery_settings
         for setting in settings:
             url = session.brokers.default_instance(driver.kind).url
             bound = rule.bound_s(setting.options)
-            scenario = base.with_(broker=driver.kind, broker_options=dict(setting.options),
-                                  label=f"worker-crash-{driver.kind}",  # wait for the slowest allowed recovery
+            scenario = base.with_(broker=driver.kind, client=client, broker_options=dict(setting.options),
+                                  label=f"worker-crash-{driver.kind}" + (f"-{client}" if client else ""),
+                                  # wait for the slowest allowed recovery
                                   drain_timeout_s=max(base.drain_timeout_s, (bound or 0) + 10))
             result, path = run(scenario, url=url, out=session.out, progress=session.progress,
                                actions=[Action(1 + duration / 3, _kill_consumer)])
@@ -65,5 +70,5 @@ def run_scenario(session: Session) -> list[Row]:
                 met = False
             attach(result, path, expectation, met, profile=setting.label, recovery_first_s=first, recovery_last_s=last)
             rows.append(Row("worker crash", driver.kind, setting.label, f.get("lost"), f.get("duplicated"), last,
-                            expectation, met, note, str(path) if path else None))
+                            expectation, met, note, str(path) if path else None, client=client))
     return rows
