@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
+import os
 import queue as queue_module
 import signal
 import subprocess
@@ -34,6 +36,7 @@ from brokers import clients, registry
 from brokers.contract import (
     DEFAULT_LANE,
     Fate,
+    JobOptions,
     JobSpec,
     PublishInDoubt,
     PublishRejected,
@@ -98,19 +101,33 @@ class RoleProcess:
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The next message; None when none came within ``timeout``. A RoleFailed when the
-        program ended, wrote a line that is not the protocol, or reported a fatal error."""
+        program ended, wrote a line that is not the protocol, or reported a fatal error. Every
+        line the program wrote before it ended is returned first (a worker's last runs count)."""
         try:
             item = self.inbox.get(timeout=timeout)
         except queue_module.Empty:
             return None
         if item is None:
             self.inbox.put(None)  # every later read sees the end too
+            self._follow_a_kill()
             raise self.failure("it ended")
         if isinstance(item, Exception):
             raise self.failure(str(item))
         if item["type"] == "error" and item["fatal"]:
             raise self.failure(item["message"])
         return item
+
+    def _follow_a_kill(self) -> None:
+        """The program was killed (SIGKILL: a fault scenario's worker or producer kill, see
+        :func:`kill_role`): this harness process, which only bridges to it, dies the same way
+        once every line the program wrote is forwarded, so the run counts what a killed role
+        leaves behind and nothing after. Never in the main process (a role run on a thread)."""
+        try:
+            code = self.proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return
+        if code == -signal.SIGKILL and multiprocessing.parent_process() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def failure(self, what: str) -> RoleFailed:
         code = self.proc.poll()
@@ -130,6 +147,37 @@ class RoleProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def kill_role(pid: int, grace_s: float = 2.0) -> None:
+    """SIGKILL a role process of the harness and any contender program it runs, the program
+    first: the program is the worker (or producer) that really dies; the harness process that
+    bridges to it forwards every run the program reported before it died, then ends the same
+    way (:meth:`RoleProcess._follow_a_kill`), and is killed after ``grace_s`` if it has not.
+    For a role of our own adapter (no child process) this is a plain SIGKILL."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    deadline = time.monotonic() + (grace_s if children else 0.0)
+    while time.monotonic() < deadline:   # never reap it: its parent (multiprocessing) does
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class ContenderBroker:
@@ -198,8 +246,8 @@ class ContenderProducer:
     def publish_many(self, specs: list[JobSpec]) -> list[str | None]:
         first = self._seq
         self._seq += len(specs)
-        jobs = [{"seq": first + i, "name": s.name, "data": s.data, "attempts": s.options.attempts}
-                for i, s in enumerate(specs)]
+        jobs = [{"seq": first + i, "name": s.name, "data": s.data, "attempts": s.options.attempts,
+                 **({"id": s.options.job_id} if s.options.job_id else {})} for i, s in enumerate(specs)]
         self.process.send({"type": "publish", "jobs": jobs})
         ids: list[str | None] = [None] * len(specs)
         fates: list[Fate | None] = [None] * len(specs)
@@ -229,6 +277,10 @@ class ContenderProducer:
             cls = PublishInDoubt if Fate.IN_DOUBT in fates else PublishRejected
             raise cls("; ".join(dict.fromkeys(errors)), accepted=kept, fates=fates)  # type: ignore[arg-type]
         return ids
+
+    def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str | None:
+        """One job, one call: our producer's ``publish``."""
+        return self.publish_many([JobSpec(name, data, options or JobOptions())])[0]
 
     def _unanswered(self, fates: list[Fate | None], ids: list[str | None], why: str) -> UnavailableInDoubt:
         """The role ended (or went silent) with jobs of the call unanswered: they are in doubt,

@@ -20,9 +20,11 @@ Harness -> role
             refuses a setting it does not know with an ``error``), and for a worker ``concurrency``,
             ``prefetch`` and ``cpu_share`` (job type -> the share of a job's ``work_ms`` spent
             computing; the rest is spent waiting).
-``publish`` producer: publish ``jobs`` (each ``seq``, ``name``, ``data``, ``attempts``) as ONE call
-            of the client (one add / publish for one job; the client's bulk call for more), and
-            answer once the broker answered every job of it. ``data`` is opaque: publish it as is.
+``publish`` producer: publish ``jobs`` (each ``seq``, ``name``, ``data``, ``attempts``, and
+            optionally ``id``: the job's id when the harness chooses it, BullMQ's ``jobId``, AMQP's
+            ``message_id``; without it the client chooses) as ONE call of the client (one add /
+            publish for one job; the client's bulk call for more), and answer once the broker
+            answered every job of it. ``data`` is opaque: publish it as is.
 ``consume`` worker: start taking jobs (after ``setup``; in drain mode the harness sends it once
             the queue is filled).
 ``stop``    producer: close and exit. Worker: stop taking jobs, finish and settle those running,

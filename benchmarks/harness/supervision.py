@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue as queue_module
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -158,10 +156,14 @@ class RunContext:
         return (time.monotonic_ns() - self.t0) / 1e9
 
     def kill_role(self, role: str, index: int) -> int:
-        """SIGKILL one producer or consumer process; the run goes on without it."""
+        """SIGKILL one producer or consumer process (a contender's program first, then the
+        process that bridges to it: :func:`benchmarks.contenders.bridge.kill_role`); the run
+        goes on without it."""
+        from ..contenders.bridge import kill_role
+
         proc = self.runners[(role, index)]
         self.watch.killed.add((role, index))
-        os.kill(proc.pid, signal.SIGKILL)
+        kill_role(proc.pid)
         return proc.pid
 
 

@@ -51,11 +51,11 @@ def _cleanup(client: clients.Client, endpoints, queue: str) -> None:
         broker.close()
 
 
-def test_a_producer_answers_every_seq_of_every_publish_once(node_client, endpoints):
+def test_a_producer_answers_every_seq_of_every_publish_once(role_client, endpoints):
     queue = f"bb-proto-{uuid.uuid4().hex[:8]}"
-    process, ready = _setup(node_client, endpoints, "producer", queue)
+    process, ready = _setup(role_client, endpoints, "producer", queue)
     try:
-        assert ready["type"] == "ready" and ready["client"]["name"] == node_client.name
+        assert ready["type"] == "ready" and ready["client"]["name"] == role_client.name
         assert ready["client"]["libraries"], "a ready message names the library versions"
         assert abs(ready["clock_ns"] - time.monotonic_ns()) < 5e9, "CLOCK_MONOTONIC, the harness's clock"
         answered: list[int] = []
@@ -73,21 +73,26 @@ def test_a_producer_answers_every_seq_of_every_publish_once(node_client, endpoin
         assert process.proc.wait(20) == 0
     finally:
         process.close(5)
-        _cleanup(node_client, endpoints, queue)
+        _cleanup(role_client, endpoints, queue)
 
 
-def test_a_worker_reports_each_run_with_its_trace_then_counts_that_agree(node_client, endpoints):
+def test_a_worker_reports_each_run_with_its_trace_then_counts_that_agree(role_client, endpoints):
     queue = f"bb-proto-{uuid.uuid4().hex[:8]}"
-    producer, _ = _setup(node_client, endpoints, "producer", queue)
-    jobs = [{"seq": i, "name": "user_variables_update", "data": {"trace": [0, i, 0, 0], "work_ms": 1}, "attempts": 1}
-            for i in range(8)]
+    producer, _ = _setup(role_client, endpoints, "producer", queue)
+    # Half the jobs carry the harness's own ids (BullMQ's jobId, AMQP's message_id): the role must
+    # accept them under those ids and report their runs under them.
+    chosen = {i: f"{queue}-job-{i}" for i in range(0, 8, 2)}
+    jobs = [{"seq": i, "name": "user_variables_update", "data": {"trace": [0, i, 0, 0], "work_ms": 1}, "attempts": 1,
+             **({"id": chosen[i]} if i in chosen else {})} for i in range(8)]
     jobs.append({"seq": 8, "name": "poison_workflow", "data": {"trace": [0, 8, 0, 0]}, "attempts": 2})
     try:
         producer.send({"type": "publish", "jobs": jobs})
-        assert _until(producer, "accepted")[-1]["seqs"] == list(range(9))
+        accepted = _until(producer, "accepted")[-1]
+        assert accepted["seqs"] == list(range(9))
+        assert [accepted["ids"][i] for i in chosen] == list(chosen.values())
         producer.send({"type": "stop"})
         producer.close(20)
-        worker, _ = _setup(node_client, endpoints, "worker", queue, concurrency=4, prefetch=4,
+        worker, _ = _setup(role_client, endpoints, "worker", queue, concurrency=4, prefetch=4,
                            cpu_share={"user_variables_update": 0.5})
         worker.send({"type": "consume"})
         runs: list[dict] = []
@@ -100,24 +105,25 @@ def test_a_worker_reports_each_run_with_its_trace_then_counts_that_agree(node_cl
         done = _until(worker, "done")[-1]["report"]
         worker.close(20)
     finally:
-        _cleanup(node_client, endpoints, queue)
+        _cleanup(role_client, endpoints, queue)
     assert sorted(r["trace"][1] for r in runs) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 8]
     assert all(r["start_ns"] <= r["end_ns"] for r in runs)
+    assert {r["trace"][1]: r["id"] for r in runs if r["trace"][1] in chosen} == chosen
     poison = sorted((r["attempts_made"], r["final"]) for r in runs if r["name"] == "poison_workflow")
     assert poison == [(0, False), (1, True)]
     assert all(r["final"] for r in runs if r["name"] != "poison_workflow")
     assert (done["completed"], done["retried"], done["failed"], done["lost_lock"]) == (8, 1, 1, 0)
 
 
-def test_a_role_refuses_an_option_it_does_not_know_and_a_message_before_setup(node_client):
-    process = RoleProcess(node_client)
+def test_a_role_refuses_an_option_it_does_not_know_and_a_message_before_setup(role_client):
+    process = RoleProcess(role_client)
     try:
         process.send({"type": "publish", "jobs": [{"seq": 0, "name": "x", "data": {}}]})
         with pytest.raises(RoleFailed, match="before setup"):
             process.receive(timeout=20)
     finally:
         process.close(5)
-    process = RoleProcess(node_client)
+    process = RoleProcess(role_client)
     try:
         process.send({"type": "setup", "protocol": 1, "role": "producer", "index": 0, "url": "x://nowhere",
                       "queue": "q", "options": {"no_such_option": 1}})
@@ -127,8 +133,8 @@ def test_a_role_refuses_an_option_it_does_not_know_and_a_message_before_setup(no
         process.close(5)
 
 
-def test_a_role_whose_harness_goes_away_exits_at_once(node_client):
-    process = subprocess.Popen(list(node_client.command), cwd=node_client.cwd, stdin=subprocess.PIPE,
+def test_a_role_whose_harness_goes_away_exits_at_once(role_client):
+    process = subprocess.Popen(list(role_client.command), cwd=role_client.cwd, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     process.stdin.close()  # end of file: the harness died
     assert process.wait(20) == 0

@@ -92,7 +92,7 @@ async function producer(setup, options, queue, windowS) {
   return {
     client: CLIENT,
     async publish(jobs) {
-      const ids = jobs.map(() => randomUUID());
+      const ids = jobs.map((job) => job.id || randomUUID());
       const ch = await link.channel();
       const outcomes = await Promise.all(jobs.map((job, i) => new Promise((resolve) => {
         const props = { persistent, messageId: ids[i], type: job.name, contentType: "application/json",

@@ -37,7 +37,7 @@ export async function open(setup) {
       client: CLIENT,
       async publish(jobs) {
         const seqs = jobs.map((j) => j.seq);
-        const opts = (j) => ({ attempts: j.attempts || 1, removeOnComplete: true });
+        const opts = (j) => ({ attempts: j.attempts || 1, removeOnComplete: true, ...(j.id ? { jobId: j.id } : {}) });
         try {
           const added = jobs.length === 1
             ? [await queue.add(jobs[0].name, jobs[0].data, opts(jobs[0]))]
