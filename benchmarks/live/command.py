@@ -32,8 +32,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--broker", action="append", choices=registry.kinds(),
                    help=f"broker kinds, repeat for several (default: {' and '.join(registry.compared_kinds())})")
+    p.add_argument("--client", action="append", default=[], metavar="NAME",
+                   help="run a server's side with this client's producer and workers instead of our adapter, "
+                        "e.g. bullmq-node or amqplib-node (see `brokerbench clients`); repeat for both servers")
     p.add_argument("--open", action="store_true", help="open the page in the default browser (default: print the URL)")
     return p
+
+
+def side_clients(names: list[str], kinds: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``--client`` values as kind -> client: each known, installed, and speaking to a server
+    shown, one per server."""
+    from brokers import clients
+
+    chosen: dict[str, str] = {}
+    for name in names:
+        try:
+            client = clients.get(name)
+            client.check_available()
+        except (ValueError, clients.ClientUnavailable) as exc:
+            parser.error(str(exc))
+        if client.server not in kinds:
+            parser.error(f"{name} speaks to {client.server}, which this view does not show")
+        if client.server in chosen:
+            parser.error(f"one client per server: {chosen[client.server]} and {name} both speak to {client.server}")
+        chosen[client.server] = name
+    return chosen
 
 
 def urls(host: str, port: int, lab: Lab) -> tuple[str, str]:
@@ -48,11 +71,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from .app import build_app
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    chosen = side_clients(args.client, args.broker or registry.compared_kinds(), parser)
     loopback = args.host in ("127.0.0.1", "localhost", "::1", "[::1]")
     print("brokerbench live: starting " + ("the found brokers" if args.shared else "private brokers") + "…",
           flush=True)
-    lab = Lab(args.broker, shared=args.shared)
+    lab = Lab(args.broker, shared=args.shared, clients=chosen)
     stop = threading.Event()
 
     def on_term(*_: Any) -> None:   # SIGTERM: shut down like Ctrl-C
@@ -64,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         lab.start()
         for side in lab.sides.values():
             where = "shared" if side.shared else "private"
-            print(f"  {side.driver.label}: {where} broker, {side.profile.name}", flush=True)
+            print(f"  {side.label}: {where} broker, {side.profile.name}", flush=True)
         hosts = None if loopback else ["*"]   # beyond loopback only the tokens guard it
         app = build_app(lab, hosts=hosts)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off",

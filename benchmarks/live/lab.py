@@ -31,9 +31,11 @@ class Lab:
     """``Lab(kinds).start()``; ``act(name, params)``; ``snapshot()``; ``close()`` (idempotent,
     also on Ctrl-C: it stops every load process and private broker it started)."""
 
-    def __init__(self, kinds: list[str] | None = None, *, shared: bool = False) -> None:
+    def __init__(self, kinds: list[str] | None = None, *, shared: bool = False,
+                 clients: dict[str, str] | None = None) -> None:
         self.kinds = kinds or registry.compared_kinds()
         self.shared = shared
+        self.clients = dict(clients or {})   # kind -> the contender that runs its side's load
         self.token = secrets.token_urlsafe(16)        # the teacher's: page, state, events and actions
         self.read_token = secrets.token_urlsafe(16)   # the students': page, state and events only
         self.t0 = time.time()
@@ -50,7 +52,7 @@ class Lab:
     def start(self) -> "Lab":
         try:
             for kind in self.kinds:
-                self.sides[kind] = Side(kind, self.mark, shared=self.shared).start()
+                self.sides[kind] = Side(kind, self.mark, shared=self.shared, client=self.clients.get(kind, "")).start()
                 self.sides[kind].poll()
         except BaseException:
             self.close()

@@ -52,7 +52,7 @@ from brokers.contract import (
     PublishInDoubt,
 )
 
-from ..harness.workloads import PROFILES, PayloadBank, ServiceModel, perform
+from ..harness.workloads import CPU_SHARE, PROFILES, PayloadBank, ServiceModel, perform
 
 POISON = "poison_job"        # its handler always fails: retries, then the dead-letter queue
 QUEUE = "bb-live"            # the queue name's start; each lab adds its own suffix
@@ -111,12 +111,19 @@ def _send(conn: Connection, message: dict[str, Any]) -> None:
     conn.send_bytes(json.dumps(message, separators=(",", ":")).encode())
 
 
-def _open(kind: str, url: str, queue: str, options: dict[str, Any]) -> Any:
-    """The adapter, opened as soon as the broker answers: a process started just before a broker
-    kill tries again for up to OPEN_FOR_S instead of dying."""
+def _open(kind: str, url: str, queue: str, options: dict[str, Any], client: str = "", role: str = "producer") -> Any:
+    """The adapter (or, with ``client``, a contender's role behind the bridge), opened as soon as
+    the broker answers: a process started just before a broker kill tries again for up to
+    OPEN_FOR_S instead of dying."""
     deadline = time.monotonic() + OPEN_FOR_S
     while True:
         try:
+            if client:
+                from brokers import clients
+
+                from ..contenders.bridge import ContenderBroker
+
+                return ContenderBroker(clients.get(client), kind, url, queue, options, role, 0)
             return registry.get(kind).open(url, queue=queue, **options)
         except BrokerUnavailable:
             if time.monotonic() > deadline:
@@ -139,7 +146,7 @@ class Reports:
         self.accepted: list[str] = []
         self.last = time.monotonic()
 
-    def on_accepted(self, ids: list[str]) -> None:
+    def on_accepted(self, ids: list[str], when: Any = None) -> None:
         self.accepted.extend(ids)
 
     def flush(self, force: bool = False) -> None:
@@ -188,19 +195,20 @@ def _settle(reports: Reports, step: Callable[[], object], own: list[str]) -> boo
 
 
 def producer_main(conn: Connection, kind: str, url: str, queue: str, options: dict[str, Any],
-                  settings: dict[str, Any], seed: int = 1) -> None:
+                  settings: dict[str, Any], seed: int = 1, client: str = "") -> None:
     """Publish the mix at the set rate until the pipe closes or SIGTERM; on SIGTERM, wait for the
-    last confirms and report every outcome before leaving."""
+    last confirms and report every outcome before leaving. With ``client``, a contender's
+    producer publishes (each job under the id chosen here, its id and send time in its trace)."""
     _quiet()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     load = LoadSettings(**settings)
-    broker = _open(kind, url, queue, options)
+    broker = _open(kind, url, queue, options, client, "producer")
     producer = broker.producer()
     reports = Reports(conn)
     producer.on_accepted = reports.on_accepted   # accepted = replied, or confirmed (windowed confirms)
     try:
-        _publish_until(stopping, producer, reports, load, seed)
+        _publish_until(stopping, producer, reports, load, seed, traced=bool(client))
         _settle(reports, producer.flush, [])
         reports.flush(force=True)
     except OSError:   # the pipe is gone: the lab stopped listening
@@ -208,12 +216,14 @@ def producer_main(conn: Connection, kind: str, url: str, queue: str, options: di
     finally:
         try:
             producer.close()
+            if client:
+                broker.close()
         except Exception:  # noqa: BLE001 - a broker that is gone; its outcomes were reported
             pass
 
 
 def _publish_until(stopping: threading.Event, producer: Producer, reports: Reports, load: LoadSettings,
-                   seed: int) -> None:
+                   seed: int, traced: bool = False) -> None:
     rng = random.Random(seed)
     bank = PayloadBank(seed, ServiceModel(time_scale=load.time_scale))
     weights = PROFILES[load.profile]
@@ -240,6 +250,8 @@ def _publish_until(stopping: threading.Event, producer: Producer, reports: Repor
         # Our own ids: a broker restarted empty starts its counter again, and a reused id would
         # hide a lost job behind a new one.
         job_id = f"j{uuid.uuid4().hex[:16]}"
+        if traced:   # a contender's run reports the trace (an array, by the role protocol), not the data
+            data["trace"] = [job_id, data["sent_at"]]
         if not _settle(reports, partial(producer.publish, job_type, data, JobOptions(job_id=job_id)), [job_id]):
             stopping.wait(0.5)
         reports.flush()
@@ -258,9 +270,11 @@ class _Settled(Hooks):
 
 
 def consumer_main(conn: Connection, kind: str, url: str, queue: str, options: dict[str, Any],
-                  concurrency: int) -> None:
+                  concurrency: int, client: str = "") -> None:
     """Run jobs until stopped (SIGTERM) or killed, reporting each run at once."""
     _quiet()
+    if client:
+        return _contender_consumer(conn, _open(kind, url, queue, options, client, "worker"), concurrency)
     driver = registry.get(kind)
     broker = _open(kind, url, queue, options)
 
@@ -283,3 +297,24 @@ def consumer_main(conn: Connection, kind: str, url: str, queue: str, options: di
                            **driver.worker_options(concurrency, concurrency))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     worker.run()
+
+
+def _contender_consumer(conn: Connection, broker: Any, concurrency: int) -> None:
+    """A contender's worker (its role process, killed with this process): each run it reports is
+    sent on as ours are, its id and latency read from the trace the producer gave the job."""
+    def note_run(name: str, trace: Any, start: int, end: int, redelivered: bool, attempts_made: int,
+                 final: bool) -> None:
+        now = time.time()
+        job_id, sent_at = trace if isinstance(trace, list) and len(trace) == 2 else ("", now)
+        try:
+            _send(conn, {"e": "ran", "id": str(job_id), "name": name, "a": attempts_made, "r": redelivered,
+                         "lat": round((now - float(sent_at)) * 1000, 2), "ok": True, "t": now})
+        except OSError:   # the lab is gone: the job itself still ran
+            pass
+
+    worker = broker.worker(note_run, concurrency=concurrency, prefetch=concurrency, cpu_share=CPU_SHARE)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.run()
+    finally:
+        broker.close()

@@ -24,6 +24,7 @@ from brokers.contract import Backoff, BackoffType, JobOptions, JobSpec
 from brokers.instances import private_instance
 from brokers.provision import find
 
+from ..contenders.bridge import kill_role
 from ..harness.roles import MALFORMED
 from . import load
 from .broker_state import read_state, redis_missing
@@ -38,8 +39,13 @@ SPECIALS = ("poison", "malformed", "delayed", "urgent")
 class Side:
     """One broker kind: ``start()``, then actions, then ``close()`` (idempotent)."""
 
-    def __init__(self, kind: str, mark: Callable[[str, str], None], *, shared: bool = False) -> None:
+    def __init__(self, kind: str, mark: Callable[[str, str], None], *, shared: bool = False,
+                 client: str = "") -> None:
         self.kind, self.mark, self.shared = kind, mark, shared
+        # A contender (brokers.clients) runs the load instead of our adapter: its producer and
+        # workers are role processes behind benchmarks.contenders.bridge; our adapter still
+        # declares the queue and reads the broker's counts.
+        self.client = "" if client in ("", kind) else client
         self.queue = f"{load.QUEUE}-{uuid.uuid4().hex[:6]}"   # two labs on one shared broker never meet
         self.driver = registry.get(kind)
         self.profile = self.driver.at_level(registry.DEFAULT_DURABILITY)
@@ -66,6 +72,15 @@ class Side:
         self.ctx = multiprocessing.get_context("spawn")
         self.closed = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True, name=f"live-read-{kind}")
+
+    @property
+    def label(self) -> str:
+        """The broker, and the client library when it is not our adapter."""
+        if not self.client:
+            return self.driver.label
+        from brokers import clients
+
+        return f"{self.driver.label} · {clients.get(self.client).label}"
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "Side":
@@ -148,7 +163,7 @@ class Side:
     def _spawn(self, target: Callable[..., None], extra: Any) -> multiprocessing.Process:
         reader, writer = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=target, args=(writer, self.kind, self.url, self.queue, self._options(), extra),
-                                daemon=True)
+                                kwargs={"client": self.client}, daemon=True)
         proc.start()
         writer.close()
         with self.pipes_lock:
@@ -211,7 +226,7 @@ class Side:
                 raise ValueError("no worker is running: start the load first")
             victim = alive[0]
             self.killed_at = time.time()
-            os.kill(victim.pid, signal.SIGKILL)
+            kill_role(victim.pid)   # a contender's program first: its last runs reach the tally
             self.consumers.remove(victim)
             victim.join(5)
             with self.pipes_lock:
@@ -292,6 +307,9 @@ class Side:
     def _publish_special(self, what: str) -> str:
         """Publish one teaching job. Its id is chosen first and watched before it is sent, so the
         run that answers it (which can come back within a millisecond) is never missed."""
+        if self.client:
+            raise ValueError(f"special jobs go to our adapter's workers; this side runs {self.label}'s, which "
+                             "take the seed's three job types only")
         now = time.time()
         job_id = f"{what}-{uuid.uuid4().hex[:10]}"
         if what == "poison":
@@ -392,7 +410,7 @@ class Side:
                 with self.pipes_lock:
                     self.pipe_of.pop(producer, None)
                 self.mark(self.kind, f"producer {producer.pid} died (exit {producer.exitcode}): no jobs are sent")
-        self.state = {"kind": self.kind, "label": self.driver.label, "profile": self.profile.name,
+        self.state = {"kind": self.kind, "label": self.label, "client": self.client, "profile": self.profile.name,
                       "promise": self.profile.promise, "shared": self.shared, "broker_down": self.broker_down,
                       "running": self.running, "settings": self.settings.as_dict(),
                       "consumers_alive": sum(p.is_alive() for p in list(self.consumers)),
