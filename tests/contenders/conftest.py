@@ -37,3 +37,22 @@ def node_ready() -> None:
 @pytest.fixture(params=NODE_CLIENTS)
 def node_client(request: pytest.FixtureRequest, node_ready: None) -> clients.Client:
     return clients.get(request.param)
+
+
+TOY = "toy-redis-list"   # tests/contenders/toy: a client registered from outside, its role in Python
+
+
+@pytest.fixture(params=[*NODE_CLIENTS, TOY])
+def role_client(request: pytest.FixtureRequest):
+    """Every role program the conformance test must hold for: the Node contenders and the toy."""
+    if request.param != TOY:
+        request.getfixturevalue("node_ready")
+        yield clients.get(request.param)
+        return
+    from importlib import import_module
+
+    client = clients.register(import_module("tests.contenders.toy.client").CLIENT)
+    try:
+        yield client
+    finally:
+        clients.unregister(TOY)
