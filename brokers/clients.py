@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from dataclasses import dataclass
 from importlib import import_module, metadata
@@ -53,6 +54,7 @@ class Client:
         carries (the harness declares the queue with our adapter): dropped, not refused.
     :param needs: files that must exist before it runs (its installed packages), with
         ``install_hint`` saying how to get them.
+    :param python_packages: Python distributions its role program imports (a Python contender).
     :param install_hint: what to run when it cannot start.
     :param notes: what a reader of its figures must know, in a sentence.
     """
@@ -66,6 +68,7 @@ class Client:
     role_options: Mapping[str, str] = None  # type: ignore[assignment]
     server_side: tuple[str, ...] = ()
     needs: tuple[Path, ...] = ()
+    python_packages: tuple[str, ...] = ()
     install_hint: str = ""
     notes: str = ""
 
@@ -86,6 +89,11 @@ class Client:
         if shutil.which(program) is None:
             raise ClientUnavailable(f"{self.label} needs {program!r}, which is not installed here: {self.install_hint}")
         missing = [str(p) for p in self.needs if not p.exists()]
+        for package in self.python_packages:
+            try:
+                metadata.version(package)
+            except metadata.PackageNotFoundError:
+                missing.append(f"the Python package {package}")
         if missing:
             raise ClientUnavailable(f"{self.label} is not installed ({', '.join(missing)} missing): "
                                     f"{self.install_hint}")
@@ -143,13 +151,36 @@ def _node_clients() -> tuple[Client, ...]:
     )
 
 
+def _python_clients() -> tuple[Client, ...]:
+    """The Python contenders: role programs in benchmarks/contenders/python, run with this
+    interpreter (their libraries come with the ``bench`` extra)."""
+    root = Path(__file__).resolve().parents[1]
+    hint = "install brokerbench with its bench extra: pip install -e '.[bench]' (or .[all])"
+    return (
+        Client(name="bullmq-python", label="BullMQ (Python)", server="redis", official=True,
+               command=(sys.executable, "-m", "benchmarks.contenders.python.bullmq_role"), cwd=root,
+               role_options={"lock_duration_ms": "lock_duration_ms", "stalled_interval_ms": "stalled_interval_ms",
+                             "max_stalled_count": "max_stalled_count"},
+               server_side=HARNESS_OPTIONS, python_packages=("bullmq",), install_hint=hint,
+               notes="the official BullMQ for Python (asyncio), one add per call (addBulk for a batch), "
+                     "BullMQ's lock and stalled-check defaults"),
+        Client(name="pika-plain", label="pika (plain loop)", server="rabbitmq", official=True,
+               command=(sys.executable, "-m", "benchmarks.contenders.python.pika_role"), cwd=root,
+               role_options={"persistent": "persistent", "confirms": "confirms", "reconnect_for_s": "reconnect_for_s"},
+               server_side=(*HARNESS_OPTIONS, "queue_type", "max_priority", "max_length"),
+               python_packages=("pika",), install_hint=hint,
+               notes="the loop most pika users write: each publish waits for its confirm, the handler runs "
+                     "inline in the delivery callback, one ack per message; the plain reconnect loop"),
+    )
+
+
 def _load() -> None:
     global _loaded
     with _lock:
         if _loaded:
             return
         _loaded = True
-        for client in _node_clients():
+        for client in (*_node_clients(), *_python_clients()):
             register(client)
         for module in (m.strip() for m in os.environ.get(ENV_CLIENTS, "").split(",") if m.strip()):
             register(import_module(module).CLIENT)

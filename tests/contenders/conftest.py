@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pytest
 
 from brokers import clients
 
 NODE_CLIENTS = [c.name for c in clients.contenders() if c.command and c.command[0] == "node"]
+PYTHON_CLIENTS = [c.name for c in clients.contenders() if c.command and c.command[0] == sys.executable]
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +44,13 @@ def node_client(request: pytest.FixtureRequest, node_ready: None) -> clients.Cli
 TOY = "toy-redis-list"   # tests/contenders/toy: a client registered from outside, its role in Python
 
 
-@pytest.fixture(params=[*NODE_CLIENTS, TOY])
+@pytest.fixture(params=[*NODE_CLIENTS, *PYTHON_CLIENTS, TOY])
 def role_client(request: pytest.FixtureRequest):
-    """Every role program the conformance test must hold for: the Node contenders and the toy."""
+    """Every role program the conformance test must hold for: the Node and Python contenders,
+    and the toy."""
     if request.param != TOY:
-        request.getfixturevalue("node_ready")
+        if request.param in NODE_CLIENTS:
+            request.getfixturevalue("node_ready")
         yield clients.get(request.param)
         return
     from importlib import import_module

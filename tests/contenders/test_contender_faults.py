@@ -16,11 +16,12 @@ from benchmarks.faults.common import Session
 from benchmarks.results import files as results
 from brokers import clients, registry
 
+from .conftest import NODE_CLIENTS
+
 
 @pytest.fixture
 def session(private_brokers, tmp_path, node_ready):
-    return Session(private_brokers, small=True, out=tmp_path, ours=False,
-                   clients=[c.name for c in clients.contenders() if c.official])
+    return Session(private_brokers, small=True, out=tmp_path, ours=False, clients=NODE_CLIENTS)
 
 
 def _ran_with(row, name: str) -> dict:

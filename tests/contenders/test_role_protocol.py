@@ -149,3 +149,35 @@ def test_every_message_kind_has_a_schema_branch_and_bad_lines_are_named():
         protocol.parse(json.dumps({"type": "accepted", "seqs": [0]}))
     with pytest.raises(protocol.ProtocolError, match="none of"):
         protocol.parse(json.dumps({"type": "shout"}))
+
+
+def test_the_quick_check_of_a_ran_line_accepts_only_what_the_schema_accepts():
+    """A ``ran`` line (one per job) is checked by hand, not by the generic validator; every
+    variation below must get the schema's verdict."""
+    import copy
+
+    import jsonschema
+
+    from benchmarks.contenders.protocol import _plainly_valid_ran, _validators
+
+    good = {"type": "ran", "id": "7", "name": "user_variables_update", "trace": [0, 1, 2, 3], "start_ns": 1,
+            "end_ns": 2, "redelivered": False, "attempts_made": 0, "final": True}
+    variants = [good, {**good, "trace": None}, {**good, "trace": {"id": 1}}, {**good, "id": 7},
+                {**good, "name": None}, {**good, "start_ns": 1.5}, {**good, "end_ns": True},
+                {**good, "redelivered": 0}, {**good, "final": "yes"}, {**good, "attempts_made": -1},
+                {**good, "attempts_made": False}, {**good, "extra": 1}]
+    variants += [{k: v for k, v in good.items() if k != key} for key in good if key != "type"]
+    schema_says = _validators()["ran"]
+    for message in variants:
+        valid = True
+        try:
+            schema_says.validate(copy.deepcopy(message))
+        except jsonschema.ValidationError:
+            valid = False
+        if _plainly_valid_ran(message):
+            assert valid, f"the quick check accepted what the schema refuses: {message}"
+        if not valid:
+            with pytest.raises(protocol.ProtocolError):
+                protocol.check(message)
+        else:
+            assert protocol.check(message) is message
