@@ -345,6 +345,11 @@ def read_seen_log(path: str) -> SequenceCounts:
     return counts
 
 
+def last_seen_end(path: str) -> int:
+    """When the last run a consumer's log records ended (monotonic ns; 0 when it has none)."""
+    return max((end_ns for _producer, _seq, end_ns in _seen_records(path)), default=0)
+
+
 def seen_done_per_s(path: str, t0_ns: int) -> dict[int, int]:
     """Runs a consumer's log records, per second since ``t0_ns``: the timeline's finished jobs
     of a consumer that was killed and so never reported its own."""

@@ -36,7 +36,7 @@ from brokers.provision import find
 
 from ..results import cpu_cost, files
 from . import environment, pinning
-from .metrics import Recorder, SequenceCounts, read_seen_log, seen_done_per_s
+from .metrics import Recorder, SequenceCounts, last_seen_end, read_seen_log, seen_done_per_s
 from .resources import CpuMeter, broker_pid
 from .roles import Control, Credit, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
@@ -408,6 +408,11 @@ def _assemble(scenario: Scenario, watch: RoleMessages, samples: list[tuple[float
     cpu = {**cpu, "broker": 0.0 if scenario.threads else cpu.get("broker")}
     drain = None
     if scenario.mode == "drain":
+        # The end is when the last run ended, by the consumers' own logs (the runner notices it
+        # only at its next look at the broker, up to a sampling interval later), else when noticed.
+        ends = [last_seen_end(p) for p in watch.seen_logs if os.path.exists(p)]
+        if drain_start and ends and drain_start < max(ends) <= drain_end:
+            drain_end = max(ends)
         window_s = max((drain_end - drain_start) / 1e9, 1e-9) if drain_start else 0.0
         done = merged.counters.get("ran", 0)
         fill_s = max((drain_start - t0) / 1e9, 1e-9) if drain_start else 0.0
