@@ -15,7 +15,7 @@ polls: fetch jobs, run them (:class:`brokers.dispatch.JobRunner`), settle them, 
 (the Redis adapter, the in-process adapter). An adapter whose broker pushes jobs into a
 callback that must also settle them (AMQP with pika) drives its own loop, with the same
 :class:`RunLimits` and the same counting, as saq's and dramatiq's workers do over their
-brokers' primitives.
+brokers' primitives (brokers/amqp/worker.py says why it cannot be this loop).
 """
 
 from __future__ import annotations
@@ -140,8 +140,20 @@ class PollingWorker(Worker):
     @abstractmethod
     def _exchange(self, settlements: list[Settlement], want: int) -> Fetched:
         """Record ``settlements`` and fetch up to ``want`` jobs, in as few round trips as the
-        broker allows. Each settlement the broker recorded is removed from the list and
-        counted with :meth:`_tally`, so that after an error only the unsent ones remain."""
+        broker allows.
+
+        The list is the loop's own: remove each settlement the broker recorded from it *in
+        place* (``settlements[:] = ...``, never a new list) and count it with :meth:`_tally`,
+        so that after an error only the ones not recorded remain.
+
+        The lost-reply rule: when a call raises one of :attr:`transient_errors` (the connection
+        dropped), the loop keeps every settlement still in the list and calls again later with
+        them, and the broker may already have recorded some of them before its reply was lost.
+        That second call must be harmless and each settlement counted once: the Redis adapter
+        sends the very same script call again (same call id, which the script remembers, so a
+        call that ran answers with its first result: ``_unanswered`` in
+        brokers/bullmq_redis/worker.py); an adapter that cannot tell must say which outcome it
+        counts. tests/unit/test_worker_loop_rules.py checks the loop's side of this rule."""
 
     @abstractmethod
     def _wait_for_work(self, seconds: float) -> None:

@@ -24,6 +24,17 @@ must only be used from its own thread). With concurrency 1 the handler runs on t
 thread, the fastest way for short jobs; but then nothing answers the broker's heartbeats while
 a job runs, and a job longer than two heartbeats (60 s) loses the connection and is redelivered.
 Use concurrency >= 2 for long jobs.
+
+Why this worker has a loop of its own instead of brokers/worker_loop.py's ``PollingWorker``:
+that loop asks the broker for jobs (``_exchange``: settle and fetch in one call), and the
+answer is a reply to its call. RabbitMQ pushes deliveries to a consumer up to the prefetch,
+whenever it likes, and only on the connection's own thread, inside pika's
+``process_data_events``; acks and the copies of retried jobs must go out on that same thread.
+Polling with ``basic.get`` instead would fit the pull loop but costs a round trip per message
+and gives up prefetch, the very thing an AMQP consumer is measured on. So the loop here turns
+pika's I/O and hands settlements back to its thread; what a run may take and when it ends are
+the same :class:`~brokers.worker_loop.RunLimits` the pull loop uses, and every settlement is
+counted through the same ``_tally``.
 """
 
 from __future__ import annotations
