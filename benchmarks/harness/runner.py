@@ -116,11 +116,15 @@ def _role_context() -> Any:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["benchmarks.harness.roles", *ROLE_PRELOAD])
+    ctx.set_forkserver_preload(["benchmarks.harness.roles", *role_preload()])
     return ctx
 
 
-ROLE_PRELOAD = ("brokers.bullmq_redis.broker", "brokers.amqp.broker")
+def role_preload() -> tuple[str, ...]:
+    """Modules a role process imports before it is forked: each registered kind's adapter (so
+    a run's roles start without importing them), read from the registry."""
+    return tuple(dict.fromkeys(d.adapter_path.partition(":")[0] for d in registry.drivers()
+                               if d.adapter_path and not d.in_process))
 
 
 def resolve_url(scenario: Scenario, url: str | None) -> str:

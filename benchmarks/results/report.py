@@ -272,12 +272,30 @@ def ours_note(runs: list[dict[str, Any]], drains: list[dict[str, Any]]) -> str:
             f"{plots.label(rabbitmq)} is reached through our pika adapter. {pointer[0].upper()}{pointer[1:]}.")
 
 
+def title(collected: Collected) -> str:
+    """The report's title, from the registry: the servers its runs measured (the compared ones
+    when none say), and the real clients beside ours when there are any."""
+    from brokers import clients
+
+    present = {r.get("scenario", {}).get("broker") for r in collected.everything() + collected.contenders}
+    kinds = [k for k in registry.kinds() if k in present] or registry.compared_kinds()
+    text = "brokerbench: " + " against ".join(registry.get(k).label for k in kinds)
+    names = sorted({c for r in collected.contenders if (c := r.get("scenario", {}).get("client"))})
+    labels = []
+    for name in names:
+        try:
+            labels.append(clients.get(name).label)
+        except ValueError:   # a client registered where the files were made, not here
+            labels.append(name)
+    return text + (f", with {', '.join(labels)} beside our clients" if labels else "")
+
+
 def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
     found = envs.groups(collected.every_file())
     warning = envs.warning(found)
     where = ("measured in the settings listed in the warning below" if warning
              else "measured on the machine described here")
-    out = Section(plot_dir, [Block("heading", "brokerbench: a BullMQ-style queue on Redis against RabbitMQ", level=1),
+    out = Section(plot_dir, [Block("heading", title(collected), level=1),
                         Block("text", "Every number below comes from the results files next to this report, "
                                       f"{where}. Numbers from a shared 2-core "
                                       "machine are noisy: read the ratios between brokers, measured in the same "

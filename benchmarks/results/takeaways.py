@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from brokers import registry
 from brokers.registry import level_label, split_level
 
 from ..harness.metrics import count_of, recorded, value_at_percentile
@@ -36,9 +37,12 @@ def _median(runs: Runs, get: Any) -> float | None:
 
 
 def _pair(runs: Runs) -> tuple[str, str] | None:
-    """The two brokers compared, faster-looking first as the registry orders them."""
-    kinds = sorted(_by_kind(runs))
-    return (kinds[1], kinds[0]) if len(kinds) == 2 else None   # "redis", "rabbitmq"
+    """The two brokers the runs compare, in the registry's order (its compared kinds first),
+    or None unless the runs hold exactly two kinds."""
+    present = _by_kind(runs)
+    order = registry.compared_kinds() + [k for k in registry.kinds() if k not in registry.compared_kinds()]
+    kinds = [k for k in order if k in present] + sorted(k for k in present if k not in order)
+    return (kinds[0], kinds[1]) if len(kinds) == 2 else None
 
 
 def throughput(runs: Runs) -> str:
