@@ -632,6 +632,30 @@ class Broker(ABC):
 
     kind: str = ""
     capabilities: Capabilities  # each adapter class sets it: what it does and guarantees
+    #: The worker class whose keyword options the constructor takes and passes on as the
+    #: defaults of every worker it makes (``Adapter(url, queue=..., lock_duration_ms=...)``).
+    worker_class: type | None = None
+
+    @classmethod
+    def option_names(cls) -> frozenset[str] | None:
+        """Every keyword ``Adapter(url, **options)`` takes: its constructor's own (``queue``,
+        ``routes``, ``reconnect_for_s``, ``max_job_bytes``, its durability settings...), and
+        the keywords of :attr:`worker_class`, which it passes on to its workers. None when the
+        constructor takes anything (``**kwargs``) and names no worker class: then nothing is
+        checked. :meth:`brokers.registry.Driver.open` refuses any other key by name."""
+        import inspect
+
+        def keywords(function: Any, skip: set[str]) -> tuple[set[str], bool]:
+            params = inspect.signature(function).parameters.values()
+            named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - skip
+            return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+        own, takes_any = keywords(cls.__init__, {"self", "url"})
+        if cls.worker_class is None:
+            return None if takes_any else frozenset(own)
+        passed, _ = keywords(cls.worker_class.__init__, {"self", "broker", "handlers", "lanes", "hooks",
+                                                         "concurrency"})
+        return frozenset(own | passed)
 
     def __init__(self, queue: str, routes: Mapping[str, str] | None = None) -> None:
         if not queue or not all(c.isalnum() or c in "-_." for c in queue):

@@ -124,6 +124,14 @@ class MemoryBroker(Broker):
 
     kind = KIND
     capabilities = CAPABILITIES
+    #: Options the harness gives every kind, which mean nothing in one process: taken and
+    #: ignored. Any other key is refused (:meth:`brokers.contract.Broker.option_names`).
+    IGNORED_OPTIONS = ("reconnect_for_s", "connect_timeout", "lock_duration_ms", "stalled_interval_ms",
+                       "max_stalled_count", "prefetch")
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        return frozenset({"queue", "routes", "faults", "max_job_bytes", *cls.IGNORED_OPTIONS})
 
     def __init__(self, url: str = "memory://", queue: str = "brokerbench",
                  routes: Mapping[str, str] | None = None, *, faults: MemoryFaults | dict[str, Any] | None = None,

@@ -400,8 +400,15 @@ class Driver:
         return not self.in_process and bool(self.server_path)
 
     def open(self, url: str, **options: Any) -> "Broker":
-        """An adapter on ``url``."""
-        return self.adapter()(url, **options)
+        """An adapter on ``url``. A ValueError naming any option the adapter does not take
+        (:meth:`brokers.contract.Broker.option_names`), before anything connects."""
+        adapter = self.adapter()
+        known = adapter.option_names()
+        unknown = sorted(set(options) - known) if known is not None else []
+        if unknown:
+            raise ValueError(f"{self.label} has no option {', '.join(unknown)}; it takes "
+                             f"{', '.join(sorted(known))}")
+        return adapter(url, **options)
 
     def profile(self, name: str) -> DurabilityProfile:
         for profile in self.durability:

@@ -96,6 +96,7 @@ class RabbitMQBroker(Broker):
 
     kind = KIND
     capabilities = CAPABILITIES
+    worker_class = AmqpWorker    # its keyword options are constructor options too (worker defaults)
 
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, queue_type: str = "classic", max_priority: int = 0, max_length: int | None = None,

@@ -90,6 +90,7 @@ class BullMQRedisBroker(Broker):
 
     kind = KIND
     capabilities = CAPABILITIES
+    worker_class = RedisWorker   # its keyword options are constructor options too (worker defaults)
 
     def __init__(self, url: str, queue: str = "brokerbench", routes: Mapping[str, str] | None = None,
                  *, connect_timeout: float = 3.0, reconnect_for_s: float = 30.0, prefix: str = PREFIX,
