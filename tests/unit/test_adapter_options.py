@@ -25,4 +25,5 @@ def test_every_kind_takes_the_options_the_harness_gives_every_kind(kind):
 def test_a_worker_option_is_a_constructor_option_of_the_kinds_with_locks():
     redis = registry.get("redis").adapter().option_names()
     assert {"lock_duration_ms", "stalled_interval_ms", "max_stalled_count"} <= redis
-    assert {"prefetch", "ack_batch", "persistent", "confirms", "queue_type"} <= registry.get("rabbitmq").adapter().option_names()
+    amqp = registry.get("rabbitmq").adapter().option_names()
+    assert {"prefetch", "ack_batch", "persistent", "confirms", "queue_type"} <= amqp
