@@ -511,10 +511,21 @@ class Capabilities:
     """What a publish with a custom ``job_id`` the broker already holds does (see the contract's
     guarantees): it decides whether resending a job in doubt can run it twice."""
 
+    FEATURES = ("delay", "priority", "retries", "dead_letter", "routing", "batching", "redelivery_after_crash",
+                "repeated_id")
+
+    def lacks(self, feature: str) -> str | None:
+        """Why this adapter does not do ``feature`` (one of :attr:`FEATURES`), or None when it
+        does: a contract test that needs a feature an adapter declares unsupported is skipped
+        with this reason, never failed (tests/conftest.py, the ``needs`` marker)."""
+        if feature not in self.FEATURES:
+            raise ValueError(f"unknown feature {feature!r}; the features are {', '.join(self.FEATURES)}")
+        declared: Feature = getattr(self, feature)
+        return None if declared.support is not Support.NONE else f"declares no {feature}: {declared.how}"
+
     def table(self) -> dict[str, str]:
         rows = {"delivery": self.delivery, "ordering": self.ordering, "durability": self.durability}
-        for name in ("delay", "priority", "retries", "dead_letter", "routing", "batching",
-                     "redelivery_after_crash", "repeated_id"):
+        for name in self.FEATURES:
             feature: Feature = getattr(self, name)
             rows[name] = f"{feature.support.value}: {feature.how}"
         return rows

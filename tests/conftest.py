@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
@@ -25,9 +25,71 @@ NETWORK_KINDS = registry.kinds(in_process=False)
 logging.getLogger("pika").setLevel(logging.WARNING)
 
 
+class LazyEndpoints(Mapping[str, Endpoint]):
+    """The network kinds' brokers, each found the first time a test asks for it: a test of one
+    kind never waits for (or fails on) another kind's broker."""
+
+    def __init__(self, kinds: list[str]) -> None:
+        self._kinds = list(kinds)
+        self._found: dict[str, Endpoint] = {}
+
+    def __getitem__(self, kind: str) -> Endpoint:
+        if kind not in self._kinds:
+            raise KeyError(kind)
+        if kind not in self._found:
+            self._found[kind] = find(kind)
+        return self._found[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kinds)
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._kinds
+
+
 @pytest.fixture(scope="session")
-def endpoints() -> dict[str, Endpoint]:
-    return {kind: find(kind) for kind in NETWORK_KINDS}
+def endpoints() -> Mapping[str, Endpoint]:
+    return LazyEndpoints(NETWORK_KINDS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(*features): the test needs these features of the adapter "
+                                       "(brokers.contract.Capabilities.FEATURES, or 'bounded_queue')")
+
+
+def unsupported(kind: str, features: tuple[str, ...]) -> str | None:
+    """Why ``kind`` cannot run a test that needs ``features``, from what it declares (its
+    capabilities, its driver's queue bound), or None when it can."""
+    driver = registry.get(kind)
+    for feature in features:
+        if feature == "bounded_queue":
+            bound = driver.queue_bound
+            if bound is None or not (bound.server or bound.options):
+                return f"{kind} declares no way to bound its queue (its driver's queue_bound is empty)"
+            continue
+        why = driver.adapter().capabilities.lacks(feature)
+        if why:
+            return f"{kind} {why}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _declared_support(request: pytest.FixtureRequest) -> None:
+    """A test marked ``needs(...)`` is skipped, with the adapter's own reason, for a kind that
+    declares the feature unsupported; never failed. The built-in kinds declare every feature
+    the suite marks, so on them nothing is skipped."""
+    marker = request.node.get_closest_marker("needs")
+    callspec = getattr(request.node, "callspec", None)
+    if marker is None or callspec is None:
+        return
+    kind = callspec.params.get("kind") or callspec.params.get("network_kind")
+    if isinstance(kind, str):
+        why = unsupported(kind, tuple(marker.args))
+        if why:
+            pytest.skip(why)
 
 
 @pytest.fixture(scope="session")

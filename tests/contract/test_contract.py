@@ -72,6 +72,7 @@ def test_competing_consumers_share_work_without_loss_or_duplicates(broker):
     assert sum(w.report.completed for w in workers) == 300
 
 
+@pytest.mark.needs("redelivery_after_crash")
 def test_sigkill_mid_job_redelivers_and_loses_nothing(network_kind, make_broker, endpoints, tmp_path):
     kind = network_kind
     broker = make_broker(kind)
@@ -110,6 +111,7 @@ def test_sigkill_mid_job_redelivers_and_loses_nothing(network_kind, make_broker,
     assert redelivery_s < 10
 
 
+@pytest.mark.needs("retries")
 def test_retries_with_exponential_backoff(broker):
     rec = Recorder()
     options = JobOptions(attempts=3, backoff=Backoff("exponential", 150), remove_on_complete=False)
@@ -126,6 +128,7 @@ def test_retries_with_exponential_backoff(broker):
     assert broker.stats().failed == 0
 
 
+@pytest.mark.needs("retries", "dead_letter")
 def test_fixed_backoff_then_dead_letter_with_reason(broker):
     rec = Recorder()
     options = JobOptions(attempts=3, backoff=Backoff("fixed", 100))
@@ -143,6 +146,7 @@ def test_fixed_backoff_then_dead_letter_with_reason(broker):
     assert broker.stats().failed == 1
 
 
+@pytest.mark.needs("delay")
 def test_delayed_job_not_delivered_before_its_delay(broker):
     rec = Recorder()
     with broker.producer() as producer:
@@ -157,6 +161,7 @@ def test_delayed_job_not_delivered_before_its_delay(broker):
     assert broker.stats().delayed == 0
 
 
+@pytest.mark.needs("priority")
 def test_priority_order_under_backlog(broker):
     rec = Recorder()
     plan = [5, 1, 3, 2, 4, 1, 5, 3]
@@ -170,6 +175,7 @@ def test_priority_order_under_backlog(broker):
     assert [i for i in rec.ids() if i in ones] == ones
 
 
+@pytest.mark.needs("routing")
 def test_routing_by_job_type(kind, make_broker):
     broker = make_broker(kind, routes={"heavy_workflow_execution": "heavy"})
     heavy, rest = Recorder(), Recorder()
@@ -329,6 +335,7 @@ def test_hooks_see_start_and_settlement(broker):
     assert (Outcome.FAILED.value, bad) in events
 
 
+@pytest.mark.needs("bounded_queue")
 def test_a_full_queue_refuses_with_a_clear_error_and_loses_nothing(network_kind, make_broker):
     """Redis at maxmemory (noeviction, as BullMQ asks); RabbitMQ with x-max-length reject-publish."""
     from brokers.contract import PublishRejected

@@ -71,3 +71,16 @@ def test_the_contract_suite_runs_on_a_registered_kind():
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     collected = int(re.search(r"(\d+)/\d+ tests collected", memory.stdout).group(1))
     assert passed == collected > 10, "every contract test the in-process adapter runs, the toy kind runs too"
+
+
+def test_a_feature_a_kind_declares_unsupported_is_skipped_with_its_reason_never_failed():
+    env = {**os.environ, registry.ENV_DRIVERS: "tests.helpers.toy_lacking_driver"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider",
+                           "tests/contract/test_contract.py", "-k", "lacking"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert re.search(r"(\d+) passed, 1 skipped", proc.stdout), proc.stdout[-1500:]
+    skipped = [line for line in proc.stdout.splitlines() if " SKIPPED " in line]
+    assert len(skipped) == 1 and "test_priority_order_under_backlog[lacking]" in skipped[0], skipped
+    why = [line for line in proc.stdout.splitlines() if line.startswith("SKIPPED [1]")]
+    assert len(why) == 1 and "lacking declares no priority: every job waits in one FIFO line" in why[0], why
