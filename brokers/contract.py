@@ -347,10 +347,16 @@ class Job:
 
 
 class Outcome(str, Enum):
+    """How a run of a job was settled, in the contract's words. A worker holds a job under a
+    *lease* (BullMQ: the job's lock, renewed while it runs; AMQP: the unacknowledged delivery,
+    held while the channel lives); a lease that ran out or was taken back means the broker
+    handed the job out again."""
+
     COMPLETED = "completed"
-    RETRIED = "retried"      # failed, another attempt is scheduled (maybe after a backoff)
-    FAILED = "failed"        # failed for good: in the failed set / dead-letter queue
-    LOST_LOCK = "lost_lock"  # finished, but another worker had taken the job over meanwhile
+    RETRIED = "retried"       # failed, another attempt is scheduled (maybe after a backoff)
+    FAILED = "failed"         # failed for good: in the failed set / dead-letter queue
+    LOST_LEASE = "lost_lock"  # finished, but its lease was gone: the job was (or will be) handed out again
+    LOST_LOCK = "lost_lock"   # BullMQ's word for LOST_LEASE (the same member; results files keep "lost_lock")
 
 
 Handler = Callable[[Job], Any]
@@ -448,8 +454,9 @@ class CrashRedelivery:
     can turn into an expectation.
 
     ``trigger`` is "connection-close" (the broker returns unsettled jobs the moment the worker's
-    connection closes), "lock-expiry" (the job's lock must expire, then a periodic check hands
-    it out again) or "none" (nothing outlives the worker's process).
+    connection closes), "lock-expiry" (the job's lease, a lock in BullMQ's words, must expire,
+    then a periodic check hands it out again) or "none" (nothing outlives the worker's process).
+    The trigger names stay as results files have them.
     For "lock-expiry" (BullMQ's stalled check) the bound is max(lock, 2 x interval) + interval.
     A job goes back at the first check that finds its lock gone and finds the mark an earlier
     check set on it (every check marks all active jobs; renewing a lock clears the mark), so
