@@ -72,7 +72,8 @@ class ProgressDisplay:
     def end(self, result: dict[str, Any], path: Path | None) -> None:
         f = result["figures"]
         sc = result["scenario"]
-        head = f"{sc['broker']:8s} {sc['profile']:26s} {sc['mode']:6s}"
+        who = sc["broker"] + (f" · {sc['client']}" if sc.get("client") and sc["client"] != sc["broker"] else "")
+        head = f"{who:8s} {sc['profile']:26s} {sc['mode']:6s}"
         if f is None:
             line = f"{head} [red]failed: {'; '.join(result['errors'])}[/red]"
         else:

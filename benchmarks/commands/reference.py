@@ -38,6 +38,7 @@ from ..harness import environment
 from ..harness.scenario import Scenario
 from ..harness.suite import (
     REFERENCE_REPEAT,
+    contender_workloads,
     durability_workloads,
     reference_workloads,
     scaling_workloads,
@@ -120,6 +121,33 @@ def _has_level(kind: str, level: str) -> bool:
     return True
 
 
+def _contender_names(options: Options, console: Any = None) -> list[str]:
+    """The real clients (official libraries) of the reference's servers that can run here,
+    then our own adapters, which run beside them; a contender that cannot start is left out
+    and said so."""
+    from brokers import clients
+
+    names = []
+    for client in clients.contenders():
+        if not client.official or client.server not in _kinds(options):
+            continue
+        try:
+            client.check_available()
+        except clients.ClientUnavailable as exc:
+            if console is not None:
+                console.print(f"reference: {client.label} left out: {exc}")
+            continue
+        names.append(client.name)
+    return names + _kinds(options)
+
+
+def _contenders(folder: Path, options: Options, console: Any) -> None:
+    from .run import run_workloads
+
+    run_workloads(contender_workloads(options.scale), _kinds(options), "disk", options.repeat, folder, console,
+                  quiet=True, pin_cpus=options.pin_cpus, client_names=_contender_names(options, console))
+
+
 def _command(target: str, argv: Callable[[Path, Options], list[str]]) -> Callable[..., None]:
     def run(folder: Path, options: Options, console: Any) -> None:
         from .cli import _load
@@ -163,6 +191,10 @@ PARTS: tuple[Part, ...] = (
          _scenarios(_fault_names()), lambda o: 900.0 * (0.3 if o.small else 1.0)),
     Part("replication", "a leader lost under load on replicated brokers, and what the copies cost",
          _scenarios(["replication"]), lambda o: 1200.0 * (0.3 if o.small else 1.0)),
+    Part("contenders", "the real clients beside ours (BullMQ on Node and Python, amqplib, plain pika): the mix "
+                       "closed and open, and a drain of no-op jobs, on disk",
+         _contenders, lambda o: _harness_seconds(contender_workloads(o.scale), o, 1)
+         * max(len(_contender_names(o)), 1)),
     Part("drain", "one worker drains no-op jobs: ours vs the official clients",
          _command("benchmarks.commands.drain:main", lambda f, o: ["--out", str(f)]), lambda o: 300.0),
     Part("latency", "end to end at 1,000 jobs/s: ours vs the official clients",

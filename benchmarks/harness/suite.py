@@ -48,6 +48,17 @@ def reference_workloads(scale: float = 1.0) -> list[Scenario]:
             for w in default_workloads()]
 
 
+def contender_workloads(scale: float = 1.0) -> list[Scenario]:
+    """What the real clients run beside ours in the reference: the mix, closed and open loop
+    at reference length, and one worker draining 20,000 no-op jobs (the drain benchmark as a
+    run: ``service_factor`` 0)."""
+    mix = [w for w in reference_workloads(scale) if w.profile == "mix"]
+    drain = Scenario(profile="user_variables_update", mode="drain", drain_jobs=max(int(20_000 * scale), 200),
+                     service_factor=0.0, producers=1, consumers=1, concurrency=50, prefetch=50,
+                     drain_timeout_s=120.0)
+    return mix + [drain]
+
+
 def durability_workloads(levels: Sequence[str], scale: float = 1.0) -> list[Scenario]:
     """The mix, closed and open loop at reference length, at each durability level in
     ``levels`` (labelled ``durability-<level>``): what each promise costs, side by side."""
