@@ -96,7 +96,7 @@ def producer(setup: dict[str, Any], lines: queue_module.Queue) -> None:
                 channel().basic_publish("", queue, json.dumps(job["data"]).encode(), props)
             except pika.exceptions.NackError as exc:
                 failed.setdefault("refused", ([], f"nack: {exc!r}"))[0].append(job["seq"])
-            except (pika.exceptions.AMQPError, OSError) as exc:   # no confirm came: it may be queued
+            except Exception as exc:  # noqa: BLE001 - no confirm came (pika raises more than AMQPError): may be queued
                 failed.setdefault("in_doubt", ([], repr(exc)[:300]))[0].append(job["seq"])
                 broken = True
                 state["ch"] = None
@@ -162,6 +162,20 @@ def worker(setup: dict[str, Any], lines: queue_module.Queue) -> None:
             ch.basic_consume(queue, on_message)
         return ch
 
+    def reopen(consuming: bool) -> tuple[Any, Any]:
+        """The plain reconnect loop: a new connection and channel, consuming again if it was,
+        trying for up to the window (a broker just restarted may still refuse the channel)."""
+        deadline = time.monotonic() + window
+        while True:
+            fresh = connect(setup["url"], max(deadline - time.monotonic(), 0.0), False)
+            try:
+                return fresh, open_channel(fresh, consuming)
+            except Exception as exc:  # noqa: BLE001 - the broker is not ready yet: again
+                _quietly(fresh.close)
+                if time.monotonic() >= deadline:
+                    role_io.fail(f"no channel again within {window:g} s: {exc!r}")
+                time.sleep(RETRY_EVERY_S)
+
     conn = connect(setup["url"], window, True)
     ch = open_channel(conn, False)
     role_io.ready(role_io.client_record(NAME, "pika"))
@@ -186,10 +200,9 @@ def worker(setup: dict[str, Any], lines: queue_module.Queue) -> None:
             continue
         try:
             conn.process_data_events(time_limit=0.05)
-        except (pika.exceptions.AMQPError, OSError):   # the broker went away: the plain reconnect loop
+        except Exception:  # noqa: BLE001 - a dying socket makes pika raise more than AMQPError (ValueError too)
             _quietly(conn.close)
-            conn = connect(setup["url"], window, False)
-            ch = open_channel(conn, consuming)
+            conn, ch = reopen(consuming)
             report["reconnects"] += 1
 
 
