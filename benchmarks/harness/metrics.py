@@ -23,6 +23,7 @@ import struct
 import threading
 from array import array
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -338,26 +339,34 @@ def _seen_records(path: str) -> Iterator[tuple[int, int, int]]:
 
 
 def read_seen_log(path: str) -> SequenceCounts:
-    """A consumer's append-only log of completed runs (it survives the consumer's SIGKILL)."""
+    """A consumer's append-only log of completed runs (it survives the consumer's SIGKILL).
+    Only the jobs: the runner asks this while a run ends, every tick (:func:`read_seen` reads
+    the rest too, once, when the run has ended)."""
     counts = SequenceCounts()
     for producer, seq, _end in _seen_records(path):
         counts.add(producer, seq)
     return counts
 
 
-def last_seen_end(path: str) -> int:
-    """When the last run a consumer's log records ended (monotonic ns; 0 when it has none)."""
-    return max((end_ns for _producer, _seq, end_ns in _seen_records(path)), default=0)
+@dataclass
+class SeenLog:
+    """What one consumer's log of completed runs says, read in one pass: the jobs it ran, its
+    runs per second since the run's start (the timeline of a consumer that was killed and so
+    never reported its own), and when its last run ended (monotonic ns; 0 when it has none)."""
+
+    counts: SequenceCounts
+    done_per_s: dict[int, int]
+    last_end_ns: int
 
 
-def seen_done_per_s(path: str, t0_ns: int) -> dict[int, int]:
-    """Runs a consumer's log records, per second since ``t0_ns``: the timeline's finished jobs
-    of a consumer that was killed and so never reported its own."""
-    out: dict[int, int] = {}
-    for _producer, _seq, end_ns in _seen_records(path):
+def read_seen(path: str, t0_ns: int) -> SeenLog:
+    log = SeenLog(SequenceCounts(), {}, 0)
+    for producer, seq, end_ns in _seen_records(path):
+        log.counts.add(producer, seq)
         second = (end_ns - t0_ns) // 1_000_000_000
-        out[second] = out.get(second, 0) + 1
-    return out
+        log.done_per_s[second] = log.done_per_s.get(second, 0) + 1
+        log.last_end_ns = max(log.last_end_ns, end_ns)
+    return log
 
 
 def loss_and_duplicates(sent: SequenceCounts, seen: SequenceCounts, refused: SequenceCounts | None = None,

@@ -36,7 +36,7 @@ from brokers.provision import find
 
 from ..results import cpu_cost, files
 from . import environment, pinning
-from .metrics import Recorder, SequenceCounts, last_seen_end, read_seen_log, seen_done_per_s
+from .metrics import Recorder, SequenceCounts, read_seen, read_seen_log
 from .resources import CpuMeter, broker_pid
 from .roles import Control, Credit, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
@@ -385,7 +385,9 @@ def distinct_settled(seen_logs: list[str]) -> int:
     return sum(1 for arr in counts.counts.values() for n in arr if n)
 
 
-def _merge(watch: RoleMessages, t0: int) -> tuple[Recorder, dict[str, int]]:
+def _merge(watch: RoleMessages, t0: int) -> tuple[Recorder, dict[str, int], int]:
+    """The roles' recorders merged, the workers' counts, and when the last logged run ended
+    (monotonic ns, 0 without logs)."""
     merged = Recorder()
     worker: dict[str, int] = {}
     for report in watch.reports.values():
@@ -393,30 +395,32 @@ def _merge(watch: RoleMessages, t0: int) -> tuple[Recorder, dict[str, int]]:
         for k, v in (report.get("extra") or {}).items():
             if isinstance(v, int):  # counts; "client" (what a contender said it is) is read elsewhere
                 worker[k] = worker.get(k, 0) + v
+    last_end = 0
     if watch.seen_logs:  # count runs from the logs: they include consumers that were killed
         merged.seen = SequenceCounts()
         for path in watch.seen_logs:
             if os.path.exists(path):
-                merged.seen.merge(read_seen_log(path))
+                log = read_seen(path, t0)
+                merged.seen.merge(log.counts)
+                last_end = max(last_end, log.last_end_ns)
                 index = int(Path(path).stem.rpartition("-")[2])
                 if ("consumer", index) not in watch.reports:  # killed: its finished runs, from its log
-                    for second, n in seen_done_per_s(path, t0).items():
+                    for second, n in log.done_per_s.items():
                         merged.done_per_s[second] = merged.done_per_s.get(second, 0) + n
-    return merged, worker
+    return merged, worker, last_end
 
 
 def _assemble(scenario: Scenario, watch: RoleMessages, samples: list[tuple[float, int | None]],
               cpu: dict[str, float | None], described: dict[str, Any], t0: int, drain_start: int,
               drain_end: int) -> RunOutcome:
-    merged, worker = _merge(watch, t0)
+    merged, worker, last_end = _merge(watch, t0)
     cpu = {**cpu, "broker": 0.0 if scenario.threads else cpu.get("broker")}
     drain = None
     if scenario.mode == "drain":
         # The end is when the last run ended, by the consumers' own logs (the runner notices it
         # only at its next look at the broker, up to a sampling interval later), else when noticed.
-        ends = [last_seen_end(p) for p in watch.seen_logs if os.path.exists(p)]
-        if drain_start and ends and drain_start < max(ends) <= drain_end:
-            drain_end = max(ends)
+        if drain_start and drain_start < last_end <= drain_end:
+            drain_end = last_end
         window_s = max((drain_end - drain_start) / 1e9, 1e-9) if drain_start else 0.0
         done = merged.counters.get("ran", 0)
         fill_s = max((drain_start - t0) / 1e9, 1e-9) if drain_start else 0.0
