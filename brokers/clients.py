@@ -115,6 +115,11 @@ class Client:
 
 
 HARNESS_OPTIONS = ("reconnect_for_s", "max_job_bytes", "queue")  # our adapters' own; a role has none
+# What a BullMQ client takes of a run's options (recovery settings), and what an AMQP client
+# takes (durability settings; queue arguments are declared by our adapter, server side).
+BULLMQ_ROLE_OPTIONS = {k: k for k in ("lock_duration_ms", "stalled_interval_ms", "max_stalled_count")}
+AMQP_ROLE_OPTIONS = {k: k for k in ("persistent", "confirms", "reconnect_for_s")}
+AMQP_SERVER_SIDE = (*HARNESS_OPTIONS, "queue_type", "max_priority", "max_length")
 
 
 def own_client(kind: str) -> Client:
@@ -134,15 +139,13 @@ def _node_clients() -> tuple[Client, ...]:
     return (
         Client(name="bullmq-node", label="BullMQ (Node)", server="redis", official=True,
                command=("node", "role.mjs", "bullmq"), cwd=NODE_FOLDER,
-               role_options={"lock_duration_ms": "lock_duration_ms", "stalled_interval_ms": "stalled_interval_ms",
-                             "max_stalled_count": "max_stalled_count"},
+               role_options=BULLMQ_ROLE_OPTIONS,
                server_side=HARNESS_OPTIONS, needs=node_needs, install_hint=hint,
                notes="the official BullMQ with ioredis, one add per call (addBulk for a batch), BullMQ's lock "
                      "and stalled-check defaults"),
         Client(name="amqplib-node", label="amqplib (Node)", server="rabbitmq", official=True,
                command=("node", "role.mjs", "amqplib"), cwd=NODE_FOLDER,
-               role_options={"persistent": "persistent", "confirms": "confirms", "reconnect_for_s": "reconnect_for_s"},
-               server_side=(*HARNESS_OPTIONS, "queue_type", "max_priority", "max_length"),
+               role_options=AMQP_ROLE_OPTIONS, server_side=AMQP_SERVER_SIDE,
                needs=node_needs, install_hint=hint,
                notes="amqplib with TCP_NODELAY on (its default leaves Nagle on: ~40 ms tails), a confirm "
                      "channel whose confirms each call awaits, prefetch, one ack per message; amqplib has no "
@@ -159,15 +162,13 @@ def _python_clients() -> tuple[Client, ...]:
     return (
         Client(name="bullmq-python", label="BullMQ (Python)", server="redis", official=True,
                command=(sys.executable, "-m", "benchmarks.contenders.python.bullmq_role"), cwd=root,
-               role_options={"lock_duration_ms": "lock_duration_ms", "stalled_interval_ms": "stalled_interval_ms",
-                             "max_stalled_count": "max_stalled_count"},
+               role_options=BULLMQ_ROLE_OPTIONS,
                server_side=HARNESS_OPTIONS, python_packages=("bullmq",), install_hint=hint,
                notes="the official BullMQ for Python (asyncio), one add per call (addBulk for a batch), "
                      "BullMQ's lock and stalled-check defaults"),
         Client(name="pika-plain", label="pika (plain loop)", server="rabbitmq", official=True,
                command=(sys.executable, "-m", "benchmarks.contenders.python.pika_role"), cwd=root,
-               role_options={"persistent": "persistent", "confirms": "confirms", "reconnect_for_s": "reconnect_for_s"},
-               server_side=(*HARNESS_OPTIONS, "queue_type", "max_priority", "max_length"),
+               role_options=AMQP_ROLE_OPTIONS, server_side=AMQP_SERVER_SIDE,
                python_packages=("pika",), install_hint=hint,
                notes="the loop most pika users write: each publish waits for its confirm, the handler runs "
                      "inline in the delivery callback, one ack per message; the plain reconnect loop"),

@@ -9,6 +9,7 @@ from typing import Any
 from ..harness.metrics import count_of
 from ..harness.scenario import Scenario
 from ..results.percentiles import cell
+from ..results.summary import contender, who
 
 
 class ProgressDisplay:
@@ -72,8 +73,8 @@ class ProgressDisplay:
     def end(self, result: dict[str, Any], path: Path | None) -> None:
         f = result["figures"]
         sc = result["scenario"]
-        who = sc["broker"] + (f" · {sc['client']}" if sc.get("client") and sc["client"] != sc["broker"] else "")
-        head = f"{who:8s} {sc['profile']:26s} {sc['mode']:6s}"
+        named = who({"broker": sc["broker"], "client": contender(sc)})
+        head = f"{named:8s} {sc['profile']:26s} {sc['mode']:6s}"
         if f is None:
             line = f"{head} [red]failed: {'; '.join(result['errors'])}[/red]"
         else:

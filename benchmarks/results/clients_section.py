@@ -10,6 +10,7 @@ with the harness's bridge to it: see :mod:`benchmarks.contenders.bridge`).
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from . import plots
@@ -25,11 +26,8 @@ INTRO = ("Our clients and the real ones on the same server and promise, measured
 
 def _client_cpu_per_1000(runs: list[dict[str, Any]]) -> str:
     costs = [c.per_1000.get("clients") for r in runs if r["scenario"]["mode"] == "closed" and (c := cost_of(r))]
-    costs = sorted(v for v in costs if v is not None)
-    if not costs:
-        return "-"
-    median = costs[len(costs) // 2] if len(costs) % 2 else (costs[len(costs) // 2 - 1] + costs[len(costs) // 2]) / 2
-    return f"{median:.3f} (n {len(costs)})"
+    costs = [v for v in costs if v is not None]
+    return f"{statistics.median(costs):.3f} (n {len(costs)})" if costs else "-"
 
 
 def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list[Block]:
