@@ -11,7 +11,8 @@ histograms stay the harness's: only the client's calls happen in the other progr
 What the figures include: a producer's acceptance latency is measured from just before the
 harness writes the call to the pipe to the moment the role saw the broker's answer (its own
 clock, the same CLOCK_MONOTONIC), so the one hop on the pipe toward the role (tens of
-microseconds) is in it. The role program's CPU is the contender's; the harness's process
+microseconds) is in it, and so is any wait behind the role's earlier calls (the harness sends
+ahead, up to a window: see :class:`ContenderProducer`). The role program's CPU is the contender's; the harness's process
 around it counts as the harness's (``cpu_seconds`` of a role includes its children).
 
 The role program dies with the harness's role process (PR_SET_PDEATHSIG, SIGKILL): a worker
@@ -236,64 +237,135 @@ class ContenderBroker:
 
 
 class ContenderProducer:
-    """A contender's producer behind our producer's interface (one call answered at a time)."""
+    """A contender's producer behind our producer's interface, windowed like our AMQP producer's
+    confirms: a call writes its jobs to the role and returns their ids; the role publishes the
+    calls one after the other, each as its client does (BullMQ: one ``add`` awaited, or an
+    ``addBulk``; amqplib: each confirm awaited), and its answers are read as they come (reported
+    through ``on_accepted`` with the role's own time of the broker's answer), in :meth:`idle`,
+    and in :meth:`flush`, which waits for every one. At most ``window`` jobs are unanswered; a
+    call beyond it waits for answers first.
 
-    def __init__(self, process: RoleProcess) -> None:
+    Why not one call answered at a time: the harness then waited for the pipe both ways between
+    two jobs, and the client's pace was the pipe's (BullMQ's adds ran at half the rate the same
+    client reaches on its own). The client's own pacing is kept: it still awaits each answer.
+
+    Ids: a job's custom id when it has one (``JobOptions.job_id``), else ``#<n>``, this
+    producer's own numbering (the broker's id of such a job is the role's to know). A refusal or
+    a doubt that an answer reports is raised by the next call (which then sends nothing: its
+    jobs are refused), or by :meth:`flush`."""
+
+    WINDOW = 1000
+
+    def __init__(self, process: RoleProcess, window: int = WINDOW) -> None:
         self.process = process
+        self.window = window
         self.on_accepted: Callable[..., None] = lambda ids, when=None: None
         self._seq = 0
+        self._unanswered: dict[int, str] = {}   # seq -> id, sent and not yet answered
+        self._refused: list[str] = []
+        self._doubt: list[str] = []
+        self._errors: list[str] = []
+        self._silent_since = time.monotonic()
 
     def publish_many(self, specs: list[JobSpec]) -> list[str | None]:
+        self._raise_failures(len(specs))
+        while self._unanswered and len(self._unanswered) + len(specs) > self.window:
+            self._read(ANSWER_TIMEOUT_S, len(specs))
+            self._raise_failures(len(specs))
         first = self._seq
         self._seq += len(specs)
+        ids: list[str | None] = [s.options.job_id or f"#{first + i}" for i, s in enumerate(specs)]
         jobs = [{"seq": first + i, "name": s.name, "data": s.data, "attempts": s.options.attempts,
                  **({"id": s.options.job_id} if s.options.job_id else {})} for i, s in enumerate(specs)]
-        self.process.send({"type": "publish", "jobs": jobs})
-        ids: list[str | None] = [None] * len(specs)
-        fates: list[Fate | None] = [None] * len(specs)
-        errors: list[str] = []
-        deadline = time.monotonic() + ANSWER_TIMEOUT_S
-        while any(f is None for f in fates):
-            try:
-                message = self.process.receive(timeout=max(deadline - time.monotonic(), 0.01))
-            except RoleFailed as exc:
-                raise self._unanswered(fates, ids, str(exc)) from None
-            if message is None:
-                self.process.proc.kill()
-                raise self._unanswered(fates, ids, f"no answer within {ANSWER_TIMEOUT_S:.0f} s")
-            kind = message["type"]
-            if kind == "accepted":
-                for seq, job_id in zip(message["seqs"], message["ids"], strict=True):
-                    ids[seq - first], fates[seq - first] = job_id, Fate.ACCEPTED
-                self.on_accepted(list(message["ids"]), message["t_ns"])
-            elif kind == "failed":
-                for seq in message["seqs"]:
-                    fates[seq - first] = Fate(message["fate"])
-                errors.append(f"{message['fate']}: {message['error']}")
-            elif kind == "error":
-                log.warning("%s: %s", self.process.client.label, message["message"])
-        if any(f is not Fate.ACCEPTED for f in fates):
-            kept = [job_id if f is Fate.ACCEPTED else None for job_id, f in zip(ids, fates)]
-            cls = PublishInDoubt if Fate.IN_DOUBT in fates else PublishRejected
-            raise cls("; ".join(dict.fromkeys(errors)), accepted=kept, fates=fates)  # type: ignore[arg-type]
+        if not self._unanswered:
+            self._silent_since = time.monotonic()
+        try:
+            self.process.send({"type": "publish", "jobs": jobs})
+        except RoleFailed as exc:  # the line never reached the role: this call's jobs are not held
+            raise self._ended(str(exc), len(specs)) from None
+        for i, job_id in enumerate(ids):
+            self._unanswered[first + i] = job_id  # type: ignore[assignment]
+        self._read(0.0, 0)  # answers already there (earlier calls'), without waiting
         return ids
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str | None:
         """One job, one call: our producer's ``publish``."""
         return self.publish_many([JobSpec(name, data, options or JobOptions())])[0]
 
-    def _unanswered(self, fates: list[Fate | None], ids: list[str | None], why: str) -> UnavailableInDoubt:
-        """The role ended (or went silent) with jobs of the call unanswered: they are in doubt,
-        and the producer stops (as when a broker goes away)."""
-        done = [f if f is not None else Fate.IN_DOUBT for f in fates]
-        kept = [job_id if f is Fate.ACCEPTED else None for job_id, f in zip(ids, done)]
-        return UnavailableInDoubt(why, accepted=kept, fates=done)
-
     def idle(self, seconds: float) -> None:
-        time.sleep(max(seconds, 0.0))  # every call is answered before it returns: nothing to read
+        """Read the role's answers for up to ``seconds`` (a refusal or doubt among them is
+        raised by the next call or :meth:`flush`)."""
+        deadline = time.monotonic() + max(seconds, 0.0)
+        while True:
+            left = deadline - time.monotonic()
+            if not self._unanswered:
+                time.sleep(max(left, 0.0))
+                break
+            if left <= 0 or not self._read(left, 0, once=True):
+                break
 
     def flush(self) -> None:
-        return None
+        """Wait for every job sent to be answered (or the role to fall silent for
+        ANSWER_TIMEOUT_S: the rest is in doubt); raise what was refused or left in doubt."""
+        while self._unanswered:
+            self._read(ANSWER_TIMEOUT_S, 0, once=True)
+        self._raise_failures(None)
+
+    def _read(self, timeout: float, unsent: int, once: bool = False) -> bool:
+        """Handle the role's messages: wait up to ``timeout`` for the first, then take what is
+        there. False when none came. A role that ended, or said nothing for ANSWER_TIMEOUT_S
+        with jobs unanswered, raises UnavailableInDoubt (``unsent`` jobs of the calling call
+        were not sent: refused)."""
+        got = False
+        wait = timeout
+        while True:
+            try:
+                message = self.process.receive(timeout=wait)
+            except RoleFailed as exc:
+                raise self._ended(str(exc), unsent) from None
+            if message is None:
+                if self._unanswered and time.monotonic() - self._silent_since >= ANSWER_TIMEOUT_S:
+                    self.process.proc.kill()
+                    raise self._ended(f"no answer within {ANSWER_TIMEOUT_S:.0f} s", unsent)
+                return got
+            got = True
+            self._silent_since = time.monotonic()
+            self._take(message)
+            wait = 0.0
+            if once and not self._unanswered:
+                return True
+
+    def _take(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "accepted":
+            ids = [self._unanswered.pop(seq) for seq in message["seqs"] if seq in self._unanswered]
+            self.on_accepted(ids, message["t_ns"])
+        elif kind == "failed":
+            ids = [self._unanswered.pop(seq) for seq in message["seqs"] if seq in self._unanswered]
+            (self._refused if message["fate"] == Fate.REFUSED.value else self._doubt).extend(ids)
+            self._errors.append(f"{message['fate']}: {message['error']}")
+        elif kind == "error":
+            log.warning("%s: %s", self.process.client.label, message["message"])
+
+    def _raise_failures(self, unsent: int | None) -> None:
+        """Raise the refusals and doubts answered so far. ``unsent``: jobs of the calling
+        publish, which then are not sent (refused); None outside a call."""
+        if not (self._refused or self._doubt):
+            return
+        refused, doubt, errors = self._refused, self._doubt, self._errors
+        self._refused, self._doubt, self._errors = [], [], []
+        cls = PublishInDoubt if doubt else PublishRejected
+        fates = None if unsent is None else [Fate.REFUSED] * unsent
+        raise cls("; ".join(dict.fromkeys(errors)), refused, in_doubt=doubt, fates=fates)
+
+    def _ended(self, why: str, unsent: int) -> UnavailableInDoubt:
+        """The role ended (or went silent): every job sent and unanswered is in doubt, the jobs
+        of the calling call not yet sent are refused, and the producer stops (as when a broker
+        goes away)."""
+        doubt = [*self._doubt, *self._unanswered.values()]
+        refused = self._refused
+        self._unanswered, self._doubt, self._refused = {}, [], []
+        return UnavailableInDoubt(why, refused, in_doubt=doubt, fates=[Fate.REFUSED] * unsent)
 
     def close(self) -> None:
         try:

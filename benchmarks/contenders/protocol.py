@@ -24,7 +24,10 @@ Harness -> role
             optionally ``id``: the job's id when the harness chooses it, BullMQ's ``jobId``, AMQP's
             ``message_id``; without it the client chooses) as ONE call of the client (one add /
             publish for one job; the client's bulk call for more), and answer once the broker
-            answered every job of it. ``data`` is opaque: publish it as is.
+            answered every job of it. ``data`` is opaque: publish it as is. The harness sends
+            ahead (up to a window of unanswered jobs): a role handles its ``publish`` lines one
+            after the other, in order, each call awaited as its client awaits it, and reads the
+            next line only when the previous call is answered.
 ``consume`` worker: start taking jobs (after ``setup``; in drain mode the harness sends it once
             the queue is filled).
 ``stop``    producer: close and exit. Worker: stop taking jobs, finish and settle those running,

@@ -311,6 +311,10 @@ class Acceptances:
 
 def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recorder, control: Control) -> None:
     producer = broker.producer()
+    if scenario.mode == "closed" and hasattr(producer, "window"):
+        # A contender's producer sends ahead (benchmarks/contenders/bridge.py); the closed loop's
+        # bound counts only what the broker holds, so here it sends no further ahead than one call.
+        producer.window = scenario.batch
     bank = PayloadBank(scenario.seed * 1000 + spec.index, ServiceModel(scenario.time_scale, scenario.service_factor))
     accepts = Acceptances(spec.index, recorder)
     producer.on_accepted = accepts.on_accepted
