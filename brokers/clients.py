@@ -44,7 +44,9 @@ class Client:
     :param name: its name in the CLI and results files ("bullmq-node").
     :param label: how tables name it ("BullMQ 6 (Node)").
     :param server: the broker kind it speaks to (a :mod:`brokers.registry` kind).
-    :param official: the library the seed's service would really use (not ours).
+    :param official: a library people really use (not ours).
+    :param seed: the library the seed's own service would use (its bot runs on Node): the seed's
+        claims about this client's server are answered with it when its runs are in the results.
     :param command: argv of its role program (the role protocol on stdin/stdout); empty for a
         kind's own adapter, whose roles run inside the harness's processes.
     :param cwd: the folder its command runs in.
@@ -63,6 +65,7 @@ class Client:
     label: str
     server: str
     official: bool = False
+    seed: bool = False
     command: tuple[str, ...] = ()
     cwd: Path | None = None
     role_options: Mapping[str, str] = None  # type: ignore[assignment]
@@ -137,13 +140,13 @@ def _node_clients() -> tuple[Client, ...]:
     node_needs = (NODE_FOLDER / "node_modules" / "bullmq", NODE_FOLDER / "node_modules" / "amqplib")
     hint = f"install Node.js 18 or later, then the pinned packages: brokerbench clients install ({NODE_INSTALL})"
     return (
-        Client(name="bullmq-node", label="BullMQ (Node)", server="redis", official=True,
+        Client(name="bullmq-node", label="BullMQ (Node)", server="redis", official=True, seed=True,
                command=("node", "role.mjs", "bullmq"), cwd=NODE_FOLDER,
                role_options=BULLMQ_ROLE_OPTIONS,
                server_side=HARNESS_OPTIONS, needs=node_needs, install_hint=hint,
                notes="the official BullMQ with ioredis, one add per call (addBulk for a batch), BullMQ's lock "
                      "and stalled-check defaults"),
-        Client(name="amqplib-node", label="amqplib (Node)", server="rabbitmq", official=True,
+        Client(name="amqplib-node", label="amqplib (Node)", server="rabbitmq", official=True, seed=True,
                command=("node", "role.mjs", "amqplib"), cwd=NODE_FOLDER,
                role_options=AMQP_ROLE_OPTIONS, server_side=AMQP_SERVER_SIDE,
                needs=node_needs, install_hint=hint,
@@ -226,3 +229,8 @@ def names() -> list[str]:
 def for_server(kind: str) -> list[Client]:
     """The clients that speak to server ``kind``: its own adapter first."""
     return [own_client(kind)] + [c for c in contenders() if c.server == kind]
+
+
+def seed_client(kind: str) -> Client | None:
+    """The client the seed's own service would use on server ``kind``, if one is registered."""
+    return next((c for c in contenders() if c.server == kind and c.seed), None)

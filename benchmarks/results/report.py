@@ -361,14 +361,15 @@ def blocks(collected: Collected, plot_dir: Path) -> list[Block]:
         out.figure("scaling", plots.scaling_with_consumers(collected.scaling), "Throughput against consumers")
         out.say(takeaways.scaling(collected.scaling))
     out += _noted(fault_sections.blocks(collected, plot_dir), collected.faults + collected.acks)
-    said = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup, costs=costs)
+    said = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup, costs=costs,
+                             contenders=collected.contenders)
     if said:
         out += _noted([Block("heading", "The seed's claims, measured")],
                       collected.runs + collected.faults + collected.drains + ([collected.setup] if collected.setup
                                                                               else []))
         out += [Block("table", header=["claim", "measured", "setting", "verdict", "results files"],
                       rows=[[c.claim, c.measured, c.setting, c.verdict, sources.cite(c.sources)] for c in said])]
-    out += clients_blocks(collected.runs, collected.contenders)
+    out += clients_blocks(collected.runs + collected.labelled, collected.contenders)
     out += reference_clients.blocks(collected.drains, collected.latencies, collected.enqueues)
     return out
 
