@@ -417,15 +417,18 @@ scenario_plots.durability_cost(costs) if costs else print("no durability runs in
         new_markdown_cell("## Scaling with consumers"),
         new_code_cell('say(takeaways.scaling(collected.scaling))\n'
                       'plots.scaling_with_consumers(collected.scaling) if collected.scaling else print("no scaling runs")'),
-        new_markdown_cell("""## Our adapters against the reference clients
+        new_markdown_cell("""## The real clients beside ours
 
-One worker process drains 20,000 no-op jobs: the official BullMQ Python Worker and a plain
-pika loop, against our adapters (batched Lua calls; multiple-acks)."""),
-        new_code_cell('''for d in collected.drains:
+The same workloads through the clients the seed's service would use (BullMQ on Node, amqplib)
+and the official Python ones, beside our adapters, on the same server and promise: the mix, and
+no-op jobs (one worker draining a queue that was filled one add per call; end to end at
+1,000 jobs/s). Older results have the drain benchmark's file instead: it is printed too."""),
+        new_code_cell('''from benchmarks.results import clients_section
+shown = clients_section.blocks(collected.runs + collected.labelled, collected.contenders)
+display(Markdown(report.to_markdown(shown))) if shown else print("no contender runs in these results")
+for d in collected.drains:
     for name, rate in d["summary"]["median_jobs_per_s"].items():
-        print(f"{name:16s} {rate:10,.0f} jobs/s")
-    for label, r in d["summary"]["ratios"].items():
-        print(f"{label}: {r['of_medians']:.2f}x")'''),
+        print(f"{name:16s} {rate:10,.0f} jobs/s")'''),
     ]
 
 
@@ -544,7 +547,8 @@ from benchmarks.results import claims, environments, report
 collected = report.collect([RESULTS])
 print(environments.said(collected.every_file()))  # one machine and commit, or which ones
 found = claims.all_claims(collected.runs, collected.rows, collected.drains, collected.setup,
-                         costs=report.durability_runs(collected))  # broker cores at each promise
+                         costs=report.durability_runs(collected),  # broker cores at each promise
+                         contenders=collected.contenders)  # the seed's own clients, where they ran
 display(Markdown(report.to_markdown([report.Block("table", header=["claim", "measured", "setting", "verdict"],
     rows=[[c.claim, c.measured, c.setting, c.verdict] for c in found])])))'''),
         new_markdown_cell("""## Measure the first claim yourself

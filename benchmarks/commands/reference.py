@@ -192,15 +192,10 @@ PARTS: tuple[Part, ...] = (
     Part("replication", "a leader lost under load on replicated brokers, and what the copies cost",
          _scenarios(["replication"]), lambda o: 1200.0 * (0.3 if o.small else 1.0)),
     Part("contenders", "the real clients beside ours (BullMQ on Node and Python, amqplib, plain pika): the mix "
-                       "closed and open, and a drain of no-op jobs, on disk",
+                       "closed and open (30 s each), a drain of no-op jobs added one per call (the drain and enqueue "
+                       "benchmarks as runs), no-op jobs end to end at 1,000/s (the latency benchmark), on disk",
          _contenders, lambda o: _harness_seconds(contender_workloads(o.scale), o, 1)
          * max(len(_contender_names(o)), 1)),
-    Part("drain", "one worker drains no-op jobs: ours vs the official clients",
-         _command("benchmarks.commands.drain:main", lambda f, o: ["--out", str(f)]), lambda o: 300.0),
-    Part("latency", "end to end at 1,000 jobs/s: ours vs the official clients",
-         _command("benchmarks.commands.latency:main", lambda f, o: ["--out", str(f)]), lambda o: 300.0),
-    Part("enqueue", "adding jobs one at a time and in batches: ours vs the official clients",
-         _command("benchmarks.commands.enqueue:main", lambda f, o: ["--out", str(f)]), lambda o: 180.0),
     Part("setup", "start-up time and declared objects of each broker",
          _command("benchmarks.commands.setup_cost:main", lambda f, o: ["--out", str(f)]), lambda o: 150.0),
     Part("experiments", "are RabbitMQ's acks durable when nothing more is received",

@@ -13,10 +13,13 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from ..harness.metrics import count_of
+from ..harness.suite import NOOP_LABELS
 from . import plots
 from .blocks import Block
 from .cpu_cost import of as cost_of
-from .summary import SUMMARY_HEADER, contender, summary_cells, summary_rows
+from .percentiles import allowed, sig
+from .summary import SUMMARY_HEADER, Spread, contender, fmt_spread, summary_cells, summary_rows
 
 INTRO = ("Our clients and the real ones on the same server and promise, measured in one run (cells "
          "interleaved). \"ours\" is brokerbench's own adapter (Python); a named client is the library the "
@@ -30,15 +33,92 @@ def _client_cpu_per_1000(runs: list[dict[str, Any]]) -> str:
     return f"{statistics.median(costs):.3f} (n {len(costs)})" if costs else "-"
 
 
+NOOP_INTRO = ("No-op jobs, every client on the same server and promise (the former drain, enqueue and latency "
+              "benchmarks as ordinary runs): one worker process (concurrency or prefetch 50) draining {jobs} jobs "
+              "that one producer added one per call, each call awaited (the seed's bot path: one add per incoming "
+              "message), and adds and end to end at {rate:,.0f} jobs/s. Figures are medians over the runs (min-max); a "
+              "percentile is the median of the runs' own, with the samples behind each run.")
+NOOP_HEADER = ["server", "durability", "client", "drain jobs/s", "add one per call, jobs/s",
+               "add p50 / p99 ms at the rate", "end to end p50 / p99 ms", "samples per run", "lost", "dup", "in doubt",
+               "runs"]
+
+
+def _noop(run: dict[str, Any]) -> str:
+    """"drain" or "latency" for a run of no-op jobs of the contender workloads (labelled so, or
+    with the server's name after it: "drain-redis"), else ""."""
+    label = run["scenario"].get("label") or ""
+    if run["scenario"].get("service_factor"):
+        return ""
+    return next((name for name in NOOP_LABELS if label == name or label.startswith(name + "-")), "")
+
+
+def _pair(figures: list[dict[str, Any]]) -> str:
+    """p50 / p99 of latency summaries: each the median of the runs' own (a percentile only where
+    a run has the samples it needs)."""
+    out = []
+    for name in ("p50", "p99"):
+        values = [allowed(f, name) for f in figures]
+        out.append("-" if not values or None in values else sig(sorted(values)[len(values) // 2]))  # type: ignore
+    return " / ".join(out)
+
+
+def _samples(figures: list[dict[str, Any]]) -> str:
+    counts = [c for f in figures if (c := count_of(f)) is not None]
+    if not counts:
+        return "-"
+    return f"{min(counts):,}" + (f"-{max(counts):,}" if max(counts) != min(counts) else "")
+
+
+def noop_blocks(runs: list[dict[str, Any]]) -> list[Block]:
+    """The no-op table: per server, promise and client, the drain runs' drain and fill rates,
+    and the latency runs' add and end-to-end percentiles (an add's time in a fill includes its
+    wait behind the jobs sent ahead of it, so it is not quoted)."""
+    cells: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
+    for r in runs:
+        if which := _noop(r):
+            sc = r["scenario"]
+            key = (sc["broker"], sc.get("durability", ""), contender(sc) or "ours")
+            cells.setdefault(key, {"drain": [], "latency": []})[which].append(r)
+    if not cells:
+        return []
+    rows = []
+    for (broker, durability, client), found in sorted(cells.items()):
+        drains, latencies = found["drain"], found["latency"]
+        both = drains + latencies
+        rows.append([plots.label(broker), durability or "-", client,
+                     fmt_spread(Spread.of([(d.get("drain") or {}).get("jobs_per_s") for d in drains])),
+                     fmt_spread(Spread.of([(d.get("drain") or {}).get("fill_jobs_per_s") for d in drains])),
+                     _pair([r["figures"]["latency_ms"].get("publish") or {} for r in latencies]),
+                     _pair([r["figures"]["latency_ms"].get("end_to_end") or {} for r in latencies]),
+                     _samples([r["figures"]["latency_ms"].get("end_to_end") or {} for r in latencies]),
+                     str(sum(r["figures"].get("lost") or 0 for r in both)),
+                     str(sum(r["figures"].get("duplicated") or 0 for r in both)),
+                     str(sum(r["figures"].get("in_doubt") or 0 for r in both)),
+                     f"{len(drains)} + {len(latencies)}"])
+    any_drain = next((r for f in cells.values() for r in f["drain"]), None)
+    any_latency = next((r for f in cells.values() for r in f["latency"]), None)
+    jobs = f"{any_drain['scenario']['drain_jobs']:,}" if any_drain else "no"
+    rate = any_latency["scenario"]["rate"] if any_latency else 0.0
+    return [Block("text", NOOP_INTRO.format(jobs=jobs, rate=rate)),
+            Block("table", header=NOOP_HEADER, rows=rows)]
+
+
 def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list[Block]:
     """The section, or nothing when no contender ran. ``ours`` rows are kept only where a
-    contender ran the same job type, loop, server and promise."""
+    contender ran the same job type, loop, server, promise and label (the reference's contender
+    part labels its runs: its rows of ours are its own, not the headline's). Runs of no-op jobs (drain,
+    latency) get a table of their own (:func:`noop_blocks`)."""
     if not contenders:
         return []
-    cells = {(r["scenario"]["profile"], r["scenario"]["broker"], r["scenario"]["mode"],
-              r["scenario"].get("durability", "")) for r in contenders}
-    matched = [r for r in ours if (r["scenario"]["profile"], r["scenario"]["broker"], r["scenario"]["mode"],
-                                   r["scenario"].get("durability", "")) in cells and not contender(r["scenario"])]
+    noop = noop_blocks([*ours, *contenders])
+    ours = [r for r in ours if not _noop(r)]
+    contenders = [r for r in contenders if not _noop(r)]
+    def cell(r: dict[str, Any]) -> tuple[str, ...]:
+        sc = r["scenario"]
+        return sc["profile"], sc["broker"], sc["mode"], sc.get("durability", ""), sc.get("label", "")
+
+    cells = {cell(r) for r in contenders}
+    matched = [r for r in ours if cell(r) in cells and not contender(r["scenario"])]
     runs = matched + contenders
     rows = []
     for row in summary_rows(runs):
@@ -47,5 +127,5 @@ def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list
         name = row.get("client") or "ours"
         cells_ = summary_cells(row, f"{plots.label(row['broker'])}: {name}")
         rows.append([*cells_, _client_cpu_per_1000(mine)])
-    return [Block("heading", "Our clients and the real ones, side by side"), Block("text", INTRO),
-            Block("table", header=[*SUMMARY_HEADER, "client CPU-s / 1k jobs"], rows=rows)]
+    table = [Block("table", header=[*SUMMARY_HEADER, "client CPU-s / 1k jobs"], rows=rows)] if rows else []
+    return [Block("heading", "Our clients and the real ones, side by side"), Block("text", INTRO), *table, *noop]

@@ -18,6 +18,8 @@ from benchmarks.results import report
 from benchmarks.results.summary import contender, summary_rows
 from brokers import clients
 
+from .conftest import NODE_CLIENTS as NODE
+
 SHORT = ["--profile", "mix", "--duration-s", "1", "--warmup-s", "0.5", "--repeat", "1", "--quiet",
          "--rate", "100"]
 
@@ -100,3 +102,34 @@ def test_a_client_refuses_a_run_option_it_cannot_honour_by_name():
     assert clients.get("amqplib-node").options_for_role(
         {"persistent": True, "confirms": "windowed", "queue_type": "quorum"}) == {"persistent": True,
                                                                                "confirms": "windowed"}
+
+
+def test_the_reference_contender_workloads_give_the_noop_table_from_the_files(node_ready, tmp_path):
+    """The reference's contender part, small: the mix (labelled: our runs of it stay out of the
+    headline), a drain whose queue was filled one add per call, and no-op jobs end to end at
+    1,000/s; the report's no-op table quotes each client's drain and fill rates from its files."""
+    from rich.console import Console
+
+    from benchmarks.commands.run import run_workloads
+    from benchmarks.harness.suite import contender_workloads
+    from benchmarks.results import plots
+    from benchmarks.results.clients_section import noop_blocks
+
+    workloads = [w.with_(drain_timeout_s=30.0) for w in contender_workloads(scale=0.05)]
+    names = [*NODE, "redis", "rabbitmq"]
+    run_workloads(workloads, ["redis", "rabbitmq"], "memory", 1, tmp_path, Console(quiet=True), quiet=True,
+                  client_names=names)
+    results = _files(tmp_path)
+    for result in results:
+        _check_counted(result)
+    drains = {(plots.label(r["scenario"]["broker"]), contender(r["scenario"]) or "ours"): r for r in results
+              if r["scenario"]["label"].startswith("drain")}
+    assert len(drains) == len(names) and all(r["scenario"]["publish_batch"] == 1 for r in drains.values())
+    collected = report.collect([tmp_path])
+    assert not collected.runs, "no run of the contender part enters the brokers' headline"
+    table = next(b for b in noop_blocks(collected.labelled + collected.contenders) if b.kind == "table")
+    for row in table.rows:
+        drained = drains[(row[0], row[2])]["drain"]
+        assert row[3] == f"{drained['jobs_per_s']:,.0f}" and row[4] == f"{drained['fill_jobs_per_s']:,.0f}", row
+        assert row[8:11] == ["0", "0", "0"] and row[11] == "1 + 1", row
+    assert len(table.rows) == len(names)
