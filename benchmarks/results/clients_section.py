@@ -113,6 +113,7 @@ def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list
     noop = noop_blocks([*ours, *contenders])
     ours = [r for r in ours if not _noop(r)]
     contenders = [r for r in contenders if not _noop(r)]
+
     def cell(r: dict[str, Any]) -> tuple[str, ...]:
         sc = r["scenario"]
         return sc["profile"], sc["broker"], sc["mode"], sc.get("durability", ""), sc.get("label", "")
