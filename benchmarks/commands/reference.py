@@ -312,6 +312,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.list:
         return manifest
     manifest.setdefault("parts", {})
+    for name, successor in RETIRED_PARTS.items():  # an older reference's files of a retired part would mix commits
+        retired = args.out / "results" / name
+        if retired.exists():
+            shutil.rmtree(retired)
+            console.print(f"  {name}: a retired part ({successor} measures it now): its folder removed")
+        manifest["parts"].pop(name, None)
     started_all = time.monotonic()
     left = total
     for index, p in enumerate(todo, 1):

@@ -64,7 +64,12 @@ def _short(tmp_path: Path, *extra: str) -> dict:
 def test_parts_write_their_folders_and_a_manifest_and_resume_skips_what_is_done(tmp_path, monkeypatch):
     here = {**reference.where_we_are(), "git_commit": "feedbeef"}
     monkeypatch.setattr(reference, "where_we_are", lambda: here)
+    older = tmp_path / "results" / "drain" / "drain-from-an-older-reference.json"  # a retired part's file
+    older.parent.mkdir(parents=True)
+    older.write_text("{}")
+    (tmp_path / reference.MANIFEST).write_text(json.dumps({"parts": {"drain": {"status": "done"}}}))
     manifest = _short(tmp_path)
+    assert not older.parent.exists() and "drain" not in manifest["parts"], "a retired part's files are removed"
     runs = sorted((tmp_path / "results" / "sweep").glob("*.json"))
     scaling = sorted((tmp_path / "results" / "scaling").glob("*.json"))
     assert len(runs) == 1 and len(scaling) == len(reference.scaling_workloads())
