@@ -9,7 +9,10 @@ total covers. Pages mark their figures with these names (see :mod:`.quotes`).
 
 from __future__ import annotations
 
-from .quotes import Results, count, fixed, middle, quote, span
+import json
+from datetime import datetime
+
+from .quotes import QuoteError, Results, count, fixed, middle, quote, span
 
 RUNS = "runs/*.json"
 DURABILITY = "durability/*.json"
@@ -252,27 +255,66 @@ for _b in BROKERS:
         lambda r, b=_b: fixed(r.value("setup/*.json", f"start_s.{b}")))
 
 
-# --- our clients against the official ones (drain/) ------------------------------------------
+# --- our clients against the official ones (contenders/: the drain runs) ----------------------
 
 
-def _drain(r: Results, contender: str) -> float:
-    d = r.one("drain/*.json")
-    return middle(rnd[contender]["jobs_per_s"] for rnd in d["rounds"])
+def _drain(r: Results, client: str) -> float:
+    """The median drain rate of one client's drain runs on Redis (ours: the client "" or "redis")."""
+    runs = [d for d in r.files("contenders/*.json", scenario__mode="drain", scenario__broker="redis")
+            if (d["scenario"].get("client") or "redis") == client]
+    if not runs:
+        raise QuoteError(f"no drain run of client {client} in contenders/")
+    return middle(d["drain"]["jobs_per_s"] for d in runs)
 
 
 @quote("drain.ours_vs_official_bullmq",
       "our BullMQ-style worker's drain rate over the official Python bullmq worker's (medians)")
 def _drain_ratio(r: Results) -> str:
-    return fixed(_drain(r, "redis-ours") / _drain(r, "bullmq-official"), 1)
+    return fixed(_drain(r, "redis") / _drain(r, "bullmq-python"), 1)
+
+
+@quote("drain.ours_vs_bullmq_node",
+      "our BullMQ-style worker's drain rate over the official BullMQ worker's on Node (medians)")
+def _drain_ratio_node(r: Results) -> str:
+    return fixed(_drain(r, "redis") / _drain(r, "bullmq-node"), 1)
+
+
+# --- the seed's own clients beside ours (contenders/: the mix, closed loop, on disk) -----------
+
+CONTENDERS = "contenders/*.json"
+CLIENTS = {"redis": ("redis", "bullmq-node", "bullmq-python"), "rabbitmq": ("rabbitmq", "amqplib-node", "pika-plain")}
+
+
+def _client_mix(r: Results, broker: str, client: str) -> list[float]:
+    """The closed-loop mix jobs/s of one client's runs in the contenders part (ours: "" or the
+    broker's name; the drain and latency runs there are no-op jobs, not the mix)."""
+    runs = [d for d in r.files(CONTENDERS, scenario__broker=broker, scenario__profile="mix", scenario__mode="closed")
+            if (d["scenario"].get("client") or broker) == client]
+    if not runs:
+        raise QuoteError(f"no closed-loop mix run of client {client} on {broker} in contenders/")
+    return [d["figures"]["throughput"]["out_per_s"] for d in runs]
+
+
+for _b, _clients in CLIENTS.items():
+    for _c in _clients:
+        quote(f"contenders.{_c}.mix_per_s", f"{_c} on {_b}: median mix jobs/s, closed loop (contenders/)")(
+            lambda r, b=_b, c=_c: count(middle(_client_mix(r, b, c))))
+
+
+@quote("contenders.seed_mix_ratio", "BullMQ (Node) median mix jobs/s over amqplib's (Node), closed loop (contenders/)")
+def _seed_ratio(r: Results) -> str:
+    return fixed(middle(_client_mix(r, "redis", "bullmq-node")) / middle(_client_mix(r, "rabbitmq", "amqplib-node")), 2)
 
 
 # --- are RabbitMQ's acks durable? (experiments/acks-after-crash-*) ------------------------------
 
 
 def _trials(r: Results, queue_type: str, at_once: bool) -> list[float]:
+    """What came back after each restart; a trial that failed (its ``error``: the node refused
+    after the restart) measured nothing and is left out (the report names it)."""
     d = r.one("experiments/acks-after-crash-*.json")
     return [t["back_after_restart"] for t in d["trials"]
-            if t["queue_type"] == queue_type and (t["wait_s"] == 0) == at_once]
+            if t["queue_type"] == queue_type and (t["wait_s"] == 0) == at_once and "error" not in t]
 
 
 @quote("acks.messages", "messages acked before each kill in the acks experiment")
@@ -337,3 +379,39 @@ def _async_dup(r: Results) -> str:
 for _b in BROKERS:
     quote(f"worker_crash.{_b}.duplicated", f"{_b}: jobs run twice per worker-kill run (range over its settings)")(
         lambda r, b=_b: span(r.values(f"scenarios/worker-crash-{b}-*.json", "figures.duplicated")))
+
+
+# --- the reference itself (reference.json beside its results folder) -----------------------
+
+
+def _manifest(r: Results) -> dict:
+    path = r.folder.parent / "reference.json"
+    if not path.exists():
+        raise QuoteError(f"no {path.name} beside {r.folder}: not a folder `brokerbench reference` made")
+    return json.loads(path.read_text())
+
+
+@quote("reference.length", "the committed reference's parts, from the first start to the last finish")
+def _reference_length(r: Results) -> str:
+    parts = [p for p in _manifest(r)["parts"].values() if p.get("status") == "done"]
+    if not parts:
+        raise QuoteError("reference.json names no finished part")
+    took = datetime.fromisoformat(max(p["finished"] for p in parts)) - datetime.fromisoformat(
+        min(p["started"] for p in parts))
+    minutes = round(took.total_seconds() / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+@quote("reference.parts", "how many parts the committed reference ran")
+def _reference_parts(r: Results) -> str:
+    return count(sum(1 for p in _manifest(r)["parts"].values() if p.get("status") == "done"))
+
+
+@quote("reference.date", "the day the committed reference started")
+def _reference_date(r: Results) -> str:
+    return min(p["started"] for p in _manifest(r)["parts"].values())[:10]
+
+
+@quote("reference.files", "results files in the committed reference (summaries left out)")
+def _reference_files(r: Results) -> str:
+    return count(sum(1 for p in r.folder.rglob("*.json") if not p.name.startswith("summary")))

@@ -35,6 +35,7 @@ def test_every_quote_reads_the_committed_reference():
 def _reference_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "results"
     shutil.copytree(quotes.REFERENCE, copy)
+    shutil.copy(quotes.REFERENCE.parent / "reference.json", tmp_path)  # the reference's own quotes read it
     return copy
 
 
