@@ -258,13 +258,23 @@ for _b in BROKERS:
 # --- our clients against the official ones (contenders/: the drain runs) ----------------------
 
 
-def _drain(r: Results, client: str) -> float:
-    """The median drain rate of one client's drain runs on Redis (ours: the client "" or "redis")."""
-    runs = [d for d in r.files("contenders/*.json", scenario__mode="drain", scenario__broker="redis")
-            if (d["scenario"].get("client") or "redis") == client]
+CONTENDERS = "contenders/*.json"
+
+
+def _client_runs(r: Results, broker: str, client: str, **where: str) -> list[dict]:
+    """One client's runs on ``broker`` in the contenders part that match ``where`` (ours: the
+    client "" or the broker's name)."""
+    runs = [d for d in r.files(CONTENDERS, scenario__broker=broker, **where)
+            if (d["scenario"].get("client") or broker) == client]
     if not runs:
-        raise QuoteError(f"no drain run of client {client} in contenders/")
-    return middle(d["drain"]["jobs_per_s"] for d in runs)
+        said = ", ".join(f"{k.replace('__', '.')}={v}" for k, v in where.items())
+        raise QuoteError(f"no run of client {client} on {broker} with {said} in contenders/")
+    return runs
+
+
+def _drain(r: Results, client: str) -> float:
+    """The median drain rate of one client's drain runs on Redis."""
+    return middle(d["drain"]["jobs_per_s"] for d in _client_runs(r, "redis", client, scenario__mode="drain"))
 
 
 @quote("drain.ours_vs_official_bullmq",
@@ -281,18 +291,14 @@ def _drain_ratio_node(r: Results) -> str:
 
 # --- the seed's own clients beside ours (contenders/: the mix, closed loop, on disk) -----------
 
-CONTENDERS = "contenders/*.json"
 CLIENTS = {"redis": ("redis", "bullmq-node", "bullmq-python"), "rabbitmq": ("rabbitmq", "amqplib-node", "pika-plain")}
 
 
 def _client_mix(r: Results, broker: str, client: str) -> list[float]:
-    """The closed-loop mix jobs/s of one client's runs in the contenders part (ours: "" or the
-    broker's name; the drain and latency runs there are no-op jobs, not the mix)."""
-    runs = [d for d in r.files(CONTENDERS, scenario__broker=broker, scenario__profile="mix", scenario__mode="closed")
-            if (d["scenario"].get("client") or broker) == client]
-    if not runs:
-        raise QuoteError(f"no closed-loop mix run of client {client} on {broker} in contenders/")
-    return [d["figures"]["throughput"]["out_per_s"] for d in runs]
+    """The closed-loop mix jobs/s of one client's runs in the contenders part (the drain and
+    latency runs there are no-op jobs, not the mix)."""
+    return [d["figures"]["throughput"]["out_per_s"]
+            for d in _client_runs(r, broker, client, scenario__profile="mix", scenario__mode="closed")]
 
 
 for _b, _clients in CLIENTS.items():
@@ -391,9 +397,13 @@ def _manifest(r: Results) -> dict:
     return json.loads(path.read_text())
 
 
+def _done_parts(r: Results) -> list[dict]:
+    return [p for p in _manifest(r)["parts"].values() if p.get("status") == "done"]
+
+
 @quote("reference.length", "the committed reference's parts, from the first start to the last finish")
 def _reference_length(r: Results) -> str:
-    parts = [p for p in _manifest(r)["parts"].values() if p.get("status") == "done"]
+    parts = _done_parts(r)
     if not parts:
         raise QuoteError("reference.json names no finished part")
     took = datetime.fromisoformat(max(p["finished"] for p in parts)) - datetime.fromisoformat(
@@ -404,7 +414,7 @@ def _reference_length(r: Results) -> str:
 
 @quote("reference.parts", "how many parts the committed reference ran")
 def _reference_parts(r: Results) -> str:
-    return count(sum(1 for p in _manifest(r)["parts"].values() if p.get("status") == "done"))
+    return count(len(_done_parts(r)))
 
 
 @quote("reference.date", "the day the committed reference started")
