@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import registry
 
@@ -59,6 +59,12 @@ class Client:
     :param python_packages: Python distributions its role program imports (a Python contender).
     :param install_hint: what to run when it cannot start.
     :param notes: what a reader of its figures must know, in a sentence.
+    :param queue_admin: for a client that keeps its jobs where the server's own adapter cannot
+        see them (keys of its own): ``queue_admin(url, queue)`` gives an object with
+        ``stats()`` (a :class:`~brokers.contract.QueueStats` of that queue), ``remove()`` and
+        ``close()``. The harness counts the backlog with it (the closed loop's bound, the end of
+        a run) and removes the queue with it. None: the client uses the server's layout
+        (BullMQ's keys, the AMQP queue the harness declares), which the server's adapter counts.
     """
 
     name: str
@@ -74,6 +80,7 @@ class Client:
     python_packages: tuple[str, ...] = ()
     install_hint: str = ""
     notes: str = ""
+    queue_admin: Callable[[str, str], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.role_options is None:

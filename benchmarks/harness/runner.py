@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from brokers import registry
+from brokers import clients, registry
 from brokers.contract import Broker
 from brokers.provision import find
 
@@ -40,7 +40,7 @@ from .metrics import Recorder, SequenceCounts, read_seen, read_seen_log
 from .resources import CpuMeter, broker_pid
 from .roles import Control, Credit, RoleSpec, SharedFlag, role_main
 from .scenario import Scenario
-from .supervision import Action, Events, Inbox, RoleMessages, RunContext, Sampler, drain_messages
+from .supervision import Action, ClientQueueAdmin, Events, Inbox, RoleMessages, RunContext, Sampler, drain_messages
 
 Progress = Callable[[dict[str, Any]], None]
 TICK_S = 0.25
@@ -143,6 +143,9 @@ def run_once(scenario: Scenario, url: str, progress: Progress | None = None,
     admin = registry.get(scenario.broker).open(url, queue=queue,
                                                **{**scenario.broker_options, "reconnect_for_s": 1.0})
     described = admin.describe()
+    view = clients.get(scenario.client).queue_admin if scenario.client else None
+    if view is not None:   # a client with keys of its own counts and removes its queue itself
+        admin = ClientQueueAdmin(admin, view(url, queue))
     logs = tempfile.mkdtemp(prefix="bb-seen-")
     specs = [RoleSpec("producer", i, scenario.to_dict(), url, queue) for i in range(scenario.producers)]
     specs += [RoleSpec("consumer", i, scenario.to_dict(), url, queue,

@@ -103,6 +103,38 @@ def drain_messages(inbox: Inbox, watch: RoleMessages, timeout: float,
             return
 
 
+class ClientQueueAdmin:
+    """The runner's admin for a client that keeps its jobs in keys of its own
+    (:attr:`brokers.clients.Client.queue_admin`): its counts and its removal come from the
+    client's own view of the queue, everything else (describe, the server's connection) from
+    the server's adapter, which also removes whatever the harness declared there."""
+
+    def __init__(self, server_admin: Any, view: Any) -> None:
+        self._server, self._view = server_admin, view
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+    def stats(self) -> Any:
+        return self._view.stats()
+
+    def held(self) -> int | None:
+        counted = self._view.stats()
+        return (counted.waiting or 0) + (counted.active or 0) + (counted.delayed or 0)
+
+    def remove(self) -> None:
+        try:
+            self._view.remove()
+        finally:
+            self._server.remove()
+
+    def close(self) -> None:
+        try:
+            self._view.close()
+        finally:
+            self._server.close()
+
+
 def backlog_of(admin: Any) -> int | None:
     """Jobs waiting + delayed + active (where the broker tells), or None if it cannot answer."""
     try:

@@ -24,7 +24,16 @@ def brokerbench(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=timeout)
 
 
+def toy_keys() -> set[bytes]:
+    import redis
+
+    from brokers.provision import find
+
+    return set(redis.Redis.from_url(find("redis").url).scan_iter(match="toy:*"))
+
+
 def test_the_toy_is_listed_and_runs_through_the_harness_counted_like_any_client(tmp_path):
+    keys_before = toy_keys()
     listed = brokerbench("clients")
     assert listed.returncode == 0, listed.stderr
     assert TOY in listed.stdout and "toy (Python, Redis lists)" in listed.stdout, listed.stdout
@@ -41,6 +50,12 @@ def test_the_toy_is_listed_and_runs_through_the_harness_counted_like_any_client(
     assert result["environment"]["client"]["libraries"].get("redis"), result["environment"]["client"]
     assert f["accepted"] > 0 and f["completed"] == f["accepted"], f
     assert (f["lost"], f["duplicated"], f["in_doubt"]) == (0, 0, 0), f
+    # Its keys are its own: the harness counted the backlog with the toy's queue view (the
+    # closed loop's bound, the end of the run; BullMQ's keys would show 0 however far the toy's
+    # list grew) and removed the queue with it.
+    assert result["final_stats"] == {"waiting": 0, "active": 0, "delayed": 0, "completed": None,
+                                     "failed": None}, result["final_stats"]
+    assert toy_keys() - keys_before == set(), "the run left toy keys behind"
 
 
 def test_the_toy_refuses_an_option_it_does_not_take_by_name():
