@@ -30,18 +30,14 @@ def fate(exc: BaseException) -> str:
     return "refused" if REFUSED.match(str(exc)) else "in_doubt"
 
 
-async def next_line(lines: Any) -> str | None:
-    return await asyncio.get_running_loop().run_in_executor(None, lines.get)
-
-
-async def producer(setup: dict[str, Any], lines: Any) -> None:
+async def producer(setup: dict[str, Any], lines: asyncio.StreamReader) -> None:
     from bullmq import Queue
 
     queue = Queue(setup["queue"], {"connection": setup["url"]})
     role_io.ready(role_io.client_record(NAME, "bullmq", "redis"))
     try:
         while True:
-            line = await next_line(lines)
+            line = await role_io.next_line(lines)
             if line is None:   # the harness is gone: exit at once
                 os._exit(0)
             message = json.loads(line)
@@ -70,7 +66,7 @@ async def producer(setup: dict[str, Any], lines: Any) -> None:
         await queue.close()
 
 
-async def worker(setup: dict[str, Any], lines: Any) -> None:
+async def worker(setup: dict[str, Any], lines: asyncio.StreamReader) -> None:
     from bullmq import Worker
 
     report = role_io.empty_report()
@@ -125,7 +121,7 @@ async def worker(setup: dict[str, Any], lines: Any) -> None:
     role_io.ready(role_io.client_record(NAME, "bullmq", "redis"))
     running: asyncio.Future | None = None
     while True:
-        line = await next_line(lines)
+        line = await role_io.next_line(lines)
         if line is None:   # the harness is gone: exit at once, settling nothing more
             os._exit(0)
         kind = json.loads(line)["type"]
@@ -139,14 +135,19 @@ async def worker(setup: dict[str, Any], lines: Any) -> None:
             return
 
 
-def main() -> None:
-    lines = role_io.stdin_lines()
-    setup = role_io.read_setup(lines, NAME, tuple(WORKER_OPTIONS))
+async def run_role() -> None:
+    """Read the setup and run the role, every line read by the event loop itself (a line handed
+    over from a thread would cost each add a hop the library's own users do not pay)."""
+    lines = await role_io.stdin_reader()
+    setup = role_io.parse_setup(await role_io.next_line(lines), NAME, tuple(WORKER_OPTIONS))
     if not str(setup["url"]).startswith(("redis://", "rediss://")):
         role_io.fail(f"{NAME} takes a redis:// URL, not {str(setup['url']).split(':')[0]}://")
-    role = producer if setup["role"] == "producer" else worker
+    await (producer if setup["role"] == "producer" else worker)(setup, lines)
+
+
+def main() -> None:
     try:
-        asyncio.run(role(setup, lines))
+        asyncio.run(run_role())
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - told to the harness, then the role ends

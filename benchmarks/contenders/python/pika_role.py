@@ -52,7 +52,7 @@ def connect(url: str, window_s: float, first: bool) -> Any:
             time.sleep(RETRY_EVERY_S)
 
 
-def producer(setup: dict[str, Any], lines: queue_module.Queue) -> None:
+def producer(setup: dict[str, Any], lines: role_io.DirectLines) -> None:
     import pika
 
     options = setup.get("options") or {}
@@ -215,11 +215,13 @@ def _quietly(step: Callable[[], Any]) -> None:
 
 def main() -> None:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-    lines = role_io.stdin_lines()
-    setup = role_io.read_setup(lines, NAME, OPTIONS)
+    setup = role_io.read_setup(role_io.DirectLines(), NAME, OPTIONS)
     if not str(setup["url"]).startswith(("amqp://", "amqps://")):
         role_io.fail(f"{NAME} takes an amqp:// URL, not {str(setup['url']).split(':')[0]}://")
-    (producer if setup["role"] == "producer" else worker)(setup, lines)
+    if setup["role"] == "producer":  # waits for each line, then for each confirm: reads on its own thread
+        producer(setup, role_io.DirectLines())
+    else:  # polls its connection between lines: a thread reads them
+        worker(setup, role_io.stdin_lines())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from importlib import metadata
 from typing import Any
 
 POISON = "poison_workflow"
+LINE_LIMIT = 64 * 1024 * 1024  # the longest line an asyncio role reads (a publish of a big batch)
 _out = threading.Lock()
 
 
@@ -35,9 +36,22 @@ def fail(text: str, fatal: bool = True) -> None:
         raise SystemExit(1)
 
 
+class DirectLines:
+    """The harness's lines, read on the calling thread (``get`` blocks; None at end of file):
+    for a role that does nothing while it waits for the next line (a producer), so no line
+    crosses a thread on its way in."""
+
+    def get(self) -> str | None:
+        while line := sys.stdin.readline():
+            if line.strip():
+                return line
+        return None
+
+
 def stdin_lines() -> queue_module.Queue:
     """The harness's lines, read on a thread of their own; None at end of file (the harness is
-    gone: the role exits at once, settling nothing more)."""
+    gone: the role exits at once, settling nothing more). For a role whose own loop must not
+    block on stdin (a worker polling its connection between lines)."""
     lines: queue_module.Queue = queue_module.Queue()
 
     def pump() -> None:
@@ -50,9 +64,29 @@ def stdin_lines() -> queue_module.Queue:
     return lines
 
 
-def read_setup(lines: queue_module.Queue, name: str, known: tuple[str, ...]) -> dict[str, Any]:
-    """The first line, a setup of protocol 1; refuses an option it does not know, by name."""
-    first = lines.get()
+async def stdin_reader() -> asyncio.StreamReader:
+    """The harness's lines for an asyncio role, read by its own event loop (stdin is a pipe)."""
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def next_line(reader: asyncio.StreamReader) -> str | None:
+    """The next non-empty line of an asyncio role; None at end of file."""
+    while line := await reader.readline():
+        if line.strip():
+            return line.decode()
+    return None
+
+
+def read_setup(lines: Any, name: str, known: tuple[str, ...]) -> dict[str, Any]:
+    """The first line (``lines.get()``), a setup of protocol 1; see :func:`parse_setup`."""
+    return parse_setup(lines.get(), name, known)
+
+
+def parse_setup(first: str | None, name: str, known: tuple[str, ...]) -> dict[str, Any]:
+    """A setup line of protocol 1; refuses an option it does not know, by name. None (no line:
+    the harness is gone) ends the role."""
     if first is None:
         raise SystemExit(0)
     try:
