@@ -17,16 +17,17 @@ def broker_pid(kind: str, url: str) -> int | None:
     return registry.get(kind).server_pid(url)
 
 
-def cpu_seconds(pid: int | None, children: bool = False) -> float | None:
+def cpu_seconds(pid: int | None, children: bool = False, own: bool = True) -> float | None:
     """User + system CPU seconds a process has used so far; with ``children``, its children's
-    too, before and after they ended (a role that runs a contender's program counts that
-    program's CPU: the role's own process is only the harness's bridge to it)."""
+    too, before and after they ended; without ``own``, its children's alone (a role that runs a
+    contender's program: the program's CPU is the client's, the role's own process is only the
+    harness's bridge to it)."""
     if pid is None:
         return None
     try:
         process = psutil.Process(pid)
         times = process.cpu_times()
-        total = times.user + times.system
+        total = times.user + times.system if own else 0.0
         if children:
             total += getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)  # waited for
             for child in process.children(recursive=True):  # still running
@@ -65,16 +66,16 @@ class CpuMeter:
     """CPU used by a set of processes between ``begin()`` and ``end()``, and how busy each CPU
     of the machine was meanwhile (``busy``: other work on a shared machine shows there)."""
 
-    def __init__(self, pids: dict[str, list[int | None]], with_children: tuple[str, ...] = ()) -> None:
+    def __init__(self, pids: dict[str, list[int | None]], children_only: tuple[str, ...] = ()) -> None:
         self.pids = pids
-        self.with_children = with_children  # groups whose processes' children count too
+        self.children_only = children_only  # groups counted by their processes' children alone
         self.start: dict[str, list[float | None]] = {}
         self.used: dict[str, float | None] = {}
         self.clock: list[tuple[float, float]] = []
         self.busy: dict[str, float | None] = {}
 
     def begin(self) -> None:
-        self.start = {group: [cpu_seconds(p, group in self.with_children) for p in pids]
+        self.start = {group: [self._read(group, p) for p in pids]
                       for group, pids in self.pids.items()}
         self.clock = cpu_clock()
 
@@ -84,10 +85,14 @@ class CpuMeter:
         for group, pids in self.pids.items():
             total: float | None = 0.0
             for pid, before in zip(pids, self.start.get(group, []), strict=False):
-                after = cpu_seconds(pid, group in self.with_children)
+                after = self._read(group, pid)
                 if before is None or after is None:
                     total = None
                     break
                 total += after - before  # type: ignore[operator]
             self.used[group] = round(total, 3) if total is not None else None
         return self.used
+
+    def _read(self, group: str, pid: int | None) -> float | None:
+        children = group in self.children_only
+        return cpu_seconds(pid, children=children, own=not children)

@@ -234,8 +234,11 @@ class LiveRun:
                   "consumers": [] if threads else client_pids[scenario.producers:]}
         if not threads:
             groups["harness"] = [os.getpid()]
-        # A contender's role process is a bridge to its program (a child): count both as the client.
-        meter = CpuMeter(groups, with_children=("producers", "consumers") if scenario.external else ())
+        if scenario.external:
+            # A contender's role process is the harness's bridge to its program (a child): the
+            # program alone is the client (producers, consumers); the bridges are counted apart.
+            groups["bridge"] = list(client_pids)
+        meter = CpuMeter(groups, children_only=("producers", "consumers") if scenario.external else ())
         # Pinned before the start signal: every role has connected, so its threads exist.
         pinned = pinning.apply(scenario.pin_cpus, broker_pid=server, in_process=threads,
                                client_pids=[] if threads else [*client_pids, os.getpid()], keep=[os.getpid()])

@@ -21,17 +21,38 @@ from .cpu_cost import of as cost_of
 from .percentiles import allowed, sig
 from .summary import SUMMARY_HEADER, Spread, contender, fmt_spread, summary_cells, summary_rows
 
+CPU_NOTE = ("Client CPU is per role, CPU seconds per 1,000 jobs finished in the window (equally, CPU ms per "
+            "job): the producer's and the worker's processes; for a contender, its own program alone (the "
+            "harness's bridge to it is counted apart, as the harness's own process is).")
 INTRO = ("Our clients and the real ones on the same server and promise, measured in one run (cells "
          "interleaved). \"ours\" is brokerbench's own adapter (Python); a named client is the library the "
          "seed's service would use, run through the role protocol (benchmarks/contenders/protocol.py), with the "
-         "same workload, pacing and counting. Its client CPU includes the harness's bridge process to it.")
+         "same workload, pacing and counting. " + CPU_NOTE)
 
 
-def _client_cpu_per_1000(runs: list[dict[str, Any]]) -> str:
-    costs = [c.per_1000.get("clients") for r in runs if r["scenario"]["mode"] == "closed" and (c := cost_of(r))]
+def _role_cpu(runs: list[dict[str, Any]], role: str) -> float | None:
+    """The median CPU seconds per 1,000 jobs of ``role`` (producers, consumers) over ``runs``."""
+    costs = [c.per_1000.get(role) for r in runs if (c := cost_of(r))]
     costs = [v for v in costs if v is not None]
-    return f"{statistics.median(costs):.3f} (n {len(costs)})" if costs else "-"
+    return statistics.median(costs) if costs else None
 
+
+def _bridged(runs: list[dict[str, Any]]) -> bool:
+    """A contender's runs recorded before the bridge was counted apart: their role CPU
+    includes the harness's bridge process."""
+    return any(contender(r["scenario"]) and "bridge" not in (r["figures"].get("cpu_s") or {}) for r in runs)
+
+
+def _roles_cpu(runs: list[dict[str, Any]]) -> str:
+    """"producer / worker" CPU seconds per 1,000 jobs, medians over the runs, with their count."""
+    if not runs:
+        return "-"
+    cells = ["-" if (v := _role_cpu(runs, role)) is None else f"{v:.3f}" for role in ("producers", "consumers")]
+    return " / ".join(cells) + f" (n {len(runs)})" + (" †" if _bridged(runs) else "")
+
+
+BRIDGED = ("† recorded before the harness's bridge to a contender's program was counted apart: the role's "
+           "CPU includes that bridge.")
 
 NOOP_INTRO = ("No-op jobs, every client on the same server and promise (the former drain, enqueue and latency "
               "benchmarks as ordinary runs): one worker process (concurrency or prefetch 50) draining {jobs} jobs "
@@ -40,7 +61,7 @@ NOOP_INTRO = ("No-op jobs, every client on the same server and promise (the form
               "percentile is the median of the runs' own, with the samples behind each run.")
 NOOP_HEADER = ["server", "durability", "client", "drain jobs/s", "add one per call, jobs/s",
                "add p50 / p99 ms at the rate", "end to end p50 / p99 ms", "samples per run", "lost", "dup", "in doubt",
-               "runs"]
+               "runs", "worker CPU-s / 1k jobs (drain)", "producer CPU-s / 1k jobs (at the rate)"]
 
 
 def _noop(run: dict[str, Any]) -> str:
@@ -69,6 +90,11 @@ def _samples(figures: list[dict[str, Any]]) -> str:
     return f"{min(counts):,}" + (f"-{max(counts):,}" if max(counts) != min(counts) else "")
 
 
+def _one_role(runs: list[dict[str, Any]], role: str) -> str:
+    value = _role_cpu(runs, role)
+    return "-" if value is None else f"{value:.3f}" + (" †" if _bridged(runs) else "")
+
+
 def noop_blocks(runs: list[dict[str, Any]]) -> list[Block]:
     """The no-op table: per server, promise and client, the drain runs' drain and fill rates,
     and the latency runs' add and end-to-end percentiles (an add's time in a fill includes its
@@ -94,13 +120,15 @@ def noop_blocks(runs: list[dict[str, Any]]) -> list[Block]:
                      str(sum(r["figures"].get("lost") or 0 for r in both)),
                      str(sum(r["figures"].get("duplicated") or 0 for r in both)),
                      str(sum(r["figures"].get("in_doubt") or 0 for r in both)),
-                     f"{len(drains)} + {len(latencies)}"])
+                     f"{len(drains)} + {len(latencies)}",
+                     _one_role(drains, "consumers"), _one_role(latencies, "producers")])
     any_drain = next((r for f in cells.values() for r in f["drain"]), None)
     any_latency = next((r for f in cells.values() for r in f["latency"]), None)
     jobs = f"{any_drain['scenario']['drain_jobs']:,}" if any_drain else "no"
     rate = any_latency["scenario"]["rate"] if any_latency else 0.0
-    return [Block("text", NOOP_INTRO.format(jobs=jobs, rate=rate)),
-            Block("table", header=NOOP_HEADER, rows=rows)]
+    notes = [Block("text", BRIDGED)] if any("†" in cell for row in rows for cell in row) else []
+    return [Block("text", NOOP_INTRO.format(jobs=jobs, rate=rate) + " " + CPU_NOTE),
+            Block("table", header=NOOP_HEADER, rows=rows), *notes]
 
 
 def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list[Block]:
@@ -127,6 +155,8 @@ def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list
                 and r["scenario"]["broker"] == row["broker"] and contender(r["scenario"]) == row.get("client", "")]
         name = row.get("client") or "ours"
         cells_ = summary_cells(row, f"{plots.label(row['broker'])}: {name}")
-        rows.append([*cells_, _client_cpu_per_1000(mine)])
-    table = [Block("table", header=[*SUMMARY_HEADER, "client CPU-s / 1k jobs"], rows=rows)] if rows else []
+        rows.append([*cells_, _roles_cpu([r for r in mine if r["scenario"]["mode"] == "closed"])])
+    table = [Block("table", header=[*SUMMARY_HEADER, "producer / worker CPU-s per 1k jobs"], rows=rows)] if rows else []
+    if any("†" in row[-1] for row in rows):
+        table.append(Block("text", BRIDGED))
     return [Block("heading", "Our clients and the real ones, side by side"), Block("text", INTRO), *table, *noop]

@@ -6,11 +6,12 @@ the figures a results file records beside them and the views print:
 
 * ``cpu_per_1000_jobs``: CPU seconds per 1,000 jobs finished in the window, for the broker, the
   clients (producers + consumers: what an application runs) and each role (producers,
-  consumers, and the harness's own process where it was measured); None when unknown;
+  consumers, and the harness's own processes where they were measured: ``harness``, and a
+  contender's ``bridge``); None when unknown;
 * ``jobs_per_broker_cpu_s``: jobs finished per CPU second of the broker process;
 * ``utilisation``: each side's CPU seconds over (window x the CPUs it could use): its pinned
   set, else every CPU (``utilisation.cpus`` says which). The clients' side counts every process
-  brokerbench runs there (producers, consumers, harness);
+  brokerbench runs there (producers, consumers, harness, bridges);
 * ``bound_by``: which side's CPUs were full (:func:`bound_by`, one threshold: :data:`BOUND_AT`),
   reading too how busy each CPU was with any process (``figures.cpu_busy``): on a shared
   machine other work can starve a side whose own share looks low.
@@ -149,7 +150,8 @@ def derive(figures: dict[str, Any], pinning: dict[str, Any] | None, cores: int |
     client_cpus = len(pinned_clients) if pinned_clients else cores
     separate = bool(pinned_broker) and bool(pinned_clients)
     clients = cpu.get("clients")
-    on_client_cpus = None if clients is None else clients + (cpu.get("harness") or 0.0)
+    on_client_cpus = None if clients is None else \
+        clients + (cpu.get("harness") or 0.0) + (cpu.get("bridge") or 0.0)
     per_1000 = {"broker": _per_1000(cpu.get("broker"), jobs), "clients": _per_1000(clients, jobs)}
     per_1000.update({role: _per_1000(cpu.get(role), jobs) for role in cpu if role not in NOT_ROLES})
     broker_u, clients_u = _share(cpu.get("broker"), window, broker_cpus), _share(on_client_cpus, window, client_cpus)

@@ -15,7 +15,10 @@ files only. Schema history:
                       Later run/3 files add, all optional: ``jobs_in_window``; the CPU cost per
                       job (``cpu_per_1000_jobs``, ``jobs_per_broker_cpu_s``, ``utilisation``,
                       ``bound_by``: :mod:`.cpu_cost`, which derives them for older files);
-                      ``cpu_s.harness``; ``environment.cpu_pinning``.
+                      ``cpu_s.harness``; ``environment.cpu_pinning``; for a contender's run,
+                      ``cpu_s.bridge`` (the harness's bridges to its programs: counted apart,
+                      like the harness; ``producers`` and ``consumers`` are then the programs
+                      alone; files written before counted the bridges in them).
 
 Durability levels were renamed by what "accepted" promises (memory, second, disk, majority;
 :data:`brokers.registry.LEVELS`); the ``durability`` section also carries the level's ``label``
@@ -37,6 +40,7 @@ import jsonschema
 from ..harness.metrics import Recorder, loss_and_duplicates, summary
 
 SCHEMA_ID = "brokerbench.run/3"
+HARNESS_CPU = ("harness", "bridge")  # CPU of brokerbench's own processes: neither broker nor client
 READABLE = ("brokerbench.run/1", "brokerbench.run/2", SCHEMA_ID)
 
 
@@ -59,8 +63,8 @@ def figures(recorder: Recorder, *, window_s: float, cpu: dict[str, float | None]
     sent_in_window = counters.get("sent_in_window", 0)
     # The harness's own process (pacing, sampling) is measured apart: not a client an
     # application would run, so neither in "clients" nor in jobs per CPU-second.
-    client_cpu = [v for k, v in cpu.items() if k not in ("broker", "harness")]
-    counted = [v for k, v in cpu.items() if k != "harness"]
+    client_cpu = [v for k, v in cpu.items() if k not in ("broker", *HARNESS_CPU)]
+    counted = [v for k, v in cpu.items() if k not in HARNESS_CPU]
     total_cpu = None if None in counted else round(sum(v for v in counted if v is not None), 3)
     return {
         "window_s": round(window_s, 3),

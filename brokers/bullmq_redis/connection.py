@@ -35,6 +35,7 @@ from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
     ConnectionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
@@ -295,3 +296,67 @@ def guarded(url: str, action: Callable[[], T], what: str) -> T:
         raise PublishRejected(f"{what}: Redis refused it: {type(exc).__name__}: {exc}") from None
     except RedisError as exc:  # anything else redis-py may raise
         raise BrokerUnavailable(f"{what}: Redis at {redact(url)}: {exc!r}") from None
+
+
+MISSED = object()  # what KeptConnection.run gives when the command must go the retried way
+
+try:   # hiredis packs a command in C; redis-py's packer first runs its encoder on every argument
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - redis[hiredis] is a dependency
+    _hiredis_pack = None
+
+
+def _pack(command: tuple[Any, ...]) -> list[bytes]:
+    """A command as RESP bytes, in the list ``send_packed_command`` takes. Its arguments are
+    str, bytes or int (a script's keys and arguments)."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(command)]
+    return redis.connection.Connection().pack_command(*command)
+
+
+class KeptConnection:
+    """The one connection of a one-connection client (:func:`connect` with ``max_connections=1``),
+    kept by one caller and used without redis-py's per-command pool bookkeeping (a lock taken
+    twice, a check for unread data, events on release): a command is written and its reply
+    read, nothing else. For the hot path of a producer, whose every add is one script call.
+
+    It is never the only way: :meth:`run` gives :data:`MISSED` instead of retrying, and the
+    caller then makes the same call through the client (redis-py's retries, a reconnect that asks
+    Sentinel for the current primary, a script loaded again after a restart). A call that may
+    be sent twice must carry its own idempotency (a call key). The errors of a missed attempt
+    that may have reached Redis are noted in ``tried`` (:func:`attempts`), so an outage after it
+    is still called in doubt. Not thread-safe: one caller."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._connection: Any = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take the pool's connection again (after the client's retried way reconnected it);
+        quietly nothing when Redis cannot be reached now (the next call goes the retried way)."""
+        pool = self._client.connection_pool
+        try:
+            connection = pool.get_connection()
+        except (RedisError, OSError):
+            self._connection = None
+            return
+        pool.release(connection)   # it stays the pool's own: the retried way uses it too
+        self._connection = connection
+
+    def run(self, tried: "Attempts", *command: Any) -> Any:
+        """The reply to ``command``, or MISSED when the connection is not open, the script is not
+        loaded, or the connection failed (then closed; the error noted in ``tried``). An error
+        reply other than NOSCRIPT is raised as redis-py raises it."""
+        connection = self._connection
+        if connection is None or getattr(connection, "_sock", None) is None:
+            return MISSED
+        try:
+            connection.send_packed_command(_pack(command))
+            return connection.read_response()
+        except NoScriptError:
+            return MISSED
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            connection.disconnect()
+            tried.errors.append(exc)
+            return MISSED

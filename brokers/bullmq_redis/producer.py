@@ -26,9 +26,9 @@ from ..contract import (
     encode_data,
 )
 from .codec import opts_json
-from .connection import attempts, guarded
-from .keys import RESERVED_IDS
-from .scripts import Calls
+from .connection import MISSED, Attempts, KeptConnection, attempts, guarded
+from .keys import RESERVED_IDS, QueueKeys
+from .scripts import Call, Calls, queue_keys
 
 if TYPE_CHECKING:
     from .broker import BullMQRedisBroker
@@ -90,7 +90,12 @@ class RedisProducer(Producer):
         self._broker = broker
         self._calls = Calls(f"p-{uuid.uuid4().hex[:10]}")
         self._wait = broker.wait_replicas
-        self._client = broker.own_connection("producer-wait") if self._wait else None
+        # A connection of its own, kept (WAIT counts that connection's writes; each add is then
+        # one EVALSHA written and read, with the client's retried way behind it).
+        self._client = broker.own_connection("producer-wait" if self._wait else "producer")
+        self._kept = KeptConnection(self._client)
+        self._sha = broker.scripts.sha("addJobs")
+        self._lane_keys: dict[str, list[str]] = {}
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
         if options is not None and not isinstance(options, JobOptions):
@@ -130,9 +135,8 @@ class RedisProducer(Producer):
                 call = self._calls.new(keys)
                 try:
                     with attempts() as tried:
-                        result = guarded(broker.url, partial(broker.scripts.call, "addJobs", keys, now, args,
-                                                             self._client, call=call, shared_id=shared_id),
-                                         "publish")
+                        result = guarded(broker.url, partial(self._add, lane, keys, now, args, call, shared_id,
+                                                             tried), "publish")
                 except PublishRejected as exc:  # Redis said no: this chunk and the ones after it are refused
                     raise PublishRejected(str(exc), [], ids, fates=fates) from None
                 except BrokerUnavailable as exc:  # guarded() keeps redis-py's own error as the context
@@ -145,6 +149,22 @@ class RedisProducer(Producer):
                     ids[index], fates[index] = job_id, Fate.ACCEPTED
                 self._accepted(accepted)
         return ids  # type: ignore[return-value]  # every entry is set once every chunk went through
+
+    def _add(self, lane: str, keys: QueueKeys, now: int, args: list[Any], call: Call, shared_id: str,
+             tried: Attempts) -> Any:
+        """One addJobs call: on the kept connection, else (not open, a script to load again, a
+        connection lost: :class:`~.connection.KeptConnection`) the same call, with the same call
+        key, through the client's retried way."""
+        static = self._lane_keys.get(lane)
+        if static is None:
+            static = self._lane_keys[lane] = queue_keys(keys)
+        script_keys = [*static, call.key, call.forget or call.key, shared_id]
+        reply = self._kept.run(tried, "EVALSHA", self._sha, len(script_keys), *script_keys, keys.base, now, *args)
+        if reply is not MISSED:
+            return reply
+        reply = self._broker.scripts.call("addJobs", keys, now, args, self._client, call=call, shared_id=shared_id)
+        self._kept.refresh()   # the retried way (re)opened the connection: keep it again
+        return reply
 
     @staticmethod
     def _unanswered(exc: BrokerUnavailable, chunk: list[tuple[int, list[Any]]], ids: list[str | None],
@@ -172,7 +192,6 @@ class RedisProducer(Producer):
         """WAIT on the connection that ran the script (no retry: see the class docstring). Short
         of the replicas asked for, the chunk's jobs are in doubt: on the primary, maybe lost at a
         failover."""
-        assert self._client is not None
         wait_ms = self._broker.wait_timeout_ms
         pool = self._client.connection_pool  # of one connection: the one the script ran on
         socket_before = _socket_of(pool)
@@ -203,6 +222,5 @@ class RedisProducer(Producer):
                                  [], ids, in_doubt=accepted, fates=fates)
 
     def close(self) -> None:
-        """Closes the WAIT connection, if any; otherwise the producer shares the broker's pool."""
-        if self._client is not None:
-            self._client.close()
+        """Closes the producer's connection."""
+        self._client.close()

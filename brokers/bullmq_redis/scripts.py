@@ -73,6 +73,10 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
+    def sha(self, name: str) -> str:
+        """The SHA1 of script ``name`` (for an EVALSHA written by hand)."""
+        return self._scripts[name].sha
+
     def call(self, name: str, keys: QueueKeys, now_ms: int, args: Sequence[Any],
              client: redis.Redis | None = None, *, call: Call | None = None, shared_id: str | None = None) -> Any:
         """Run script ``name`` on a lane. With ``call``, the script answers a second run of the

@@ -128,8 +128,20 @@ def test_the_reference_contender_workloads_give_the_noop_table_from_the_files(no
     collected = report.collect([tmp_path])
     assert not collected.runs, "no run of the contender part enters the brokers' headline"
     table = next(b for b in noop_blocks(collected.labelled + collected.contenders) if b.kind == "table")
+    latencies = {(plots.label(r["scenario"]["broker"]), contender(r["scenario"]) or "ours"): r for r in results
+                 if r["scenario"]["label"].startswith("latency")}
     for row in table.rows:
         drained = drains[(row[0], row[2])]["drain"]
         assert row[3] == f"{drained['jobs_per_s']:,.0f}" and row[4] == f"{drained['fill_jobs_per_s']:,.0f}", row
         assert row[8:11] == ["0", "0", "0"] and row[11] == "1 + 1", row
+        # Each role's CPU per 1,000 jobs, from its own run's file: the worker's in the drain, the
+        # producer's at the rate.
+        worker = drains[(row[0], row[2])]["figures"]["cpu_per_1000_jobs"]["consumers"]
+        producer = latencies[(row[0], row[2])]["figures"]["cpu_per_1000_jobs"]["producers"]
+        assert row[12:14] == [f"{worker:.3f}", f"{producer:.3f}"], row
     assert len(table.rows) == len(names)
+    for result in latencies.values():   # a contender's program is its client; the harness's bridge apart
+        cpu = result["figures"]["cpu_s"]
+        assert cpu["producers"] > 0 and cpu["consumers"] > 0, cpu
+        assert cpu["clients"] == round(cpu["producers"] + cpu["consumers"], 3), cpu
+        assert ("bridge" in cpu) == bool(contender(result["scenario"])), cpu

@@ -74,6 +74,34 @@ def test_an_add_whose_reply_was_lost_adds_nothing_twice(private_redis, direct):
         proxy.close()
 
 
+def test_a_producer_keeps_one_connection_and_survives_its_loss_and_a_flushed_script_cache(private_redis, direct):
+    """Each add is one EVALSHA on the producer's own kept connection. That connection killed,
+    the next add goes the retried way, reconnects and keeps the new connection; with Redis's
+    script cache flushed (a restart), the add loads the script again. Each job is added once."""
+    import redis
+
+    admin = redis.Redis.from_url(private_redis.url)
+
+    def producer_connections() -> list[dict]:   # this test's producer's (others of the process left out)
+        return [c for c in admin.client_list() if c["name"].startswith("brokerbench:producer:")
+                and c["id"] not in before]
+
+    before = {c["id"] for c in admin.client_list()}
+    with direct.producer() as producer:
+        ids = [producer.publish("user_variables_update", {"n": i}) for i in range(20)]
+        kept = producer_connections()
+        assert len(kept) == 1, kept
+        admin.client_kill_filter(_id=kept[0]["id"])
+        ids += [producer.publish("user_variables_update", {"n": i}) for i in range(20, 40)]
+        again = producer_connections()
+        assert len(again) == 1 and again[0]["id"] != kept[0]["id"], again
+        admin.script_flush()
+        ids += [producer.publish("user_variables_update", {"n": i}) for i in range(40, 60)]
+        assert [c["id"] for c in producer_connections()] == [again[0]["id"]], "NOSCRIPT kept the connection"
+    assert len(set(ids)) == 60 and direct.stats().waiting == 60, "every job added once"
+    assert producer_connections() == [], "close() closes the producer's connection"
+
+
 def test_an_add_whose_reply_is_lost_for_good_is_in_doubt_not_refused(private_redis, direct):
     """Redis runs addJobs, its reply is lost, and Redis can no longer be reached: the producer
     cannot know whether the jobs were added. They are in doubt (UnavailableInDoubt, also a
