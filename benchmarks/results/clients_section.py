@@ -23,7 +23,9 @@ from .summary import SUMMARY_HEADER, Spread, contender, fmt_spread, summary_cell
 
 CPU_NOTE = ("Client CPU is per role, CPU seconds per 1,000 jobs finished in the window (equally, CPU ms per "
             "job): the producer's and the worker's processes; for a contender, its own program alone (the "
-            "harness's bridge to it is counted apart, as the harness's own process is).")
+            "harness's bridge to it is counted apart, as the harness's own process is). Our producer's process "
+            "also makes the workload (payloads, traces, counting) that the bridge makes for a contender: its "
+            "figure is an upper bound of our client's own cost.")
 INTRO = ("Our clients and the real ones on the same server and promise, measured in one run (cells "
          "interleaved). \"ours\" is brokerbench's own adapter (Python); a named client is the library the "
          "seed's service would use, run through the role protocol (benchmarks/contenders/protocol.py), with the "
