@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from brokers.contract import Broker
+
 from .roles import Control
 from .scenario import Scenario
 
@@ -118,9 +120,7 @@ class ClientQueueAdmin:
     def stats(self) -> Any:
         return self._view.stats()
 
-    def held(self) -> int | None:
-        counted = self._view.stats()
-        return (counted.waiting or 0) + (counted.active or 0) + (counted.delayed or 0)
+    held = Broker.held   # the contract's default: waiting + active + delayed of stats()
 
     def remove(self) -> None:
         try:

@@ -35,6 +35,7 @@ from typing import Any
 
 BOUND_AT = 0.85   # a side using this share of the CPUs it may use, or more, bounds the run
 NOT_ROLES = ("broker", "clients")
+HARNESS_CPU = ("harness", "bridge")  # CPU of brokerbench's own processes (on the clients' CPUs): no client's
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,7 @@ def derive(figures: dict[str, Any], pinning: dict[str, Any] | None, cores: int |
     client_cpus = len(pinned_clients) if pinned_clients else cores
     separate = bool(pinned_broker) and bool(pinned_clients)
     clients = cpu.get("clients")
-    on_client_cpus = None if clients is None else \
-        clients + (cpu.get("harness") or 0.0) + (cpu.get("bridge") or 0.0)
+    on_client_cpus = None if clients is None else clients + sum(cpu.get(k) or 0.0 for k in HARNESS_CPU)
     per_1000 = {"broker": _per_1000(cpu.get("broker"), jobs), "clients": _per_1000(clients, jobs)}
     per_1000.update({role: _per_1000(cpu.get(role), jobs) for role in cpu if role not in NOT_ROLES})
     broker_u, clients_u = _share(cpu.get("broker"), window, broker_cpus), _share(on_client_cpus, window, client_cpus)

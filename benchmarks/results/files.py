@@ -38,9 +38,9 @@ from typing import Any
 import jsonschema
 
 from ..harness.metrics import Recorder, loss_and_duplicates, summary
+from .cpu_cost import HARNESS_CPU
 
 SCHEMA_ID = "brokerbench.run/3"
-HARNESS_CPU = ("harness", "bridge")  # CPU of brokerbench's own processes: neither broker nor client
 READABLE = ("brokerbench.run/1", "brokerbench.run/2", SCHEMA_ID)
 
 

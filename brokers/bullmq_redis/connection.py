@@ -306,12 +306,12 @@ except ImportError:  # pragma: no cover - redis[hiredis] is a dependency
     _hiredis_pack = None
 
 
-def _pack(command: tuple[Any, ...]) -> list[bytes]:
+def _pack(connection: Any, command: tuple[Any, ...]) -> list[bytes]:
     """A command as RESP bytes, in the list ``send_packed_command`` takes. Its arguments are
     str, bytes or int (a script's keys and arguments)."""
     if _hiredis_pack is not None:
         return [_hiredis_pack(command)]
-    return redis.connection.Connection().pack_command(*command)
+    return connection.pack_command(*command)
 
 
 class KeptConnection:
@@ -352,7 +352,7 @@ class KeptConnection:
         if connection is None or getattr(connection, "_sock", None) is None:
             return MISSED
         try:
-            connection.send_packed_command(_pack(command))
+            connection.send_packed_command(_pack(connection, command))
             return connection.read_response()
         except NoScriptError:
             return MISSED

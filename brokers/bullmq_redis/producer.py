@@ -28,7 +28,7 @@ from ..contract import (
 from .codec import opts_json
 from .connection import MISSED, Attempts, KeptConnection, attempts, guarded
 from .keys import RESERVED_IDS, QueueKeys
-from .scripts import Call, Calls, queue_keys
+from .scripts import Call, Calls
 
 if TYPE_CHECKING:
     from .broker import BullMQRedisBroker
@@ -94,8 +94,6 @@ class RedisProducer(Producer):
         # one EVALSHA written and read, with the client's retried way behind it).
         self._client = broker.own_connection("producer-wait" if self._wait else "producer")
         self._kept = KeptConnection(self._client)
-        self._sha = broker.scripts.sha("addJobs")
-        self._lane_keys: dict[str, list[str]] = {}
 
     def publish(self, name: str, data: Any, options: JobOptions | None = None) -> str:
         if options is not None and not isinstance(options, JobOptions):
@@ -135,8 +133,8 @@ class RedisProducer(Producer):
                 call = self._calls.new(keys)
                 try:
                     with attempts() as tried:
-                        result = guarded(broker.url, partial(self._add, lane, keys, now, args, call, shared_id,
-                                                             tried), "publish")
+                        result = guarded(broker.url, partial(self._add, keys, now, args, call, shared_id, tried),
+                                         "publish")
                 except PublishRejected as exc:  # Redis said no: this chunk and the ones after it are refused
                     raise PublishRejected(str(exc), [], ids, fates=fates) from None
                 except BrokerUnavailable as exc:  # guarded() keeps redis-py's own error as the context
@@ -150,19 +148,15 @@ class RedisProducer(Producer):
                 self._accepted(accepted)
         return ids  # type: ignore[return-value]  # every entry is set once every chunk went through
 
-    def _add(self, lane: str, keys: QueueKeys, now: int, args: list[Any], call: Call, shared_id: str,
-             tried: Attempts) -> Any:
+    def _add(self, keys: QueueKeys, now: int, args: list[Any], call: Call, shared_id: str, tried: Attempts) -> Any:
         """One addJobs call: on the kept connection, else (not open, a script to load again, a
         connection lost: :class:`~.connection.KeptConnection`) the same call, with the same call
         key, through the client's retried way."""
-        static = self._lane_keys.get(lane)
-        if static is None:
-            static = self._lane_keys[lane] = queue_keys(keys)
-        script_keys = [*static, call.key, call.forget or call.key, shared_id]
-        reply = self._kept.run(tried, "EVALSHA", self._sha, len(script_keys), *script_keys, keys.base, now, *args)
+        scripts = self._broker.scripts
+        reply = self._kept.run(tried, *scripts.command("addJobs", keys, now, args, call=call, shared_id=shared_id))
         if reply is not MISSED:
             return reply
-        reply = self._broker.scripts.call("addJobs", keys, now, args, self._client, call=call, shared_id=shared_id)
+        reply = scripts.call("addJobs", keys, now, args, self._client, call=call, shared_id=shared_id)
         self._kept.refresh()   # the retried way (re)opened the connection: keep it again
         return reply
 

@@ -39,10 +39,16 @@ def script_source(name: str) -> str:
 
 
 def queue_keys(keys: QueueKeys) -> list[str]:
-    """The 14 KEYS every script receives, in the order include/queue.lua names them."""
-    return [keys.wait, keys.active, keys.prioritized, keys.pc, keys.delayed, keys.completed,
+    """The 14 KEYS every script receives, in the order include/queue.lua names them (a new
+    list each time: callers append to it)."""
+    return list(_queue_keys(keys))
+
+
+@lru_cache(maxsize=256)
+def _queue_keys(keys: QueueKeys) -> tuple[str, ...]:   # one lane's names, made once (a producer's hot path)
+    return (keys.wait, keys.active, keys.prioritized, keys.pc, keys.delayed, keys.completed,
             keys.failed, keys.stalled, keys.meta, keys.events, keys.marker, keys.id,
-            keys.stalled_check, keys.paused]
+            keys.stalled_check, keys.paused)
 
 
 class Calls:
@@ -73,17 +79,28 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
-    def sha(self, name: str) -> str:
-        """The SHA1 of script ``name`` (for an EVALSHA written by hand)."""
-        return self._scripts[name].sha
-
     def call(self, name: str, keys: QueueKeys, now_ms: int, args: Sequence[Any],
              client: redis.Redis | None = None, *, call: Call | None = None, shared_id: str | None = None) -> Any:
         """Run script ``name`` on a lane. With ``call``, the script answers a second run of the
         same call from what the first did (so redis-py's retry after a lost reply is safe)."""
+        all_keys, argv = self._arguments(keys, now_ms, args, call, shared_id)
+        return self._scripts[name](keys=all_keys, args=argv, client=client)
+
+    def command(self, name: str, keys: QueueKeys, now_ms: int, args: Sequence[Any], *,
+                call: Call | None = None, shared_id: str | None = None) -> tuple[Any, ...]:
+        """The EVALSHA command that :meth:`call` would send, for a caller that writes it on a
+        connection of its own (a NOSCRIPT reply then means: go through :meth:`call`)."""
+        all_keys, argv = self._arguments(keys, now_ms, args, call, shared_id)
+        return ("EVALSHA", self._scripts[name].sha, len(all_keys), *all_keys, *argv)
+
+    @staticmethod
+    def _arguments(keys: QueueKeys, now_ms: int, args: Sequence[Any], call: Call | None,
+                   shared_id: str | None) -> tuple[list[str], list[Any]]:
+        """A script's KEYS (the queue's, then the call's keys and the shared id counter, when
+        the call has a key) and ARGV (the key base, the time, then ``args``)."""
         all_keys = queue_keys(keys)
         if call is not None:
             all_keys += [call.key, call.forget or call.key]
             if shared_id is not None:
                 all_keys.append(shared_id)
-        return self._scripts[name](keys=all_keys, args=[keys.base, now_ms, *args], client=client)
+        return all_keys, [keys.base, now_ms, *args]
