@@ -14,6 +14,9 @@ writes into its own folder under ``<out>/results/`` and is recorded in ``<out>/r
 * the harness parts but scaling pin the broker (a private one, started for the run) and the
   clients to CPUs of their own (``--no-pin`` leaves them together), so each side's CPU per job
   is its own; scaling is never pinned (its consumer processes need every CPU open to them);
+* every harness part holds the CPUs out of idle states while a run measures (``--no-awake`` lets
+  them sleep; :mod:`benchmarks.harness.cpu_idle` says why a VM's wake-ups would otherwise be
+  measured);
 * a tree with uncommitted changes to code is refused (``--allow-dirty`` for trying the command
   out): results must name the code that made them. "Code" is everything outside ``reports/``
   (:func:`benchmarks.harness.environment.git_commit`): the results this command writes there,
@@ -60,6 +63,7 @@ class Options:
     kinds: tuple[str, ...] = ()          # harness parts: the brokers compared (default: registry's)
     small: bool = False                  # fault scenarios at CI size (tests only)
     pin_cpus: bool = True                # harness parts: broker and clients on CPUs of their own
+    awake_cpus: bool = True              # harness parts: CPUs held out of idle states (harness.cpu_idle)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def _harness(workloads: Callable[[Options], list[Scenario]], level: str = "disk"
         from .run import run_workloads
 
         run_workloads(workloads(options), _kinds(options), level, options.repeat, folder, console, quiet=True,
-                      pin_cpus=options.pin_cpus and pin)
+                      pin_cpus=options.pin_cpus and pin, awake_cpus=options.awake_cpus)
     return run
 
 
@@ -145,7 +149,8 @@ def _contenders(folder: Path, options: Options, console: Any) -> None:
     from .run import run_workloads
 
     run_workloads(contender_workloads(options.scale), _kinds(options), "disk", options.repeat, folder, console,
-                  quiet=True, pin_cpus=options.pin_cpus, client_names=_contender_names(options, console))
+                  quiet=True, pin_cpus=options.pin_cpus, client_names=_contender_names(options, console),
+                  awake_cpus=options.awake_cpus)
 
 
 def _command(target: str, argv: Callable[[Path, Options], list[str]]) -> Callable[..., None]:
@@ -267,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pin", action="store_true",
                    help="harness parts: leave broker and clients on the same CPUs (default: the broker, always a "
                         "private one then, on CPUs of its own and the clients on the rest, where there are 2 or more)")
+    p.add_argument("--no-awake", action="store_true",
+                   help="harness parts: let idle CPUs sleep (default: every CPU held out of idle states while a run "
+                        "measures, where this user may ask it: see benchmarks/harness/cpu_idle.py)")
     p.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)     # tests: shorter windows
     p.add_argument("--repeat", type=int, default=REFERENCE_REPEAT, help=argparse.SUPPRESS)
     p.add_argument("--small", action="store_true", help=argparse.SUPPRESS)        # tests: CI-size scenarios
@@ -285,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     options = Options(scale=args.scale, repeat=args.repeat, kinds=tuple(args.broker or ()), small=args.small,
-                      pin_cpus=not args.no_pin)
+                      pin_cpus=not args.no_pin, awake_cpus=not args.no_awake)
     parts = chosen_parts(args.only, args.skip)
     here = where_we_are()
     manifest = read_manifest(args.out)

@@ -135,9 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin-cpus", action="store_true",
                    help="broker on the first quarter of the CPUs (at least one), clients on the rest; starts "
                         "private brokers, since a shared one is never pinned (default: off, every CPU shared)")
+    p.add_argument("--awake-cpus", action="store_true",
+                   help="hold every CPU out of idle states while a run measures (PM QoS on /dev/cpu_dma_latency, "
+                        "needs root), so round trips do not pay a virtual machine's wake-ups (default: off)")
     for f in fields(Scenario):
         if f.name in ("broker", "profile", "mode", "broker_options", "sweep_rates", "label", "execution",
-                      "durability", "repetition", "pin_cpus", "client"):
+                      "durability", "repetition", "pin_cpus", "client", "awake_cpus"):
             continue
         kind = type(f.default) if f.default is not None else int
         p.add_argument("--" + f.name.replace("_", "-"), type=kind if kind in (int, float) else str,
@@ -177,7 +180,8 @@ def workloads_from_args(args: argparse.Namespace) -> list[Scenario]:
         return load_scenarios(args.scenario)
     overrides = {f.name: getattr(args, f.name) for f in fields(Scenario)
                  if getattr(args, f.name, None) is not None
-                 and f.name not in ("broker", "profile", "mode", "durability", "repetition", "pin_cpus", "client")}
+                 and f.name not in ("broker", "profile", "mode", "durability", "repetition", "pin_cpus", "client",
+                                    "awake_cpus")}
     if args.sweep_rates:
         overrides["sweep_rates"] = tuple(float(r) for r in args.sweep_rates.split(","))
     if args.broker_option:
@@ -244,12 +248,14 @@ def own_broker(where: Placement) -> Placement:
 
 def run_workloads(workloads: list[Scenario], kinds: list[str], level: str, repeat: int, folder: Path,
                   console: Any, *, url: str | None = None, quiet: bool = False,
-                  pin_cpus: bool = False, client_names: list[str] | None = None) -> list[dict[str, Any]]:
+                  pin_cpus: bool = False, client_names: list[str] | None = None,
+                  awake_cpus: bool = False) -> list[dict[str, Any]]:
     """Run ``workloads`` on every kind in ``kinds`` (a workload bound to a broker: on that one),
     each ``repeat`` times interleaved (see :func:`plan`), every broker at its durability level;
     private brokers started for a level are stopped before it returns. ``pin_cpus`` puts the
     broker (then always one brokerbench started) and the clients on CPUs of their own
-    (:mod:`benchmarks.harness.pinning`). Returns the results in the order they ran; each also
+    (:mod:`benchmarks.harness.pinning`); ``awake_cpus`` holds every CPU out of idle states while
+    each run measures (:mod:`benchmarks.harness.cpu_idle`). Returns the results in the order they ran; each also
     went to a results file in ``folder``."""
     placements: dict[tuple[str, str], Placement] = {}
     results: list[dict[str, Any]] = []
@@ -270,6 +276,8 @@ def run_workloads(workloads: list[Scenario], kinds: list[str], level: str, repea
                 where = placements[(kind, lvl)] = own_broker(where)
             console.print(f"{registry.get(kind).label}: durability {where.label}; {where.how}")
         scenarios = plan(workloads, placements, repeat, level, client_names)
+        if awake_cpus:
+            scenarios = [s.with_(awake_cpus=True) for s in scenarios]
         if pin_cpus:
             scenarios = [s.with_(pin_cpus=True) for s in scenarios]
             console.print("CPU pinning: " + pinning.plan(True, broker_ours=True).why
@@ -308,7 +316,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         console.print(QUICK_LOOK)
     started = time.monotonic()
     results = run_workloads(workloads, unbound_kinds, args.durability, args.repeat, folder, console,
-                            url=args.url, quiet=args.quiet, pin_cpus=args.pin_cpus, client_names=client_names)
+                            url=args.url, quiet=args.quiet, pin_cpus=args.pin_cpus, client_names=client_names,
+                            awake_cpus=args.awake_cpus)
     print_summary(results, folder, console)
     console.print(f"{len(results)} runs in {time.monotonic() - started:.0f} s")
     if quick:

@@ -28,6 +28,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from .cpu_idle import AwakeCpus
+
 BROKER_SHARE = 0.25  # the broker's share of the CPUs when pinned (at least one CPU)
 
 
@@ -129,6 +131,7 @@ class Pinned:
 
     plan: Plan
     broker_pid: int | None = None
+    awake: AwakeCpus = field(default_factory=AwakeCpus)  # the CPUs held out of idle states, or why not
     restore: dict[int, list[int]] = field(default_factory=dict)  # pid -> its affinity before
     checked: dict[str, list[int] | None] = field(default_factory=dict)
 
@@ -136,6 +139,7 @@ class Pinned:
         """The plan, what the kernel reported after it was applied (``checked``), and the
         broker's pid when it was pinned; ``why`` says so when the two differ."""
         out = self.plan.record()
+        out["idle"] = self.awake.record()
         if self.checked:
             out["checked"] = dict(self.checked)
             for side, wanted in (("broker", self.plan.broker), ("clients", self.plan.clients)):
@@ -147,6 +151,7 @@ class Pinned:
         return out
 
     def undo(self) -> None:
+        self.awake.release()
         for pid, cpus in self.restore.items():
             try:
                 set_process(pid, cpus)
@@ -156,15 +161,18 @@ class Pinned:
 
 
 def apply(on: bool, *, broker_pid: int | None, client_pids: list[int], in_process: bool = False,
-          keep: Iterable[int] = ()) -> Pinned:
+          keep: Iterable[int] = (), awake: bool = False) -> Pinned:
     """Pin a run's processes by :func:`plan`: the broker (only if a private instance of ours owns
     ``broker_pid``) and ``client_pids``. ``keep``: pids whose affinity :meth:`Pinned.undo` must
-    give back (the harness's own process); the broker's is given back too."""
+    give back (the harness's own process); the broker's is given back too. ``awake``: hold every
+    CPU out of idle states until :meth:`Pinned.undo` (:mod:`.cpu_idle`)."""
     from brokers.instances import owner_of
 
     ours = on and broker_pid is not None and owner_of(broker_pid) is not None
     chosen = plan(on, broker_ours=ours, in_process=in_process)
     pinned = Pinned(chosen, broker_pid if ours else None)
+    if awake:
+        pinned.awake.hold()
     if chosen.clients is None:
         return pinned
     for pid in keep:

@@ -241,7 +241,8 @@ class LiveRun:
         meter = CpuMeter(groups, children_only=("producers", "consumers") if scenario.external else ())
         # Pinned before the start signal: every role has connected, so its threads exist.
         pinned = pinning.apply(scenario.pin_cpus, broker_pid=server, in_process=threads,
-                               client_pids=[] if threads else [*client_pids, os.getpid()], keep=[os.getpid()])
+                               client_pids=[] if threads else [*client_pids, os.getpid()], keep=[os.getpid()],
+                               awake=scenario.awake_cpus)
         try:
             outcome = self._start(meter, scenario)
         finally:

@@ -49,6 +49,9 @@ class Scenario:
     pin_cpus    run the broker and the clients on separate CPUs (see
                 :mod:`benchmarks.harness.pinning`: only a broker brokerbench started is pinned);
                 off by default.
+    awake_cpus  hold every CPU out of idle states while the run measures (a PM QoS request:
+                :mod:`benchmarks.harness.cpu_idle`), so round trips do not pay a VM's wake-ups;
+                off by default, recorded in ``environment.cpu_pinning.idle``.
     """
 
     broker: str = ""
@@ -82,6 +85,7 @@ class Scenario:
     repetition: int = 0
     pin_cpus: bool = False
     client: str = ""
+    awake_cpus: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -17,6 +17,7 @@ from ..harness.metrics import count_of
 from ..harness.suite import NOOP_LABELS
 from . import plots
 from .blocks import Block
+from .cost_section import idle_words
 from .cpu_cost import of as cost_of
 from .percentiles import allowed, sig
 from .summary import SUMMARY_HEADER, Spread, contender, fmt_spread, summary_cells, summary_rows
@@ -26,6 +27,13 @@ CPU_NOTE = ("Client CPU is per role, CPU seconds per 1,000 jobs finished in the 
             "harness's bridge to it is counted apart, as the harness's own process is). Our producer's process "
             "also makes the workload (payloads, traces, counting) that the bridge makes for a contender: its "
             "figure is an upper bound of our client's own cost.")
+IDLE_NOTE = {
+    "CPUs awake": "Every run held the CPUs out of idle states (benchmarks/harness/cpu_idle.py): a round trip "
+                  "pays no CPU wake-up.",
+    "CPUs left to idle": "The CPUs were left to idle: on a virtual machine each round trip with one job in flight "
+                         "pays CPU wake-ups, which favour a client that keeps a second process busy (see "
+                         "benchmarks/harness/cpu_idle.py).",
+}
 INTRO = ("Our clients and the real ones on the same server and promise, measured in one run (cells "
          "interleaved). \"ours\" is brokerbench's own adapter (Python); a named client is the library the "
          "seed's service would use, run through the role protocol (benchmarks/contenders/protocol.py), with the "
@@ -161,4 +169,7 @@ def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list
     table = [Block("table", header=[*SUMMARY_HEADER, "producer / worker CPU-s per 1k jobs"], rows=rows)] if rows else []
     if any("†" in row[-1] for row in rows):
         table.append(Block("text", BRIDGED))
-    return [Block("heading", "Our clients and the real ones, side by side"), Block("text", INTRO), *table, *noop]
+    idle = idle_words([*ours, *contenders])
+    intro = INTRO + (f" {IDLE_NOTE[idle]}" if idle in IDLE_NOTE else f" {idle}: runs of two settings, not comparable."
+                     if idle else "")
+    return [Block("heading", "Our clients and the real ones, side by side"), Block("text", intro), *table, *noop]

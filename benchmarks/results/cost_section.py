@@ -63,7 +63,23 @@ def where_they_ran(results: list[dict[str, Any]]) -> str:
             said.add(f"clients {','.join(map(str, clients))}, broker unpinned")
         else:
             said.add(f"unpinned, {cores} shared")
-    return "; ".join(sorted(said))
+    awake = idle_words(results)
+    return "; ".join(sorted(said)) + (f" ({awake})" if awake else "")
+
+
+def idle_words(results: list[dict[str, Any]]) -> str:
+    """Whether the CPUs were held out of idle states (``environment.cpu_pinning.idle``, written
+    since that setting exists): "CPUs awake", "CPUs left to idle", "CPUs awake in k of n runs";
+    "" when no file says."""
+    said = [((r.get("environment") or {}).get("cpu_pinning") or {}).get("idle") for r in results]
+    known = [bool(s.get("awake")) for s in said if isinstance(s, dict)]
+    if not known:
+        return ""
+    if all(known) and len(known) == len(results):
+        return "CPUs awake"
+    if not any(known):
+        return "CPUs left to idle"
+    return f"CPUs awake in {sum(known)} of {len(results)} runs"
 
 
 def cost_rows(results: list[dict[str, Any]]) -> list[list[str]]:
