@@ -33,11 +33,14 @@ from brokers.contract import (
     PublishFailed,
 )
 
+from .cpu_idle import AwakeCpus, tighten_timer_slack
 from .metrics import SEEN_RECORD, Recorder, Trace
 from .scenario import Scenario
 from .workloads import CPU_SHARE, PayloadBank, ServiceModel, closed_loop_types, open_loop_schedule, perform
 
 PROGRESS_EVERY_S = 0.5
+SPIN_S = 0.0002         # the last stretch before a send time is spun: an idle CPU may wake up late
+SPIN_AWAKE_S = 0.00003  # the same with the CPUs held awake (see spin_margin)
 STOP_NOTICE_S = 0.2  # a consumer waiting for work looks at the stop signal at least this often
 log = logging.getLogger(__name__)
 
@@ -214,12 +217,23 @@ def _wait_start(spec: RoleSpec, scenario: Scenario, recorder: Recorder, control:
     return t0
 
 
-def _sleep_until(t_ns: int, producer: Any) -> None:
+def spin_margin() -> float:
+    """How long before a send time the producer stops idling and spins: SPIN_S, or SPIN_AWAKE_S
+    while the CPUs are held out of idle states (:mod:`.cpu_idle`: a wake-up is then prompt, so
+    spinning longer would only add CPU to the producer's figure), with this process's timer
+    slack cut to 1 us so its sleeps end on time too."""
+    if AwakeCpus().in_force() == 0:
+        tighten_timer_slack()
+        return SPIN_AWAKE_S
+    return SPIN_S
+
+
+def _sleep_until(t_ns: int, producer: Any, spin_s: float = 0.0002) -> None:
     """Wait for an intended send time: idle (reading confirms as they come, so their times are
-    the broker's, not the next publish's) until 0.2 ms before, then spin."""
+    the broker's, not the next publish's) until ``spin_s`` before, then spin."""
     delay = (t_ns - time.monotonic_ns()) / 1e9
-    if delay > 0.0005:
-        producer.idle(delay - 0.0002)
+    if delay > spin_s + 0.0003:
+        producer.idle(delay - spin_s)
     while time.monotonic_ns() < t_ns:
         pass
 
@@ -413,8 +427,9 @@ def _produce(spec: RoleSpec, scenario: Scenario, broker: Broker, recorder: Recor
                 scenario.profile, rate, scenario.warmup_s + scenario.duration_s,
                 scenario.seed * 1000 + spec.index, scenario.burst_every_s)]
             i = 0
+            spin_s = spin_margin()
             while i < len(schedule) and not control.stop.is_set():
-                _sleep_until(schedule[i][0], producer)
+                _sleep_until(schedule[i][0], producer, spin_s)
                 now = time.monotonic_ns()
                 j = i + 1  # jobs already due go in the same call, up to the batch size
                 while j < len(schedule) and j - i < scenario.batch and schedule[j][0] <= now:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import time
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +27,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from ..contract import AuthenticationFailed, BrokerError, BrokerUnavailable
 from ..urls import ambiguous_credentials, redact
+
+POLL_TICK_S = 0.001  # pika's epoll poller waits in whole milliseconds
 
 # What a dropped connection or channel looks like from pika.
 CONNECTION_ERRORS = (pe.AMQPConnectionError, pe.ConnectionClosed, pe.StreamLostError,
@@ -129,7 +132,8 @@ def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool], dead
     pika's loop cannot end while output is unsent, and it looks at its waiters only when I/O or
     a timer wakes it: a broker that stops reading (a resource alarm blocks publishers) would
     hold it until the alarm clears. With a deadline, a timer wakes the loop on time and it ends
-    then whether the output went out or not (what is unsent stays in pika's buffer).
+    then whether the output went out or not (what is unsent stays in pika's buffer); it ends
+    within microseconds of the deadline, not pika's millisecond (a paced producer idles here).
     """
     coalesce_output(connection)
     if deadline is None:
@@ -138,20 +142,23 @@ def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool], dead
     impl = connection._impl  # noqa: SLF001
     if connection.is_closed:
         raise pe.ConnectionWrongStateError()
-    timer = impl.ioloop.call_later(max(deadline - time.monotonic(), 0.0) + 0.001, lambda: None)
     polled = False
-    try:
-        while not connection._closed_result.ready:  # noqa: SLF001
-            flushed = not impl._transport or impl._get_write_buffer_size() == 0  # noqa: SLF001
-            if flushed and any(ready() for ready in waiters):
-                break
-            if polled and time.monotonic() >= deadline:  # one round of I/O even when the deadline is past
-                break
-            impl.ioloop.poll()
-            impl.ioloop.process_timeouts()
-            polled = True
-    finally:
-        impl.ioloop.remove_timeout(timer)
+    while not connection._closed_result.ready:  # noqa: SLF001
+        flushed = not impl._transport or impl._get_write_buffer_size() == 0  # noqa: SLF001
+        if flushed and any(ready() for ready in waiters):
+            break
+        left = deadline - time.monotonic()
+        if polled and left <= 0:  # one round of I/O even when the deadline is past
+            break
+        if not flushed:  # pika's poll returns once the socket takes the output, or at the deadline
+            _poll_once(impl, max(left, 0.0))
+        elif left > POLL_TICK_S:
+            # pika's poller (epoll) waits in whole milliseconds, rounded up: wake a tick early
+            # and wait out the rest below, so an idle producer is back on time.
+            _poll_once(impl, left - POLL_TICK_S)
+        elif _readable(impl, left):  # the last tick: select() waits to the microsecond
+            _poll_once(impl, 0.0)
+        polled = True
     closed = connection._closed_result  # noqa: SLF001
     if closed.ready:  # as pika's own loop: raise why it closed (unless we closed it), then clean up
         try:
@@ -159,6 +166,28 @@ def pump(connection: pika.BlockingConnection, *waiters: Callable[[], bool], dead
                 raise closed.value.error
         finally:
             connection._cleanup()  # noqa: SLF001
+
+
+def _poll_once(impl: Any, wait_s: float) -> None:
+    """One round of pika's I/O, waiting at most ``wait_s`` for it (a timer bounds the wait)."""
+    timer = impl.ioloop.call_later(wait_s, lambda: None)
+    try:
+        impl.ioloop.poll()
+        impl.ioloop.process_timeouts()
+    finally:
+        impl.ioloop.remove_timeout(timer)
+
+
+def _readable(impl: Any, wait_s: float) -> bool:
+    """Wait up to ``wait_s`` (to the microsecond) for the connection's socket to have data."""
+    sock = getattr(getattr(impl, "_transport", None), "_sock", None)
+    if sock is None:
+        time.sleep(max(wait_s, 0.0))
+        return True  # no socket to watch: let pika's loop find out what happened
+    try:
+        return bool(select.select([sock], [], [], max(wait_s, 0.0))[0])
+    except (OSError, ValueError):
+        return True
 
 
 def coalesce_output(connection: pika.BlockingConnection) -> None:

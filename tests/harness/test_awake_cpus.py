@@ -86,3 +86,17 @@ def test_the_report_says_whether_the_cpus_were_awake():
     assert idle_words([run_file(True), run_file(False), run_file(None)]) == "CPUs awake in 1 of 3 runs"
     assert idle_words([run_file(None)]) == "", "files from before the setting existed say nothing"
     assert where_they_ran([run_file(True)]) == "broker 0, clients 1 (CPUs awake)"
+
+
+def test_a_paced_producer_spins_less_while_the_cpus_are_awake():
+    from benchmarks.harness.cpu_idle import tighten_timer_slack
+    from benchmarks.harness.roles import SPIN_AWAKE_S, SPIN_S, spin_margin
+
+    assert spin_margin() == SPIN_S, "idle CPUs wake late: the producer spins the long stretch"
+    awake = AwakeCpus()
+    try:
+        assert awake.hold()
+        assert spin_margin() == SPIN_AWAKE_S < SPIN_S
+    finally:
+        awake.release()
+    assert tighten_timer_slack(1000) == 1000
