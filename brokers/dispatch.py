@@ -7,10 +7,10 @@ here so that both adapters behave the same way by construction.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -79,6 +79,47 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+log = logging.getLogger(__name__)
+
+
+class JobThreads:
+    """Up to ``size`` threads that run submitted calls in the order they came: a lighter
+    ThreadPoolExecutor (no Future, lock and condition per call, which cost a no-op job about as
+    much as pika's whole delivery). A thread is started when more calls may be running than
+    threads exist (``busy``), so a worker that never has 50 jobs at once never starts 50."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._work: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._size, self._name = size, name
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, call: Callable[..., None], *args: Any, busy: int) -> None:
+        self._work.put((call, args))
+        if len(self._threads) < min(busy, self._size):
+            thread = threading.Thread(target=self._loop, name=f"{self._name}_{len(self._threads)}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            call, args = item
+            try:
+                call(*args)
+            except BaseException:  # noqa: BLE001 - the call settles its own job; keep the thread
+                log.exception("a job thread's call raised")
+
+    def shutdown(self) -> None:
+        """Run what was submitted, then end every thread."""
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+
 class JobRunner:
     """Runs handlers inline (concurrency 1) or on ``concurrency`` threads.
 
@@ -96,7 +137,7 @@ class JobRunner:
         self.concurrency = concurrency
         self.inline = concurrency == 1
         self._done: queue.SimpleQueue[Settlement] = queue.SimpleQueue()
-        self._pool = None if self.inline else ThreadPoolExecutor(concurrency, "job")
+        self._pool = None if self.inline else JobThreads(concurrency, "job")
         self._wake = wake
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -106,7 +147,7 @@ class JobRunner:
         if self._pool is None:
             self._done.put(run_handler(job, self.handlers, self.hooks, ref))
         else:
-            self._pool.submit(self._run_and_post, job, ref)
+            self._pool.submit(self._run_and_post, job, ref, busy=self.in_flight)
 
     def post(self, settlement: Settlement) -> None:
         """Settle a job without running it (rejections), through the same queue."""
@@ -154,4 +195,4 @@ class JobRunner:
 
     def shutdown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=False)
+            self._pool.shutdown()

@@ -27,7 +27,7 @@ from brokers.contract import (
     UnrecoverableError,
     encode_data,
 )
-from brokers.dispatch import JobRunner, run_handler, settle_failure
+from brokers.dispatch import JobRunner, JobThreads, run_handler, settle_failure
 from brokers.urls import redact
 
 
@@ -115,6 +115,33 @@ def test_job_runner_runs_on_threads_and_wakes_the_loop():
     runner.shutdown()
     assert sorted(int(s.job.id) for s in got) == list(range(20))
     assert runner.in_flight == 0 and wakes
+
+
+def test_job_threads_start_as_needed_survive_a_raising_call_and_finish_what_was_submitted():
+    import threading
+    import time
+
+    pool = JobThreads(4, "t")
+    gate, ran, names = threading.Event(), [], set()
+
+    def call(i: int) -> None:
+        gate.wait(5)
+        names.add(threading.current_thread().name)
+        if i == 3:
+            raise RuntimeError("a call that raises keeps its thread")
+        time.sleep(0.001)
+        ran.append(i)
+
+    for i in range(2):
+        pool.submit(call, i, busy=i + 1)
+    assert len(pool._threads) == 2, "no more threads than calls that may be running"
+    for i in range(2, 30):
+        pool.submit(call, i, busy=i + 1)
+    assert len(pool._threads) == 4, "never more than its size"
+    gate.set()
+    pool.shutdown()  # runs everything submitted first
+    assert sorted(ran) == [i for i in range(30) if i != 3]
+    assert names <= {f"t_{n}" for n in range(4)} and not pool._threads
 
 
 # ---------------------------------------------------------------------------- redis codec
