@@ -83,6 +83,17 @@ def _noop(run: dict[str, Any]) -> str:
     return next((name for name in NOOP_LABELS if label == name or label.startswith(name + "-")), "")
 
 
+def _variant(run: dict[str, Any], which: str) -> str:
+    """What a workload's label adds to its no-op name ("drain-each-rabbitmq": " (each)"), so runs
+    of other settings (each confirm awaited, adds in batches) never share a row with the plain ones."""
+    label = run["scenario"].get("label") or ""
+    middle = label[len(which):].strip("-")
+    broker = run["scenario"].get("broker") or ""
+    if middle == broker or middle.endswith("-" + broker):
+        middle = middle[: -len(broker)].strip("-")
+    return f" ({middle})" if middle else ""
+
+
 def _pair(figures: list[dict[str, Any]]) -> str:
     """p50 / p99 of latency summaries: each the median of the runs' own (a percentile only where
     a run has the samples it needs)."""
@@ -113,7 +124,7 @@ def noop_blocks(runs: list[dict[str, Any]]) -> list[Block]:
     for r in runs:
         if which := _noop(r):
             sc = r["scenario"]
-            key = (sc["broker"], sc.get("durability", ""), contender(sc) or "ours")
+            key = (sc["broker"], sc.get("durability", ""), (contender(sc) or "ours") + _variant(r, which))
             cells.setdefault(key, {"drain": [], "latency": []})[which].append(r)
     if not cells:
         return []
@@ -149,6 +160,7 @@ def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list
     if not contenders:
         return []
     noop = noop_blocks([*ours, *contenders])
+    idle = idle_words([*ours, *contenders])
     ours = [r for r in ours if not _noop(r)]
     contenders = [r for r in contenders if not _noop(r)]
 
@@ -169,7 +181,6 @@ def blocks(ours: list[dict[str, Any]], contenders: list[dict[str, Any]]) -> list
     table = [Block("table", header=[*SUMMARY_HEADER, "producer / worker CPU-s per 1k jobs"], rows=rows)] if rows else []
     if any("†" in row[-1] for row in rows):
         table.append(Block("text", BRIDGED))
-    idle = idle_words([*ours, *contenders])
     intro = INTRO + (f" {IDLE_NOTE[idle]}" if idle in IDLE_NOTE else f" {idle}: runs of two settings, not comparable."
                      if idle else "")
     return [Block("heading", "Our clients and the real ones, side by side"), Block("text", intro), *table, *noop]
