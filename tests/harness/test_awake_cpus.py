@@ -100,3 +100,16 @@ def test_a_paced_producer_spins_less_while_the_cpus_are_awake():
     finally:
         awake.release()
     assert tighten_timer_slack(1000) == 1000
+
+
+def test_no_op_runs_of_other_settings_get_rows_of_their_own():
+    from benchmarks.results.clients_section import _variant
+
+    def run_file(label: str, broker: str) -> dict:
+        return {"scenario": {"label": label, "broker": broker}}
+
+    assert _variant(run_file("drain-redis", "redis"), "drain") == ""
+    assert _variant(run_file("drain", "redis"), "drain") == ""
+    assert _variant(run_file("drain-batch1000-redis", "redis"), "drain") == " (batch1000)"
+    assert _variant(run_file("drain-each-rabbitmq", "rabbitmq"), "drain") == " (each)"
+    assert _variant(run_file("latency-rabbitmq", "rabbitmq"), "latency") == ""
