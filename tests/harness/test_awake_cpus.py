@@ -5,6 +5,8 @@ cannot be made runs on and says why."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.harness.cpu_idle import QOS_DEVICE, AwakeCpus
@@ -113,3 +115,17 @@ def test_no_op_runs_of_other_settings_get_rows_of_their_own():
     assert _variant(run_file("drain-batch1000-redis", "redis"), "drain") == " (batch1000)"
     assert _variant(run_file("drain-each-rabbitmq", "rabbitmq"), "drain") == " (each)"
     assert _variant(run_file("latency-rabbitmq", "rabbitmq"), "latency") == ""
+
+
+def test_a_fill_whose_calls_did_not_await_their_confirms_is_marked():
+    from benchmarks.results.clients_section import _sent_ahead
+
+    def run_file(client: str, confirms: str) -> dict:
+        return {"scenario": {"broker": "rabbitmq", "client": client, "broker_options": {"confirms": confirms}}}
+
+    assert _sent_ahead(run_file("", "windowed")) and _sent_ahead(run_file("rabbitmq", "windowed"))
+    assert not _sent_ahead(run_file("", "each")), "each confirm awaited: like the contenders"
+    assert not _sent_ahead(run_file("amqplib-node", "windowed")), "a contender's call awaits its confirm"
+    assert not _sent_ahead({"scenario": {"broker": "redis", "client": ""}})
+    text = (Path(__file__).resolve().parents[2] / "reports" / "reference" / "report.md").read_text()
+    assert "‡ our AMQP producer with windowed confirms" in text, "the committed reference says so"
