@@ -132,7 +132,9 @@ def test_the_reference_contender_workloads_give_the_noop_table_from_the_files(no
                  if r["scenario"]["label"].startswith("latency")}
     for row in table.rows:
         drained = drains[(row[0], row[2])]["drain"]
-        assert row[3] == f"{drained['jobs_per_s']:,.0f}" and row[4] == f"{drained['fill_jobs_per_s']:,.0f}", row
+        # ‡: our AMQP producer's calls (windowed confirms) return before their confirms
+        ahead = " ‡" if row[2] == "ours" and row[0] == plots.label("rabbitmq") else ""
+        assert row[3] == f"{drained['jobs_per_s']:,.0f}" and row[4] == f"{drained['fill_jobs_per_s']:,.0f}" + ahead, row
         assert row[8:11] == ["0", "0", "0"] and row[11] == "1 + 1", row
         # Each role's CPU per 1,000 jobs, from its own run's file: the worker's in the drain, the
         # producer's at the rate.
