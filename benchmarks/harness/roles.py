@@ -228,7 +228,7 @@ def spin_margin() -> float:
     return SPIN_S
 
 
-def _sleep_until(t_ns: int, producer: Any, spin_s: float = 0.0002) -> None:
+def _sleep_until(t_ns: int, producer: Any, spin_s: float = SPIN_S) -> None:
     """Wait for an intended send time: idle (reading confirms as they come, so their times are
     the broker's, not the next publish's) until ``spin_s`` before, then spin."""
     delay = (t_ns - time.monotonic_ns()) / 1e9
